@@ -1,0 +1,106 @@
+/* cli: entry point. Dispatches `gitops <command>` through the command table; all behaviour
+ * lives in the library modules. */
+#include "cmd.h"
+#include "../common/common.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+
+const struct gitops_cmd gitops_commands[] = {
+	{"version", "print gitops' version and the versions of the libraries it runs with", cmd_version, cmd_version_help},
+	{"help", "show help for gitops or one command", cmd_help, cmd_help_help},
+	{NULL, NULL, NULL, NULL},
+};
+
+static void usage(FILE *out)
+{
+	fputs("usage: gitops <command> [options]\n\n"
+	      "A GitOps reconciler: renders environments from git, applies them to Kubernetes,\n"
+	      "promotes commits between environments and keeps an audit history in git.\n\n"
+	      "Commands:\n", out);
+	for (const struct gitops_cmd *c = gitops_commands; c->name; c++)
+		fprintf(out, "  %-10s %s\n", c->name, c->summary);
+	fputs("\nRun 'gitops <command> --help' for a command's options. Exit codes are listed in README.md.\n", out);
+}
+
+bool cli_wants_help(int argc, char **argv)
+{
+	for (int i = 1; i < argc; i++) {
+		if (!strcmp(argv[i], "--"))
+			break;
+		if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h"))
+			return true;
+	}
+	return false;
+}
+
+int cli_fail(int code, const char *fmt, ...)
+{
+	va_list ap;
+	fputs("gitops: ", stderr);
+	va_start(ap, fmt);
+	vfprintf(stderr, fmt, ap);
+	va_end(ap);
+	fputc('\n', stderr);
+	return code;
+}
+
+int cli_exit_for(int err)
+{
+	switch (err) {
+	case GITOPS_OK: return EXIT_OK;
+	case GITOPS_EPARSE: case GITOPS_EINVALID: case GITOPS_EUNSUPPORTED: return EXIT_INPUT;
+	case GITOPS_ENETWORK: case GITOPS_ETLS: case GITOPS_EUNAUTHORIZED: case GITOPS_EFORBIDDEN:
+	case GITOPS_ECONFLICT: case GITOPS_EGONE: case GITOPS_ETOOMANY: case GITOPS_ESERVER:
+	case GITOPS_EAUTH: case GITOPS_ETIMEOUT: return EXIT_CLUSTER;
+	default: return EXIT_INTERNAL;
+	}
+}
+
+static const struct gitops_cmd *find_cmd(const char *name)
+{
+	for (const struct gitops_cmd *c = gitops_commands; c->name; c++)
+		if (!strcmp(c->name, name))
+			return c;
+	return NULL;
+}
+
+int cmd_help(int argc, char **argv)
+{
+	if (argc > 1) {
+		const struct gitops_cmd *c = find_cmd(argv[1]);
+		if (!c)
+			return cli_fail(EXIT_USAGE, "unknown command '%s'; run 'gitops --help' for the list", argv[1]);
+		c->help();
+		return EXIT_OK;
+	}
+	usage(stdout);
+	return EXIT_OK;
+}
+
+void cmd_help_help(void) { puts("usage: gitops help [<command>]\n\nShows the list of commands, or one command's help."); }
+
+int main(int argc, char **argv)
+{
+	if (argc < 2) {
+		usage(stderr);
+		return EXIT_USAGE;
+	}
+	if (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h")) {
+		usage(stdout);
+		return EXIT_OK;
+	}
+	if (!strcmp(argv[1], "--version"))
+		return cmd_version(1, argv);
+	const struct gitops_cmd *c = find_cmd(argv[1]);
+	if (!c) {
+		fprintf(stderr, "gitops: unknown command '%s'\nusage: gitops <command> [options]; run 'gitops --help' for the list\n", argv[1]);
+		return EXIT_USAGE;
+	}
+	if (cli_wants_help(argc - 1, argv + 1)) {
+		c->help();
+		return EXIT_OK;
+	}
+	return c->run(argc - 1, argv + 1);
+}

@@ -1,0 +1,88 @@
+/* common: what every module shares: the error codes and the thread-local last error message,
+ * one growable buffer type, and allocation helpers that abort on out-of-memory. */
+#ifndef GITOPS_COMMON_H
+#define GITOPS_COMMON_H
+
+#include <stdarg.h>
+#include <stddef.h>
+
+#define GITOPS_VERSION "0.1.0"
+
+/* Error codes returned by every library function: 0 on success, one of these on failure.
+ * The list only grows; values are stable. The message beside the code is in
+ * gitops_error_last(). */
+enum gitops_error {
+	GITOPS_OK = 0,
+	GITOPS_ERROR = -1,        /* generic failure */
+	GITOPS_ENOTFOUND = -2,    /* object, file, ref or context not found */
+	GITOPS_EEXISTS = -3,      /* already exists */
+	GITOPS_EINVALID = -4,     /* rejected as invalid (bad input or Kubernetes Invalid) */
+	GITOPS_ECONFLICT = -5,    /* field-manager or optimistic-lock conflict */
+	GITOPS_EFORBIDDEN = -6,   /* authorization denied */
+	GITOPS_EUNAUTHORIZED = -7,/* authentication failed */
+	GITOPS_EGONE = -8,        /* resource version too old (410) */
+	GITOPS_ETOOMANY = -9,     /* rate limited (429) after retries */
+	GITOPS_ENETWORK = -10,    /* cannot connect, connection reset */
+	GITOPS_ETLS = -11,        /* TLS handshake or certificate verification failed */
+	GITOPS_EPARSE = -12,      /* malformed YAML, JSON or config */
+	GITOPS_EIO = -13,         /* local file or process I/O */
+	GITOPS_ETIMEOUT = -14,    /* operation timed out */
+	GITOPS_ESERVER = -15,     /* server error (5xx) after retries */
+	GITOPS_EUNSUPPORTED = -16,/* not supported (unknown kind, unknown option) */
+	GITOPS_EAUTH = -17,       /* credentials could not be obtained (exec plugin, token file) */
+};
+
+/* Sets the thread's last error (printf format) and returns `code`, so a failure site reads
+ * `return gitops_error_set(GITOPS_EIO, "%s: %s", path, strerror(errno));`. */
+int gitops_error_set(int code, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* Prepends "prefix: " to the current message, keeping the code; returns the code. */
+int gitops_error_prefix(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+/* The thread's last error message ("" when none); valid until the next error on this thread. */
+const char *gitops_error_last(void);
+/* The code of the thread's last error (GITOPS_OK when none). */
+int gitops_error_code(void);
+void gitops_error_clear(void);
+/* A short name for a code, e.g. "NotFound". */
+const char *gitops_error_name(int code);
+
+/* Allocation that aborts with a message on out-of-memory. */
+void *gitops_malloc(size_t n);
+void *gitops_calloc(size_t n, size_t size);
+void *gitops_realloc(void *p, size_t n);
+char *gitops_strdup(const char *s);
+char *gitops_strndup(const char *s, size_t n);
+/* printf into a new string; the caller owns it (free()). */
+char *gitops_sprintf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+/* The one growable buffer. Always NUL-terminated once anything was written.
+ * Initialise with GITOPS_BUF_INIT; free with gitops_buf_free. */
+typedef struct {
+	char *ptr;
+	size_t len;
+	size_t cap;
+} gitops_buf;
+#define GITOPS_BUF_INIT {NULL, 0, 0}
+
+void gitops_buf_grow(gitops_buf *b, size_t extra);
+void gitops_buf_put(gitops_buf *b, const void *data, size_t len);
+void gitops_buf_puts(gitops_buf *b, const char *s);
+void gitops_buf_putc(gitops_buf *b, char c);
+void gitops_buf_printf(gitops_buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+void gitops_buf_vprintf(gitops_buf *b, const char *fmt, va_list ap);
+void gitops_buf_clear(gitops_buf *b);
+/* Hands the string to the caller (who frees it) and resets the buffer. Never NULL. */
+char *gitops_buf_detach(gitops_buf *b);
+void gitops_buf_free(gitops_buf *b);
+/* A C string view of the buffer: "" when empty. */
+const char *gitops_buf_cstr(const gitops_buf *b);
+
+/* Reads a whole file into a new buffer; fails with GITOPS_EIO (or ENOTFOUND) naming the path.
+ * `max` bounds the size (0: no bound). */
+int gitops_read_file(gitops_buf *out, const char *path, size_t max);
+/* Writes `len` bytes to `path` atomically (temp file + rename) with `mode`. */
+int gitops_write_file(const char *path, const void *data, size_t len, int mode);
+
+/* Monotonic clock in milliseconds. */
+long long gitops_now_ms(void);
+
+#endif

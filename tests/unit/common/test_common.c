@@ -1,0 +1,70 @@
+/* Unit tests for common/: the buffer, the error state and the file helpers. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "common/common.h"
+
+static void buf_grows_and_stays_terminated(void **state)
+{
+	(void)state;
+	gitops_buf b = GITOPS_BUF_INIT;
+	assert_string_equal(gitops_buf_cstr(&b), "");
+	for (int i = 0; i < 1000; i++)
+		gitops_buf_printf(&b, "%d,", i);
+	assert_true(b.len > 3000);
+	assert_int_equal(b.ptr[b.len], '\0');
+	assert_memory_equal(b.ptr, "0,1,2,", 6);
+	char *s = gitops_buf_detach(&b);
+	assert_null(b.ptr);
+	assert_int_equal(b.len, 0);
+	free(s);
+	gitops_buf_free(&b);
+}
+
+static void error_prefix_keeps_code(void **state)
+{
+	(void)state;
+	assert_int_equal(gitops_error_set(GITOPS_ENOTFOUND, "configmap %s", "x"), GITOPS_ENOTFOUND);
+	assert_int_equal(gitops_error_prefix("get %s", "ns/x"), GITOPS_ENOTFOUND);
+	assert_string_equal(gitops_error_last(), "get ns/x: configmap x");
+	assert_string_equal(gitops_error_name(gitops_error_code()), "NotFound");
+	gitops_error_clear();
+	assert_string_equal(gitops_error_last(), "");
+}
+
+static void files_round_trip_and_report_missing(void **state)
+{
+	(void)state;
+	char dir[] = "/tmp/gitops-test-XXXXXX";
+	assert_non_null(mkdtemp(dir));
+	char *path = gitops_sprintf("%s/f", dir);
+	assert_int_equal(gitops_write_file(path, "hello", 5, 0600), 0);
+	gitops_buf b = GITOPS_BUF_INIT;
+	assert_int_equal(gitops_read_file(&b, path, 0), 0);
+	assert_string_equal(b.ptr, "hello");
+	gitops_buf_clear(&b);
+	assert_int_equal(gitops_read_file(&b, path, 3), GITOPS_EINVALID);
+	unlink(path);
+	gitops_buf_clear(&b);
+	assert_int_equal(gitops_read_file(&b, path, 0), GITOPS_ENOTFOUND);
+	assert_non_null(strstr(gitops_error_last(), path));
+	gitops_buf_free(&b);
+	free(path);
+	rmdir(dir);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(buf_grows_and_stays_terminated),
+		cmocka_unit_test(error_prefix_keeps_code),
+		cmocka_unit_test(files_round_trip_and_report_missing),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
