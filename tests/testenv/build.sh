@@ -11,6 +11,9 @@ bin=$(testenv_bindir)
 mkdir -p "$bin"
 work=$(testenv_cachedir)/src
 mkdir -p "$work"
+# One build at a time: a second caller waits for the first, then finds the binaries there.
+exec 9>"$(testenv_cachedir)/.build.lock"
+flock 9
 
 export GOTOOLCHAIN=local GOFLAGS=-mod=mod GOSUMDB=off CGO_ENABLED=0
 export GOPROXY=${GOPROXY:-https://proxy.golang.org}

@@ -9,6 +9,9 @@ root=$(cd "$here/../.." && pwd)
 . "$here/lib.sh"
 dir=${GITOPS_CLUSTER_DIR:-$root/build/cluster}
 log() { printf '[cluster] %s\n' "$*" >&2; }
+mkdir -p "$(dirname "$dir")"
+exec 9>"$(dirname "$dir")/.cluster.lock"
+flock 9
 
 if [ -f "$dir/env" ] && "$here/cluster-status.sh" >/dev/null 2>&1; then
   log "already up ($dir/env)"
