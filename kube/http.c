@@ -1,0 +1,392 @@
+/* kube: the HTTP transport. One client holds a libcurl share object (connections, TLS sessions
+ * and DNS reused across threads), a token-bucket rate limit, and the current credentials.
+ * Each request gets its own easy handle, so any thread may call at any time. */
+#include "kube/internal.h"
+
+#include <openssl/crypto.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <unistd.h>
+
+static pthread_once_t curl_once = PTHREAD_ONCE_INIT;
+static void curl_init_once(void) { curl_global_init(CURL_GLOBAL_DEFAULT); }
+
+static void share_lock(CURL *h, curl_lock_data data, curl_lock_access access, void *ud)
+{
+	(void)h; (void)access;
+	kube_client *c = ud;
+	pthread_mutex_lock(&c->share_locks[data]);
+}
+
+static void share_unlock(CURL *h, curl_lock_data data, void *ud)
+{
+	(void)h;
+	kube_client *c = ud;
+	pthread_mutex_unlock(&c->share_locks[data]);
+}
+
+/* Splits "https://host:port" into host and port (default 443). */
+static void split_server(const char *server, char **host, char **port)
+{
+	const char *p = strstr(server, "://");
+	p = p ? p + 3 : server;
+	const char *end = p + strcspn(p, "/");
+	const char *colon = NULL;
+	if (*p == '[') { /* [v6]:port */
+		const char *rb = memchr(p, ']', (size_t)(end - p));
+		colon = (rb && rb + 1 < end && rb[1] == ':') ? rb + 1 : NULL;
+	} else {
+		colon = memchr(p, ':', (size_t)(end - p));
+	}
+	*host = gitops_strndup(p, (size_t)((colon ? colon : end) - p));
+	*port = colon ? gitops_strndup(colon + 1, (size_t)(end - colon - 1)) : gitops_strdup("443");
+}
+
+int kube_client_new(kube_client **out, kube_config *cfg, const struct kube_client_options *opt)
+{
+	pthread_once(&curl_once, curl_init_once);
+	*out = NULL;
+	if (strncmp(cfg->server, "https://", 8) && strncmp(cfg->server, "http://", 7)) {
+		int rc = gitops_error_set(GITOPS_EINVALID, "server \"%s\" is not an http(s) URL", cfg->server);
+		kube_config_free(cfg);
+		return rc;
+	}
+	kube_client *c = gitops_calloc(1, sizeof(*c));
+	c->cfg = cfg;
+	if (opt)
+		c->opt = *opt;
+	if (c->opt.qps <= 0) c->opt.qps = 50;
+	if (c->opt.burst <= 0) c->opt.burst = 100;
+	if (c->opt.timeout_ms <= 0) c->opt.timeout_ms = 30000;
+	if (c->opt.max_retries == 0) c->opt.max_retries = 5;
+	if (c->opt.max_retries < 0) c->opt.max_retries = 0;
+	c->tokens = c->opt.burst;
+	c->last_refill_ms = gitops_now_ms();
+	for (int i = 0; i < CURL_LOCK_DATA_LAST; i++)
+		pthread_mutex_init(&c->share_locks[i], NULL);
+	pthread_mutex_init(&c->cred_lock, NULL);
+	pthread_mutex_init(&c->rate_lock, NULL);
+	pthread_mutex_init(&c->stats_lock, NULL);
+	pthread_mutex_init(&c->disc_lock, NULL);
+	c->share = curl_share_init();
+	curl_share_setopt(c->share, CURLSHOPT_LOCKFUNC, share_lock);
+	curl_share_setopt(c->share, CURLSHOPT_UNLOCKFUNC, share_unlock);
+	curl_share_setopt(c->share, CURLSHOPT_USERDATA, c);
+	curl_share_setopt(c->share, CURLSHOPT_SHARE, CURL_LOCK_DATA_CONNECT);
+	curl_share_setopt(c->share, CURLSHOPT_SHARE, CURL_LOCK_DATA_SSL_SESSION);
+	curl_share_setopt(c->share, CURLSHOPT_SHARE, CURL_LOCK_DATA_DNS);
+	if (cfg->tls_server_name) {
+		/* Verify the certificate (and send SNI) for tls-server-name while connecting to the
+		 * configured address: the URL names the TLS name, CONNECT_TO the real host. */
+		char *host, *port;
+		split_server(cfg->server, &host, &port);
+		const char *scheme_end = strstr(cfg->server, "://");
+		c->url_base = gitops_sprintf("%.*s%s:%s", (int)(scheme_end + 3 - cfg->server), cfg->server,
+					     cfg->tls_server_name, port);
+		c->connect_to = gitops_sprintf("%s:%s:%s:%s", cfg->tls_server_name, port, host, port);
+		free(host);
+		free(port);
+	} else {
+		c->url_base = gitops_strdup(cfg->server);
+	}
+	pthread_mutex_lock(&c->cred_lock);
+	int rc = kube_creds_refresh(c, false);
+	pthread_mutex_unlock(&c->cred_lock);
+	if (rc) {
+		kube_client_free(c);
+		return rc;
+	}
+	*out = c;
+	return GITOPS_OK;
+}
+
+void kube_client_free(kube_client *c)
+{
+	if (!c)
+		return;
+	if (c->share)
+		curl_share_cleanup(c->share);
+	kube_creds_clear(&c->creds);
+	for (size_t i = 0; i < c->n_resources; i++) {
+		free(c->resources[i]->storage);
+		free(c->resources[i]);
+	}
+	free(c->resources);
+	free(c->url_base);
+	free(c->connect_to);
+	kube_config_free(c->cfg);
+	for (int i = 0; i < CURL_LOCK_DATA_LAST; i++)
+		pthread_mutex_destroy(&c->share_locks[i]);
+	pthread_mutex_destroy(&c->cred_lock);
+	pthread_mutex_destroy(&c->rate_lock);
+	pthread_mutex_destroy(&c->stats_lock);
+	pthread_mutex_destroy(&c->disc_lock);
+	free(c);
+}
+
+void kube_client_stats(const kube_client *c, struct kube_stats *out)
+{
+	pthread_mutex_lock((pthread_mutex_t *)&c->stats_lock);
+	*out = c->stats;
+	pthread_mutex_unlock((pthread_mutex_t *)&c->stats_lock);
+}
+
+/* Token bucket: waits until a request may be sent. */
+static void rate_wait(kube_client *c)
+{
+	for (;;) {
+		pthread_mutex_lock(&c->rate_lock);
+		long long now = gitops_now_ms();
+		c->tokens += (double)(now - c->last_refill_ms) * c->opt.qps / 1000.0;
+		if (c->tokens > c->opt.burst)
+			c->tokens = c->opt.burst;
+		c->last_refill_ms = now;
+		if (c->tokens >= 1.0) {
+			c->tokens -= 1.0;
+			pthread_mutex_unlock(&c->rate_lock);
+			return;
+		}
+		double wait_ms = (1.0 - c->tokens) * 1000.0 / c->opt.qps;
+		pthread_mutex_unlock(&c->rate_lock);
+		usleep((useconds_t)(wait_ms * 1000) + 1000);
+	}
+}
+
+static void sleep_ms(long ms)
+{
+	if (ms > 0)
+		usleep((useconds_t)ms * 1000);
+}
+
+struct xfer {
+	gitops_buf *resp;
+	const struct kube_http_opts *o;
+	long retry_after;  /* seconds, -1 when absent */
+};
+
+static size_t on_write(char *data, size_t size, size_t nmemb, void *ud)
+{
+	struct xfer *x = ud;
+	size_t n = size * nmemb;
+	if (x->o && x->o->on_data)
+		return x->o->on_data(x->o->ud, data, n);
+	gitops_buf_put(x->resp, data, n);
+	return n;
+}
+
+static size_t on_header(char *data, size_t size, size_t nmemb, void *ud)
+{
+	struct xfer *x = ud;
+	size_t n = size * nmemb;
+	if (n > 12 && !strncasecmp(data, "Retry-After:", 12))
+		x->retry_after = strtol(data + 12, NULL, 10);
+	return n;
+}
+
+static int on_progress(void *ud, curl_off_t a, curl_off_t b, curl_off_t c2, curl_off_t d)
+{
+	(void)a; (void)b; (void)c2; (void)d;
+	struct xfer *x = ud;
+	return (x->o && x->o->should_stop && x->o->should_stop(x->o->ud)) ? 1 : 0;
+}
+
+static bool retryable_curl(CURLcode cc)
+{
+	switch (cc) {
+	case CURLE_COULDNT_CONNECT: case CURLE_COULDNT_RESOLVE_HOST: case CURLE_SEND_ERROR:
+	case CURLE_RECV_ERROR: case CURLE_GOT_NOTHING: case CURLE_PARTIAL_FILE:
+	case CURLE_HTTP2: case CURLE_HTTP2_STREAM: case CURLE_OPERATION_TIMEDOUT:
+		return true;
+	default:
+		return false;
+	}
+}
+
+static int curl_error(CURLcode cc, const char *errbuf, const char *method, const char *url)
+{
+	const char *detail = errbuf[0] ? errbuf : curl_easy_strerror(cc);
+	switch (cc) {
+	case CURLE_PEER_FAILED_VERIFICATION: case CURLE_SSL_CACERT_BADFILE: case CURLE_SSL_CONNECT_ERROR:
+	case CURLE_SSL_CERTPROBLEM: case CURLE_SSL_CIPHER: case CURLE_SSL_ISSUER_ERROR:
+		return gitops_error_set(GITOPS_ETLS, "TLS error talking to %s: %s (check the cluster's "
+				       "certificate-authority in the kubeconfig)", url, detail);
+	case CURLE_OPERATION_TIMEDOUT:
+		return gitops_error_set(GITOPS_ETIMEOUT, "%s %s: timed out: %s", method, url, detail);
+	default:
+		return gitops_error_set(GITOPS_ENETWORK, "%s %s: cannot reach the API server: %s", method, url, detail);
+	}
+}
+
+int kube_http(kube_client *c, const char *method, const char *url_path, const char *body,
+	      const struct kube_http_opts *o, long *status, gitops_buf *resp)
+{
+	const kube_config *cfg = c->cfg;
+	char *url = gitops_sprintf("%s%s", c->url_base, url_path);
+	int rc = GITOPS_OK;
+	bool reauthed = false;
+	int max_retries = (o && o->no_retry) ? 0 : c->opt.max_retries;
+	bool is_write = strcmp(method, "GET") && !strstr(url_path, "dryRun=All");
+	*status = 0;
+	for (int attempt = 0;; attempt++) {
+		rate_wait(c);
+		pthread_mutex_lock(&c->cred_lock);
+		rc = kube_creds_refresh(c, false);
+		char *token = c->creds.token ? gitops_strdup(c->creds.token)
+			      : cfg->token ? gitops_strdup(cfg->token) : NULL;
+		struct curl_blob cert = {0}, key = {0};
+		bool have_cert = false;
+		if (c->creds.cert_pem) {
+			cert = (struct curl_blob){c->creds.cert_pem, c->creds.cert_len, CURL_BLOB_COPY};
+			key = (struct curl_blob){c->creds.key_pem, c->creds.key_len, CURL_BLOB_COPY};
+			have_cert = true;
+		} else if (cfg->cert_pem && cfg->key_pem) {
+			cert = (struct curl_blob){cfg->cert_pem, cfg->cert_len, CURL_BLOB_COPY};
+			key = (struct curl_blob){cfg->key_pem, cfg->key_len, CURL_BLOB_COPY};
+			have_cert = true;
+		}
+		CURL *h = curl_easy_init();
+		if (have_cert) { /* copied while the lock is held: a refresh may free them */
+			curl_easy_setopt(h, CURLOPT_SSLCERT_BLOB, &cert);
+			curl_easy_setopt(h, CURLOPT_SSLCERTTYPE, "PEM");
+			curl_easy_setopt(h, CURLOPT_SSLKEY_BLOB, &key);
+			curl_easy_setopt(h, CURLOPT_SSLKEYTYPE, "PEM");
+		}
+		pthread_mutex_unlock(&c->cred_lock);
+		if (rc) {
+			curl_easy_cleanup(h);
+			free(token);
+			break;
+		}
+		struct curl_slist *hdrs = NULL;
+		char *accept = gitops_sprintf("Accept: %s", (o && o->accept) ? o->accept : "application/json");
+		hdrs = curl_slist_append(hdrs, accept);
+		free(accept);
+		if (body) {
+			char *ct = gitops_sprintf("Content-Type: %s", (o && o->content_type) ? o->content_type : "application/json");
+			hdrs = curl_slist_append(hdrs, ct);
+			free(ct);
+		}
+		if (token) {
+			char *auth = gitops_sprintf("Authorization: Bearer %s", token);
+			hdrs = curl_slist_append(hdrs, auth);
+			OPENSSL_cleanse(auth, strlen(auth));
+			free(auth);
+			OPENSSL_cleanse(token, strlen(token));
+			free(token);
+		}
+		struct curl_slist *connect_to = c->connect_to ? curl_slist_append(NULL, c->connect_to) : NULL;
+		char errbuf[CURL_ERROR_SIZE] = "";
+		struct xfer x = {.resp = resp, .o = o, .retry_after = -1};
+		if (resp)
+			gitops_buf_clear(resp);
+		curl_easy_setopt(h, CURLOPT_URL, url);
+		curl_easy_setopt(h, CURLOPT_SHARE, c->share);
+		curl_easy_setopt(h, CURLOPT_CUSTOMREQUEST, method);
+		curl_easy_setopt(h, CURLOPT_HTTPHEADER, hdrs);
+		curl_easy_setopt(h, CURLOPT_USERAGENT, "gitops/" GITOPS_VERSION);
+		curl_easy_setopt(h, CURLOPT_HTTP_VERSION, (long)CURL_HTTP_VERSION_2TLS);
+		curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L);
+		curl_easy_setopt(h, CURLOPT_ERRORBUFFER, errbuf);
+		curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, on_write);
+		curl_easy_setopt(h, CURLOPT_WRITEDATA, &x);
+		curl_easy_setopt(h, CURLOPT_HEADERFUNCTION, on_header);
+		curl_easy_setopt(h, CURLOPT_HEADERDATA, &x);
+		curl_easy_setopt(h, CURLOPT_CONNECTTIMEOUT_MS, 10000L);
+		curl_easy_setopt(h, CURLOPT_TCP_KEEPALIVE, 1L);
+		if (body) {
+			curl_easy_setopt(h, CURLOPT_POSTFIELDS, body);
+			curl_easy_setopt(h, CURLOPT_POSTFIELDSIZE, (long)strlen(body));
+		}
+		if (o && o->watch) {
+			curl_easy_setopt(h, CURLOPT_NOPROGRESS, 0L);
+			curl_easy_setopt(h, CURLOPT_XFERINFOFUNCTION, on_progress);
+			curl_easy_setopt(h, CURLOPT_XFERINFODATA, &x);
+		} else {
+			curl_easy_setopt(h, CURLOPT_TIMEOUT_MS, c->opt.timeout_ms);
+		}
+		if (cfg->ca_pem) {
+			struct curl_blob ca = {cfg->ca_pem, cfg->ca_len, CURL_BLOB_COPY};
+			curl_easy_setopt(h, CURLOPT_CAINFO_BLOB, &ca);
+		}
+		if (cfg->insecure) {
+			curl_easy_setopt(h, CURLOPT_SSL_VERIFYPEER, 0L);
+			curl_easy_setopt(h, CURLOPT_SSL_VERIFYHOST, 0L);
+		}
+		if (connect_to)
+			curl_easy_setopt(h, CURLOPT_CONNECT_TO, connect_to);
+		if (cfg->proxy_url)
+			curl_easy_setopt(h, CURLOPT_PROXY, cfg->proxy_url);
+
+		CURLcode cc = curl_easy_perform(h);
+		long code = 0;
+		curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &code);
+		curl_easy_cleanup(h);
+		curl_slist_free_all(hdrs);
+		curl_slist_free_all(connect_to);
+		pthread_mutex_lock(&c->stats_lock);
+		c->stats.requests++;
+		if (attempt > 0)
+			c->stats.retries++;
+		if (is_write)
+			c->stats.writes++;
+		pthread_mutex_unlock(&c->stats_lock);
+
+		bool stopped = o && o->should_stop && o->should_stop(o->ud);
+		if (cc != CURLE_OK) {
+			if (o && o->watch && (cc == CURLE_ABORTED_BY_CALLBACK || cc == CURLE_WRITE_ERROR || stopped)) {
+				*status = code;
+				rc = GITOPS_OK; /* the caller ended the stream */
+				break;
+			}
+			if (retryable_curl(cc) && attempt < max_retries && !stopped) {
+				sleep_ms(200L << (attempt < 5 ? attempt : 5));
+				continue;
+			}
+			rc = curl_error(cc, errbuf, method, url);
+			break;
+		}
+		*status = code;
+		if (code == 401 && !reauthed && (cfg->token_file || cfg->exec)) {
+			/* Rotated token or expired plugin credential: reload once and retry. */
+			reauthed = true;
+			pthread_mutex_lock(&c->cred_lock);
+			rc = kube_creds_refresh(c, true);
+			pthread_mutex_unlock(&c->cred_lock);
+			if (rc)
+				break;
+			attempt--;
+			continue;
+		}
+		/* As client-go: throttling and gateway errors are retried; a plain 500 only when the
+		 * server asked for it with Retry-After (it is usually a definitive answer). */
+		bool transient = code == 429 || code == 502 || code == 503 || code == 504 ||
+				 (code == 500 && x.retry_after >= 0);
+		if (transient && attempt < max_retries && !(o && o->watch)) {
+			long wait = x.retry_after >= 0 ? x.retry_after * 1000 : (200L << (attempt < 5 ? attempt : 5));
+			if (wait > 10000)
+				wait = 10000;
+			sleep_ms(wait);
+			continue;
+		}
+		rc = GITOPS_OK;
+		break;
+	}
+	free(url);
+	return rc;
+}
+
+int kube_request(kube_client *c, const char *method, const char *path, const char *content_type,
+		 const char *body, long *status, json_t **out)
+{
+	gitops_buf resp = GITOPS_BUF_INIT;
+	struct kube_http_opts o = {.content_type = content_type};
+	*out = NULL;
+	int rc = kube_http(c, method, path, body, &o, status, &resp);
+	if (!rc && resp.len > 0) {
+		json_error_t jerr;
+		*out = json_loadb(resp.ptr, resp.len, 0, &jerr);
+	}
+	gitops_buf_free(&resp);
+	return rc;
+}

@@ -1,0 +1,100 @@
+/* kube: definitions shared by the module's files (not part of the public API). */
+#ifndef GITOPS_KUBE_INTERNAL_H
+#define GITOPS_KUBE_INTERNAL_H
+
+#include <curl/curl.h>
+#include <pthread.h>
+#include <time.h>
+
+#include "kube/kube.h"
+
+struct kube_exec {
+	char *command;
+	char **argv;      /* NULL-terminated, argv[0] = command */
+	char **env;       /* NULL-terminated "NAME=value" added to the environment */
+	char *api_version;
+};
+
+struct kube_config {
+	char *context;
+	char *server;
+	char *ca_pem;          /* NULL: system CAs */
+	size_t ca_len;
+	bool insecure;
+	char *tls_server_name;
+	char *proxy_url;
+	char *cert_pem, *key_pem; /* static client certificate, may be NULL */
+	size_t cert_len, key_len;
+	char *token;           /* static bearer token */
+	char *token_file;      /* re-read at least every minute and after a 401 */
+	struct kube_exec *exec;
+};
+
+/* Current credentials: refreshed from the token file or exec plugin. Guarded by cred_lock. */
+struct kube_creds {
+	char *token;
+	char *cert_pem, *key_pem;
+	size_t cert_len, key_len;
+	time_t expires;        /* 0: no expiry known */
+	time_t loaded;
+	unsigned long generation;
+};
+
+struct kube_resource_entry {
+	struct kube_resource r;
+	char *storage;         /* owns the strings of r */
+	bool current;
+};
+
+struct kube_client {
+	kube_config *cfg;
+	struct kube_client_options opt;
+	CURLSH *share;
+	pthread_mutex_t share_locks[CURL_LOCK_DATA_LAST];
+	char *url_base;        /* scheme://host:port used in URLs (tls-server-name host when set) */
+	char *connect_to;      /* CURLOPT_CONNECT_TO entry for tls-server-name, or NULL */
+
+	pthread_mutex_t cred_lock;
+	struct kube_creds creds;
+
+	pthread_mutex_t rate_lock;
+	double tokens;
+	long long last_refill_ms;
+
+	pthread_mutex_t stats_lock;
+	struct kube_stats stats;
+
+	pthread_mutex_t disc_lock;
+	/* Append-only: entries are never freed before the client, so callers may keep pointers
+	 * across refreshes. `current` marks what the last discovery served. */
+	struct kube_resource_entry **resources;
+	size_t n_resources;
+	bool discovered;
+};
+
+/* config.c: fills c->creds when they are missing, expired, or older than a minute (token file),
+ * or unconditionally when `force` (after a 401). */
+int kube_creds_refresh(kube_client *c, bool force);
+void kube_creds_clear(struct kube_creds *cr);
+
+/* http.c: one HTTP exchange with retries. `url_path` is appended to the server URL.
+ * On a reply, *status and *body (raw bytes) are set. */
+struct kube_http_opts {
+	const char *content_type;
+	const char *accept;     /* NULL: application/json */
+	bool watch;             /* no overall timeout; data goes to on_data */
+	size_t (*on_data)(void *ud, const char *data, size_t len); /* return len to continue */
+	void *ud;
+	int (*should_stop)(void *ud);  /* watch: non-zero aborts the transfer */
+	bool no_retry;
+};
+int kube_http(kube_client *c, const char *method, const char *url_path, const char *body,
+	      const struct kube_http_opts *o, long *status, gitops_buf *resp);
+
+/* ops.c: turns a non-2xx reply into an error code and message: "<what>: <reason>: <message>". */
+int kube_status_error(long status, const json_t *body, const char *what);
+
+/* A yaml/json document (kubeconfig, ExecCredential) to JSON; names `origin` in errors. */
+int kube_yaml_to_json(json_t **out, const char *data, size_t len, const char *origin);
+
+#endif

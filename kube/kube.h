@@ -1,0 +1,173 @@
+/* kube: the Kubernetes client. Connection settings from kubeconfig or in-cluster files, a
+ * libcurl transport (TLS, retries, rate limit, HTTP/2), discovery, get/list/apply/delete/watch,
+ * and a watch-fed object cache. It knows nothing of git or of gitops' own concepts. */
+#ifndef GITOPS_KUBE_H
+#define GITOPS_KUBE_H
+
+#include <jansson.h>
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "common/common.h"
+
+/* ---- Configuration ---------------------------------------------------------------------- */
+
+/* Resolved connection settings for one cluster/user pair. Opaque. */
+typedef struct kube_config kube_config;
+
+struct kube_config_options {
+	/* kubeconfig file(s), ':'-separated like $KUBECONFIG. NULL: $KUBECONFIG, else
+	 * ~/.kube/config, else the in-cluster service account. */
+	const char *kubeconfig;
+	/* Context name; NULL: current-context. */
+	const char *context;
+	/* Use the in-cluster service account even when a kubeconfig exists. */
+	bool in_cluster;
+};
+
+/* Loads the configuration. Errors: GITOPS_ENOTFOUND (no kubeconfig, unknown context/cluster/
+ * user), GITOPS_EPARSE (malformed kubeconfig, naming the file), GITOPS_EIO.
+ * The caller owns *out; free with kube_config_free. */
+int kube_config_load(kube_config **out, const struct kube_config_options *opt);
+void kube_config_free(kube_config *cfg);
+/* The API server URL (e.g. "https://127.0.0.1:6443"); owned by cfg. */
+const char *kube_config_server(const kube_config *cfg);
+/* The context name in use ("in-cluster" for the service account); owned by cfg. */
+const char *kube_config_context(const kube_config *cfg);
+
+/* ---- Client ----------------------------------------------------------------------------- */
+
+typedef struct kube_client kube_client;
+
+struct kube_client_options {
+	double qps;          /* client-side rate limit, requests per second; 0: 50 */
+	int burst;           /* bucket size; 0: 100 */
+	long timeout_ms;     /* per request (not watches); 0: 30000 */
+	int max_retries;     /* on connection errors, 429 and 5xx; 0: 5, -1: none */
+};
+
+/* Creates a client; takes ownership of cfg (also on failure). Thread-safe: calls may be made
+ * from several threads at once; connections, TLS sessions and DNS are shared. The caller owns
+ * *out; free with kube_client_free. */
+int kube_client_new(kube_client **out, kube_config *cfg, const struct kube_client_options *opt);
+void kube_client_free(kube_client *c);
+
+/* Counters since the client was created. */
+struct kube_stats {
+	unsigned long requests;  /* HTTP requests sent, retries included */
+	unsigned long retries;
+	unsigned long writes;    /* PATCH/POST/PUT/DELETE that were not dry runs */
+};
+void kube_client_stats(const kube_client *c, struct kube_stats *out);
+
+/* A raw request to `path` (e.g. "/api/v1/namespaces"). `body` may be NULL. On any HTTP reply
+ * returns 0 with *status set and *out the parsed JSON body (NULL when empty or not JSON; the
+ * caller owns it, json_decref). Returns an error only when no reply was obtained. */
+int kube_request(kube_client *c, const char *method, const char *path, const char *content_type,
+		 const char *body, long *status, json_t **out);
+
+/* ---- Discovery -------------------------------------------------------------------------- */
+
+/* One served resource, e.g. {"apps","v1","Deployment","deployments",namespaced}. */
+struct kube_resource {
+	const char *group;     /* "" for the core group */
+	const char *version;
+	const char *kind;
+	const char *resource;  /* plural, used in URLs */
+	bool namespaced;
+};
+
+/* Maps apiVersion ("v1", "apps/v1") and kind to its resource, refreshing discovery once on a
+ * miss. *out points into the client's table, valid until kube_client_free.
+ * Errors: GITOPS_ENOTFOUND ("no resource for kind X in apiVersion Y"). */
+int kube_resource_for(const struct kube_resource **out, kube_client *c, const char *api_version,
+		      const char *kind);
+/* Re-reads discovery (aggregated v2 when served, else per-group lists). */
+int kube_discovery_refresh(kube_client *c);
+/* Waits until CustomResourceDefinition `name` is Established and its kind is discoverable. */
+int kube_wait_crd(kube_client *c, const char *name, long timeout_ms);
+
+/* ---- Operations ------------------------------------------------------------------------- */
+
+/* The URL path of an object or collection: name may be NULL (collection), ns may be NULL
+ * (cluster-scoped, or all namespaces). The caller owns the string (free). */
+char *kube_path(const struct kube_resource *r, const char *ns, const char *name);
+
+/* GET one object. The caller owns *out. GITOPS_ENOTFOUND when absent. */
+int kube_get(json_t **out, kube_client *c, const char *api_version, const char *kind,
+	     const char *ns, const char *name);
+
+/* Lists objects (all pages of `limit=500`), optionally in one namespace and with a label
+ * selector. *items is a JSON array (caller owns); *resource_version (caller frees, may be
+ * NULL to ignore) is the list's resourceVersion to start a watch from. */
+int kube_list(json_t **items, char **resource_version, kube_client *c,
+	      const struct kube_resource *r, const char *ns, const char *label_selector);
+
+struct kube_apply_options {
+	const char *field_manager; /* NULL: "gitops" */
+	bool force;                /* take over conflicting fields */
+	bool dry_run;              /* dryRun=All: nothing persisted */
+	bool strict;               /* fieldValidation=Strict: unknown/duplicate fields fail */
+};
+
+/* Server-side apply of `obj` (apiVersion, kind, metadata.name, [metadata.namespace]).
+ * *out (may be NULL to ignore) gets the resulting object (caller owns); *created (may be NULL)
+ * is true when the server created it (201). Errors decoded from the Status reply:
+ * GITOPS_ECONFLICT (message names the other manager and the fields), GITOPS_EINVALID (with the
+ * causes), GITOPS_EFORBIDDEN, GITOPS_ENOTFOUND (namespace or kind), ... */
+int kube_apply(json_t **out, bool *created, kube_client *c, const json_t *obj,
+	       const struct kube_apply_options *opt);
+
+/* Deletes an object. propagation: "Background", "Foreground", "Orphan" or NULL (server
+ * default). Deleting an absent object is GITOPS_ENOTFOUND. */
+int kube_delete(kube_client *c, const char *api_version, const char *kind, const char *ns,
+		const char *name, const char *propagation, bool dry_run);
+
+/* ---- Watch and cache -------------------------------------------------------------------- */
+
+enum kube_event { KUBE_ADDED, KUBE_MODIFIED, KUBE_DELETED };
+const char *kube_event_name(enum kube_event ev);
+
+/* Called on the cache's thread for every change. `obj` (and `old` for MODIFIED, else NULL)
+ * are borrowed for the duration of the call. */
+typedef void (*kube_cache_fn)(void *ud, enum kube_event ev, const json_t *obj, const json_t *old);
+
+struct kube_cache_options {
+	const char *namespace;       /* NULL: all namespaces */
+	const char *label_selector;  /* NULL: all objects */
+	/* Keep only this manager's managedFields entry (memory); NULL keeps none, "*" keeps all. */
+	const char *keep_manager;
+	kube_cache_fn on_event;      /* may be NULL */
+	void *ud;
+};
+
+/* A list-then-watch cache of one resource. It relists on 410 (HTTP or in-stream), re-watches
+ * from the last resourceVersion (bookmarks included) when the server closes the stream, and
+ * retries with backoff while the server is unreachable. Opaque. */
+typedef struct kube_cache kube_cache;
+
+/* Starts the cache's thread. The client must outlive the cache. The caller owns *out; free
+ * with kube_cache_free (which stops the thread). */
+int kube_cache_start(kube_cache **out, kube_client *c, const struct kube_resource *r,
+		     const struct kube_cache_options *opt);
+/* Waits until the first list has been loaded. GITOPS_ETIMEOUT after timeout_ms. */
+int kube_cache_wait_synced(kube_cache *kc, long timeout_ms);
+/* A copy of one object (caller owns, json_decref), or NULL. ns is NULL for cluster-scoped. */
+json_t *kube_cache_get(kube_cache *kc, const char *ns, const char *name);
+/* All objects as a new JSON array (caller owns). */
+json_t *kube_cache_list(kube_cache *kc);
+size_t kube_cache_size(kube_cache *kc);
+
+struct kube_cache_stats {
+	unsigned long lists;       /* full lists done (1 + relists) */
+	unsigned long relists_410; /* relists caused by an expired resourceVersion */
+	unsigned long watches;     /* watch requests opened */
+	unsigned long events;      /* callbacks made */
+	unsigned long bookmarks;
+};
+void kube_cache_stats(kube_cache *kc, struct kube_cache_stats *out);
+/* Test hook: makes the next watch resume from `rv` and ends the current stream now. */
+void kube_cache_debug_resume_from(kube_cache *kc, const char *rv);
+void kube_cache_free(kube_cache *kc);
+
+#endif

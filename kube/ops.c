@@ -1,0 +1,585 @@
+/* kube: discovery (kind -> resource), the object operations (get, list, server-side apply,
+ * delete) and the decoding of Kubernetes Status replies into error codes and one-line messages. */
+#include "kube/internal.h"
+
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#define DISCOVERY_ACCEPT "application/json;g=apidiscovery.k8s.io;v=v2;as=APIGroupDiscoveryList," \
+	"application/json;g=apidiscovery.k8s.io;v=v2beta1;as=APIGroupDiscoveryList,application/json"
+
+static int code_for_reason(const char *reason, long status)
+{
+	static const struct { const char *reason; int code; } map[] = {
+		{"NotFound", GITOPS_ENOTFOUND}, {"AlreadyExists", GITOPS_EEXISTS},
+		{"Invalid", GITOPS_EINVALID}, {"BadRequest", GITOPS_EINVALID},
+		{"Conflict", GITOPS_ECONFLICT}, {"Forbidden", GITOPS_EFORBIDDEN},
+		{"Unauthorized", GITOPS_EUNAUTHORIZED}, {"Gone", GITOPS_EGONE}, {"Expired", GITOPS_EGONE},
+		{"TooManyRequests", GITOPS_ETOOMANY}, {"Timeout", GITOPS_ETIMEOUT},
+		{"ServerTimeout", GITOPS_ETIMEOUT}, {"InternalError", GITOPS_ESERVER},
+		{"ServiceUnavailable", GITOPS_ESERVER}, {"UnsupportedMediaType", GITOPS_EUNSUPPORTED},
+		{"MethodNotAllowed", GITOPS_EUNSUPPORTED},
+	};
+	for (size_t i = 0; reason && i < sizeof(map) / sizeof(map[0]); i++)
+		if (!strcmp(reason, map[i].reason))
+			return map[i].code;
+	switch (status) {
+	case 400: case 422: return GITOPS_EINVALID;
+	case 401: return GITOPS_EUNAUTHORIZED;
+	case 403: return GITOPS_EFORBIDDEN;
+	case 404: return GITOPS_ENOTFOUND;
+	case 409: return GITOPS_ECONFLICT;
+	case 410: return GITOPS_EGONE;
+	case 415: return GITOPS_EUNSUPPORTED;
+	case 429: return GITOPS_ETOOMANY;
+	default: return status >= 500 ? GITOPS_ESERVER : GITOPS_ERROR;
+	}
+}
+
+/* The manager named in a field-manager conflict message: `conflict with "kubectl" using v1: .x`. */
+static char *conflict_manager(const char *msg)
+{
+	const char *p = msg ? strstr(msg, "conflict with \"") : NULL;
+	if (!p)
+		return NULL;
+	p += strlen("conflict with \"");
+	const char *q = strchr(p, '"');
+	return q ? gitops_strndup(p, (size_t)(q - p)) : NULL;
+}
+
+int kube_status_error(long status, const json_t *body, const char *what)
+{
+	const char *reason = json_string_value(json_object_get(body, "reason"));
+	const char *message = json_string_value(json_object_get(body, "message"));
+	int code = code_for_reason(reason, status);
+	/* Server-side apply answers an unknown field with a 500 "failed to create typed patch
+	 * object ... field not declared in schema": that is the intent's fault, not the server's. */
+	if (status == 500 && message && strstr(message, "typed patch object")) {
+		code = GITOPS_EINVALID;
+		reason = "Invalid";
+	}
+	json_t *causes = json_object_get(json_object_get(body, "details"), "causes");
+	gitops_buf msg = GITOPS_BUF_INIT;
+	gitops_buf_printf(&msg, "%s: %s (%ld)", what, reason ? reason : "error", status);
+	size_t i;
+	json_t *cause;
+	bool manager_conflict = false;
+	json_array_foreach(causes, i, cause)
+		if (json_string_value(json_object_get(cause, "reason")) &&
+		    !strcmp(json_string_value(json_object_get(cause, "reason")), "FieldManagerConflict"))
+			manager_conflict = true;
+	if (manager_conflict) {
+		/* Group the fields by the manager that holds them. */
+		gitops_buf_puts(&msg, ": fields owned by another manager:");
+		json_array_foreach(causes, i, cause) {
+			char *mgr = conflict_manager(json_string_value(json_object_get(cause, "message")));
+			const char *field = json_string_value(json_object_get(cause, "field"));
+			gitops_buf_printf(&msg, "%s %s (manager \"%s\")", i ? "," : "", field ? field : "?",
+					  mgr ? mgr : "?");
+			free(mgr);
+		}
+		gitops_buf_puts(&msg, "; apply with force to take them over");
+	} else if (json_array_size(causes) > 0) {
+		gitops_buf_puts(&msg, ":");
+		json_array_foreach(causes, i, cause) {
+			const char *field = json_string_value(json_object_get(cause, "field"));
+			const char *cm = json_string_value(json_object_get(cause, "message"));
+			gitops_buf_printf(&msg, "%s %s%s%s", i ? ";" : "", field ? field : "", field ? ": " : "",
+					  cm ? cm : "");
+		}
+	} else if (message) {
+		gitops_buf_printf(&msg, ": %s", message);
+	}
+	gitops_error_set(code, "%s", msg.ptr);
+	gitops_buf_free(&msg);
+	return code;
+}
+
+/* ---- Discovery ---- */
+
+static void add_resource(kube_client *c, const char *group, const char *version, const char *kind,
+			 const char *resource, bool namespaced)
+{
+	for (size_t i = 0; i < c->n_resources; i++) {
+		struct kube_resource_entry *old = c->resources[i];
+		if (!strcmp(old->r.kind, kind) && !strcmp(old->r.group, group) && !strcmp(old->r.version, version) &&
+		    !strcmp(old->r.resource, resource) && old->r.namespaced == namespaced) {
+			old->current = true;
+			return;
+		}
+	}
+	c->resources = gitops_realloc(c->resources, (c->n_resources + 1) * sizeof(*c->resources));
+	struct kube_resource_entry *e = gitops_calloc(1, sizeof(*e));
+	c->resources[c->n_resources++] = e;
+	e->current = true;
+	size_t lg = strlen(group) + 1, lv = strlen(version) + 1, lk = strlen(kind) + 1, lr = strlen(resource) + 1;
+	e->storage = gitops_malloc(lg + lv + lk + lr);
+	char *p = e->storage;
+	memcpy(p, group, lg); e->r.group = p; p += lg;
+	memcpy(p, version, lv); e->r.version = p; p += lv;
+	memcpy(p, kind, lk); e->r.kind = p; p += lk;
+	memcpy(p, resource, lr); e->r.resource = p;
+	e->r.namespaced = namespaced;
+}
+
+/* Marks every entry as not served; discovery marks again what it finds. */
+static void clear_resources(kube_client *c)
+{
+	for (size_t i = 0; i < c->n_resources; i++)
+		c->resources[i]->current = false;
+}
+
+static int get_json(kube_client *c, const char *path, json_t **out)
+{
+	long status;
+	int rc = kube_request(c, "GET", path, NULL, NULL, &status, out);
+	if (rc)
+		return rc;
+	if (status != 200) {
+		rc = kube_status_error(status, *out, path);
+		json_decref(*out);
+		*out = NULL;
+	}
+	return rc;
+}
+
+/* Parses an APIGroupDiscoveryList into the table. */
+static void load_aggregated(kube_client *c, const json_t *list, bool core)
+{
+	size_t i, j, k;
+	json_t *grp, *ver, *res;
+	json_array_foreach(json_object_get(list, "items"), i, grp) {
+		const char *group = core ? "" : json_string_value(json_object_get(json_object_get(grp, "metadata"), "name"));
+		if (!group)
+			group = "";
+		json_array_foreach(json_object_get(grp, "versions"), j, ver) {
+			const char *version = json_string_value(json_object_get(ver, "version"));
+			json_array_foreach(json_object_get(ver, "resources"), k, res) {
+				const char *resource = json_string_value(json_object_get(res, "resource"));
+				json_t *rk = json_object_get(res, "responseKind");
+				const char *kind = json_string_value(json_object_get(rk, "kind"));
+				const char *scope = json_string_value(json_object_get(res, "scope"));
+				if (!version || !resource || !kind)
+					continue;
+				add_resource(c, group, version, kind, resource, scope && !strcmp(scope, "Namespaced"));
+			}
+		}
+	}
+}
+
+/* Legacy discovery: /api/v1 and /apis/G/V resource lists. */
+static int load_legacy(kube_client *c)
+{
+	json_t *groups = NULL;
+	int rc = get_json(c, "/apis", &groups);
+	if (rc)
+		return rc;
+	json_t *gvs = json_array();
+	json_array_append_new(gvs, json_string("v1"));
+	size_t i, j;
+	json_t *g, *v;
+	json_array_foreach(json_object_get(groups, "groups"), i, g)
+		json_array_foreach(json_object_get(g, "versions"), j, v)
+			json_array_append(gvs, json_object_get(v, "groupVersion"));
+	json_decref(groups);
+	json_array_foreach(gvs, i, g) {
+		const char *gv = json_string_value(g);
+		char *path = strcmp(gv, "v1") ? gitops_sprintf("/apis/%s", gv) : gitops_strdup("/api/v1");
+		json_t *list = NULL;
+		rc = get_json(c, path, &list);
+		free(path);
+		if (rc == GITOPS_ENOTFOUND || rc == GITOPS_ESERVER) { /* an unavailable aggregated API */
+			rc = GITOPS_OK;
+			continue;
+		}
+		if (rc)
+			break;
+		const char *slash = strchr(gv, '/');
+		char *group = slash ? gitops_strndup(gv, (size_t)(slash - gv)) : gitops_strdup("");
+		const char *version = slash ? slash + 1 : gv;
+		json_array_foreach(json_object_get(list, "resources"), j, v) {
+			const char *name = json_string_value(json_object_get(v, "name"));
+			const char *kind = json_string_value(json_object_get(v, "kind"));
+			if (!name || !kind || strchr(name, '/'))
+				continue; /* subresources */
+			add_resource(c, group, version, kind, name, json_is_true(json_object_get(v, "namespaced")));
+		}
+		free(group);
+		json_decref(list);
+	}
+	json_decref(gvs);
+	return rc;
+}
+
+int kube_discovery_refresh(kube_client *c)
+{
+	pthread_mutex_lock(&c->disc_lock);
+	clear_resources(c);
+	int rc = GITOPS_OK;
+	bool aggregated = true;
+	const char *roots[] = {"/api", "/apis"};
+	for (int i = 0; i < 2 && aggregated; i++) {
+		gitops_buf resp = GITOPS_BUF_INIT;
+		long status = 0;
+		struct kube_http_opts o = {.accept = DISCOVERY_ACCEPT};
+		rc = kube_http(c, "GET", roots[i], NULL, &o, &status, &resp);
+		json_t *doc = NULL;
+		if (!rc && status == 200) {
+			json_error_t jerr;
+			doc = json_loadb(resp.ptr ? resp.ptr : "", resp.len, 0, &jerr);
+		}
+		gitops_buf_free(&resp);
+		if (rc) {
+			pthread_mutex_unlock(&c->disc_lock);
+			return gitops_error_prefix("discovery");
+		}
+		const char *kind = json_string_value(json_object_get(doc, "kind"));
+		if (status == 200 && kind && !strcmp(kind, "APIGroupDiscoveryList"))
+			load_aggregated(c, doc, i == 0);
+		else
+			aggregated = false;
+		json_decref(doc);
+	}
+	if (!aggregated) {
+		clear_resources(c);
+		rc = load_legacy(c);
+	}
+	c->discovered = rc == GITOPS_OK;
+	pthread_mutex_unlock(&c->disc_lock);
+	return rc ? gitops_error_prefix("discovery") : GITOPS_OK;
+}
+
+static const struct kube_resource *lookup(kube_client *c, const char *group, const char *version, const char *kind)
+{
+	for (size_t i = 0; i < c->n_resources; i++) {
+		const struct kube_resource *r = &c->resources[i]->r;
+		if (c->resources[i]->current && !strcmp(r->kind, kind) && !strcmp(r->group, group) && !strcmp(r->version, version))
+			return r;
+	}
+	return NULL;
+}
+
+int kube_resource_for(const struct kube_resource **out, kube_client *c, const char *api_version, const char *kind)
+{
+	*out = NULL;
+	if (!api_version || !kind)
+		return gitops_error_set(GITOPS_EINVALID, "object has no apiVersion or kind");
+	const char *slash = strchr(api_version, '/');
+	char *group = slash ? gitops_strndup(api_version, (size_t)(slash - api_version)) : gitops_strdup("");
+	const char *version = slash ? slash + 1 : api_version;
+	int rc = GITOPS_OK;
+	for (int pass = 0; pass < 2; pass++) {
+		pthread_mutex_lock(&c->disc_lock);
+		bool have = c->discovered;
+		*out = have ? lookup(c, group, version, kind) : NULL;
+		pthread_mutex_unlock(&c->disc_lock);
+		if (*out || pass == 1)
+			break;
+		if ((rc = kube_discovery_refresh(c)))
+			break;
+	}
+	if (!rc && !*out)
+		rc = gitops_error_set(GITOPS_ENOTFOUND, "the server does not serve kind %s in apiVersion %s "
+				      "(is its CRD installed?)", kind, api_version);
+	free(group);
+	return rc;
+}
+
+int kube_wait_crd(kube_client *c, const char *name, long timeout_ms)
+{
+	long long deadline = gitops_now_ms() + timeout_ms;
+	long wait = 50;
+	char *path = gitops_sprintf("/apis/apiextensions.k8s.io/v1/customresourcedefinitions/%s", name);
+	int rc = GITOPS_OK;
+	for (;;) {
+		json_t *crd = NULL;
+		rc = get_json(c, path, &crd);
+		bool established = false;
+		if (!rc) {
+			size_t i;
+			json_t *cond;
+			json_array_foreach(json_object_get(json_object_get(crd, "status"), "conditions"), i, cond) {
+				const char *t = json_string_value(json_object_get(cond, "type"));
+				const char *s = json_string_value(json_object_get(cond, "status"));
+				if (t && s && !strcmp(t, "Established") && !strcmp(s, "True"))
+					established = true;
+			}
+		}
+		if (established) {
+			/* Established is not yet served by discovery: there is a lag with no condition. */
+			json_t *spec = json_object_get(crd, "spec");
+			const char *group = json_string_value(json_object_get(spec, "group"));
+			const char *kind = json_string_value(json_object_get(json_object_get(spec, "names"), "kind"));
+			size_t i;
+			json_t *v;
+			bool served = false;
+			json_array_foreach(json_object_get(spec, "versions"), i, v) {
+				if (!json_is_true(json_object_get(v, "served")))
+					continue;
+				const char *ver = json_string_value(json_object_get(v, "name"));
+				if (kube_discovery_refresh(c) == GITOPS_OK) {
+					pthread_mutex_lock(&c->disc_lock);
+					served = lookup(c, group ? group : "", ver ? ver : "", kind ? kind : "") != NULL;
+					pthread_mutex_unlock(&c->disc_lock);
+				}
+				break;
+			}
+			if (served) {
+				json_decref(crd);
+				rc = GITOPS_OK;
+				break;
+			}
+		}
+		json_decref(crd);
+		if (rc && rc != GITOPS_ENOTFOUND)
+			break;
+		if (gitops_now_ms() >= deadline) {
+			rc = gitops_error_set(GITOPS_ETIMEOUT, "CustomResourceDefinition %s: not established and served "
+					      "after %ld ms", name, timeout_ms);
+			break;
+		}
+		usleep((useconds_t)wait * 1000);
+		if (wait < 1000)
+			wait *= 2;
+	}
+	free(path);
+	return rc;
+}
+
+/* ---- Operations ---- */
+
+char *kube_path(const struct kube_resource *r, const char *ns, const char *name)
+{
+	gitops_buf b = GITOPS_BUF_INIT;
+	if (r->group[0])
+		gitops_buf_printf(&b, "/apis/%s/%s", r->group, r->version);
+	else
+		gitops_buf_printf(&b, "/api/%s", r->version);
+	if (r->namespaced && ns && *ns)
+		gitops_buf_printf(&b, "/namespaces/%s", ns);
+	gitops_buf_printf(&b, "/%s", r->resource);
+	if (name)
+		gitops_buf_printf(&b, "/%s", name);
+	return gitops_buf_detach(&b);
+}
+
+/* "Deployment shop-dev/web" or "Namespace shop-dev": how objects are named in messages. */
+static char *describe(const char *kind, const char *ns, const char *name)
+{
+	return (ns && *ns) ? gitops_sprintf("%s %s/%s", kind, ns, name) : gitops_sprintf("%s %s", kind, name);
+}
+
+static char *url_escape(const char *s)
+{
+	char *e = curl_easy_escape(NULL, s, 0);
+	char *r = gitops_strdup(e);
+	curl_free(e);
+	return r;
+}
+
+int kube_get(json_t **out, kube_client *c, const char *api_version, const char *kind, const char *ns,
+	     const char *name)
+{
+	*out = NULL;
+	const struct kube_resource *r;
+	int rc = kube_resource_for(&r, c, api_version, kind);
+	if (rc)
+		return rc;
+	char *path = kube_path(r, ns, name);
+	long status;
+	json_t *body = NULL;
+	rc = kube_request(c, "GET", path, NULL, NULL, &status, &body);
+	free(path);
+	if (!rc && status != 200) {
+		char *what = describe(kind, r->namespaced ? ns : NULL, name);
+		rc = kube_status_error(status, body, what);
+		free(what);
+		json_decref(body);
+		return rc;
+	}
+	*out = body;
+	return rc;
+}
+
+int kube_list(json_t **items, char **resource_version, kube_client *c, const struct kube_resource *r,
+	      const char *ns, const char *label_selector)
+{
+	*items = NULL;
+	if (resource_version)
+		*resource_version = NULL;
+	json_t *all = json_array();
+	char *base = kube_path(r, ns, NULL);
+	char *sel = label_selector ? url_escape(label_selector) : NULL;
+	char *cont = NULL;
+	int rc = GITOPS_OK;
+	for (;;) {
+		gitops_buf path = GITOPS_BUF_INIT;
+		gitops_buf_printf(&path, "%s?limit=500", base);
+		if (sel)
+			gitops_buf_printf(&path, "&labelSelector=%s", sel);
+		if (cont) {
+			char *ec = url_escape(cont);
+			gitops_buf_printf(&path, "&continue=%s", ec);
+			free(ec);
+		}
+		long status;
+		json_t *body = NULL;
+		rc = kube_request(c, "GET", path.ptr, NULL, NULL, &status, &body);
+		gitops_buf_free(&path);
+		if (!rc && status == 410 && cont) {
+			/* The continue token expired (about 5 minutes): start the list again. */
+			json_decref(body);
+			json_array_clear(all);
+			free(cont);
+			cont = NULL;
+			continue;
+		}
+		if (!rc && status != 200) {
+			char *what = gitops_sprintf("list %s%s%s", r->resource, ns ? " in " : "", ns ? ns : "");
+			rc = kube_status_error(status, body, what);
+			free(what);
+		}
+		if (rc) {
+			json_decref(body);
+			break;
+		}
+		/* Items of a list lack apiVersion and kind: fill them in, callers compare objects. */
+		const char *api_version_s = NULL;
+		char *gv = r->group[0] ? gitops_sprintf("%s/%s", r->group, r->version) : gitops_strdup(r->version);
+		api_version_s = gv;
+		size_t i;
+		json_t *it;
+		json_array_foreach(json_object_get(body, "items"), i, it) {
+			if (!json_object_get(it, "apiVersion"))
+				json_object_set_new(it, "apiVersion", json_string(api_version_s));
+			if (!json_object_get(it, "kind"))
+				json_object_set_new(it, "kind", json_string(r->kind));
+		}
+		free(gv);
+		json_array_extend(all, json_object_get(body, "items"));
+		json_t *meta = json_object_get(body, "metadata");
+		const char *next = json_string_value(json_object_get(meta, "continue"));
+		free(cont);
+		cont = (next && *next) ? gitops_strdup(next) : NULL;
+		if (!cont && resource_version) {
+			const char *rv = json_string_value(json_object_get(meta, "resourceVersion"));
+			*resource_version = rv ? gitops_strdup(rv) : NULL;
+		}
+		json_decref(body);
+		if (!cont)
+			break;
+	}
+	free(cont);
+	free(sel);
+	free(base);
+	if (rc) {
+		json_decref(all);
+		if (resource_version) {
+			free(*resource_version);
+			*resource_version = NULL;
+		}
+		return rc;
+	}
+	*items = all;
+	return GITOPS_OK;
+}
+
+int kube_apply(json_t **out, bool *created, kube_client *c, const json_t *obj, const struct kube_apply_options *opt)
+{
+	struct kube_apply_options none = {0};
+	if (!opt)
+		opt = &none;
+	if (out)
+		*out = NULL;
+	if (created)
+		*created = false;
+	const char *api_version = json_string_value(json_object_get(obj, "apiVersion"));
+	const char *kind = json_string_value(json_object_get(obj, "kind"));
+	json_t *meta = json_object_get(obj, "metadata");
+	const char *name = json_string_value(json_object_get(meta, "name"));
+	const char *ns = json_string_value(json_object_get(meta, "namespace"));
+	if (!api_version || !kind || !name)
+		return gitops_error_set(GITOPS_EINVALID, "apply: object lacks apiVersion, kind or metadata.name");
+	const struct kube_resource *r;
+	int rc = kube_resource_for(&r, c, api_version, kind);
+	if (rc)
+		return rc;
+	if (r->namespaced && (!ns || !*ns))
+		return gitops_error_set(GITOPS_EINVALID, "apply %s %s: namespaced kind without metadata.namespace", kind, name);
+	/* The body must not carry server-owned fields: SSA would reject or mis-own them. */
+	json_t *body = json_deep_copy(obj);
+	json_t *bmeta = json_object_get(body, "metadata");
+	json_object_del(bmeta, "resourceVersion");
+	json_object_del(bmeta, "managedFields");
+	json_object_del(bmeta, "uid");
+	json_object_del(bmeta, "creationTimestamp");
+	json_object_del(bmeta, "generation");
+	if (strcmp(kind, "CustomResourceDefinition"))
+		json_object_del(body, "status");
+	char *text = json_dumps(body, JSON_COMPACT);
+	json_decref(body);
+	char *path = kube_path(r, ns, name);
+	gitops_buf url = GITOPS_BUF_INIT;
+	gitops_buf_printf(&url, "%s?fieldManager=%s", path, opt->field_manager ? opt->field_manager : "gitops");
+	if (opt->force)
+		gitops_buf_puts(&url, "&force=true");
+	if (opt->dry_run)
+		gitops_buf_puts(&url, "&dryRun=All");
+	if (opt->strict)
+		gitops_buf_puts(&url, "&fieldValidation=Strict");
+	long status;
+	json_t *result = NULL;
+	rc = kube_request(c, "PATCH", url.ptr, "application/apply-patch+yaml", text, &status, &result);
+	if (!rc && status != 200 && status != 201) {
+		char *what = describe(kind, r->namespaced ? ns : NULL, name);
+		char *verb = gitops_sprintf("apply %s", what);
+		rc = kube_status_error(status, result, verb);
+		free(verb);
+		free(what);
+	}
+	if (!rc) {
+		if (created)
+			*created = status == 201;
+		if (out) {
+			*out = result;
+			result = NULL;
+		}
+	}
+	json_decref(result);
+	gitops_buf_free(&url);
+	free(path);
+	free(text);
+	return rc;
+}
+
+int kube_delete(kube_client *c, const char *api_version, const char *kind, const char *ns, const char *name,
+		const char *propagation, bool dry_run)
+{
+	const struct kube_resource *r;
+	int rc = kube_resource_for(&r, c, api_version, kind);
+	if (rc)
+		return rc;
+	char *path = kube_path(r, ns, name);
+	gitops_buf url = GITOPS_BUF_INIT;
+	gitops_buf_puts(&url, path);
+	if (dry_run)
+		gitops_buf_puts(&url, "?dryRun=All");
+	char *body = propagation ? gitops_sprintf("{\"kind\":\"DeleteOptions\",\"apiVersion\":\"v1\","
+						  "\"propagationPolicy\":\"%s\"}", propagation) : NULL;
+	long status;
+	json_t *result = NULL;
+	rc = kube_request(c, "DELETE", url.ptr, "application/json", body, &status, &result);
+	if (!rc && status != 200 && status != 202) {
+		char *what = describe(kind, r->namespaced ? ns : NULL, name);
+		char *verb = gitops_sprintf("delete %s", what);
+		rc = kube_status_error(status, result, verb);
+		free(verb);
+		free(what);
+	}
+	json_decref(result);
+	free(body);
+	gitops_buf_free(&url);
+	free(path);
+	return rc;
+}

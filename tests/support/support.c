@@ -1,0 +1,47 @@
+/* Test support: shell commands and unique names for integration tests. */
+#include "support.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+int t_sh(char **out, const char *fmt, ...)
+{
+	gitops_buf cmd = GITOPS_BUF_INIT;
+	va_list ap;
+	va_start(ap, fmt);
+	gitops_buf_vprintf(&cmd, fmt, ap);
+	va_end(ap);
+	gitops_buf_puts(&cmd, " 2>&1");
+	FILE *p = popen(cmd.ptr, "r");
+	gitops_buf o = GITOPS_BUF_INIT;
+	char chunk[4096];
+	size_t n;
+	while (p && (n = fread(chunk, 1, sizeof(chunk), p)) > 0)
+		gitops_buf_put(&o, chunk, n);
+	int st = p ? pclose(p) : -1;
+	gitops_buf_free(&cmd);
+	if (out)
+		*out = gitops_buf_detach(&o);
+	gitops_buf_free(&o);
+	return (st >= 0 && WIFEXITED(st)) ? WEXITSTATUS(st) : -1;
+}
+
+char *t_unique(const char *prefix)
+{
+	static int n;
+	return gitops_sprintf("%s-%ld-%d", prefix, (long)getpid(), ++n);
+}
+
+const char *t_env(const char *name)
+{
+	const char *v = getenv(name);
+	if (!v || !*v) {
+		fprintf(stderr, "FAIL: %s is not set: run through `make test` (it starts the local control plane)\n", name);
+		printf("[  FAILED  ] 1 test(s).\n");
+		exit(1);
+	}
+	return v;
+}

@@ -1,0 +1,19 @@
+/* Test support shared by the integration tests: a client for the local control plane, shell
+ * commands, and unique names. Tests fail loudly when the control plane is missing. */
+#ifndef GITOPS_TEST_SUPPORT_H
+#define GITOPS_TEST_SUPPORT_H
+
+#include <jansson.h>
+#include <stdbool.h>
+
+#include "common/common.h"
+
+/* Runs a shell command; returns its exit status and, when out is non-NULL, its stdout+stderr
+ * (caller frees). */
+int t_sh(char **out, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* A name unique to this process and call: "<prefix>-<pid>-<n>". Caller frees. */
+char *t_unique(const char *prefix);
+/* The value of an environment variable the test needs; aborts the test program when unset. */
+const char *t_env(const char *name);
+
+#endif
