@@ -1,5 +1,256 @@
-/* manifests: git source, pipeline config, renderers (plain, kustomize, helm) and YAML -> JSON
- * objects. Not implemented yet: see the manifests issue. */
+/* manifests: turns "this environment at this commit" into Kubernetes objects: the git source
+ * (libgit2 mirror), the pipeline config (gitops.yaml), renderers (plain, kustomize, helm), YAML ->
+ * jansson objects read the way kubectl reads them, and the render cache.
+ *
+ * Conventions: every public symbol starts with mf_; functions return 0 or a negative
+ * enum gitops_error code with the message in gitops_error_last() (it names file:line where there
+ * is one); out-parameters come first; every *_free accepts NULL. */
 #ifndef GITOPS_MANIFESTS_H
 #define GITOPS_MANIFESTS_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <jansson.h>
+
+#include "common/common.h"
+
+/* ---------------------------------------------------------------------------------------------
+ * Limits applied to every manifest read (hazards: huge files, alias bombs, deep nesting).
+ * A zero field means "use the default" (MF_DEFAULT_*). */
+#define MF_DEFAULT_MAX_FILE_SIZE (8u * 1024 * 1024) /* bytes per manifest file / renderer output */
+#define MF_DEFAULT_MAX_NODES (1000000u)             /* YAML nodes produced, aliases expanded */
+#define MF_DEFAULT_MAX_DEPTH (200u)                 /* nesting depth */
+#define MF_DEFAULT_TIMEOUT_MS (60000)               /* renderer process timeout */
+
+struct mf_limits {
+	size_t max_file_size;
+	size_t max_nodes;
+	unsigned max_depth;
+};
+
+/* ---------------------------------------------------------------------------------------------
+ * YAML values: one document or a stream, read the way kubectl (sigs.k8s.io/yaml, YAML 1.1) reads
+ * them: yes/no/on/off/y/n are booleans, unquoted 0755 is octal (493), 0x1F hex, 1_000 is 1000,
+ * integral numbers become integers, ints beyond int64 become reals, quoted scalars stay strings,
+ * timestamps stay strings, aliases and << merge keys are expanded (bounded by max_nodes).
+ * Duplicate keys, invalid UTF-8 and oversize input are errors naming file:line:col. */
+
+/* Called once per non-empty document with the document's value (borrowed: json_incref to keep)
+ * and the 1-based line where it starts. A non-zero return stops the parse and is returned. */
+typedef int (*mf_yaml_doc_fn)(void *data, json_t *doc, int line);
+
+/* Parses a YAML (or JSON) stream. `file` is used in messages only. `lim` may be NULL. */
+int mf_yaml_parse_stream(const char *text, size_t len, const char *file,
+			 const struct mf_limits *lim, mf_yaml_doc_fn fn, void *data);
+/* Parses a single-document YAML text into *out (the caller owns it: json_decref). An empty
+ * document gives a JSON null. */
+int mf_yaml_parse(json_t **out, const char *text, size_t len, const char *file,
+		  const struct mf_limits *lim);
+/* Writes `value` as block YAML (libfyaml emitter) to `out`, quoting every string that a YAML 1.1
+ * reader would take for something else. Appends to `out`. */
+int mf_yaml_emit(gitops_buf *out, json_t *value);
+
+/* ---------------------------------------------------------------------------------------------
+ * Object sets: the desired objects of one environment (or one app), each with its source. */
+
+typedef struct mf_objects mf_objects;
+
+/* One object of a set. Everything is owned by the set; valid until the set is freed. */
+struct mf_object {
+	json_t *obj;            /* the object (borrowed from the set) */
+	const char *app;        /* app name, "" when none */
+	const char *file;       /* source file, relative to the repository (or renderer name) */
+	int line;               /* 1-based line of the document in `file` */
+	const char *default_ns; /* the namespace filled in when the kind is namespaced, or NULL */
+};
+
+/* Scope lookup for kinds that neither the built-in table nor a CRD of the same set knows.
+ * Sets *namespaced and returns 0, or returns GITOPS_ENOTFOUND (the kind is then taken as
+ * namespaced). */
+typedef int (*mf_scope_fn)(void *data, const char *api_version, const char *kind, bool *namespaced);
+
+/* Creates an empty set; free with mf_objects_free. */
+int mf_objects_new(mf_objects **out);
+void mf_objects_free(mf_objects *set);
+size_t mf_objects_count(const mf_objects *set);
+/* The i-th object (i < count), owned by the set. */
+const struct mf_object *mf_objects_at(const mf_objects *set, size_t i);
+
+/* Reads every document of a manifest text into the set: List kinds flattened, empty documents
+ * skipped; every object needs apiVersion, kind and metadata.name. `app` and `default_ns`
+ * (may be NULL) are recorded on each object. `lim` may be NULL. */
+int mf_objects_add_yaml(mf_objects *set, const char *text, size_t len, const char *file,
+			const char *app, const char *default_ns, const struct mf_limits *lim);
+/* Adds one object (the set takes a new reference; the caller keeps its own). Validates and
+ * flattens like mf_objects_add_yaml. */
+int mf_objects_add(mf_objects *set, json_t *obj, const char *file, int line, const char *app,
+		   const char *default_ns);
+/* Moves every object of `from` to the end of `set`; `from` is left empty. */
+void mf_objects_take(mf_objects *set, mf_objects *from);
+/* Fills metadata.namespace from each object's default_ns for namespaced kinds (built-in table of
+ * cluster-scoped kinds, CRDs in the set, then `scope` if given: may be NULL), and fails with
+ * GITOPS_EINVALID naming both sources when one object (group, kind, namespace, name) appears
+ * twice. Cluster-scoped objects keep no namespace. */
+int mf_objects_resolve(mf_objects *set, mf_scope_fn scope, void *scope_data);
+/* True when the kind is cluster-scoped per the built-in table (group from apiVersion). */
+bool mf_kind_is_cluster_scoped(const char *api_version, const char *kind);
+
+/* Serializations. YAML: documents separated by "---"; JSON: one object for a single object or
+ * a kubectl-style List {"apiVersion":"v1","kind":"List","items":[...]}. Appended to `out`. */
+int mf_objects_to_yaml(gitops_buf *out, const mf_objects *set);
+int mf_objects_to_json(gitops_buf *out, const mf_objects *set);
+
+/* ---------------------------------------------------------------------------------------------
+ * Pipeline config (gitops.yaml). Plain structs, read-only for callers; owned by mf_config. */
+
+enum mf_renderer_kind {
+	MF_RENDERER_AUTO = 0, /* kustomization.yaml -> kustomize, Chart.yaml -> helm, else plain */
+	MF_RENDERER_PLAIN,
+	MF_RENDERER_KUSTOMIZE,
+	MF_RENDERER_HELM,
+};
+const char *mf_renderer_name(enum mf_renderer_kind kind);
+
+struct mf_ignore_rule {
+	char *group, *kind, *name, *namespace; /* NULL: any */
+	char **json_pointers;                  /* RFC 6901 pointers, each starting with '/' */
+	size_t n_json_pointers;
+	int line;
+};
+
+struct mf_app {
+	char *name;
+	char *path;         /* directory relative to the repository root, no leading '/' or '..' */
+	enum mf_renderer_kind renderer;
+	char *namespace;    /* default namespace for this app; NULL: the environment's */
+	char *release_name; /* helm release name; NULL: the app name */
+	char **values;      /* helm values files, relative to the repository root */
+	size_t n_values;
+	int line;
+};
+
+struct mf_approver {
+	char *name;
+	char *key; /* Ed25519 public key as written in the config */
+};
+
+struct mf_environment {
+	char *name;
+	char *track;     /* branch followed; NULL when the environment is promoted `from` another */
+	char *from;      /* upstream environment; NULL for tracking environments */
+	char *namespace; /* default namespace for namespaced objects without one; may be NULL */
+	char *cluster_context;    /* kubeconfig context; NULL: current context / in-cluster */
+	char *cluster_kubeconfig; /* kubeconfig path; NULL: $KUBECONFIG / default */
+	struct mf_app *apps;
+	size_t n_apps;
+	bool sync_auto, sync_prune, sync_self_heal;
+	int approval_required;
+	struct mf_approver *approvers;
+	size_t n_approvers;
+	bool rollback_on_failure;
+	long long rollback_health_timeout_ms;
+	struct mf_ignore_rule *ignore; /* the file's top-level rules first, then the environment's */
+	size_t n_ignore;
+	int line;
+};
+
+struct mf_config {
+	char *file;   /* as given to the parser, for messages */
+	char *branch; /* main branch, default "main" */
+	struct mf_environment *envs;
+	size_t n_envs;
+};
+
+/* Parses gitops.yaml text; `file` names it in messages ("gitops.yaml:12:5: ..."). The caller owns
+ * *out: free with mf_config_free. Unknown keys and bad values are GITOPS_EPARSE / EINVALID. */
+int mf_config_parse(struct mf_config **out, const char *text, size_t len, const char *file);
+/* Reads and parses a config file. */
+int mf_config_load(struct mf_config **out, const char *path);
+void mf_config_free(struct mf_config *cfg);
+/* The environment named `name` (owned by cfg), or NULL. */
+const struct mf_environment *mf_config_env(const struct mf_config *cfg, const char *name);
+/* The app named `name` in env (owned by cfg), or NULL. */
+const struct mf_app *mf_environment_app(const struct mf_environment *env, const char *name);
+/* Parses a duration "90s", "5m", "1h30m", "250ms" into milliseconds. */
+int mf_parse_duration(long long *out_ms, const char *text);
+
+/* ---------------------------------------------------------------------------------------------
+ * Git source: a bare mirror under the data directory, fed from a path, file://, https or ssh URL.
+ * Credentials: https from GITOPS_GIT_TOKEN (or GITOPS_GIT_TOKEN_FILE) as a bearer/basic token,
+ * or GITOPS_GIT_USERNAME + GITOPS_GIT_PASSWORD(_FILE); ssh from GITOPS_SSH_KEY (private key file,
+ * default ~/.ssh/id_ed25519), checked against GITOPS_SSH_KNOWN_HOSTS (default ~/.ssh/known_hosts). */
+
+typedef struct mf_repo mf_repo;
+
+/* Opens (creating when needed) the mirror of `url` under `data_dir` (NULL: mf_data_dir()).
+ * Does not fetch. The caller owns *out: free with mf_repo_free. */
+int mf_repo_open(mf_repo **out, const char *url, const char *data_dir);
+void mf_repo_free(mf_repo *repo);
+/* Fetches every branch and tag. On failure the mirror keeps what it had (usable) and the error
+ * is GITOPS_ENETWORK (unreachable), GITOPS_EUNAUTHORIZED (auth) or GITOPS_ERROR. */
+int mf_repo_fetch(mf_repo *repo);
+/* Resolves a branch, tag, full or unique short SHA (or HEAD) to a commit; writes the 40-hex id
+ * into out (41 bytes). GITOPS_ENOTFOUND for an unknown ref, GITOPS_EINVALID for an ambiguous one. */
+int mf_repo_resolve(char out[41], mf_repo *repo, const char *rev);
+/* Reads the blob at `path` in commit `commit` (40 hex) into out. GITOPS_ENOTFOUND when absent. */
+int mf_repo_read(gitops_buf *out, mf_repo *repo, const char *commit, const char *path);
+/* Writes the id (40 hex) of the tree or blob at `path` ("" or "." for the root) into out. */
+int mf_repo_entry_id(char out[41], mf_repo *repo, const char *commit, const char *path);
+/* Lists the blobs under directory `path` of `commit`, recursively, as repo-relative paths in
+ * byte order. The caller owns *out_paths (each string and the array: mf_strv_free). */
+int mf_repo_list(char ***out_paths, size_t *out_n, mf_repo *repo, const char *commit,
+		 const char *path);
+/* Checks out the whole tree of `commit` into a new private (0700) temporary directory; the
+ * caller owns *out_dir (free()) and removes the directory with mf_rmtree. */
+int mf_repo_checkout(char **out_dir, mf_repo *repo, const char *commit);
+/* The mirror's directory (owned by repo). */
+const char *mf_repo_path(const mf_repo *repo);
+/* Removes a directory tree (no symlinks followed). */
+int mf_rmtree(const char *dir);
+void mf_strv_free(char **v, size_t n);
+
+/* The data directory: $GITOPS_DATA_DIR, else ${XDG_CACHE_HOME:-~/.cache}/gitops. Owned by the
+ * caller (free()). */
+char *mf_data_dir(void);
+
+/* ---------------------------------------------------------------------------------------------
+ * Rendering: apps of an environment at a commit, through the render cache. */
+
+typedef struct mf_renderer mf_renderer;
+
+struct mf_render_options {
+	const char *data_dir; /* cache root; NULL: mf_data_dir(); "" disables the disk cache */
+	int timeout_ms;       /* per renderer run; 0: MF_DEFAULT_TIMEOUT_MS */
+	struct mf_limits limits;
+	mf_scope_fn scope;    /* optional scope lookup for unknown kinds */
+	void *scope_data;
+};
+
+/* Creates a renderer (holds the in-memory cache and the counters). `opts` may be NULL. The
+ * caller owns *out: free with mf_renderer_free. */
+int mf_renderer_new(mf_renderer **out, const struct mf_render_options *opts);
+void mf_renderer_free(mf_renderer *r);
+/* Renders one app at `commit` (objects not yet namespace-resolved: see mf_objects_resolve).
+ * Adds the objects to `set`. */
+int mf_render_app(mf_objects *set, mf_renderer *r, mf_repo *repo, const char *commit,
+		  const struct mf_environment *env, const struct mf_app *app);
+/* Renders every app of `env` (or only `only_app` when not NULL) at `commit`, then resolves
+ * namespaces and duplicates. The caller owns *out: free with mf_objects_free. */
+int mf_render_env(mf_objects **out, mf_renderer *r, mf_repo *repo, const char *commit,
+		  const struct mf_environment *env, const char *only_app);
+/* How many renders actually ran (cache misses) since creation. */
+unsigned long mf_renderer_executed(const mf_renderer *r);
+/* How many renders were served from the memory or disk cache. */
+unsigned long mf_renderer_cache_hits(const mf_renderer *r);
+
+/* Runs the renderer on a directory of files (no git, no cache): `dir` is the app directory,
+ * `root` the checkout root it lives in, values files relative to root. Adds objects to `set`;
+ * `file` names are relative to root. */
+int mf_render_dir(mf_objects *set, mf_renderer *r, const char *root, const struct mf_app *app,
+		  const struct mf_environment *env);
+
+/* The path of the helm / kustomize binary (GITOPS_HELM / GITOPS_KUSTOMIZE, else PATH). The
+ * caller owns *out (free()). GITOPS_ENOTFOUND when missing. */
+int mf_find_binary(char **out, const char *name);
+
 #endif

@@ -1,0 +1,343 @@
+/* manifests/objects.c: sets of desired objects with their sources: List flattening, required
+ * fields, default namespaces for namespaced kinds, and "the same object twice" detection. */
+#include "manifests/manifests.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+struct entry {
+	struct mf_object pub;
+	char *app, *file, *default_ns;
+};
+
+struct mf_objects {
+	struct entry *v;
+	size_t n, cap;
+};
+
+int mf_objects_new(mf_objects **out)
+{
+	*out = gitops_calloc(1, sizeof(**out));
+	return 0;
+}
+
+static void entry_free(struct entry *e)
+{
+	json_decref(e->pub.obj);
+	free(e->app);
+	free(e->file);
+	free(e->default_ns);
+}
+
+void mf_objects_free(mf_objects *set)
+{
+	if (!set)
+		return;
+	for (size_t i = 0; i < set->n; i++)
+		entry_free(&set->v[i]);
+	free(set->v);
+	free(set);
+}
+
+size_t mf_objects_count(const mf_objects *set) { return set ? set->n : 0; }
+
+const struct mf_object *mf_objects_at(const mf_objects *set, size_t i)
+{
+	return i < set->n ? &set->v[i].pub : NULL;
+}
+
+static void push(mf_objects *set, json_t *obj, const char *file, int line, const char *app,
+		 const char *default_ns)
+{
+	if (set->n == set->cap) {
+		set->cap = set->cap ? set->cap * 2 : 16;
+		set->v = gitops_realloc(set->v, set->cap * sizeof(*set->v));
+	}
+	struct entry *e = &set->v[set->n++];
+	e->app = gitops_strdup(app ? app : "");
+	e->file = gitops_strdup(file ? file : "<input>");
+	e->default_ns = default_ns && *default_ns ? gitops_strdup(default_ns) : NULL;
+	e->pub.obj = json_incref(obj);
+	e->pub.app = e->app;
+	e->pub.file = e->file;
+	e->pub.line = line;
+	e->pub.default_ns = e->default_ns;
+}
+
+static const char *str_field(json_t *o, const char *k)
+{
+	json_t *v = json_object_get(o, k);
+	return json_is_string(v) ? json_string_value(v) : NULL;
+}
+
+static bool is_list(json_t *obj)
+{
+	const char *kind = str_field(obj, "kind");
+	size_t n = kind ? strlen(kind) : 0;
+	return json_is_array(json_object_get(obj, "items")) && kind &&
+	       (!strcmp(kind, "List") || (n > 4 && !strcmp(kind + n - 4, "List")));
+}
+
+static int add_one(mf_objects *set, json_t *obj, const char *file, int line, const char *app,
+		   const char *default_ns, int depth)
+{
+	if (!json_is_object(obj))
+		return gitops_error_set(GITOPS_EINVALID, "%s:%d: a manifest must be a mapping (an object), not a %s",
+					file, line, json_is_array(obj) ? "sequence" : "scalar");
+	if (is_list(obj)) {
+		if (depth > 8)
+			return gitops_error_set(GITOPS_EINVALID, "%s:%d: Lists nested too deep", file, line);
+		size_t i;
+		json_t *it;
+		json_array_foreach(json_object_get(obj, "items"), i, it) {
+			int rc = add_one(set, it, file, line, app, default_ns, depth + 1);
+			if (rc)
+				return gitops_error_prefix("item %zu", i);
+		}
+		return 0;
+	}
+	const char *api = str_field(obj, "apiVersion"), *kind = str_field(obj, "kind");
+	json_t *md = json_object_get(obj, "metadata");
+	const char *name = json_is_object(md) ? str_field(md, "name") : NULL;
+	if (!api || !*api)
+		return gitops_error_set(GITOPS_EINVALID, "%s:%d: object has no apiVersion", file, line);
+	if (!kind || !*kind)
+		return gitops_error_set(GITOPS_EINVALID, "%s:%d: object (apiVersion %s) has no kind", file, line, api);
+	if (!name || !*name)
+		return gitops_error_set(GITOPS_EINVALID, "%s:%d: %s has no metadata.name", file, line, kind);
+	json_t *ns = json_object_get(md, "namespace");
+	if (ns && !json_is_string(ns) && !json_is_null(ns))
+		return gitops_error_set(GITOPS_EINVALID, "%s:%d: %s %s: metadata.namespace must be a string",
+					file, line, kind, name);
+	push(set, obj, file, line, app, default_ns);
+	return 0;
+}
+
+int mf_objects_add(mf_objects *set, json_t *obj, const char *file, int line, const char *app,
+		   const char *default_ns)
+{
+	return add_one(set, obj, file ? file : "<input>", line, app, default_ns, 0);
+}
+
+struct add_ctx {
+	mf_objects *set;
+	const char *file, *app, *ns;
+};
+
+static int add_doc(void *data, json_t *doc, int line)
+{
+	struct add_ctx *c = data;
+	return add_one(c->set, doc, c->file, line, c->app, c->ns, 0);
+}
+
+int mf_objects_add_yaml(mf_objects *set, const char *text, size_t len, const char *file,
+			const char *app, const char *default_ns, const struct mf_limits *lim)
+{
+	struct add_ctx c = {set, file ? file : "<input>", app, default_ns};
+	size_t before = set->n;
+	int rc = mf_yaml_parse_stream(text, len, c.file, lim, add_doc, &c);
+	if (rc) {
+		while (set->n > before)
+			entry_free(&set->v[--set->n]);
+	}
+	return rc;
+}
+
+void mf_objects_take(mf_objects *set, mf_objects *from)
+{
+	for (size_t i = 0; i < from->n; i++) {
+		if (set->n == set->cap) {
+			set->cap = set->cap ? set->cap * 2 : 16;
+			set->v = gitops_realloc(set->v, set->cap * sizeof(*set->v));
+		}
+		set->v[set->n++] = from->v[i];
+	}
+	from->n = 0;
+}
+
+/* ---- scope --------------------------------------------------------------------------------- */
+
+/* Cluster-scoped kinds of the built-in API groups ("" is the core group). */
+static const struct {
+	const char *group, *kind;
+} cluster_kinds[] = {
+	{"", "Namespace"}, {"", "Node"}, {"", "PersistentVolume"}, {"", "ComponentStatus"},
+	{"rbac.authorization.k8s.io", "ClusterRole"},
+	{"rbac.authorization.k8s.io", "ClusterRoleBinding"},
+	{"apiextensions.k8s.io", "CustomResourceDefinition"},
+	{"apiregistration.k8s.io", "APIService"},
+	{"admissionregistration.k8s.io", "MutatingWebhookConfiguration"},
+	{"admissionregistration.k8s.io", "ValidatingWebhookConfiguration"},
+	{"admissionregistration.k8s.io", "ValidatingAdmissionPolicy"},
+	{"admissionregistration.k8s.io", "ValidatingAdmissionPolicyBinding"},
+	{"admissionregistration.k8s.io", "MutatingAdmissionPolicy"},
+	{"admissionregistration.k8s.io", "MutatingAdmissionPolicyBinding"},
+	{"scheduling.k8s.io", "PriorityClass"},
+	{"node.k8s.io", "RuntimeClass"},
+	{"storage.k8s.io", "StorageClass"}, {"storage.k8s.io", "CSIDriver"},
+	{"storage.k8s.io", "CSINode"}, {"storage.k8s.io", "VolumeAttachment"},
+	{"storage.k8s.io", "VolumeAttributesClass"},
+	{"certificates.k8s.io", "CertificateSigningRequest"},
+	{"certificates.k8s.io", "ClusterTrustBundle"},
+	{"networking.k8s.io", "IngressClass"}, {"networking.k8s.io", "IPAddress"},
+	{"networking.k8s.io", "ServiceCIDR"},
+	{"flowcontrol.apiserver.k8s.io", "FlowSchema"},
+	{"flowcontrol.apiserver.k8s.io", "PriorityLevelConfiguration"},
+	{"resource.k8s.io", "DeviceClass"}, {"resource.k8s.io", "ResourceSlice"},
+	{"internal.apiserver.k8s.io", "StorageVersion"},
+	{"storagemigration.k8s.io", "StorageVersionMigration"},
+	{"authentication.k8s.io", "TokenReview"}, {"authentication.k8s.io", "SelfSubjectReview"},
+	{"authorization.k8s.io", "SubjectAccessReview"},
+	{"authorization.k8s.io", "SelfSubjectAccessReview"},
+	{"authorization.k8s.io", "SelfSubjectRulesReview"},
+};
+
+/* The group of an apiVersion ("apps/v1" -> "apps", "v1" -> ""), written into buf. */
+static const char *group_of(const char *api, char *buf, size_t cap)
+{
+	const char *slash = strrchr(api, '/');
+	if (!slash)
+		return "";
+	size_t n = (size_t)(slash - api);
+	if (n >= cap)
+		n = cap - 1;
+	memcpy(buf, api, n);
+	buf[n] = '\0';
+	return buf;
+}
+
+bool mf_kind_is_cluster_scoped(const char *api_version, const char *kind)
+{
+	char gb[256];
+	const char *g = group_of(api_version, gb, sizeof(gb));
+	for (size_t i = 0; i < sizeof(cluster_kinds) / sizeof(cluster_kinds[0]); i++)
+		if (!strcmp(cluster_kinds[i].group, g) && !strcmp(cluster_kinds[i].kind, kind))
+			return true;
+	return false;
+}
+
+/* Returns 1 when namespaced, 0 when cluster-scoped. */
+static int namespaced(const mf_objects *set, json_t *obj, mf_scope_fn scope, void *scope_data)
+{
+	const char *api = str_field(obj, "apiVersion"), *kind = str_field(obj, "kind");
+	if (mf_kind_is_cluster_scoped(api, kind))
+		return 0;
+	char gb[256];
+	const char *g = group_of(api, gb, sizeof(gb));
+	for (size_t i = 0; i < set->n; i++) {
+		json_t *o = set->v[i].pub.obj;
+		if (strcmp(str_field(o, "kind"), "CustomResourceDefinition") ||
+		    strncmp(str_field(o, "apiVersion"), "apiextensions.k8s.io/", 21))
+			continue;
+		json_t *spec = json_object_get(o, "spec");
+		const char *cg = str_field(spec, "group");
+		const char *ck = str_field(json_object_get(spec, "names"), "kind");
+		const char *sc = str_field(spec, "scope");
+		if (cg && ck && !strcmp(cg, g) && !strcmp(ck, kind))
+			return !(sc && !strcmp(sc, "Cluster"));
+	}
+	if (scope) {
+		bool ns = true;
+		if (scope(scope_data, api, kind, &ns) == 0)
+			return ns ? 1 : 0;
+	}
+	return 1;
+}
+
+static char *identity(json_t *o)
+{
+	char gb[256];
+	const char *api = str_field(o, "apiVersion");
+	json_t *md = json_object_get(o, "metadata");
+	const char *ns = str_field(md, "namespace");
+	const char *g = group_of(api, gb, sizeof(gb));
+	return gitops_sprintf("%s%s%s %s%s%s", str_field(o, "kind"), *g ? "." : "", g,
+			      ns ? ns : "", ns ? "/" : "", str_field(md, "name"));
+}
+
+static int cmp_str(const void *a, const void *b)
+{
+	const char *const *x = a, *const *y = b;
+	return strcmp(*x, *y);
+}
+
+int mf_objects_resolve(mf_objects *set, mf_scope_fn scope, void *scope_data)
+{
+	for (size_t i = 0; i < set->n; i++) {
+		json_t *o = set->v[i].pub.obj;
+		json_t *md = json_object_get(o, "metadata");
+		const char *ns = str_field(md, "namespace");
+		if (!namespaced(set, o, scope, scope_data)) {
+			if (json_object_get(md, "namespace"))
+				json_object_del(md, "namespace");
+			continue;
+		}
+		if ((!ns || !*ns) && set->v[i].default_ns)
+			json_object_set_new(md, "namespace", json_string(set->v[i].default_ns));
+	}
+	/* duplicates: sort identities, compare neighbours */
+	char **ids = gitops_malloc((set->n ? set->n : 1) * sizeof(*ids));
+	for (size_t i = 0; i < set->n; i++) {
+		char *id = identity(set->v[i].pub.obj);
+		ids[i] = gitops_sprintf("%s\x01%zu", id, i);
+		free(id);
+	}
+	qsort(ids, set->n, sizeof(*ids), cmp_str);
+	int rc = 0;
+	for (size_t i = 1; i < set->n && !rc; i++) {
+		char *a = strchr(ids[i - 1], '\x01'), *b = strchr(ids[i], '\x01');
+		if ((size_t)(a - ids[i - 1]) == (size_t)(b - ids[i]) && !strncmp(ids[i - 1], ids[i], (size_t)(a - ids[i - 1]))) {
+			size_t x = strtoul(a + 1, NULL, 10), y = strtoul(b + 1, NULL, 10);
+			if (x > y) {
+				size_t t = x;
+				x = y;
+				y = t;
+			}
+			const struct entry *ex = &set->v[x], *ey = &set->v[y];
+			rc = gitops_error_set(GITOPS_EINVALID, "%s:%d: %.*s is defined twice: here%s%s%s and at %s:%d%s%s%s",
+					      ey->file, ey->pub.line, (int)(a - ids[i - 1]), ids[i - 1],
+					      *ey->app ? " (app " : "", ey->app, *ey->app ? ")" : "",
+					      ex->file, ex->pub.line, *ex->app ? " (app " : "", ex->app,
+					      *ex->app ? ")" : "");
+		}
+	}
+	for (size_t i = 0; i < set->n; i++)
+		free(ids[i]);
+	free(ids);
+	return rc;
+}
+
+/* ---- output -------------------------------------------------------------------------------- */
+
+int mf_objects_to_yaml(gitops_buf *out, const mf_objects *set)
+{
+	for (size_t i = 0; i < set->n; i++) {
+		gitops_buf_puts(out, "---\n");
+		int rc = mf_yaml_emit(out, set->v[i].pub.obj);
+		if (rc)
+			return rc;
+	}
+	return 0;
+}
+
+int mf_objects_to_json(gitops_buf *out, const mf_objects *set)
+{
+	json_t *v;
+	if (set->n == 1) {
+		v = json_incref(set->v[0].pub.obj);
+	} else {
+		json_t *items = json_array();
+		for (size_t i = 0; i < set->n; i++)
+			json_array_append(items, set->v[i].pub.obj);
+		v = json_pack("{s:s, s:s, s:o, s:{s:s}}", "apiVersion", "v1", "kind", "List", "items",
+			      items, "metadata", "resourceVersion", "");
+	}
+	char *s = json_dumps(v, JSON_INDENT(2) | JSON_SORT_KEYS | JSON_REAL_PRECISION(17));
+	json_decref(v);
+	if (!s)
+		return gitops_error_set(GITOPS_ERROR, "cannot serialize objects as JSON");
+	gitops_buf_puts(out, s);
+	gitops_buf_putc(out, '\n');
+	free(s);
+	return 0;
+}

@@ -1,0 +1,776 @@
+/* manifests/yaml.c: YAML streams -> jansson values, resolved the way kubectl resolves them
+ * (sigs.k8s.io/yaml over go-yaml v2, i.e. YAML 1.1 scalars), and jansson values -> block YAML. */
+#include "manifests/manifests.h"
+
+#include <errno.h>
+#include <limits.h>
+#include <libfyaml.h>
+#include <math.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define MF_DEFAULT_MAX_ALIAS_NODES MF_DEFAULT_MAX_NODES
+
+static void limits_fill(struct mf_limits *l, const struct mf_limits *in)
+{
+	memset(l, 0, sizeof(*l));
+	if (in)
+		*l = *in;
+	if (!l->max_file_size)
+		l->max_file_size = MF_DEFAULT_MAX_FILE_SIZE;
+	if (!l->max_nodes)
+		l->max_nodes = MF_DEFAULT_MAX_NODES;
+	if (!l->max_depth)
+		l->max_depth = MF_DEFAULT_MAX_DEPTH;
+}
+
+/* Returns 0 when `s` is valid UTF-8 (no overlongs, no surrogates); else sets line/col. */
+static int utf8_check(const unsigned char *s, size_t len, int *line, int *col)
+{
+	int ln = 1, cl = 1;
+	size_t i = 0;
+	while (i < len) {
+		unsigned c = s[i];
+		size_t n;
+		unsigned cp;
+		if (c < 0x80) {
+			if (c == '\n') {
+				ln++;
+				cl = 1;
+			} else {
+				cl++;
+			}
+			i++;
+			continue;
+		} else if ((c & 0xE0) == 0xC0) {
+			n = 1;
+			cp = c & 0x1F;
+		} else if ((c & 0xF0) == 0xE0) {
+			n = 2;
+			cp = c & 0x0F;
+		} else if ((c & 0xF8) == 0xF0) {
+			n = 3;
+			cp = c & 0x07;
+		} else {
+			goto bad;
+		}
+		for (size_t k = 1; k <= n; k++) {
+			if (i + k >= len || (s[i + k] & 0xC0) != 0x80)
+				goto bad;
+			cp = (cp << 6) | (s[i + k] & 0x3F);
+		}
+		if ((n == 1 && cp < 0x80) || (n == 2 && cp < 0x800) || (n == 3 && cp < 0x10000) ||
+		    cp > 0x10FFFF || (cp >= 0xD800 && cp <= 0xDFFF))
+			goto bad;
+		i += n + 1;
+		cl++;
+	}
+	return 0;
+bad:
+	*line = ln;
+	*col = cl;
+	return -1;
+}
+
+/* ---- scalar resolution (go-yaml v2 resolve.go, then JSON round trip as kubectl does) -------- */
+
+/* Integral floats that fit int64 come back from kubectl's JSON round trip as integers. */
+static json_t *number_from_double(double d)
+{
+	if (isfinite(d) && d == floor(d) && d >= -9223372036854775808.0 && d < 9223372036854775808.0)
+		return json_integer((json_int_t)d);
+	return json_real(d);
+}
+
+static bool float_syntax(const char *s)
+{
+	/* ^[-+]?(\.[0-9]+|[0-9]+(\.[0-9]*)?)([eE][-+]?[0-9]+)?$ */
+	const char *p = s;
+	if (*p == '-' || *p == '+')
+		p++;
+	if (*p == '.') {
+		p++;
+		if (*p < '0' || *p > '9')
+			return false;
+		while (*p >= '0' && *p <= '9')
+			p++;
+	} else {
+		if (*p < '0' || *p > '9')
+			return false;
+		while (*p >= '0' && *p <= '9')
+			p++;
+		if (*p == '.') {
+			p++;
+			while (*p >= '0' && *p <= '9')
+				p++;
+		}
+	}
+	if (*p == 'e' || *p == 'E') {
+		p++;
+		if (*p == '-' || *p == '+')
+			p++;
+		if (*p < '0' || *p > '9')
+			return false;
+		while (*p >= '0' && *p <= '9')
+			p++;
+	}
+	return *p == '\0';
+}
+
+/* Go's strconv.ParseInt/ParseUint with base 0 (sign handled by the caller). Returns false when
+ * the digits do not parse; *overflow is set when they parse but exceed uint64. */
+static bool go_parse_uint(const char *s, unsigned long long *out, bool *overflow)
+{
+	int base = 10;
+	*overflow = false;
+	if (s[0] == '0' && s[1]) {
+		if (s[1] == 'x' || s[1] == 'X') {
+			base = 16;
+			s += 2;
+		} else if (s[1] == 'o' || s[1] == 'O') {
+			base = 8;
+			s += 2;
+		} else if (s[1] == 'b' || s[1] == 'B') {
+			base = 2;
+			s += 2;
+		} else {
+			base = 8;
+			s += 1;
+		}
+	}
+	if (!*s)
+		return false;
+	unsigned long long v = 0;
+	for (; *s; s++) {
+		int d;
+		if (*s >= '0' && *s <= '9')
+			d = *s - '0';
+		else if (*s >= 'a' && *s <= 'f')
+			d = *s - 'a' + 10;
+		else if (*s >= 'A' && *s <= 'F')
+			d = *s - 'A' + 10;
+		else
+			return false;
+		if (d >= base)
+			return false;
+		if (v > (ULLONG_MAX - (unsigned)d) / (unsigned)base)
+			*overflow = true;
+		else
+			v = v * base + d;
+	}
+	*out = v;
+	return true;
+}
+
+static const char *const yaml_true[] = {"y", "Y", "yes", "Yes", "YES", "on", "On", "ON",
+					"true", "True", "TRUE", NULL};
+static const char *const yaml_false[] = {"n", "N", "no", "No", "NO", "off", "Off", "OFF",
+					 "false", "False", "FALSE", NULL};
+static const char *const yaml_null[] = {"", "~", "null", "Null", "NULL", NULL};
+
+static bool in_list(const char *s, const char *const *l)
+{
+	for (; *l; l++)
+		if (!strcmp(s, *l))
+			return true;
+	return false;
+}
+
+/* Resolves a plain scalar. Returns a new value, or NULL with *err set for values JSON cannot
+ * hold (.inf, .nan). */
+static json_t *resolve_plain(const char *s, const char **err)
+{
+	if (in_list(s, yaml_null))
+		return json_null();
+	if (in_list(s, yaml_true))
+		return json_true();
+	if (in_list(s, yaml_false))
+		return json_false();
+	static const char *const special[] = {".inf", ".Inf", ".INF", "+.inf", "+.Inf", "+.INF",
+					      "-.inf", "-.Inf", "-.INF", ".nan", ".NaN", ".NAN", NULL};
+	if (in_list(s, special)) {
+		*err = "infinite or NaN numbers cannot be represented in JSON";
+		return NULL;
+	}
+	char c = s[0];
+	if (!((c >= '0' && c <= '9') || c == '-' || c == '+' || c == '.'))
+		return json_string(s);
+
+	/* go-yaml removes underscores before trying the integer forms */
+	size_t n = strlen(s);
+	char *plain = gitops_malloc(n + 1);
+	size_t j = 0;
+	for (size_t i = 0; i < n; i++)
+		if (s[i] != '_')
+			plain[j++] = s[i];
+	plain[j] = '\0';
+	json_t *res = NULL;
+	const char *digits = plain;
+	bool neg = false;
+	if (*digits == '+' || *digits == '-') {
+		neg = *digits == '-';
+		digits++;
+	}
+	unsigned long long u;
+	bool overflow;
+	if (c != '.' && go_parse_uint(digits, &u, &overflow) && !overflow) {
+		if (!neg && u <= (unsigned long long)INT64_MAX)
+			res = json_integer((json_int_t)u);
+		else if (neg && u <= (unsigned long long)INT64_MAX + 1)
+			res = json_integer(u == (unsigned long long)INT64_MAX + 1 ? INT64_MIN : -(json_int_t)u);
+		else if (!neg && plain[0] != '+')
+			res = json_real((double)u); /* uint64: kubectl's JSON decode makes it float64 */
+	}
+	if (!res && float_syntax(plain)) {
+		errno = 0;
+		double d = strtod(plain, NULL);
+		if (isinf(d))
+			*err = "number out of range";
+		else
+			res = number_from_double(d);
+	}
+	if (!res && !*err)
+		res = json_string(s);
+	free(plain);
+	return res;
+}
+
+/* A mapping key as sigs.k8s.io/yaml turns it into a JSON key. */
+static char *key_string(json_t *k, const char **err)
+{
+	switch (json_typeof(k)) {
+	case JSON_STRING:
+		return gitops_strndup(json_string_value(k), json_string_length(k));
+	case JSON_INTEGER:
+		return gitops_sprintf("%lld", (long long)json_integer_value(k));
+	case JSON_REAL:
+		return gitops_sprintf("%.7g", json_real_value(k));
+	case JSON_TRUE:
+		return gitops_strdup("true");
+	case JSON_FALSE:
+		return gitops_strdup("false");
+	default:
+		*err = "unsupported mapping key (null, sequence or mapping)";
+		return NULL;
+	}
+}
+
+/* ---- the event-driven builder ---------------------------------------------------------------- */
+
+struct anchor {
+	char *name;
+	json_t *value;
+	size_t nodes;
+};
+
+struct frame {
+	json_t *value;   /* object or array */
+	bool is_map;
+	char *key;       /* pending key (maps) */
+	bool key_merge;  /* the pending key is "<<" */
+	int key_line, key_col;
+	json_t *explicit_keys; /* keys written explicitly (duplicate detection) */
+	char *anchor;
+	size_t start_nodes;
+};
+
+struct builder {
+	const char *file;
+	struct mf_limits lim;
+	struct frame *stack;
+	size_t depth, cap;
+	struct anchor *anchors;
+	size_t n_anchors, cap_anchors;
+	size_t nodes;       /* values produced in this document, aliases counted expanded */
+	json_t *root;
+	int doc_line;
+};
+
+static void anchors_clear(struct builder *b)
+{
+	for (size_t i = 0; i < b->n_anchors; i++) {
+		free(b->anchors[i].name);
+		json_decref(b->anchors[i].value);
+	}
+	b->n_anchors = 0;
+}
+
+static void frames_clear(struct builder *b)
+{
+	while (b->depth) {
+		struct frame *f = &b->stack[--b->depth];
+		json_decref(f->value);
+		json_decref(f->explicit_keys);
+		free(f->key);
+		free(f->anchor);
+	}
+}
+
+static int err_at(const struct builder *b, const struct fy_mark *m, const char *fmt, const char *arg)
+{
+	return gitops_error_set(GITOPS_EPARSE, "%s:%d:%d: %s%s", b->file, m ? m->line + 1 : 0,
+				m ? m->column + 1 : 0, fmt, arg ? arg : "");
+}
+
+static char *token_text(struct fy_token *t)
+{
+	size_t len = 0;
+	const char *s = t ? fy_token_get_text(t, &len) : NULL;
+	return s ? gitops_strndup(s, len) : NULL;
+}
+
+static void anchor_add(struct builder *b, const char *name, json_t *v, size_t nodes)
+{
+	if (b->n_anchors == b->cap_anchors) {
+		b->cap_anchors = b->cap_anchors ? b->cap_anchors * 2 : 8;
+		b->anchors = gitops_realloc(b->anchors, b->cap_anchors * sizeof(*b->anchors));
+	}
+	b->anchors[b->n_anchors].name = gitops_strdup(name);
+	b->anchors[b->n_anchors].value = json_incref(v);
+	b->anchors[b->n_anchors].nodes = nodes;
+	b->n_anchors++;
+}
+
+static const struct anchor *anchor_find(const struct builder *b, const char *name)
+{
+	for (size_t i = b->n_anchors; i > 0; i--)
+		if (!strcmp(b->anchors[i - 1].name, name))
+			return &b->anchors[i - 1];
+	return NULL;
+}
+
+/* Merges mapping `src` into `dst` (go-yaml v2: merged keys overwrite what is there). */
+static void merge_into(json_t *dst, json_t *src)
+{
+	const char *k;
+	json_t *v;
+	json_object_foreach(src, k, v)
+		json_object_set_new(dst, k, json_deep_copy(v));
+}
+
+/* Places a finished value (steals `v`) into the current container or as the root. */
+static int place(struct builder *b, json_t *v, const struct fy_mark *m, bool is_key_capable)
+{
+	(void)is_key_capable;
+	if (!b->depth) {
+		json_decref(b->root);
+		b->root = v;
+		return 0;
+	}
+	struct frame *f = &b->stack[b->depth - 1];
+	if (!f->is_map) {
+		json_array_append_new(f->value, v);
+		return 0;
+	}
+	if (!f->key && !f->key_merge) {
+		/* this value is a key */
+		const char *err = NULL;
+		if (json_is_string(v) && !strcmp(json_string_value(v), "<<") && f->key_line < 0) {
+			/* marker set by the scalar handler for a plain "<<" */
+		}
+		char *k = key_string(v, &err);
+		json_decref(v);
+		if (!k)
+			return err_at(b, m, err, NULL);
+		f->key = k;
+		f->key_line = m ? m->line : 0;
+		f->key_col = m ? m->column : 0;
+		return 0;
+	}
+	if (f->key_merge) {
+		f->key_merge = false;
+		free(f->key);
+		f->key = NULL;
+		if (json_is_object(v)) {
+			merge_into(f->value, v);
+		} else if (json_is_array(v)) {
+			/* earlier mappings take precedence: merge from the last */
+			for (size_t i = json_array_size(v); i > 0; i--) {
+				json_t *it = json_array_get(v, i - 1);
+				if (!json_is_object(it)) {
+					json_decref(v);
+					return err_at(b, m, "map merge requires a mapping or a list of mappings", NULL);
+				}
+				merge_into(f->value, it);
+			}
+		} else {
+			json_decref(v);
+			return err_at(b, m, "map merge requires a mapping or a list of mappings", NULL);
+		}
+		json_decref(v);
+		return 0;
+	}
+	if (json_object_get(f->explicit_keys, f->key)) {
+		struct fy_mark km = {0, f->key_line, f->key_col};
+		char *msg = gitops_sprintf("duplicate key \"%s\"", f->key);
+		int rc = err_at(b, &km, msg, NULL);
+		free(msg);
+		json_decref(v);
+		return rc;
+	}
+	json_object_set_new(f->explicit_keys, f->key, json_true());
+	json_object_set_new(f->value, f->key, v);
+	free(f->key);
+	f->key = NULL;
+	return 0;
+}
+
+static bool expecting_key(const struct builder *b)
+{
+	if (!b->depth)
+		return false;
+	const struct frame *f = &b->stack[b->depth - 1];
+	return f->is_map && !f->key && !f->key_merge;
+}
+
+static int count_node(struct builder *b, size_t n, const struct fy_mark *m)
+{
+	b->nodes += n;
+	if (b->nodes > b->lim.max_nodes) {
+		char lim[64];
+		snprintf(lim, sizeof(lim), "%zu", b->lim.max_nodes);
+		return err_at(b, m, "document expands to more than the node limit (alias bomb?): ", lim);
+	}
+	return 0;
+}
+
+static int on_scalar(struct builder *b, struct fy_event *ev)
+{
+	const struct fy_mark *m = fy_event_start_mark(ev);
+	size_t len = 0;
+	const char *text = fy_token_get_text(ev->scalar.value, &len);
+	if (!text)
+		text = "";
+	int rc = count_node(b, 1, m);
+	if (rc)
+		return rc;
+	enum fy_scalar_style style = fy_token_scalar_style(ev->scalar.value);
+	char *tag = token_text(ev->scalar.tag);
+	char *s = gitops_strndup(text, len);
+	if (memchr(text, '\0', len)) {
+		free(tag);
+		free(s);
+		return err_at(b, m, "NUL character in scalar", NULL);
+	}
+	json_t *v = NULL;
+	const char *err = NULL;
+	bool is_str_tag = tag && (!strcmp(tag, "tag:yaml.org,2002:str") || !strcmp(tag, "!!str") ||
+				  !strcmp(tag, "!"));
+	if (style == FYSS_PLAIN && !is_str_tag) {
+		if (expecting_key(b) && !strcmp(s, "<<") && !tag) {
+			struct frame *f = &b->stack[b->depth - 1];
+			f->key_merge = true;
+			f->key = gitops_strdup("<<");
+			free(tag);
+			free(s);
+			return 0;
+		}
+		v = resolve_plain(s, &err);
+	} else if (tag && !is_str_tag && (strstr(tag, ":int") || strstr(tag, ":float") ||
+					  strstr(tag, ":bool") || strstr(tag, ":null"))) {
+		v = resolve_plain(s, &err);
+	} else {
+		v = json_stringn(s, len);
+	}
+	free(tag);
+	free(s);
+	if (!v)
+		return err_at(b, m, err ? err : "invalid scalar", NULL);
+	char *anchor = token_text(ev->scalar.anchor);
+	if (anchor) {
+		anchor_add(b, anchor, v, 1);
+		free(anchor);
+	}
+	return place(b, v, m, true);
+}
+
+static int on_alias(struct builder *b, struct fy_event *ev)
+{
+	const struct fy_mark *m = fy_event_start_mark(ev);
+	char *name = token_text(ev->alias.anchor);
+	const struct anchor *a = name ? anchor_find(b, name) : NULL;
+	if (!a) {
+		int rc = err_at(b, m, "unknown anchor: ", name ? name : "?");
+		free(name);
+		return rc;
+	}
+	free(name);
+	int rc = count_node(b, a->nodes, m);
+	if (rc)
+		return rc;
+	if (expecting_key(b))
+		return place(b, json_incref(a->value), m, true);
+	if (b->stack && b->depth && b->stack[b->depth - 1].key_merge)
+		return place(b, json_incref(a->value), m, true);
+	return place(b, json_deep_copy(a->value), m, true);
+}
+
+static int on_start(struct builder *b, struct fy_event *ev, bool is_map)
+{
+	const struct fy_mark *m = fy_event_start_mark(ev);
+	if (expecting_key(b))
+		return err_at(b, m, "mapping or sequence used as a mapping key", NULL);
+	if (b->depth >= b->lim.max_depth)
+		return err_at(b, m, "nesting too deep", NULL);
+	int rc = count_node(b, 1, m);
+	if (rc)
+		return rc;
+	if (b->depth == b->cap) {
+		b->cap = b->cap ? b->cap * 2 : 16;
+		b->stack = gitops_realloc(b->stack, b->cap * sizeof(*b->stack));
+	}
+	struct frame *f = &b->stack[b->depth++];
+	memset(f, 0, sizeof(*f));
+	f->is_map = is_map;
+	f->value = is_map ? json_object() : json_array();
+	f->explicit_keys = is_map ? json_object() : NULL;
+	f->anchor = token_text(is_map ? ev->mapping_start.anchor : ev->sequence_start.anchor);
+	f->start_nodes = b->nodes;
+	return 0;
+}
+
+static int on_end(struct builder *b, struct fy_event *ev)
+{
+	const struct fy_mark *m = fy_event_start_mark(ev);
+	struct frame f = b->stack[--b->depth];
+	json_decref(f.explicit_keys);
+	free(f.key);
+	if (f.anchor) {
+		anchor_add(b, f.anchor, f.value, b->nodes - f.start_nodes + 1);
+		free(f.anchor);
+	}
+	return place(b, f.value, m, false);
+}
+
+int mf_yaml_parse_stream(const char *text, size_t len, const char *file,
+			 const struct mf_limits *lim_in, mf_yaml_doc_fn fn, void *data)
+{
+	struct builder b;
+	memset(&b, 0, sizeof(b));
+	b.file = file ? file : "<input>";
+	limits_fill(&b.lim, lim_in);
+	if (len > b.lim.max_file_size)
+		return gitops_error_set(GITOPS_EINVALID, "%s:1: file is %zu bytes, over the %zu-byte limit",
+					b.file, len, b.lim.max_file_size);
+	int line, col;
+	if (utf8_check((const unsigned char *)text, len, &line, &col))
+		return gitops_error_set(GITOPS_EPARSE, "%s:%d:%d: invalid UTF-8", b.file, line, col);
+
+	struct fy_diag_cfg dcfg;
+	fy_diag_cfg_default(&dcfg);
+	dcfg.fp = NULL;
+	dcfg.output_fn = NULL;
+	dcfg.colorize = false;
+	struct fy_diag *diag = fy_diag_create(&dcfg);
+	if (!diag)
+		return gitops_error_set(GITOPS_ERROR, "%s: cannot create the YAML diagnostics", b.file);
+	fy_diag_set_collect_errors(diag, true);
+	struct fy_parse_cfg cfg = {NULL, FYPCF_QUIET | FYPCF_COLLECT_DIAG | FYPCF_DEFAULT_VERSION_1_1 |
+					 FYPCF_JSON_NONE, NULL, diag};
+	struct fy_parser *fyp = fy_parser_create(&cfg);
+	int rc = 0;
+	if (!fyp) {
+		fy_diag_destroy(diag);
+		return gitops_error_set(GITOPS_ERROR, "%s: cannot create the YAML parser", b.file);
+	}
+	if (fy_parser_set_string(fyp, text, len)) {
+		rc = gitops_error_set(GITOPS_ERROR, "%s: cannot read the input", b.file);
+		goto out;
+	}
+	struct fy_event *ev;
+	while (!rc && (ev = fy_parser_parse(fyp)) != NULL) {
+		switch (ev->type) {
+		case FYET_DOCUMENT_START: {
+			const struct fy_mark *m = fy_event_start_mark(ev);
+			b.doc_line = m ? m->line + 1 : 1;
+			b.nodes = 0;
+			anchors_clear(&b);
+			json_decref(b.root);
+			b.root = NULL;
+			break;
+		}
+		case FYET_DOCUMENT_END:
+			if (b.root && !json_is_null(b.root) && fn) {
+				rc = fn(data, b.root, b.doc_line);
+			}
+			json_decref(b.root);
+			b.root = NULL;
+			anchors_clear(&b);
+			break;
+		case FYET_SCALAR:
+			if (!b.depth) {
+				const struct fy_mark *m = fy_event_start_mark(ev);
+				if (m)
+					b.doc_line = m->line + 1;
+			}
+			rc = on_scalar(&b, ev);
+			break;
+		case FYET_ALIAS:
+			rc = on_alias(&b, ev);
+			break;
+		case FYET_MAPPING_START:
+		case FYET_SEQUENCE_START:
+			if (!b.depth) {
+				const struct fy_mark *m = fy_event_start_mark(ev);
+				if (m)
+					b.doc_line = m->line + 1;
+			}
+			rc = on_start(&b, ev, ev->type == FYET_MAPPING_START);
+			break;
+		case FYET_MAPPING_END:
+		case FYET_SEQUENCE_END:
+			rc = on_end(&b, ev);
+			break;
+		default:
+			break;
+		}
+		fy_parser_event_free(fyp, ev);
+	}
+	if (!rc && (fy_parser_get_stream_error(fyp) || fy_diag_got_error(diag))) {
+		void *it = NULL;
+		struct fy_diag_error *de = fy_diag_errors_iterate(diag, &it);
+		if (de)
+			rc = gitops_error_set(GITOPS_EPARSE, "%s:%d:%d: %s", b.file, de->line + 1,
+					      de->column + 1, de->msg ? de->msg : "YAML syntax error");
+		else
+			rc = gitops_error_set(GITOPS_EPARSE, "%s:1: YAML syntax error", b.file);
+	}
+out:
+	frames_clear(&b);
+	anchors_clear(&b);
+	free(b.anchors);
+	free(b.stack);
+	json_decref(b.root);
+	fy_parser_destroy(fyp);
+	fy_diag_destroy(diag);
+	return rc;
+}
+
+static int keep_first(void *data, json_t *doc, int line)
+{
+	(void)line;
+	json_t **out = data;
+	if (*out)
+		return gitops_error_set(GITOPS_EINVALID, "more than one document");
+	*out = json_incref(doc);
+	return 0;
+}
+
+int mf_yaml_parse(json_t **out, const char *text, size_t len, const char *file,
+		  const struct mf_limits *lim)
+{
+	*out = NULL;
+	json_t *v = NULL;
+	int rc = mf_yaml_parse_stream(text, len, file, lim, keep_first, &v);
+	if (rc) {
+		json_decref(v);
+		if (rc == GITOPS_EINVALID && !strcmp(gitops_error_last(), "more than one document"))
+			return gitops_error_set(GITOPS_EINVALID, "%s: expected one YAML document", file ? file : "<input>");
+		return rc;
+	}
+	*out = v ? v : json_null();
+	return 0;
+}
+
+/* ---- emitting -------------------------------------------------------------------------------- */
+
+/* True when `s` can be written as a plain scalar and read back as the same string by a YAML 1.1
+ * reader (kubectl) and by YAML 1.2 readers. Conservative: anything doubtful is quoted. */
+static bool plain_safe(const char *s, size_t len)
+{
+	if (!len || len > 200)
+		return false;
+	for (size_t i = 0; i < len; i++) {
+		unsigned char c = (unsigned char)s[i];
+		if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+		      c == '-' || c == '_' || c == '.' || c == '/' || (c == ':' && i + 1 < len && s[i + 1] != ' ' && i > 0)))
+			return false;
+	}
+	if (s[0] == '-' || s[0] == '.' || s[len - 1] == ':')
+		return false;
+	const char *err = NULL;
+	char *z = gitops_strndup(s, len);
+	json_t *v = resolve_plain(z, &err);
+	bool ok = v && json_is_string(v) && !strcmp(json_string_value(v), z);
+	/* YAML 1.2 readers: anything that starts like a number is quoted too */
+	if (s[0] >= '0' && s[0] <= '9')
+		ok = false;
+	json_decref(v);
+	free(z);
+	return ok;
+}
+
+static struct fy_node *to_node(struct fy_document *fyd, json_t *v)
+{
+	switch (json_typeof(v)) {
+	case JSON_OBJECT: {
+		struct fy_node *m = fy_node_create_mapping(fyd);
+		const char *k;
+		json_t *val;
+		/* sorted keys: stable output whatever the input order */
+		size_t n = json_object_size(v), i = 0;
+		const char **keys = gitops_malloc((n ? n : 1) * sizeof(*keys));
+		json_object_foreach(v, k, val)
+			keys[i++] = k;
+		for (size_t a = 1; a < n; a++)
+			for (size_t c = a; c > 0 && strcmp(keys[c - 1], keys[c]) > 0; c--) {
+				const char *t = keys[c];
+				keys[c] = keys[c - 1];
+				keys[c - 1] = t;
+			}
+		for (i = 0; i < n; i++) {
+			json_t *ks = json_string(keys[i]);
+			struct fy_node *kn = to_node(fyd, ks);
+			json_decref(ks);
+			fy_node_mapping_append(m, kn, to_node(fyd, json_object_get(v, keys[i])));
+		}
+		free(keys);
+		return m;
+	}
+	case JSON_ARRAY: {
+		struct fy_node *s = fy_node_create_sequence(fyd);
+		size_t i;
+		json_t *it;
+		json_array_foreach(v, i, it)
+			fy_node_sequence_append(s, to_node(fyd, it));
+		return s;
+	}
+	case JSON_STRING: {
+		const char *s = json_string_value(v);
+		size_t len = json_string_length(v);
+		if (plain_safe(s, len))
+			return fy_node_create_scalar_copy(fyd, s, len);
+		char *q = json_dumps(v, JSON_ENCODE_ANY);
+		/* a JSON string is a double-quoted YAML scalar; the document takes q */
+		return fy_node_build_from_malloc_string(fyd, q, strlen(q));
+	}
+	default: {
+		char *q = json_dumps(v, JSON_ENCODE_ANY | JSON_REAL_PRECISION(17));
+		struct fy_node *n = fy_node_create_scalar_copy(fyd, q, strlen(q));
+		free(q);
+		return n;
+	}
+	}
+}
+
+int mf_yaml_emit(gitops_buf *out, json_t *value)
+{
+	struct fy_document *fyd = fy_document_create(NULL);
+	if (!fyd)
+		return gitops_error_set(GITOPS_ERROR, "cannot create a YAML document");
+	struct fy_node *root = to_node(fyd, value);
+	if (!root || fy_document_set_root(fyd, root)) {
+		fy_document_destroy(fyd);
+		return gitops_error_set(GITOPS_ERROR, "cannot build the YAML document");
+	}
+	char *s = fy_emit_document_to_string(fyd, FYECF_MODE_BLOCK | FYECF_WIDTH_INF | FYECF_INDENT_2 |
+							FYECF_DOC_START_MARK_OFF);
+	fy_document_destroy(fyd);
+	if (!s)
+		return gitops_error_set(GITOPS_ERROR, "cannot emit YAML");
+	gitops_buf_puts(out, s);
+	free(s);
+	return 0;
+}
