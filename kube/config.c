@@ -564,6 +564,12 @@ static int read_token_file(struct kube_creds *cr, const char *path)
 		b.ptr[--b.len] = '\0';
 	kube_creds_clear(cr);
 	cr->token = gitops_buf_detach(&b);
+	struct stat st;
+	if (stat(path, &st) == 0) {
+		cr->file_ino = st.st_ino;
+		cr->file_size = (unsigned long long)st.st_size;
+		cr->file_mtime_ns = (long long)st.st_mtim.tv_sec * 1000000000LL + st.st_mtim.tv_nsec;
+	}
 	cr->loaded = time(NULL);
 	cr->generation++;
 	return GITOPS_OK;
@@ -581,7 +587,11 @@ int kube_creds_refresh(kube_client *c, bool force)
 		return GITOPS_OK;
 	}
 	if (cfg->token_file && !cfg->token) {
-		if (force || !cr->loaded || now - cr->loaded >= TOKEN_FILE_MAX_AGE)
+		struct stat st;
+		bool changed = stat(cfg->token_file, &st) == 0 &&
+			       (st.st_ino != cr->file_ino || (unsigned long long)st.st_size != cr->file_size ||
+				(long long)st.st_mtim.tv_sec * 1000000000LL + st.st_mtim.tv_nsec != cr->file_mtime_ns);
+		if (force || changed || !cr->loaded || now - cr->loaded >= TOKEN_FILE_MAX_AGE)
 			return read_token_file(cr, cfg->token_file);
 	}
 	return GITOPS_OK;

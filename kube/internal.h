@@ -38,6 +38,9 @@ struct kube_creds {
 	time_t expires;        /* 0: no expiry known */
 	time_t loaded;
 	unsigned long generation;
+	/* token file identity when read: a rotation (new inode, mtime or size) is seen at once */
+	unsigned long long file_ino, file_size;
+	long long file_mtime_ns;
 };
 
 struct kube_resource_entry {
