@@ -1,0 +1,139 @@
+/* normalize: rewrites desired and live objects into one comparable form, so spellings the
+ * apiserver changes on the way in (defaults, stringData, nulls) are not reported as drift. */
+#include <string.h>
+
+#include <openssl/evp.h>
+
+#include "drift/drift.h"
+#include "drift/drift_internal.h"
+
+/* Removes null members everywhere: the apiserver never stores a null (SSA reads it as "unset"),
+ * and kubectl-generated manifests carry "creationTimestamp: null" in pod templates. */
+static void drop_nulls(json_t *v)
+{
+	if (json_is_object(v)) {
+		const char *k;
+		json_t *c;
+		void *tmp;
+		json_object_foreach_safe(v, tmp, k, c) {
+			if (json_is_null(c))
+				json_object_del(v, k);
+			else
+				drop_nulls(c);
+		}
+	} else if (json_is_array(v)) {
+		size_t i;
+		json_t *c;
+		json_array_foreach(v, i, c) drop_nulls(c);
+	}
+}
+
+/* Defaults "protocol: TCP" on port lists, as the apiserver does: container ports anywhere (pod
+ * templates also live inside custom resources), and a Service's spec.ports. Doing it on both
+ * sides also makes the port's merge key (port, protocol) complete. */
+static void default_protocols(json_t *v, int is_service, int depth)
+{
+	if (json_is_object(v)) {
+		const char *k;
+		json_t *c;
+		json_object_foreach(v, k, c) {
+			if (strcmp(k, "ports") == 0 && json_is_array(c)) {
+				size_t i;
+				json_t *p;
+				json_array_foreach(c, i, p) {
+					if (!json_is_object(p) || json_object_get(p, "protocol"))
+						continue;
+					if (json_object_get(p, "containerPort") ||
+					    (is_service && depth == 1 && json_object_get(p, "port")))
+						json_object_set_new(p, "protocol", json_string("TCP"));
+				}
+			}
+			default_protocols(c, is_service, depth + 1);
+		}
+	} else if (json_is_array(v)) {
+		size_t i;
+		json_t *c;
+		json_array_foreach(v, i, c) default_protocols(c, is_service, depth + 1);
+	}
+}
+
+/* Folds stringData into data as base64, as the apiserver does on write (stringData wins over a
+ * data key of the same name). */
+static void fold_string_data(json_t *secret)
+{
+	json_t *sd = json_object_get(secret, "stringData");
+	if (!json_is_object(sd)) {
+		json_object_del(secret, "stringData");
+		return;
+	}
+	json_t *data = json_object_get(secret, "data");
+	if (!json_is_object(data)) {
+		data = json_object();
+		json_object_set_new(secret, "data", data);
+	}
+	const char *k;
+	json_t *c;
+	json_object_foreach(sd, k, c) {
+		if (!json_is_string(c))
+			continue;
+		size_t n = json_string_length(c);
+		unsigned char *enc = gitops_malloc(4 * ((n + 2) / 3) + 1);
+		EVP_EncodeBlock(enc, (const unsigned char *)json_string_value(c), (int)n);
+		json_object_set_new(data, k, json_string((const char *)enc));
+		OPENSSL_cleanse(enc, 4 * ((n + 2) / 3) + 1);
+		free(enc);
+	}
+	json_object_del(secret, "stringData");
+}
+
+int drift_normalize(json_t **out, const json_t *object)
+{
+	*out = NULL;
+	if (!json_is_object(object))
+		return gitops_error_set(GITOPS_EINVALID, "drift: object is not a JSON object");
+	json_t *o = json_deep_copy(object);
+	drop_nulls(o);
+	const char *kind = json_string_value(json_object_get(o, "kind"));
+	const char *api = json_string_value(json_object_get(o, "apiVersion"));
+	json_t *md = json_object_get(o, "metadata");
+	if (json_is_object(md)) {
+		/* written by the server only; never part of an intent */
+		static const char *const server_only[] = {"creationTimestamp", "managedFields",
+			"resourceVersion", "uid", "generation", "selfLink"};
+		for (size_t i = 0; i < sizeof(server_only) / sizeof(*server_only); i++)
+			json_object_del(md, server_only[i]);
+	}
+	/* status belongs to controllers; a CRD's is kept because Flux does (its intent may carry
+	 * one), and comparing only desired fields makes it harmless either way */
+	if (!kind || strcmp(kind, "CustomResourceDefinition") != 0)
+		json_object_del(o, "status");
+	int core = api && strcmp(api, "v1") == 0;
+	default_protocols(o, core && kind && strcmp(kind, "Service") == 0, 0);
+	if (core && kind && strcmp(kind, "Secret") == 0)
+		fold_string_data(o);
+	*out = o;
+	return 0;
+}
+
+/* Replaces each value of a data/stringData map by "***". */
+static void mask_map(json_t *map)
+{
+	if (!json_is_object(map))
+		return;
+	const char *k;
+	json_t *c;
+	json_object_foreach(map, k, c) json_object_set_new(map, k, json_string("***"));
+}
+
+json_t *drift__mask_secret_object(const json_t *secret)
+{
+	json_t *o = json_deep_copy(secret);
+	mask_map(json_object_get(o, "data"));
+	mask_map(json_object_get(o, "stringData"));
+	json_t *ann = json_object_get(json_object_get(o, "metadata"), "annotations");
+	/* client-side apply copies the whole Secret, values included, into this annotation */
+	if (json_object_get(ann, "kubectl.kubernetes.io/last-applied-configuration"))
+		json_object_set_new(ann, "kubectl.kubernetes.io/last-applied-configuration",
+				    json_string("***"));
+	return o;
+}
