@@ -22,6 +22,7 @@ const char *drift_state_name(drift_state state)
 struct walk {
 	drift_result *r; /* NULL: only count differences (used to compare atomic list items) */
 	int is_secret;
+	int strict_rules; /* a Role or ClusterRole: see atomic_item_equal */
 	json_t **others; /* fieldsV1 roots of every other manager */
 	size_t nothers;
 	const char **fpath; /* fieldsV1 keys from the root to the node being walked */
@@ -258,6 +259,26 @@ static int subset_equal(const struct walk *w, const char *key, const json_t *d, 
 	return n == 0;
 }
 
+/* One item of an atomic list. Items are compared in the subset sense because the apiserver
+ * defaults fields inside them too (NetworkPolicy ports get a protocol, RBAC subjects an
+ * apiGroup). RBAC rules are the exception: PolicyRule has no defaults and a key added by hand
+ * (resourceNames, nonResourceURLs) changes what the rule grants, so there the live item may not
+ * carry keys the desired one lacks. */
+static int atomic_item_equal(const struct walk *w, const char *key, const json_t *d,
+			     const json_t *l, int quantity)
+{
+	if (!subset_equal(w, key, d, l, quantity))
+		return 0;
+	if (w->strict_rules && key && strcmp(key, "rules") == 0 && json_is_object(l)) {
+		const char *k;
+		json_t *lv;
+		json_object_foreach((json_t *)l, k, lv)
+			if (!json_object_get(d, k) && !zero_value(lv))
+				return 0;
+	}
+	return 1;
+}
+
 /* Walks the desired value `d` against the live `l` at `path` (the member `key` of its parent);
  * returns the number of differences (recorded when w->r is set). Live fields the desired value
  * does not mention are not looked at: they belong to the server or to other managers. */
@@ -289,8 +310,8 @@ static int walk_desired(struct walk *w, gitops_buf *path, const char *key, const
 		if (!keys) { /* atomic: same length, items equal in the subset sense */
 			int eq = json_array_size(d) == json_array_size(l);
 			for (size_t i = 0; eq && i < json_array_size(d); i++)
-				eq = subset_equal(w, key, json_array_get(d, i), json_array_get(l, i),
-						  quantity);
+				eq = atomic_item_equal(w, key, json_array_get(d, i),
+						       json_array_get(l, i), quantity);
 			return eq ? 0 : record(w, gitops_buf_cstr(path), d, l);
 		}
 		size_t i;
@@ -459,10 +480,13 @@ static void set_identity(drift_result *r, const json_t *obj)
 	r->name = dup_str(json_object_get(md, "name"));
 }
 
-/* Finds gitops' Apply entry (its fieldsV1) and collects every other manager's. */
+/* Finds gitops' Apply entry (its fieldsV1) and collects every other manager's. An entry written
+ * for another apiVersion than the one live was read in may name fields of another schema, so
+ * it is not used (the desired walk alone still applies). */
 static const json_t *ownership(struct walk *w, const json_t *live, const char *manager)
 {
 	const json_t *ours = NULL;
+	const char *live_api = json_string_value(json_object_get(live, "apiVersion"));
 	json_t *mf = json_object_get(json_object_get(live, "metadata"), "managedFields");
 	size_t i;
 	json_t *e;
@@ -474,11 +498,14 @@ static const json_t *ownership(struct walk *w, const json_t *live, const char *m
 		json_t *fields = json_object_get(e, "fieldsV1");
 		if (!json_is_object(fields))
 			continue;
-		if (!ours && m && strcmp(m, manager) == 0 && op && strcmp(op, "Apply") == 0 &&
-		    (!sub || !*sub))
-			ours = fields;
-		else
+		const char *api = json_string_value(json_object_get(e, "apiVersion"));
+		if (m && strcmp(m, manager) == 0 && op && strcmp(op, "Apply") == 0 &&
+		    (!sub || !*sub)) {
+			if (!ours && (!api || !live_api || strcmp(api, live_api) == 0))
+				ours = fields;
+		} else {
 			w->others[w->nothers++] = fields;
+		}
 	}
 	return ours;
 }
@@ -513,6 +540,8 @@ int drift_compare(drift_result **out, const json_t *desired, const json_t *live,
 	drift_result *r = gitops_calloc(1, sizeof(*r));
 	set_identity(r, desired ? desired : live);
 	struct walk w = {.r = r, .is_secret = is_secret(desired ? desired : live)};
+	w.strict_rules = strcmp(r->group, "rbac.authorization.k8s.io") == 0 &&
+			 (strcmp(r->kind, "Role") == 0 || strcmp(r->kind, "ClusterRole") == 0);
 	json_t *d = NULL, *l = NULL;
 	if (desired && (rc = drift_normalize(&d, desired)) < 0)
 		goto fail;

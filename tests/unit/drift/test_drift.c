@@ -239,6 +239,29 @@ static void custom_resource_field_patched_is_modified(void **state)
 	drift_result_free(r);
 }
 
+/* RBAC rules are an atomic list: a verb or a key added to a rule by hand is drift. */
+static void rbac_rule_changed_by_hand_is_modified(void **state)
+{
+	(void)state;
+	json_t *desired = load("desired", "role-reader");
+	json_t *live = load("live", "role-reader");
+	json_t *rule = json_array_get(json_object_get(live, "rules"), 1);
+	json_object_set_new(rule, "resourceNames", json_pack("[s]", "web"));
+	drift_result *r = NULL;
+	assert_int_equal(drift_compare(&r, desired, live, NULL), 0);
+	expect_state(r, DRIFT_MODIFIED, "resourceNames added to a rule");
+	assert_int_equal(drift_result_field_count(r), 1);
+	assert_string_equal(drift_result_field(r, 0)->path, ".rules");
+	drift_result_free(r);
+	json_object_del(rule, "resourceNames");
+	json_array_append_new(json_object_get(rule, "verbs"), json_string("delete"));
+	assert_int_equal(drift_compare(&r, desired, live, NULL), 0);
+	expect_state(r, DRIFT_MODIFIED, "verb added to a rule");
+	drift_result_free(r);
+	json_decref(desired);
+	json_decref(live);
+}
+
 /* A field gitops applied (its managedFields say so) and the manifest no longer has: the next
  * apply removes it, so it is drift until then. */
 static void owned_field_removed_from_manifest_is_modified(void **state)
@@ -565,6 +588,7 @@ int main(void)
 		cmocka_unit_test(configmap_value_patched_by_hand_is_modified),
 		cmocka_unit_test(service_port_matched_by_key),
 		cmocka_unit_test(custom_resource_field_patched_is_modified),
+		cmocka_unit_test(rbac_rule_changed_by_hand_is_modified),
 		cmocka_unit_test(owned_field_removed_from_manifest_is_modified),
 		cmocka_unit_test(missing_live_object_is_missing),
 		cmocka_unit_test(inventory_object_no_longer_desired_is_extra),
