@@ -36,6 +36,8 @@ int cli_exit_for(int lib_error);
 
 int cmd_version(int argc, char **argv);
 void cmd_version_help(void);
+int cmd_render(int argc, char **argv);
+void cmd_render_help(void);
 int cmd_help(int argc, char **argv);
 void cmd_help_help(void);
 

@@ -9,6 +9,7 @@
 
 const struct gitops_cmd gitops_commands[] = {
 	{"version", "print gitops' version and the versions of the libraries it runs with", cmd_version, cmd_version_help},
+	{"render", "print the objects an environment would run at a revision (YAML or JSON)", cmd_render, cmd_render_help},
 	{"help", "show help for gitops or one command", cmd_help, cmd_help_help},
 	{NULL, NULL, NULL, NULL},
 };

@@ -203,6 +203,9 @@ int mf_repo_list(char ***out_paths, size_t *out_n, mf_repo *repo, const char *co
 /* Checks out the whole tree of `commit` into a new private (0700) temporary directory; the
  * caller owns *out_dir (free()) and removes the directory with mf_rmtree. */
 int mf_repo_checkout(char **out_dir, mf_repo *repo, const char *commit);
+/* Finds the git repository containing directory `start`; *out_path (caller frees) is its git
+ * directory, usable as a URL for mf_repo_open. */
+int mf_repo_discover(char **out_path, const char *start);
 /* The mirror's directory (owned by repo). */
 const char *mf_repo_path(const mf_repo *repo);
 /* Removes a directory tree (no symlinks followed). */

@@ -567,8 +567,10 @@ int mf_yaml_parse_stream(const char *text, size_t len, const char *file,
 	if (!diag)
 		return gitops_error_set(GITOPS_ERROR, "%s: cannot create the YAML diagnostics", b.file);
 	fy_diag_set_collect_errors(diag, true);
+	size_t fl = strlen(b.file);
+	bool json = fl > 5 && !strcmp(b.file + fl - 5, ".json");
 	struct fy_parse_cfg cfg = {NULL, FYPCF_QUIET | FYPCF_COLLECT_DIAG | FYPCF_DEFAULT_VERSION_1_1 |
-					 FYPCF_JSON_NONE, NULL, diag};
+					 (json ? FYPCF_JSON_FORCE : FYPCF_JSON_NONE), NULL, diag};
 	struct fy_parser *fyp = fy_parser_create(&cfg);
 	int rc = 0;
 	if (!fyp) {

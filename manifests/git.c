@@ -1,0 +1,661 @@
+/* manifests/git.c: the git source. A bare mirror per repository URL under the data directory,
+ * fetched with libgit2 (path, file://, https with token/basic auth, ssh with a key and
+ * known_hosts); refs resolved to commits; trees and blobs read without a checkout. */
+#include "manifests/manifests.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <ftw.h>
+#include <git2.h>
+#include <limits.h>
+#include <openssl/evp.h>
+#include <openssl/hmac.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+struct mf_repo {
+	git_repository *repo;
+	char *url;
+	char *path;
+};
+
+static pthread_once_t git_once = PTHREAD_ONCE_INIT;
+static void git_init_once(void) { git_libgit2_init(); }
+
+/* Translates libgit2's last error once, here at the boundary. */
+static int git_fail(int gerr, int code, const char *what)
+{
+	const git_error *e = git_error_last();
+	const char *msg = e && e->message ? e->message : "unknown libgit2 error";
+	if (code == 0) {
+		code = GITOPS_ERROR;
+		if (gerr == GIT_ENOTFOUND)
+			code = GITOPS_ENOTFOUND;
+		else if (gerr == GIT_EAMBIGUOUS)
+			code = GITOPS_EINVALID;
+		else if (gerr == GIT_EAUTH)
+			code = GITOPS_EUNAUTHORIZED;
+		else if (gerr == GIT_ECERTIFICATE)
+			code = GITOPS_ETLS;
+	}
+	return gitops_error_set(code, "%s: %s", what, msg);
+}
+
+char *mf_data_dir(void)
+{
+	const char *d = getenv("GITOPS_DATA_DIR");
+	if (d && *d)
+		return gitops_strdup(d);
+	const char *x = getenv("XDG_CACHE_HOME");
+	if (x && *x)
+		return gitops_sprintf("%s/gitops", x);
+	const char *h = getenv("HOME");
+	return gitops_sprintf("%s/.cache/gitops", h && *h ? h : "/tmp");
+}
+
+static int mkdir_p(const char *dir, mode_t mode)
+{
+	char *p = gitops_strdup(dir);
+	for (char *s = p + 1; *s; s++) {
+		if (*s != '/')
+			continue;
+		*s = '\0';
+		if (mkdir(p, mode) && errno != EEXIST) {
+			int rc = gitops_error_set(GITOPS_EIO, "mkdir %s: %s", p, strerror(errno));
+			free(p);
+			return rc;
+		}
+		*s = '/';
+	}
+	int rc = 0;
+	if (mkdir(p, mode) && errno != EEXIST)
+		rc = gitops_error_set(GITOPS_EIO, "mkdir %s: %s", p, strerror(errno));
+	free(p);
+	return rc;
+}
+
+static void sha256_hex(char out[65], const char *s)
+{
+	unsigned char md[32];
+	unsigned int n = 0;
+	EVP_Digest(s, strlen(s), md, &n, EVP_sha256(), NULL);
+	for (int i = 0; i < 32; i++)
+		snprintf(out + 2 * i, 3, "%02x", md[i]);
+}
+
+static bool is_url(const char *s)
+{
+	if (strstr(s, "://"))
+		return true;
+	/* scp-like ssh: user@host:path */
+	const char *at = strchr(s, '@'), *colon = strchr(s, ':'), *slash = strchr(s, '/');
+	return at && colon && at < colon && (!slash || colon < slash);
+}
+
+int mf_repo_open(mf_repo **out, const char *url, const char *data_dir)
+{
+	*out = NULL;
+	pthread_once(&git_once, git_init_once);
+	char *norm;
+	if (is_url(url)) {
+		norm = gitops_strdup(url);
+	} else {
+		char *abs = realpath(url, NULL);
+		if (!abs)
+			return gitops_error_set(GITOPS_ENOTFOUND, "repository %s: %s", url, strerror(errno));
+		norm = abs;
+	}
+	char *dd = data_dir ? gitops_strdup(data_dir) : mf_data_dir();
+	char hex[65];
+	sha256_hex(hex, norm);
+	hex[20] = '\0';
+	char *mirrors = gitops_sprintf("%s/mirrors", dd);
+	char *path = gitops_sprintf("%s/%s.git", mirrors, hex);
+	git_repository *repo = NULL;
+	int rc = mkdir_p(mirrors, 0700);
+	if (rc)
+		goto out;
+	if (git_repository_open_bare(&repo, path) < 0) {
+		/* create in a temporary directory, then rename: a half-made mirror is never seen */
+		char *tmp = gitops_sprintf("%s.tmp.%d", path, (int)getpid());
+		mf_rmtree(tmp);
+		/* no configured remote: fetches use an anonymous remote with explicit refspecs
+		 * (libgit2 1.5 leaks in git_remote_lookup's config regex) */
+		int g = git_repository_init(&repo, tmp, 1);
+		git_repository_free(repo);
+		repo = NULL;
+		if (g < 0) {
+			rc = git_fail(g, GITOPS_EIO, path);
+			mf_rmtree(tmp);
+			free(tmp);
+			goto out;
+		}
+		if (rename(tmp, path) && errno != ENOTEMPTY && errno != EEXIST) {
+			rc = gitops_error_set(GITOPS_EIO, "rename %s: %s", path, strerror(errno));
+			mf_rmtree(tmp);
+			free(tmp);
+			goto out;
+		}
+		mf_rmtree(tmp); /* lost a race with another process: use theirs */
+		free(tmp);
+		int g2 = git_repository_open_bare(&repo, path);
+		if (g2 < 0) {
+			rc = git_fail(g2, GITOPS_EIO, path);
+			goto out;
+		}
+	}
+	mf_repo *r = gitops_calloc(1, sizeof(*r));
+	r->repo = repo;
+	r->url = norm;
+	r->path = path;
+	norm = path = NULL;
+	*out = r;
+out:
+	free(norm);
+	free(path);
+	free(mirrors);
+	free(dd);
+	return rc;
+}
+
+void mf_repo_free(mf_repo *r)
+{
+	if (!r)
+		return;
+	git_repository_free(r->repo);
+	free(r->url);
+	free(r->path);
+	free(r);
+}
+
+const char *mf_repo_path(const mf_repo *r) { return r->path; }
+
+int mf_repo_discover(char **out_path, const char *start)
+{
+	*out_path = NULL;
+	pthread_once(&git_once, git_init_once);
+	git_buf b = {0};
+	int g = git_repository_discover(&b, start, 0, NULL);
+	if (g < 0) {
+		git_buf_dispose(&b);
+		return gitops_error_set(GITOPS_ENOTFOUND, "%s is not inside a git repository (use --repo)", start);
+	}
+	*out_path = gitops_strdup(b.ptr);
+	git_buf_dispose(&b);
+	return 0;
+}
+
+/* ---- fetch: credentials and host key checks ----------------------------------------------- */
+
+struct fetch_ctx {
+	const char *url;
+	int attempts;
+	bool auth_failed_locally; /* no credentials could be offered */
+	char *why;
+};
+
+/* Reads a secret from env NAME, else from the file named by NAME_FILE; the caller frees. */
+static char *secret(const char *name)
+{
+	const char *v = getenv(name);
+	if (v && *v)
+		return gitops_strdup(v);
+	char *fname = gitops_sprintf("%s_FILE", name);
+	const char *f = getenv(fname);
+	free(fname);
+	if (!f || !*f)
+		return NULL;
+	gitops_buf b = GITOPS_BUF_INIT;
+	if (gitops_read_file(&b, f, 65536)) {
+		gitops_buf_free(&b);
+		return NULL;
+	}
+	while (b.len && (b.ptr[b.len - 1] == '\n' || b.ptr[b.len - 1] == '\r'))
+		b.ptr[--b.len] = '\0';
+	return gitops_buf_detach(&b);
+}
+
+static int cred_cb(git_credential **out, const char *url, const char *user_from_url,
+		   unsigned int allowed, void *payload)
+{
+	struct fetch_ctx *c = payload;
+	if (++c->attempts > 1)
+		return GIT_EAUTH; /* the credentials we had were refused */
+	if (allowed & GIT_CREDENTIAL_USERPASS_PLAINTEXT) {
+		char *token = secret("GITOPS_GIT_TOKEN");
+		char *user = secret("GITOPS_GIT_USERNAME");
+		char *pass = token ? token : secret("GITOPS_GIT_PASSWORD");
+		int rc = GIT_EAUTH;
+		if (pass)
+			rc = git_credential_userpass_plaintext_new(out, user ? user : (user_from_url ? user_from_url : "x-access-token"), pass);
+		else
+			c->why = gitops_strdup("the server wants credentials: set GITOPS_GIT_TOKEN(_FILE) or GITOPS_GIT_USERNAME and GITOPS_GIT_PASSWORD(_FILE)");
+		free(user);
+		free(pass);
+		return rc;
+	}
+	if (allowed & GIT_CREDENTIAL_SSH_KEY) {
+		const char *key = getenv("GITOPS_SSH_KEY");
+		char *def = NULL;
+		if (!key || !*key) {
+			const char *h = getenv("HOME");
+			def = gitops_sprintf("%s/.ssh/id_ed25519", h ? h : "");
+			key = def;
+		}
+		int rc = GIT_EAUTH;
+		if (access(key, R_OK) == 0) {
+			char *pp = secret("GITOPS_SSH_KEY_PASSPHRASE");
+			rc = git_credential_ssh_key_new(out, user_from_url ? user_from_url : "git", NULL, key, pp);
+			free(pp);
+		} else {
+			c->why = gitops_sprintf("ssh key %s is not readable (set GITOPS_SSH_KEY)", key);
+		}
+		free(def);
+		return rc;
+	}
+	if (allowed & GIT_CREDENTIAL_USERNAME)
+		return git_credential_username_new(out, user_from_url ? user_from_url : "git");
+	return GIT_EAUTH;
+}
+
+static unsigned char *b64dec(const char *s, size_t len, size_t *out_len)
+{
+	unsigned char *buf = gitops_malloc(len + 4);
+	int n = EVP_DecodeBlock(buf, (const unsigned char *)s, (int)len);
+	if (n < 0) {
+		free(buf);
+		return NULL;
+	}
+	while (len && s[len - 1] == '=') {
+		n--;
+		len--;
+	}
+	*out_len = (size_t)n;
+	return buf;
+}
+
+/* True when `pattern` (one comma-separated entry of a known_hosts line) names `host`. */
+static bool host_matches(const char *pattern, size_t plen, const char *host)
+{
+	if (plen > 3 && !strncmp(pattern, "|1|", 3)) {
+		const char *salt = pattern + 3, *bar = memchr(salt, '|', plen - 3);
+		if (!bar)
+			return false;
+		size_t sl, hl;
+		unsigned char *sb = b64dec(salt, (size_t)(bar - salt), &sl);
+		unsigned char *hb = b64dec(bar + 1, plen - (size_t)(bar + 1 - pattern), &hl);
+		bool ok = false;
+		if (sb && hb && hl == 20) {
+			unsigned char md[20];
+			unsigned int mdl = 0;
+			HMAC(EVP_sha1(), sb, (int)sl, (const unsigned char *)host, strlen(host), md, &mdl);
+			ok = mdl == 20 && !memcmp(md, hb, 20);
+		}
+		free(sb);
+		free(hb);
+		return ok;
+	}
+	return strlen(host) == plen && !strncmp(pattern, host, plen);
+}
+
+/* Checks the raw host key against a known_hosts file: 0 when listed. */
+static int known_hosts_check(const char *file, const char *host, const char *key, size_t key_len)
+{
+	gitops_buf b = GITOPS_BUF_INIT;
+	if (gitops_read_file(&b, file, 4 << 20)) {
+		gitops_buf_free(&b);
+		return -1;
+	}
+	int rc = -1;
+	char *save = NULL;
+	for (char *line = strtok_r(b.ptr, "\n", &save); line && rc; line = strtok_r(NULL, "\n", &save)) {
+		while (*line == ' ' || *line == '\t')
+			line++;
+		if (*line == '#' || *line == '@' || !*line)
+			continue;
+		char *hosts = line, *sp = strchr(line, ' ');
+		if (!sp)
+			continue;
+		*sp = '\0';
+		char *type = sp + 1, *sp2 = strchr(type, ' ');
+		if (!sp2)
+			continue;
+		char *b64 = sp2 + 1, *end = b64 + strcspn(b64, " \r");
+		bool hm = false;
+		for (char *h = hosts; *h && !hm;) {
+			size_t n = strcspn(h, ",");
+			hm = host_matches(h, n, host);
+			h += n + (h[n] == ',');
+		}
+		if (!hm)
+			continue;
+		size_t kl;
+		unsigned char *kb = b64dec(b64, (size_t)(end - b64), &kl);
+		if (kb && kl == key_len && !memcmp(kb, key, kl))
+			rc = 0;
+		free(kb);
+	}
+	gitops_buf_free(&b);
+	return rc;
+}
+
+static int cert_cb(git_cert *cert, int valid, const char *host, void *payload)
+{
+	struct fetch_ctx *c = payload;
+	if (cert->cert_type != GIT_CERT_HOSTKEY_LIBSSH2)
+		return valid ? 0 : GIT_ECERTIFICATE; /* TLS: libgit2's verification decides */
+	git_cert_hostkey *hk = (git_cert_hostkey *)cert;
+	const char *kh = getenv("GITOPS_SSH_KNOWN_HOSTS");
+	char *def = NULL;
+	if (!kh || !*kh) {
+		const char *h = getenv("HOME");
+		def = gitops_sprintf("%s/.ssh/known_hosts", h ? h : "");
+		kh = def;
+	}
+	int rc = GIT_ECERTIFICATE;
+	if ((hk->type & GIT_CERT_SSH_RAW) && known_hosts_check(kh, host, hk->hostkey, hk->hostkey_len) == 0)
+		rc = 0;
+	else
+		c->why = gitops_sprintf("ssh host key of %s is not in %s", host, kh);
+	free(def);
+	return rc;
+}
+
+int mf_repo_fetch(mf_repo *r)
+{
+	git_remote *remote = NULL;
+	/* anonymous, and no url.insteadOf lookup: libgit2 1.5 leaks in its config regex search */
+	git_remote_create_options copts;
+	git_remote_create_options_init(&copts, GIT_REMOTE_CREATE_OPTIONS_VERSION);
+	copts.repository = r->repo;
+	copts.flags = GIT_REMOTE_CREATE_SKIP_INSTEADOF | GIT_REMOTE_CREATE_SKIP_DEFAULT_FETCHSPEC;
+	int g = git_remote_create_with_opts(&remote, r->url, &copts);
+	if (g < 0)
+		return git_fail(g, GITOPS_EIO, r->url);
+	char *specs[] = {"+refs/heads/*:refs/heads/*", "+refs/tags/*:refs/tags/*"};
+	git_strarray refspecs = {specs, 2};
+	struct fetch_ctx ctx = {r->url, 0, false, NULL};
+	git_fetch_options opts;
+	git_fetch_options_init(&opts, GIT_FETCH_OPTIONS_VERSION);
+	opts.callbacks.credentials = cred_cb;
+	opts.callbacks.certificate_check = cert_cb;
+	opts.callbacks.payload = &ctx;
+	opts.prune = GIT_FETCH_PRUNE;
+	opts.download_tags = GIT_REMOTE_DOWNLOAD_TAGS_NONE;
+	g = git_remote_fetch(remote, &refspecs, &opts, "gitops fetch");
+	int rc = 0;
+	if (g < 0) {
+		const git_error *e = git_error_last();
+		const char *msg = e && e->message ? e->message : "fetch failed";
+		int code = GITOPS_ENETWORK;
+		if (g == GIT_EAUTH || (e && strstr(msg, "authentication")) || ctx.attempts > 1)
+			code = GITOPS_EUNAUTHORIZED;
+		else if (g == GIT_ECERTIFICATE)
+			code = GITOPS_ETLS;
+		rc = gitops_error_set(code, "fetch %s: %s%s%s (the last fetched mirror is kept)", r->url, msg,
+				      ctx.why ? ": " : "", ctx.why ? ctx.why : "");
+	} else {
+		/* point HEAD at the remote's default branch, so "HEAD" means what it means upstream */
+		git_buf def = {0};
+		if (git_remote_default_branch(&def, remote) == 0 && def.ptr)
+			git_repository_set_head(r->repo, def.ptr);
+		git_buf_dispose(&def);
+	}
+	free(ctx.why);
+	git_remote_free(remote);
+	return rc;
+}
+
+/* ---- reading -------------------------------------------------------------------------------- */
+
+int mf_repo_resolve(char out[41], mf_repo *r, const char *rev)
+{
+	if (!rev || !*rev || rev[0] == '-')
+		return gitops_error_set(GITOPS_EINVALID, "invalid revision \"%s\"", rev ? rev : "");
+	git_object *obj = NULL, *commit = NULL;
+	int g = git_revparse_single(&obj, r->repo, rev);
+	if (g < 0) {
+		if (g == GIT_EAMBIGUOUS)
+			return gitops_error_set(GITOPS_EINVALID, "revision %s is ambiguous: give more of the SHA", rev);
+		if (g == GIT_ENOTFOUND || g == GIT_EINVALIDSPEC || g == GIT_EUNBORNBRANCH)
+			return gitops_error_set(GITOPS_ENOTFOUND, "unknown revision %s: no such branch, tag or commit in %s",
+						rev, r->url);
+		return git_fail(g, 0, rev);
+	}
+	g = git_object_peel(&commit, obj, GIT_OBJECT_COMMIT);
+	git_object_free(obj);
+	if (g < 0)
+		return gitops_error_set(GITOPS_EINVALID, "revision %s does not name a commit", rev);
+	git_oid_tostr(out, 41, git_object_id(commit));
+	git_object_free(commit);
+	return 0;
+}
+
+static int commit_tree(git_tree **out, mf_repo *r, const char *commit)
+{
+	git_oid oid;
+	git_commit *c = NULL;
+	if (git_oid_fromstr(&oid, commit) < 0)
+		return gitops_error_set(GITOPS_EINVALID, "\"%s\" is not a full commit id", commit);
+	int g = git_commit_lookup(&c, r->repo, &oid);
+	if (g < 0)
+		return git_fail(g, 0, commit);
+	g = git_commit_tree(out, c);
+	git_commit_free(c);
+	return g < 0 ? git_fail(g, 0, commit) : 0;
+}
+
+static bool is_root(const char *path) { return !path || !*path || !strcmp(path, ".") || !strcmp(path, "/"); }
+
+int mf_repo_read(gitops_buf *out, mf_repo *r, const char *commit, const char *path)
+{
+	git_tree *tree = NULL;
+	git_tree_entry *e = NULL;
+	git_blob *blob = NULL;
+	int rc = commit_tree(&tree, r, commit);
+	if (rc)
+		return rc;
+	int g = git_tree_entry_bypath(&e, tree, path);
+	if (g < 0) {
+		rc = gitops_error_set(GITOPS_ENOTFOUND, "%s: not found at commit %.12s", path, commit);
+		goto out;
+	}
+	if (git_tree_entry_type(e) != GIT_OBJECT_BLOB) {
+		rc = gitops_error_set(GITOPS_EINVALID, "%s: not a file at commit %.12s", path, commit);
+		goto out;
+	}
+	g = git_blob_lookup(&blob, r->repo, git_tree_entry_id(e));
+	if (g < 0) {
+		rc = git_fail(g, 0, path);
+		goto out;
+	}
+	gitops_buf_put(out, git_blob_rawcontent(blob), (size_t)git_blob_rawsize(blob));
+out:
+	git_blob_free(blob);
+	git_tree_entry_free(e);
+	git_tree_free(tree);
+	return rc;
+}
+
+int mf_repo_entry_id(char out[41], mf_repo *r, const char *commit, const char *path)
+{
+	git_tree *tree = NULL;
+	int rc = commit_tree(&tree, r, commit);
+	if (rc)
+		return rc;
+	if (is_root(path)) {
+		git_oid_tostr(out, 41, git_tree_id(tree));
+	} else {
+		git_tree_entry *e = NULL;
+		if (git_tree_entry_bypath(&e, tree, path) < 0)
+			rc = gitops_error_set(GITOPS_ENOTFOUND, "%s: not found at commit %.12s", path, commit);
+		else
+			git_oid_tostr(out, 41, git_tree_entry_id(e));
+		git_tree_entry_free(e);
+	}
+	git_tree_free(tree);
+	return rc;
+}
+
+struct list_ctx {
+	char **v;
+	size_t n, cap;
+	const char *prefix;
+};
+
+static int list_cb(const char *root, const git_tree_entry *e, void *payload)
+{
+	struct list_ctx *c = payload;
+	if (git_tree_entry_type(e) != GIT_OBJECT_BLOB)
+		return 0;
+	if (c->n == c->cap) {
+		c->cap = c->cap ? c->cap * 2 : 32;
+		c->v = gitops_realloc(c->v, c->cap * sizeof(char *));
+	}
+	c->v[c->n++] = gitops_sprintf("%s%s%s%s", c->prefix, *c->prefix ? "/" : "", root, git_tree_entry_name(e));
+	return 0;
+}
+
+static int cmp_path(const void *a, const void *b)
+{
+	return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+int mf_repo_list(char ***out_paths, size_t *out_n, mf_repo *r, const char *commit, const char *path)
+{
+	*out_paths = NULL;
+	*out_n = 0;
+	git_tree *tree = NULL, *sub = NULL;
+	int rc = commit_tree(&tree, r, commit);
+	if (rc)
+		return rc;
+	if (is_root(path)) {
+		sub = tree;
+		tree = NULL;
+	} else {
+		git_tree_entry *e = NULL;
+		if (git_tree_entry_bypath(&e, tree, path) < 0 || git_tree_entry_type(e) != GIT_OBJECT_TREE) {
+			rc = gitops_error_set(GITOPS_ENOTFOUND, "%s: no such directory at commit %.12s", path, commit);
+		} else if (git_tree_lookup(&sub, r->repo, git_tree_entry_id(e)) < 0) {
+			rc = git_fail(-1, 0, path);
+		}
+		git_tree_entry_free(e);
+	}
+	if (!rc) {
+		struct list_ctx c = {NULL, 0, 0, is_root(path) ? "" : path};
+		git_tree_walk(sub, GIT_TREEWALK_PRE, list_cb, &c);
+		if (c.n)
+			qsort(c.v, c.n, sizeof(char *), cmp_path);
+		*out_paths = c.v;
+		*out_n = c.n;
+	}
+	git_tree_free(sub);
+	git_tree_free(tree);
+	return rc;
+}
+
+/* Writes every blob of `tree` under dir; symlinks and submodules are skipped on purpose (a link
+ * could point a renderer at host files). */
+static int write_tree(mf_repo *r, git_tree *tree, const char *dir)
+{
+	size_t n = git_tree_entrycount(tree);
+	for (size_t i = 0; i < n; i++) {
+		const git_tree_entry *e = git_tree_entry_byindex(tree, i);
+		const char *name = git_tree_entry_name(e);
+		char *p = gitops_sprintf("%s/%s", dir, name);
+		int rc = 0;
+		git_filemode_t mode = git_tree_entry_filemode(e);
+		if (mode == GIT_FILEMODE_TREE) {
+			git_tree *sub = NULL;
+			if (mkdir(p, 0700))
+				rc = gitops_error_set(GITOPS_EIO, "mkdir %s: %s", p, strerror(errno));
+			else if (git_tree_lookup(&sub, r->repo, git_tree_entry_id(e)) < 0)
+				rc = git_fail(-1, GITOPS_EIO, name);
+			else
+				rc = write_tree(r, sub, p);
+			git_tree_free(sub);
+		} else if (mode == GIT_FILEMODE_BLOB || mode == GIT_FILEMODE_BLOB_EXECUTABLE) {
+			git_blob *b = NULL;
+			if (git_blob_lookup(&b, r->repo, git_tree_entry_id(e)) < 0) {
+				rc = git_fail(-1, GITOPS_EIO, name);
+			} else {
+				int fd = open(p, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW, mode == GIT_FILEMODE_BLOB_EXECUTABLE ? 0700 : 0600);
+				const char *data = git_blob_rawcontent(b);
+				size_t len = (size_t)git_blob_rawsize(b), off = 0;
+				if (fd < 0) {
+					rc = gitops_error_set(GITOPS_EIO, "create %s: %s", p, strerror(errno));
+				} else {
+					while (off < len) {
+						ssize_t w = write(fd, data + off, len - off);
+						if (w < 0 && errno == EINTR)
+							continue;
+						if (w <= 0) {
+							rc = gitops_error_set(GITOPS_EIO, "write %s: %s", p, strerror(errno));
+							break;
+						}
+						off += (size_t)w;
+					}
+					close(fd);
+				}
+			}
+			git_blob_free(b);
+		}
+		free(p);
+		if (rc)
+			return rc;
+	}
+	return 0;
+}
+
+int mf_repo_checkout(char **out_dir, mf_repo *r, const char *commit)
+{
+	*out_dir = NULL;
+	git_tree *tree = NULL;
+	int rc = commit_tree(&tree, r, commit);
+	if (rc)
+		return rc;
+	const char *tmp = getenv("TMPDIR");
+	char *dir = gitops_sprintf("%s/gitops-checkout-XXXXXX", tmp && *tmp ? tmp : "/tmp");
+	if (!mkdtemp(dir)) {
+		rc = gitops_error_set(GITOPS_EIO, "mkdtemp %s: %s", dir, strerror(errno));
+		free(dir);
+		git_tree_free(tree);
+		return rc;
+	}
+	rc = write_tree(r, tree, dir);
+	git_tree_free(tree);
+	if (rc) {
+		mf_rmtree(dir);
+		free(dir);
+		return rc;
+	}
+	*out_dir = dir;
+	return 0;
+}
+
+static int rm_cb(const char *path, const struct stat *st, int flag, struct FTW *ftw)
+{
+	(void)st;
+	(void)ftw;
+	if (flag == FTW_DP || flag == FTW_D)
+		rmdir(path);
+	else
+		unlink(path);
+	return 0;
+}
+
+int mf_rmtree(const char *dir)
+{
+	if (!dir || !*dir)
+		return 0;
+	struct stat st;
+	if (lstat(dir, &st))
+		return 0;
+	if (nftw(dir, rm_cb, 16, FTW_DEPTH | FTW_PHYS) != 0)
+		return gitops_error_set(GITOPS_EIO, "remove %s: %s", dir, strerror(errno));
+	return 0;
+}

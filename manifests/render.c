@@ -1,0 +1,752 @@
+/* manifests/render.c: renders apps (plain directories, kustomize, helm) at a commit, through a
+ * render cache keyed by the git ids of everything the render reads (memory and disk). */
+#include "manifests/internal.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <openssl/evp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+/* Bump when the cached form or the YAML reading changes: old entries are then ignored. */
+#define CACHE_FORMAT "gitops-render-cache/1"
+
+struct mem_entry {
+	char key[65];
+	json_t *objs; /* [{"file","line","object"}] */
+};
+
+struct mf_renderer {
+	char *data_dir; /* NULL: no disk cache */
+	int timeout_ms;
+	struct mf_limits lim;
+	mf_scope_fn scope;
+	void *scope_data;
+	struct mem_entry *mem;
+	size_t n_mem, cap_mem;
+	unsigned long executed, hits;
+	char *bin[2], *version[2]; /* [0] helm, [1] kustomize */
+	char *home;                /* private HOME for the renderers */
+	mf_repo *co_repo;
+	char co_commit[41];
+	char *co_dir;
+};
+
+int mf_renderer_new(mf_renderer **out, const struct mf_render_options *opts)
+{
+	mf_renderer *r = gitops_calloc(1, sizeof(*r));
+	if (opts && opts->data_dir)
+		r->data_dir = *opts->data_dir ? gitops_strdup(opts->data_dir) : NULL;
+	else
+		r->data_dir = mf_data_dir();
+	r->timeout_ms = opts && opts->timeout_ms > 0 ? opts->timeout_ms : MF_DEFAULT_TIMEOUT_MS;
+	if (opts)
+		r->lim = opts->limits;
+	if (!r->lim.max_file_size)
+		r->lim.max_file_size = MF_DEFAULT_MAX_FILE_SIZE;
+	r->scope = opts ? opts->scope : NULL;
+	r->scope_data = opts ? opts->scope_data : NULL;
+	*out = r;
+	return 0;
+}
+
+static void drop_checkout(mf_renderer *r)
+{
+	if (r->co_dir) {
+		mf_rmtree(r->co_dir);
+		free(r->co_dir);
+		r->co_dir = NULL;
+	}
+	r->co_repo = NULL;
+}
+
+void mf_renderer_free(mf_renderer *r)
+{
+	if (!r)
+		return;
+	drop_checkout(r);
+	for (size_t i = 0; i < r->n_mem; i++)
+		json_decref(r->mem[i].objs);
+	free(r->mem);
+	for (int i = 0; i < 2; i++) {
+		free(r->bin[i]);
+		free(r->version[i]);
+	}
+	if (r->home)
+		mf_rmtree(r->home);
+	free(r->home);
+	free(r->data_dir);
+	free(r);
+}
+
+unsigned long mf_renderer_executed(const mf_renderer *r) { return r->executed; }
+unsigned long mf_renderer_cache_hits(const mf_renderer *r) { return r->hits; }
+
+/* ---- running the binaries ------------------------------------------------------------------ */
+
+static int tool(mf_renderer *r, int which, const char **bin)
+{
+	static const char *const names[] = {"helm", "kustomize"};
+	if (!r->bin[which]) {
+		int rc = mf_find_binary(&r->bin[which], names[which]);
+		if (rc)
+			return rc;
+	}
+	*bin = r->bin[which];
+	return 0;
+}
+
+/* The environment renderers run with: a private HOME, no proxies that work (so no network), no
+ * kubeconfig, git limited to local files (kustomize remote bases fail). */
+static int run_tool(mf_renderer *r, gitops_buf *out, char **argv, const char *cwd)
+{
+	if (!r->home) {
+		const char *tmp = getenv("TMPDIR");
+		char *h = gitops_sprintf("%s/gitops-render-home-XXXXXX", tmp && *tmp ? tmp : "/tmp");
+		if (!mkdtemp(h)) {
+			int rc = gitops_error_set(GITOPS_EIO, "mkdtemp %s: %s", h, strerror(errno));
+			free(h);
+			return rc;
+		}
+		r->home = h;
+	}
+	const char *path = getenv("PATH");
+	char *envp[] = {
+		gitops_sprintf("PATH=%s", path ? path : "/usr/bin:/bin"),
+		gitops_sprintf("HOME=%s", r->home),
+		gitops_sprintf("HELM_CACHE_HOME=%s/cache", r->home),
+		gitops_sprintf("HELM_CONFIG_HOME=%s/config", r->home),
+		gitops_sprintf("HELM_DATA_HOME=%s/data", r->home),
+		gitops_sprintf("XDG_CONFIG_HOME=%s/config", r->home),
+		gitops_sprintf("KUSTOMIZE_PLUGIN_HOME=%s/no-plugins", r->home),
+		gitops_strdup("KUBECONFIG=/dev/null/none"),
+		gitops_strdup("HTTP_PROXY=http://127.0.0.1:9"),
+		gitops_strdup("HTTPS_PROXY=http://127.0.0.1:9"),
+		gitops_strdup("http_proxy=http://127.0.0.1:9"),
+		gitops_strdup("https_proxy=http://127.0.0.1:9"),
+		gitops_strdup("NO_PROXY="),
+		gitops_strdup("no_proxy="),
+		gitops_strdup("GIT_ALLOW_PROTOCOL=file"),
+		gitops_strdup("GIT_TERMINAL_PROMPT=0"),
+		gitops_strdup("LC_ALL=C"),
+		NULL,
+	};
+	int rc = mf_proc_run(out, argv, envp, cwd, r->timeout_ms, r->lim.max_file_size * 4);
+	for (char **e = envp; *e; e++)
+		free(*e);
+	return rc;
+}
+
+static int tool_version(mf_renderer *r, int which, const char **version)
+{
+	if (!r->version[which]) {
+		const char *bin;
+		int rc = tool(r, which, &bin);
+		if (rc)
+			return rc;
+		gitops_buf out = GITOPS_BUF_INIT;
+		char *argv[] = {(char *)bin, "version", which == 0 ? "--short" : NULL, NULL};
+		rc = run_tool(r, &out, argv, NULL);
+		if (rc) {
+			gitops_buf_free(&out);
+			return gitops_error_prefix("%s version", bin);
+		}
+		const char *s = gitops_buf_cstr(&out);
+		r->version[which] = gitops_strndup(s, strcspn(s, "\r\n"));
+		gitops_buf_free(&out);
+	}
+	*version = r->version[which];
+	return 0;
+}
+
+/* ---- plain directories on disk ---------------------------------------------------------------- */
+
+static bool manifest_name(const char *name)
+{
+	size_t n = strlen(name);
+	return (n > 5 && !strcmp(name + n - 5, ".yaml")) || (n > 4 && !strcmp(name + n - 4, ".yml")) ||
+	       (n > 5 && !strcmp(name + n - 5, ".json"));
+}
+
+static int cmp_cstr(const void *a, const void *b) { return strcmp(*(char *const *)a, *(char *const *)b); }
+
+static int plain_fs(mf_objects *set, mf_renderer *r, const char *root, const char *rel,
+		    const char *app, const char *ns, int depth)
+{
+	char *dir = gitops_sprintf("%s/%s", root, rel);
+	DIR *d = opendir(dir);
+	if (!d) {
+		int rc = gitops_error_set(errno == ENOENT ? GITOPS_ENOTFOUND : GITOPS_EIO, "%s: %s", rel, strerror(errno));
+		free(dir);
+		return rc;
+	}
+	char **names = NULL;
+	size_t n = 0;
+	struct dirent *de;
+	while ((de = readdir(d))) {
+		if (de->d_name[0] == '.')
+			continue; /* ., .., and hidden files such as .github */
+		names = gitops_realloc(names, (n + 1) * sizeof(char *));
+		names[n++] = gitops_strdup(de->d_name);
+	}
+	closedir(d);
+	if (n)
+		qsort(names, n, sizeof(char *), cmp_cstr);
+	int rc = 0;
+	for (size_t i = 0; i < n && !rc; i++) {
+		char *p = gitops_sprintf("%s/%s", dir, names[i]);
+		char *relp = gitops_sprintf("%s/%s", rel, names[i]);
+		struct stat st;
+		if (lstat(p, &st)) {
+			rc = gitops_error_set(GITOPS_EIO, "%s: %s", relp, strerror(errno));
+		} else if (S_ISDIR(st.st_mode)) {
+			if (depth > 32)
+				rc = gitops_error_set(GITOPS_EINVALID, "%s: directories nested too deep", relp);
+			else
+				rc = plain_fs(set, r, root, relp, app, ns, depth + 1);
+		} else if (S_ISREG(st.st_mode) && manifest_name(names[i])) {
+			if ((size_t)st.st_size > r->lim.max_file_size) {
+				rc = gitops_error_set(GITOPS_EINVALID, "%s:1: file is %lld bytes, over the %zu-byte limit",
+						      relp, (long long)st.st_size, r->lim.max_file_size);
+			} else {
+				gitops_buf b = GITOPS_BUF_INIT;
+				rc = gitops_read_file(&b, p, r->lim.max_file_size);
+				if (!rc)
+					rc = mf_objects_add_yaml(set, gitops_buf_cstr(&b), b.len, relp, app, ns, &r->lim);
+				gitops_buf_free(&b);
+			}
+		}
+		free(p);
+		free(relp);
+	}
+	for (size_t i = 0; i < n; i++)
+		free(names[i]);
+	free(names);
+	free(dir);
+	return rc;
+}
+
+/* ---- helm / kustomize on a directory ----------------------------------------------------------- */
+
+static bool path_exists(const char *p)
+{
+	struct stat st;
+	return stat(p, &st) == 0;
+}
+
+static enum mf_renderer_kind detect_fs(const char *dir)
+{
+	static const char *const kust[] = {"kustomization.yaml", "kustomization.yml", "Kustomization"};
+	for (size_t i = 0; i < 3; i++) {
+		char *p = gitops_sprintf("%s/%s", dir, kust[i]);
+		bool ok = path_exists(p);
+		free(p);
+		if (ok)
+			return MF_RENDERER_KUSTOMIZE;
+	}
+	char *p = gitops_sprintf("%s/Chart.yaml", dir);
+	bool chart = path_exists(p);
+	free(p);
+	return chart ? MF_RENDERER_HELM : MF_RENDERER_PLAIN;
+}
+
+/* Chart dependencies must be vendored under charts/: no network at render time. */
+static int helm_deps_vendored(const char *dir, const char *label)
+{
+	char *p = gitops_sprintf("%s/Chart.yaml", dir);
+	gitops_buf b = GITOPS_BUF_INIT;
+	json_t *chart = NULL;
+	int rc = gitops_read_file(&b, p, MF_DEFAULT_MAX_FILE_SIZE);
+	if (!rc)
+		rc = mf_yaml_parse(&chart, gitops_buf_cstr(&b), b.len, label, NULL);
+	json_t *deps = json_object_get(chart, "dependencies");
+	size_t i;
+	json_t *dep;
+	json_array_foreach(deps, i, dep) {
+		const char *name = json_string_value(json_object_get(dep, "name"));
+		if (!name || rc)
+			continue;
+		char *cdir = gitops_sprintf("%s/charts", dir);
+		bool found = false;
+		DIR *d = opendir(cdir);
+		struct dirent *de;
+		size_t nl = strlen(name);
+		while (d && (de = readdir(d)))
+			if (!strncmp(de->d_name, name, nl) && (de->d_name[nl] == '\0' || de->d_name[nl] == '-'))
+				found = true;
+		if (d)
+			closedir(d);
+		free(cdir);
+		if (!found)
+			rc = gitops_error_set(GITOPS_EINVALID, "%s: chart dependency \"%s\" is not vendored under charts/ "
+					      "(run 'helm dependency build' and commit charts/; gitops renders without network)",
+					      label, name);
+	}
+	json_decref(chart);
+	gitops_buf_free(&b);
+	free(p);
+	return rc;
+}
+
+/* Adds helm output document by document, naming each object's template ("# Source: chart/x"). */
+static int add_helm_output(mf_objects *set, mf_renderer *r, const char *text, const char *app_path,
+			   const char *app, const char *ns)
+{
+	const char *p = text;
+	int rc = 0;
+	while (*p && !rc) {
+		/* a chunk runs to the next line that is exactly "---" */
+		const char *end = p;
+		for (;;) {
+			const char *nl = strchr(end, '\n');
+			if (!nl) {
+				end += strlen(end);
+				break;
+			}
+			if (!strncmp(nl + 1, "---", 3) && (nl[4] == '\n' || nl[4] == '\0' || nl[4] == ' ')) {
+				end = nl + 1;
+				break;
+			}
+			end = nl + 1;
+		}
+		const char *src = strstr(p, "# Source: ");
+		char *label;
+		if (src && src < end) {
+			src += 10;
+			size_t n = strcspn(src, "\r\n");
+			const char *slash = memchr(src, '/', n);
+			if (slash)
+				label = gitops_sprintf("%s/%.*s (rendered)", app_path, (int)(n - (size_t)(slash + 1 - src)), slash + 1);
+			else
+				label = gitops_sprintf("%s/%.*s (rendered)", app_path, (int)n, src);
+		} else {
+			label = gitops_sprintf("%s (helm template)", app_path);
+		}
+		rc = mf_objects_add_yaml(set, p, (size_t)(end - p), label, app, ns, &r->lim);
+		free(label);
+		p = end;
+		if (!strncmp(p, "---", 3))
+			p += strcspn(p, "\n") + (p[strcspn(p, "\n")] == '\n');
+	}
+	return rc;
+}
+
+static const char *app_namespace(const struct mf_app *app, const struct mf_environment *env)
+{
+	if (app->namespace)
+		return app->namespace;
+	return env ? env->namespace : NULL;
+}
+
+int mf_render_dir(mf_objects *set, mf_renderer *r, const char *root, const struct mf_app *app,
+		  const struct mf_environment *env)
+{
+	const char *ns = app_namespace(app, env);
+	char *dir = gitops_sprintf("%s/%s", root, app->path);
+	enum mf_renderer_kind kind = app->renderer != MF_RENDERER_AUTO ? app->renderer : detect_fs(dir);
+	int rc = 0;
+	gitops_buf out = GITOPS_BUF_INIT;
+	const char *bin;
+	if (!path_exists(dir)) {
+		rc = gitops_error_set(GITOPS_ENOTFOUND, "app %s: directory %s does not exist", app->name, app->path);
+	} else if (kind == MF_RENDERER_PLAIN) {
+		rc = plain_fs(set, r, root, app->path, app->name, ns, 0);
+	} else if (kind == MF_RENDERER_KUSTOMIZE) {
+		rc = tool(r, 1, &bin);
+		if (!rc) {
+			char *argv[] = {(char *)bin, "build", dir, NULL};
+			rc = run_tool(r, &out, argv, root);
+			if (rc)
+				gitops_error_prefix("app %s: kustomize build %s", app->name, app->path);
+		}
+		if (!rc) {
+			char *label = gitops_sprintf("%s (kustomize build)", app->path);
+			rc = mf_objects_add_yaml(set, gitops_buf_cstr(&out), out.len, label, app->name, ns, &r->lim);
+			free(label);
+		}
+	} else {
+		char *label = gitops_sprintf("%s/Chart.yaml", app->path);
+		rc = helm_deps_vendored(dir, label);
+		free(label);
+		if (!rc)
+			rc = tool(r, 0, &bin);
+		if (!rc) {
+			size_t n = 0;
+			char **argv = gitops_calloc(12 + 2 * app->n_values, sizeof(char *));
+			char **owned = gitops_calloc(app->n_values + 1, sizeof(char *));
+			argv[n++] = (char *)bin;
+			argv[n++] = "template";
+			argv[n++] = app->release_name ? app->release_name : app->name;
+			argv[n++] = dir;
+			argv[n++] = "--include-crds";
+			if (ns) {
+				argv[n++] = "--namespace";
+				argv[n++] = (char *)ns;
+			}
+			for (size_t i = 0; i < app->n_values && !rc; i++) {
+				owned[i] = gitops_sprintf("%s/%s", root, app->values[i]);
+				if (!path_exists(owned[i]))
+					rc = gitops_error_set(GITOPS_ENOTFOUND, "app %s: values file %s does not exist",
+							      app->name, app->values[i]);
+				argv[n++] = "-f";
+				argv[n++] = owned[i];
+			}
+			if (!rc) {
+				rc = run_tool(r, &out, argv, root);
+				if (rc)
+					gitops_error_prefix("app %s: helm template %s", app->name, app->path);
+			}
+			if (!rc)
+				rc = add_helm_output(set, r, gitops_buf_cstr(&out), app->path, app->name, ns);
+			mf_strv_free(owned, app->n_values);
+			free(argv);
+		}
+	}
+	gitops_buf_free(&out);
+	free(dir);
+	return rc;
+}
+
+/* ---- git-backed rendering with the cache --------------------------------------------------------- */
+
+static int detect_git(enum mf_renderer_kind *out, mf_repo *repo, const char *commit, const char *path)
+{
+	char id[41];
+	static const char *const kust[] = {"kustomization.yaml", "kustomization.yml", "Kustomization"};
+	for (size_t i = 0; i < 3; i++) {
+		char *p = gitops_sprintf("%s/%s", path, kust[i]);
+		int rc = mf_repo_entry_id(id, repo, commit, p);
+		free(p);
+		if (!rc) {
+			*out = MF_RENDERER_KUSTOMIZE;
+			return 0;
+		}
+	}
+	char *p = gitops_sprintf("%s/Chart.yaml", path);
+	int rc = mf_repo_entry_id(id, repo, commit, p);
+	free(p);
+	*out = rc ? MF_RENDERER_PLAIN : MF_RENDERER_HELM;
+	gitops_error_clear();
+	return 0;
+}
+
+/* Joins a kustomization-relative reference onto dir, resolving "." and "..". NULL when it
+ * leaves the repository. */
+static char *join_norm(const char *dir, const char *ref)
+{
+	char *all = gitops_sprintf("%s/%s", dir, ref);
+	char **parts = NULL;
+	size_t n = 0;
+	char *save = NULL;
+	bool bad = false;
+	for (char *t = strtok_r(all, "/", &save); t; t = strtok_r(NULL, "/", &save)) {
+		if (!strcmp(t, "."))
+			continue;
+		if (!strcmp(t, "..")) {
+			if (!n)
+				bad = true;
+			else
+				n--;
+			continue;
+		}
+		parts = gitops_realloc(parts, (n + 1) * sizeof(char *));
+		parts[n++] = t;
+	}
+	char *res = NULL;
+	if (!bad) {
+		gitops_buf b = GITOPS_BUF_INIT;
+		for (size_t i = 0; i < n; i++)
+			gitops_buf_printf(&b, "%s%s", i ? "/" : "", parts[i]);
+		res = gitops_buf_detach(&b);
+	}
+	free(parts);
+	free(all);
+	return res;
+}
+
+/* Adds to `key` the ids of every local directory or file a kustomization reaches outside its own
+ * directory (bases, components, resources), recursively: an overlay's key changes with its base. */
+static void kustomize_deps(gitops_buf *key, mf_repo *repo, const char *commit, const char *dir, int depth)
+{
+	if (depth > 16)
+		return;
+	static const char *const names[] = {"kustomization.yaml", "kustomization.yml", "Kustomization"};
+	gitops_buf b = GITOPS_BUF_INIT;
+	int rc = -1;
+	for (size_t i = 0; i < 3 && rc; i++) {
+		char *p = gitops_sprintf("%s/%s", dir, names[i]);
+		gitops_buf_clear(&b);
+		rc = mf_repo_read(&b, repo, commit, p);
+		free(p);
+	}
+	gitops_error_clear();
+	json_t *k = NULL;
+	if (!rc && !mf_yaml_parse(&k, gitops_buf_cstr(&b), b.len, dir, NULL) && json_is_object(k)) {
+		static const char *const fields[] = {"resources", "bases", "components"};
+		for (size_t f = 0; f < 3; f++) {
+			size_t i;
+			json_t *v;
+			json_array_foreach(json_object_get(k, fields[f]), i, v) {
+				const char *ref = json_string_value(v);
+				if (!ref || strstr(ref, "://") || !strncmp(ref, "github.com/", 11) || ref[0] == '/')
+					continue;
+				char *p = join_norm(dir, ref);
+				char id[41];
+				size_t dl = strlen(dir);
+				if (p && !(strncmp(p, dir, dl) == 0 && (p[dl] == '/' || p[dl] == '\0')) &&
+				    !mf_repo_entry_id(id, repo, commit, p)) {
+					gitops_buf_printf(key, "dep %s %s\n", p, id);
+					kustomize_deps(key, repo, commit, p, depth + 1);
+				}
+				free(p);
+			}
+		}
+	}
+	gitops_error_clear();
+	json_decref(k);
+	gitops_buf_free(&b);
+}
+
+static void sha256_hex(char out[65], const char *s, size_t len)
+{
+	unsigned char md[32];
+	unsigned int n = 0;
+	EVP_Digest(s, len, md, &n, EVP_sha256(), NULL);
+	for (int i = 0; i < 32; i++)
+		snprintf(out + 2 * i, 3, "%02x", md[i]);
+}
+
+static json_t *set_to_cache(const mf_objects *set)
+{
+	json_t *a = json_array();
+	for (size_t i = 0; i < mf_objects_count(set); i++) {
+		const struct mf_object *o = mf_objects_at(set, i);
+		json_array_append_new(a, json_pack("{s:s, s:i, s:O}", "file", o->file, "line", o->line, "object", o->obj));
+	}
+	return a;
+}
+
+static int cache_to_set(mf_objects *set, json_t *objs, const char *app, const char *ns)
+{
+	size_t i;
+	json_t *e;
+	json_array_foreach(objs, i, e) {
+		json_t *copy = json_deep_copy(json_object_get(e, "object"));
+		int rc = mf_objects_add(set, copy, json_string_value(json_object_get(e, "file")),
+					(int)json_integer_value(json_object_get(e, "line")), app, ns);
+		json_decref(copy);
+		if (rc)
+			return rc;
+	}
+	return 0;
+}
+
+static json_t *mem_get(mf_renderer *r, const char *key)
+{
+	for (size_t i = 0; i < r->n_mem; i++)
+		if (!strcmp(r->mem[i].key, key))
+			return r->mem[i].objs;
+	return NULL;
+}
+
+static void mem_put(mf_renderer *r, const char *key, json_t *objs)
+{
+	if (r->n_mem == r->cap_mem) {
+		r->cap_mem = r->cap_mem ? r->cap_mem * 2 : 32;
+		r->mem = gitops_realloc(r->mem, r->cap_mem * sizeof(*r->mem));
+	}
+	snprintf(r->mem[r->n_mem].key, sizeof(r->mem[r->n_mem].key), "%s", key);
+	r->mem[r->n_mem].objs = json_incref(objs);
+	r->n_mem++;
+}
+
+static char *disk_path(mf_renderer *r, const char *key)
+{
+	return r->data_dir ? gitops_sprintf("%s/render-cache/%.2s/%s.json", r->data_dir, key, key) : NULL;
+}
+
+static json_t *disk_get(mf_renderer *r, const char *key)
+{
+	char *p = disk_path(r, key);
+	if (!p)
+		return NULL;
+	json_error_t je;
+	json_t *v = json_load_file(p, 0, &je);
+	free(p);
+	json_t *objs = json_object_get(v, "objects");
+	const char *fmt = json_string_value(json_object_get(v, "format"));
+	if (!json_is_array(objs) || !fmt || strcmp(fmt, CACHE_FORMAT)) {
+		json_decref(v);
+		return NULL;
+	}
+	json_incref(objs);
+	json_decref(v);
+	return objs;
+}
+
+static void disk_put(mf_renderer *r, const char *key, json_t *objs)
+{
+	char *p = disk_path(r, key);
+	if (!p)
+		return;
+	char *dir = gitops_sprintf("%s/render-cache", r->data_dir);
+	mkdir(r->data_dir, 0700);
+	mkdir(dir, 0700);
+	char *sub = gitops_sprintf("%s/%.2s", dir, key);
+	mkdir(sub, 0700);
+	json_t *doc = json_pack("{s:s, s:O}", "format", CACHE_FORMAT, "objects", objs);
+	char *s = json_dumps(doc, JSON_COMPACT | JSON_REAL_PRECISION(17));
+	if (s && gitops_write_file(p, s, strlen(s), 0600))
+		gitops_error_clear(); /* a cache that cannot be written is only slower */
+	free(s);
+	json_decref(doc);
+	free(sub);
+	free(dir);
+	free(p);
+}
+
+static int ensure_checkout(mf_renderer *r, mf_repo *repo, const char *commit)
+{
+	if (r->co_dir && r->co_repo == repo && !strcmp(r->co_commit, commit))
+		return 0;
+	drop_checkout(r);
+	int rc = mf_repo_checkout(&r->co_dir, repo, commit);
+	if (rc)
+		return rc;
+	r->co_repo = repo;
+	snprintf(r->co_commit, sizeof(r->co_commit), "%s", commit);
+	return 0;
+}
+
+static int plain_git(mf_objects *set, mf_renderer *r, mf_repo *repo, const char *commit,
+		     const struct mf_app *app, const char *ns)
+{
+	char **paths = NULL;
+	size_t n = 0;
+	int rc = mf_repo_list(&paths, &n, repo, commit, app->path);
+	for (size_t i = 0; i < n && !rc; i++) {
+		const char *base = strrchr(paths[i], '/');
+		base = base ? base + 1 : paths[i];
+		/* hidden files and directories (.github/...) are not manifests */
+		if (!manifest_name(base) || strstr(paths[i], "/.") || paths[i][0] == '.')
+			continue;
+		gitops_buf b = GITOPS_BUF_INIT;
+		rc = mf_repo_read(&b, repo, commit, paths[i]);
+		if (!rc)
+			rc = mf_objects_add_yaml(set, gitops_buf_cstr(&b), b.len, paths[i], app->name, ns, &r->lim);
+		gitops_buf_free(&b);
+	}
+	mf_strv_free(paths, n);
+	return rc;
+}
+
+int mf_render_app(mf_objects *set, mf_renderer *r, mf_repo *repo, const char *commit,
+		  const struct mf_environment *env, const struct mf_app *app)
+{
+	const char *ns = app_namespace(app, env);
+	char tree[41];
+	int rc = mf_repo_entry_id(tree, repo, commit, app->path);
+	if (rc)
+		return gitops_error_set(GITOPS_ENOTFOUND, "app %s (gitops.yaml:%d): path %s does not exist at commit %.12s",
+					app->name, app->line, app->path, commit);
+	enum mf_renderer_kind kind = app->renderer;
+	if (kind == MF_RENDERER_AUTO)
+		detect_git(&kind, repo, commit, app->path);
+
+	/* the cache key: everything the render reads */
+	gitops_buf key = GITOPS_BUF_INIT;
+	gitops_buf_printf(&key, "%s\nrenderer %s\ntree %s\n", CACHE_FORMAT, mf_renderer_name(kind), tree);
+	if (kind == MF_RENDERER_PLAIN) {
+		gitops_buf_printf(&key, "version gitops %s\n", GITOPS_VERSION);
+	} else {
+		const char *ver;
+		rc = tool_version(r, kind == MF_RENDERER_HELM ? 0 : 1, &ver);
+		if (rc)
+			goto out;
+		gitops_buf_printf(&key, "version %s\npath %s\n", ver, app->path);
+	}
+	if (kind == MF_RENDERER_KUSTOMIZE)
+		kustomize_deps(&key, repo, commit, app->path, 0);
+	if (kind == MF_RENDERER_HELM) {
+		gitops_buf_printf(&key, "release %s\nnamespace %s\n", app->release_name ? app->release_name : app->name,
+				  ns ? ns : "");
+		for (size_t i = 0; i < app->n_values; i++) {
+			char id[41];
+			if (mf_repo_entry_id(id, repo, commit, app->values[i])) {
+				rc = gitops_error_set(GITOPS_ENOTFOUND, "app %s (gitops.yaml:%d): values file %s does not exist at commit %.12s",
+						      app->name, app->line, app->values[i], commit);
+				goto out;
+			}
+			gitops_buf_printf(&key, "values %s %s\n", app->values[i], id);
+		}
+	}
+	char hex[65];
+	sha256_hex(hex, key.ptr, key.len);
+
+	json_t *objs = mem_get(r, hex);
+	if (objs) {
+		r->hits++;
+		rc = cache_to_set(set, objs, app->name, ns);
+		goto out;
+	}
+	objs = disk_get(r, hex);
+	if (objs) {
+		r->hits++;
+		mem_put(r, hex, objs);
+		rc = cache_to_set(set, objs, app->name, ns);
+		json_decref(objs);
+		goto out;
+	}
+
+	mf_objects *fresh;
+	mf_objects_new(&fresh);
+	r->executed++;
+	if (kind == MF_RENDERER_PLAIN) {
+		rc = plain_git(fresh, r, repo, commit, app, ns);
+	} else {
+		rc = ensure_checkout(r, repo, commit);
+		if (!rc) {
+			struct mf_app a = *app;
+			a.renderer = kind;
+			rc = mf_render_dir(fresh, r, r->co_dir, &a, env);
+		}
+	}
+	if (!rc) {
+		objs = set_to_cache(fresh);
+		mem_put(r, hex, objs);
+		disk_put(r, hex, objs);
+		json_decref(objs);
+		mf_objects_take(set, fresh);
+	}
+	mf_objects_free(fresh);
+out:
+	gitops_buf_free(&key);
+	return rc;
+}
+
+int mf_render_env(mf_objects **out, mf_renderer *r, mf_repo *repo, const char *commit,
+		  const struct mf_environment *env, const char *only_app)
+{
+	*out = NULL;
+	if (only_app && !mf_environment_app(env, only_app))
+		return gitops_error_set(GITOPS_ENOTFOUND, "environment %s has no app \"%s\"", env->name, only_app);
+	mf_objects *set;
+	mf_objects_new(&set);
+	int rc = 0;
+	for (size_t i = 0; i < env->n_apps && !rc; i++) {
+		if (only_app && strcmp(env->apps[i].name, only_app))
+			continue;
+		rc = mf_render_app(set, r, repo, commit, env, &env->apps[i]);
+	}
+	if (!rc)
+		rc = mf_objects_resolve(set, r->scope, r->scope_data);
+	if (rc) {
+		mf_objects_free(set);
+		return rc;
+	}
+	*out = set;
+	return 0;
+}
