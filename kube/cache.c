@@ -1,6 +1,8 @@
 /* kube: the watch-fed object cache (an "informer"). One thread per cache lists the resource,
  * then watches from the list's resourceVersion; it re-watches from the last version seen when
- * the server ends the stream, relists on 410 and reports the difference, so no change is lost. */
+ * the server ends the stream, relists on 410 and reports the difference, so no change is lost.
+ * Objects are stored as compact JSON text: a parsed jansson tree costs about 8x the memory, and
+ * readers (the planner) parse only what they look at. */
 #include "kube/internal.h"
 
 #include <errno.h>
@@ -21,7 +23,7 @@ struct kube_cache {
 
 	pthread_mutex_t lock;
 	pthread_cond_t cond;       /* synced, or stop (wakes backoff sleeps) */
-	json_t *store;             /* "ns/name" -> object */
+	json_t *store;             /* "ns/name" -> JSON string holding the compact object text */
 	bool synced;
 	char *rv;                  /* resume point */
 	char *debug_rv;
@@ -55,6 +57,20 @@ static const char *obj_rv(const json_t *obj)
 	return json_string_value(json_object_get(json_object_get(obj, "metadata"), "resourceVersion"));
 }
 
+static json_t *packed(const json_t *obj)
+{
+	char *text = json_dumps(obj, JSON_COMPACT);
+	json_t *v = json_string_nocheck(text);
+	free(text);
+	return v;
+}
+
+static json_t *unpacked(const json_t *v)
+{
+	json_error_t jerr;
+	return v ? json_loadb(json_string_value(v), json_string_length(v), 0, &jerr) : NULL;
+}
+
 /* Drops managedFields entries of other managers: they are most of an object's size. */
 static void trim(kube_cache *kc, json_t *obj)
 {
@@ -77,13 +93,18 @@ static void trim(kube_cache *kc, json_t *obj)
 		json_object_del(meta, "managedFields");
 }
 
+/* A change to report: obj and old are packed (JSON strings), parsed only when delivered. */
 struct pending { enum kube_event ev; json_t *obj, *old; };
 
 static void emit(kube_cache *kc, struct pending *p, size_t n)
 {
 	for (size_t i = 0; i < n; i++) {
-		if (kc->on_event)
-			kc->on_event(kc->ud, p[i].ev, p[i].obj, p[i].old);
+		if (kc->on_event) {
+			json_t *obj = unpacked(p[i].obj), *old = unpacked(p[i].old);
+			kc->on_event(kc->ud, p[i].ev, obj, old);
+			json_decref(obj);
+			json_decref(old);
+		}
 		json_decref(p[i].obj);
 		json_decref(p[i].old);
 	}
@@ -110,24 +131,38 @@ static void backoff(kube_cache *kc, long ms)
 	pthread_mutex_unlock(&kc->lock);
 }
 
-/* Lists and replaces the store, reporting what changed since the previous contents. */
-static int relist(kube_cache *kc)
+static void pack_page(void *ud, json_t *items)
 {
-	json_t *items = NULL;
-	char *rv = NULL;
-	int rc = kube_list(&items, &rv, kc->c, kc->r, kc->ns, kc->selector);
-	if (rc)
-		return rc;
-	json_t *fresh = json_object();
-	size_t i, np = 0;
+	struct { kube_cache *kc; json_t *fresh; } *st = ud;
+	size_t i;
 	json_t *it;
 	json_array_foreach(items, i, it) {
-		trim(kc, it);
+		trim(st->kc, it);
 		char *k = obj_key(it);
-		json_object_set(fresh, k, it);
+		json_object_set_new(st->fresh, k, packed(it));
 		free(k);
 	}
-	json_decref(items);
+}
+
+static void restart_pages(void *ud)
+{
+	struct { kube_cache *kc; json_t *fresh; } *st = ud;
+	json_object_clear(st->fresh);
+}
+
+/* Lists and replaces the store, reporting what changed since the previous contents. Pages are
+ * packed as they arrive, so the whole list is never held parsed. */
+static int relist(kube_cache *kc)
+{
+	char *rv = NULL;
+	struct { kube_cache *kc; json_t *fresh; } st = {kc, json_object()};
+	int rc = kube_list_pages(kc->c, kc->r, kc->ns, kc->selector, pack_page, restart_pages, &st, &rv);
+	json_t *fresh = st.fresh;
+	if (rc) {
+		json_decref(fresh);
+		return rc;
+	}
+	size_t np = 0;
 	struct pending *p = gitops_calloc(json_object_size(fresh) + 1, sizeof(*p));
 	pthread_mutex_lock(&kc->lock);
 	size_t cap = json_object_size(fresh) + 1;
@@ -135,14 +170,21 @@ static int relist(kube_cache *kc)
 	json_t *v;
 	json_object_foreach(fresh, k, v) {
 		json_t *old = json_object_get(kc->store, k);
+		if (!kc->on_event)
+			continue;
 		if (!old) {
 			p[np++] = (struct pending){KUBE_ADDED, json_incref(v), NULL};
-		} else if (!obj_rv(old) || !obj_rv(v) || strcmp(obj_rv(old), obj_rv(v))) {
-			p[np++] = (struct pending){KUBE_MODIFIED, json_incref(v), json_incref(old)};
+			continue;
 		}
+		json_t *o = unpacked(old), *n = unpacked(v);
+		const char *orv = obj_rv(o), *nrv = obj_rv(n);
+		if (!orv || !nrv || strcmp(orv, nrv))
+			p[np++] = (struct pending){KUBE_MODIFIED, json_incref(v), json_incref(old)};
+		json_decref(o);
+		json_decref(n);
 	}
 	json_object_foreach(kc->store, k, v) {
-		if (!json_object_get(fresh, k)) {
+		if (kc->on_event && !json_object_get(fresh, k)) {
 			if (np == cap) {
 				cap *= 2;
 				p = gitops_realloc(p, cap * sizeof(*p));
@@ -201,20 +243,17 @@ static void handle_event(kube_cache *kc, const char *data, size_t len)
 	trim(kc, obj);
 	char *k = obj_key(obj);
 	json_t *old = json_object_get(kc->store, k);
-	struct pending p = {KUBE_ADDED, json_incref(obj), old ? json_incref(old) : NULL};
+	json_t *now = packed(obj);
+	struct pending p = {KUBE_ADDED, json_incref(now), NULL};
 	if (!strcmp(type, "DELETED")) {
 		p.ev = KUBE_DELETED;
-		json_decref(p.old);
-		p.old = NULL;
 		json_object_del(kc->store, k);
+		json_decref(now);
 	} else {
 		/* An ADDED for a known object (after a re-watch) is a modification. */
 		p.ev = old ? KUBE_MODIFIED : KUBE_ADDED;
-		if (!old) {
-			json_decref(p.old);
-			p.old = NULL;
-		}
-		json_object_set(kc->store, k, obj);
+		p.old = old ? json_incref(old) : NULL;
+		json_object_set_new(kc->store, k, now);
 	}
 	free(k);
 	pthread_mutex_unlock(&kc->lock);
@@ -361,8 +400,7 @@ json_t *kube_cache_get(kube_cache *kc, const char *ns, const char *name)
 {
 	char *k = gitops_sprintf("%s/%s", ns ? ns : "", name);
 	pthread_mutex_lock(&kc->lock);
-	json_t *o = json_object_get(kc->store, k);
-	json_t *copy = o ? json_deep_copy(o) : NULL;
+	json_t *copy = unpacked(json_object_get(kc->store, k));
 	pthread_mutex_unlock(&kc->lock);
 	free(k);
 	return copy;
@@ -375,7 +413,7 @@ json_t *kube_cache_list(kube_cache *kc)
 	const char *k;
 	json_t *v;
 	json_object_foreach(kc->store, k, v)
-		json_array_append_new(arr, json_deep_copy(v));
+		json_array_append_new(arr, unpacked(v));
 	pthread_mutex_unlock(&kc->lock);
 	return arr;
 }

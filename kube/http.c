@@ -319,8 +319,9 @@ int kube_http(kube_client *c, const char *method, const char *url_path, const ch
 			curl_easy_setopt(h, CURLOPT_PROXY, cfg->proxy_url);
 
 		CURLcode cc = curl_easy_perform(h);
-		long code = 0;
+		long code = 0, httpv = 0;
 		curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &code);
+		curl_easy_getinfo(h, CURLINFO_HTTP_VERSION, &httpv);
 		curl_easy_cleanup(h);
 		curl_slist_free_all(hdrs);
 		curl_slist_free_all(connect_to);
@@ -330,6 +331,8 @@ int kube_http(kube_client *c, const char *method, const char *url_path, const ch
 			c->stats.retries++;
 		if (is_write)
 			c->stats.writes++;
+		if (httpv == CURL_HTTP_VERSION_2_0)
+			c->stats.http2++;
 		pthread_mutex_unlock(&c->stats_lock);
 
 		bool stopped = o && o->should_stop && o->should_stop(o->ud);

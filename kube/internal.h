@@ -94,6 +94,13 @@ struct kube_http_opts {
 int kube_http(kube_client *c, const char *method, const char *url_path, const char *body,
 	      const struct kube_http_opts *o, long *status, gitops_buf *resp);
 
+/* ops.c: lists page by page, calling `page` with each page's items (borrowed); the last page's
+ * resourceVersion goes to *resource_version. A restart after an expired continue token calls
+ * `restart` first (may be NULL). */
+int kube_list_pages(kube_client *c, const struct kube_resource *r, const char *ns, const char *label_selector,
+		    void (*page)(void *ud, json_t *items), void (*restart)(void *ud), void *ud,
+		    char **resource_version);
+
 /* ops.c: turns a non-2xx reply into an error code and message: "<what>: <reason>: <message>". */
 int kube_status_error(long status, const json_t *body, const char *what);
 

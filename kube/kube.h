@@ -57,6 +57,7 @@ struct kube_stats {
 	unsigned long requests;  /* HTTP requests sent, retries included */
 	unsigned long retries;
 	unsigned long writes;    /* PATCH/POST/PUT/DELETE that were not dry runs */
+	unsigned long http2;     /* requests answered over HTTP/2 */
 };
 void kube_client_stats(const kube_client *c, struct kube_stats *out);
 

@@ -402,15 +402,15 @@ int kube_get(json_t **out, kube_client *c, const char *api_version, const char *
 	return rc;
 }
 
-int kube_list(json_t **items, char **resource_version, kube_client *c, const struct kube_resource *r,
-	      const char *ns, const char *label_selector)
+int kube_list_pages(kube_client *c, const struct kube_resource *r, const char *ns, const char *label_selector,
+		    void (*page)(void *ud, json_t *items), void (*restart)(void *ud), void *ud,
+		    char **resource_version)
 {
-	*items = NULL;
 	if (resource_version)
 		*resource_version = NULL;
-	json_t *all = json_array();
 	char *base = kube_path(r, ns, NULL);
 	char *sel = label_selector ? url_escape(label_selector) : NULL;
+	char *gv = r->group[0] ? gitops_sprintf("%s/%s", r->group, r->version) : gitops_strdup(r->version);
 	char *cont = NULL;
 	int rc = GITOPS_OK;
 	for (;;) {
@@ -430,9 +430,10 @@ int kube_list(json_t **items, char **resource_version, kube_client *c, const str
 		if (!rc && status == 410 && cont) {
 			/* The continue token expired (about 5 minutes): start the list again. */
 			json_decref(body);
-			json_array_clear(all);
 			free(cont);
 			cont = NULL;
+			if (restart)
+				restart(ud);
 			continue;
 		}
 		if (!rc && status != 200) {
@@ -445,19 +446,17 @@ int kube_list(json_t **items, char **resource_version, kube_client *c, const str
 			break;
 		}
 		/* Items of a list lack apiVersion and kind: fill them in, callers compare objects. */
-		const char *api_version_s = NULL;
-		char *gv = r->group[0] ? gitops_sprintf("%s/%s", r->group, r->version) : gitops_strdup(r->version);
-		api_version_s = gv;
+		json_t *items = json_object_get(body, "items");
 		size_t i;
 		json_t *it;
-		json_array_foreach(json_object_get(body, "items"), i, it) {
+		json_array_foreach(items, i, it) {
 			if (!json_object_get(it, "apiVersion"))
-				json_object_set_new(it, "apiVersion", json_string(api_version_s));
+				json_object_set_new(it, "apiVersion", json_string(gv));
 			if (!json_object_get(it, "kind"))
 				json_object_set_new(it, "kind", json_string(r->kind));
 		}
-		free(gv);
-		json_array_extend(all, json_object_get(body, "items"));
+		if (json_is_array(items))
+			page(ud, items);
 		json_t *meta = json_object_get(body, "metadata");
 		const char *next = json_string_value(json_object_get(meta, "continue"));
 		free(cont);
@@ -471,14 +470,23 @@ int kube_list(json_t **items, char **resource_version, kube_client *c, const str
 			break;
 	}
 	free(cont);
+	free(gv);
 	free(sel);
 	free(base);
+	return rc;
+}
+
+static void append_page(void *ud, json_t *items) { json_array_extend(ud, items); }
+static void clear_pages(void *ud) { json_array_clear(ud); }
+
+int kube_list(json_t **items, char **resource_version, kube_client *c, const struct kube_resource *r,
+	      const char *ns, const char *label_selector)
+{
+	json_t *all = json_array();
+	int rc = kube_list_pages(c, r, ns, label_selector, append_page, clear_pages, all, resource_version);
 	if (rc) {
 		json_decref(all);
-		if (resource_version) {
-			free(*resource_version);
-			*resource_version = NULL;
-		}
+		*items = NULL;
 		return rc;
 	}
 	*items = all;

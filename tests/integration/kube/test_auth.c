@@ -243,6 +243,37 @@ static void wrong_ca_fails_with_a_tls_error(void **state)
 	free(kc); free(ca); free(user);
 }
 
+static void in_cluster_service_account_files(void **state)
+{
+	(void)state;
+	char *sadir = gitops_sprintf("%s/sa", dir);
+	char *out = NULL;
+	assert_int_equal(t_sh(&out, "mkdir -p %s && cp %s/ca.crt %s/ca.crt", sadir, pki, sadir), 0);
+	free(out);
+	char *tf = gitops_sprintf("%s/token", sadir);
+	write_text(tf, tok_reader);
+	const char *hostport = server + strlen("https://");
+	const char *colon = strrchr(hostport, ':');
+	char *host = gitops_strndup(hostport, (size_t)(colon - hostport));
+	setenv("KUBERNETES_SERVICE_HOST", host, 1);
+	setenv("KUBERNETES_SERVICE_PORT", colon + 1, 1);
+	setenv("GITOPS_SERVICEACCOUNT_DIR", sadir, 1);
+	kube_config *cfg;
+	struct kube_config_options o = {.in_cluster = true};
+	assert_int_equal(kube_config_load(&cfg, &o), 0);
+	assert_string_equal(kube_config_context(cfg), "in-cluster");
+	kube_client *c;
+	assert_int_equal(kube_client_new(&c, cfg, NULL), 0);
+	json_t *got = NULL;
+	assert_int_equal(kube_get(&got, c, "v1", "ConfigMap", ns, "probe"), 0);
+	json_decref(got);
+	kube_client_free(c);
+	unsetenv("KUBERNETES_SERVICE_HOST");
+	unsetenv("KUBERNETES_SERVICE_PORT");
+	unsetenv("GITOPS_SERVICEACCOUNT_DIR");
+	free(host); free(tf); free(sadir);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -252,6 +283,7 @@ int main(void)
 		cmocka_unit_test(exec_plugin_is_cached_and_rerun_after_401),
 		cmocka_unit_test(merged_kubeconfig_files_and_contexts),
 		cmocka_unit_test(wrong_ca_fails_with_a_tls_error),
+		cmocka_unit_test(in_cluster_service_account_files),
 	};
 	return cmocka_run_group_tests(tests, setup, teardown);
 }

@@ -217,6 +217,7 @@ static void delete_and_errors_name_the_object(void **state)
 	kube_client_stats(client, &st);
 	assert_true(st.requests > 0);
 	assert_true(st.writes > 0);
+	assert_int_equal(st.http2, st.requests); /* the apiserver offers h2 over TLS */
 }
 
 int main(void)

@@ -1,0 +1,15 @@
+#!/usr/bin/env bash
+# make bench: runs the benchmarks side by side against the local control plane (started here
+# when it is not running, and stopped again at the end) and prints their figures.
+set -euo pipefail
+root=$(cd "$(dirname "$0")/.." && pwd)
+cd "$root"
+started=0
+if ! tests/testenv/cluster-status.sh >/dev/null 2>&1; then
+  tests/testenv/cluster-up.sh
+  started=1
+fi
+trap '[ "$started" = 1 ] && tests/testenv/cluster-down.sh >/dev/null' EXIT
+. build/cluster/env
+echo "== kube/ cache: list-then-watch of ${BENCH_CACHE_OBJECTS:-10000} ConfigMaps"
+build/bench/cache_fill "${BENCH_CACHE_OBJECTS:-10000}"
