@@ -524,7 +524,9 @@ static json_t *set_to_cache(const mf_objects *set)
 	json_t *a = json_array();
 	for (size_t i = 0; i < mf_objects_count(set); i++) {
 		const struct mf_object *o = mf_objects_at(set, i);
-		json_array_append_new(a, json_pack("{s:s, s:i, s:O}", "file", o->file, "line", o->line, "object", o->obj));
+		/* a copy: the set's objects get namespaces filled in later, the cache must not */
+		json_array_append_new(a, json_pack("{s:s, s:i, s:o}", "file", o->file, "line", o->line, "object",
+						   json_deep_copy(o->obj)));
 	}
 	return a;
 }

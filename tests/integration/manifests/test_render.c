@@ -1,0 +1,617 @@
+/* Integration tests for manifests/: real git repositories made with the git CLI, the real helm and
+ * kustomize binaries (PATH from build/cluster/env), the git source, the renderers, the render
+ * cache and the errors each failure gives. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "manifests/manifests.h"
+
+static char *tmp;      /* per-run scratch directory */
+static char *data_dir; /* GITOPS_DATA_DIR for the run */
+
+static int sh(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+static int sh(const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	gitops_buf b = GITOPS_BUF_INIT;
+	gitops_buf_vprintf(&b, fmt, ap);
+	va_end(ap);
+	int rc = system(b.ptr);
+	gitops_buf_free(&b);
+	return rc;
+}
+
+static void put(const char *dir, const char *rel, const char *text)
+{
+	char *p = gitops_sprintf("%s/%s", dir, rel);
+	char *d = gitops_strdup(p);
+	*strrchr(d, '/') = '\0';
+	assert_int_equal(sh("mkdir -p '%s'", d), 0);
+	assert_int_equal(gitops_write_file(p, text, strlen(text), 0644), 0);
+	free(d);
+	free(p);
+}
+
+static void commit(const char *repo, const char *msg)
+{
+	assert_int_equal(sh("cd '%s' && git add -A && git -c user.name=t -c user.email=t@example.com commit -qm '%s'",
+			    repo, msg), 0);
+}
+
+static char *new_repo(const char *name)
+{
+	char *p = gitops_sprintf("%s/%s", tmp, name);
+	assert_int_equal(sh("rm -rf '%s' && mkdir -p '%s' && git -C '%s' init -q -b main", p, p, p), 0);
+	return p;
+}
+
+static char *head_of(const char *repo)
+{
+	char *cmd = gitops_sprintf("git -C '%s' rev-parse HEAD", repo);
+	FILE *f = popen(cmd, "r");
+	char buf[64] = "";
+	assert_non_null(fgets(buf, sizeof(buf), f));
+	pclose(f);
+	free(cmd);
+	buf[strcspn(buf, "\n")] = '\0';
+	return gitops_strdup(buf);
+}
+
+static const char *cm(const char *name)
+{
+	static char buf[256];
+	snprintf(buf, sizeof(buf), "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: %s\ndata:\n  k: v\n", name);
+	return buf;
+}
+
+static json_t *find(const mf_objects *set, const char *kind, const char *name, const struct mf_object **src)
+{
+	for (size_t i = 0; i < mf_objects_count(set); i++) {
+		const struct mf_object *o = mf_objects_at(set, i);
+		json_t *md = json_object_get(o->obj, "metadata");
+		if (!strcmp(json_string_value(json_object_get(o->obj, "kind")), kind) &&
+		    !strcmp(json_string_value(json_object_get(md, "name")), name)) {
+			if (src)
+				*src = o;
+			return o->obj;
+		}
+	}
+	fail_msg("no %s %s among %zu objects", kind, name, mf_objects_count(set));
+	return NULL;
+}
+
+static const char *jstr(json_t *o, const char *path)
+{
+	json_t *v = o;
+	char *p = gitops_strdup(path), *save = NULL;
+	for (char *t = strtok_r(p, ".", &save); t && v; t = strtok_r(NULL, ".", &save))
+		v = json_is_array(v) ? json_array_get(v, (size_t)atoi(t)) : json_object_get(v, t);
+	free(p);
+	return json_is_string(v) ? json_string_value(v) : NULL;
+}
+
+static long long jint(json_t *o, const char *path)
+{
+	json_t *v = o;
+	char *p = gitops_strdup(path), *save = NULL;
+	for (char *t = strtok_r(p, ".", &save); t && v; t = strtok_r(NULL, ".", &save))
+		v = json_is_array(v) ? json_array_get(v, (size_t)atoi(t)) : json_object_get(v, t);
+	free(p);
+	assert_true(json_is_integer(v));
+	return json_integer_value(v);
+}
+
+/* ---- git source ------------------------------------------------------------------------------ */
+
+static void git_source_resolves_reads_lists_and_checks_out(void **state)
+{
+	(void)state;
+	char *src = new_repo("src1");
+	put(src, "apps/a/cm.yaml", cm("a"));
+	put(src, "apps/a/sub/deep.yml", cm("deep"));
+	put(src, "README.md", "hello\n");
+	commit(src, "one");
+	assert_int_equal(sh("git -C '%s' tag v1", src), 0);
+	char *c1 = head_of(src);
+	put(src, "apps/a/cm.yaml", cm("a2"));
+	commit(src, "two");
+	char *c2 = head_of(src);
+
+	mf_repo *repo;
+	assert_int_equal(mf_repo_open(&repo, src, data_dir), 0);
+	assert_int_equal(mf_repo_fetch(repo), 0);
+	char sha[41];
+	assert_int_equal(mf_repo_resolve(sha, repo, "main"), 0);
+	assert_string_equal(sha, c2);
+	assert_int_equal(mf_repo_resolve(sha, repo, "HEAD"), 0);
+	assert_string_equal(sha, c2);
+	assert_int_equal(mf_repo_resolve(sha, repo, "v1"), 0);
+	assert_string_equal(sha, c1);
+	assert_int_equal(mf_repo_resolve(sha, repo, c1), 0);
+	assert_string_equal(sha, c1);
+	char shortsha[9];
+	snprintf(shortsha, sizeof(shortsha), "%.8s", c1);
+	assert_int_equal(mf_repo_resolve(sha, repo, shortsha), 0);
+	assert_string_equal(sha, c1);
+	assert_int_equal(mf_repo_resolve(sha, repo, "no-such-branch"), GITOPS_ENOTFOUND);
+	assert_non_null(strstr(gitops_error_last(), "unknown revision no-such-branch"));
+	assert_int_equal(mf_repo_resolve(sha, repo, "--upload-pack=x"), GITOPS_EINVALID);
+
+	gitops_buf b = GITOPS_BUF_INIT;
+	assert_int_equal(mf_repo_read(&b, repo, c1, "apps/a/cm.yaml"), 0);
+	assert_non_null(strstr(b.ptr, "name: a\n"));
+	gitops_buf_free(&b);
+	assert_int_equal(mf_repo_read(&b, repo, c1, "apps/missing.yaml"), GITOPS_ENOTFOUND);
+	assert_non_null(strstr(gitops_error_last(), "apps/missing.yaml"));
+	gitops_buf_free(&b);
+
+	char **paths;
+	size_t n;
+	assert_int_equal(mf_repo_list(&paths, &n, repo, c2, "apps/a"), 0);
+	assert_int_equal(n, 2);
+	assert_string_equal(paths[0], "apps/a/cm.yaml");
+	assert_string_equal(paths[1], "apps/a/sub/deep.yml");
+	mf_strv_free(paths, n);
+
+	char t1[41], t2[41];
+	assert_int_equal(mf_repo_entry_id(t1, repo, c1, "apps/a/sub"), 0);
+	assert_int_equal(mf_repo_entry_id(t2, repo, c2, "apps/a/sub"), 0);
+	assert_string_equal(t1, t2); /* untouched directory: same tree id */
+	assert_int_equal(mf_repo_entry_id(t1, repo, c1, "apps/a"), 0);
+	assert_int_equal(mf_repo_entry_id(t2, repo, c2, "apps/a"), 0);
+	assert_string_not_equal(t1, t2);
+
+	char *dir;
+	assert_int_equal(mf_repo_checkout(&dir, repo, c1), 0);
+	struct stat st;
+	assert_int_equal(stat(dir, &st), 0);
+	assert_int_equal(st.st_mode & 0777, 0700);
+	char *f = gitops_sprintf("%s/apps/a/sub/deep.yml", dir);
+	assert_int_equal(access(f, R_OK), 0);
+	free(f);
+	assert_int_equal(mf_rmtree(dir), 0);
+	assert_int_not_equal(access(dir, F_OK), 0);
+	free(dir);
+	mf_repo_free(repo);
+	mf_repo_free(NULL);
+	free(c1);
+	free(c2);
+	free(src);
+}
+
+static void fetch_follows_new_commits_and_keeps_the_mirror_when_unreachable(void **state)
+{
+	(void)state;
+	char *src = new_repo("src2");
+	put(src, "a.yaml", cm("a"));
+	commit(src, "one");
+	char *url = gitops_sprintf("file://%s", src);
+	mf_repo *repo;
+	assert_int_equal(mf_repo_open(&repo, url, data_dir), 0);
+	assert_int_equal(mf_repo_fetch(repo), 0);
+	put(src, "b.yaml", cm("b"));
+	commit(src, "two");
+	char *c2 = head_of(src);
+	assert_int_equal(mf_repo_fetch(repo), 0);
+	char sha[41];
+	assert_int_equal(mf_repo_resolve(sha, repo, "main"), 0);
+	assert_string_equal(sha, c2);
+
+	char *moved = gitops_sprintf("%s.moved", src);
+	assert_int_equal(rename(src, moved), 0);
+	assert_int_equal(mf_repo_fetch(repo), GITOPS_ENETWORK);
+	assert_non_null(strstr(gitops_error_last(), "last fetched mirror is kept"));
+	assert_non_null(strstr(gitops_error_last(), src));
+	assert_int_equal(mf_repo_resolve(sha, repo, "main"), 0);
+	assert_string_equal(sha, c2);
+	mf_repo_free(repo);
+
+	/* a fresh open of the same URL finds the same mirror */
+	assert_int_equal(mf_repo_open(&repo, url, data_dir), 0);
+	assert_int_equal(mf_repo_resolve(sha, repo, "main"), 0);
+	assert_string_equal(sha, c2);
+	mf_repo_free(repo);
+	assert_int_equal(rename(moved, src), 0);
+	free(moved);
+	free(url);
+	free(c2);
+	free(src);
+}
+
+static void https_without_credentials_is_a_clear_error(void **state)
+{
+	(void)state;
+	/* nothing listens on port 9 of loopback: unreachable, not a crash, mirror untouched */
+	mf_repo *repo;
+	assert_int_equal(mf_repo_open(&repo, "https://127.0.0.1:9/shop.git", data_dir), 0);
+	int rc = mf_repo_fetch(repo);
+	assert_int_equal(rc, GITOPS_ENETWORK);
+	assert_non_null(strstr(gitops_error_last(), "https://127.0.0.1:9/shop.git"));
+	char sha[41];
+	assert_int_equal(mf_repo_resolve(sha, repo, "main"), GITOPS_ENOTFOUND);
+	mf_repo_free(repo);
+}
+
+/* ---- rendering the example repository --------------------------------------------------------- */
+
+static char *shop_repo(const char *name)
+{
+	char *p = new_repo(name);
+	assert_int_equal(sh("cp -r examples/shop/. '%s/'", p), 0);
+	commit(p, "shop");
+	return p;
+}
+
+static struct mf_config *load_config(mf_repo *repo, const char *sha)
+{
+	gitops_buf b = GITOPS_BUF_INIT;
+	assert_int_equal(mf_repo_read(&b, repo, sha, "gitops.yaml"), 0);
+	struct mf_config *cfg;
+	if (mf_config_parse(&cfg, b.ptr, b.len, "gitops.yaml"))
+		fail_msg("%s", gitops_error_last());
+	gitops_buf_free(&b);
+	return cfg;
+}
+
+static void renders_plain_kustomize_and_helm_per_environment(void **state)
+{
+	(void)state;
+	char *src = shop_repo("shop1");
+	mf_repo *repo;
+	assert_int_equal(mf_repo_open(&repo, src, data_dir), 0);
+	assert_int_equal(mf_repo_fetch(repo), 0);
+	char sha[41];
+	assert_int_equal(mf_repo_resolve(sha, repo, "main"), 0);
+	struct mf_config *cfg = load_config(repo, sha);
+	struct mf_render_options o = {.data_dir = ""};
+	mf_renderer *r;
+	assert_int_equal(mf_renderer_new(&r, &o), 0);
+
+	static const struct {
+		const char *env, *ns, *level, *maxmem;
+		int replicas;
+	} want[] = {
+		{"dev", "shop-dev", "debug", "32mb", 1},
+		{"staging", "shop-staging", "info", "64mb", 2},
+		{"prod", "shop-prod", "warn", "256mb", 3},
+	};
+	for (size_t i = 0; i < 3; i++) {
+		mf_objects *set;
+		if (mf_render_env(&set, r, repo, sha, mf_config_env(cfg, want[i].env), NULL))
+			fail_msg("%s: %s", want[i].env, gitops_error_last());
+		assert_int_equal(mf_objects_count(set), 8);
+		const struct mf_object *src_obj;
+		json_t *ns = find(set, "Namespace", want[i].ns, &src_obj);
+		assert_null(jstr(ns, "metadata.namespace"));
+		assert_string_equal(src_obj->app, "platform");
+		json_t *fe = find(set, "Deployment", "frontend", &src_obj);
+		assert_string_equal(jstr(fe, "metadata.namespace"), want[i].ns);
+		assert_string_equal(src_obj->file, "apps/frontend/deployment.yaml");
+		assert_int_equal(src_obj->line, 1);
+		json_t *api = find(set, "Deployment", "api", &src_obj);
+		assert_string_equal(jstr(api, "metadata.namespace"), want[i].ns);
+		assert_int_equal(jint(api, "spec.replicas"), want[i].replicas);
+		assert_string_equal(jstr(api, "spec.template.spec.containers.0.env.0.value"), want[i].level);
+		assert_string_equal(json_string_value(json_object_get(json_object_get(json_object_get(api, "metadata"), "labels"),
+								      "shop.example.com/env")), want[i].env);
+		assert_string_equal(src_obj->app, "api");
+		json_t *cache = find(set, "Deployment", "cache", &src_obj);
+		assert_string_equal(jstr(cache, "spec.template.spec.containers.0.args.1"), want[i].maxmem);
+		assert_string_equal(jstr(cache, "metadata.namespace"), want[i].ns);
+		assert_non_null(strstr(src_obj->file, "charts/cache/templates/deployment.yaml"));
+		mf_objects_free(set);
+	}
+	/* one app only */
+	mf_objects *set;
+	assert_int_equal(mf_render_env(&set, r, repo, sha, mf_config_env(cfg, "dev"), "cache"), 0);
+	assert_int_equal(mf_objects_count(set), 2);
+	mf_objects_free(set);
+	assert_int_equal(mf_render_env(&set, r, repo, sha, mf_config_env(cfg, "dev"), "nope"), GITOPS_ENOTFOUND);
+	assert_null(set);
+
+	gitops_buf out = GITOPS_BUF_INIT;
+	assert_int_equal(mf_render_env(&set, r, repo, sha, mf_config_env(cfg, "prod"), "frontend"), 0);
+	assert_int_equal(mf_objects_to_yaml(&out, set), 0);
+	assert_non_null(strstr(out.ptr, "---\napiVersion: v1\n"));
+	assert_non_null(strstr(out.ptr, "namespace: shop-prod"));
+	mf_objects *back;
+	mf_objects_new(&back);
+	assert_int_equal(mf_objects_add_yaml(back, out.ptr, out.len, "out.yaml", "x", NULL, NULL), 0);
+	assert_int_equal(mf_objects_count(back), mf_objects_count(set));
+	for (size_t i = 0; i < mf_objects_count(set); i++)
+		assert_true(json_equal(mf_objects_at(set, i)->obj, mf_objects_at(back, i)->obj));
+	mf_objects_free(back);
+	mf_objects_free(set);
+	gitops_buf_free(&out);
+
+	mf_renderer_free(r);
+	mf_config_free(cfg);
+	mf_repo_free(repo);
+	free(src);
+}
+
+/* ---- the render cache ------------------------------------------------------------------------ */
+
+static void cache_twenty_apps_one_commit_rerenders_one(void **state)
+{
+	(void)state;
+	char *src = new_repo("many");
+	gitops_buf cfgtext = GITOPS_BUF_INIT;
+	gitops_buf_puts(&cfgtext, "apiVersion: gitops/v1\nkind: Pipeline\nenvironments:\n  - name: dev\n    namespace: many\n    apps:\n");
+	for (int i = 0; i < 20; i++) {
+		char rel[64], name[32];
+		snprintf(rel, sizeof(rel), "apps/app%02d/cm.yaml", i);
+		snprintf(name, sizeof(name), "cm%02d", i);
+		put(src, rel, cm(name));
+		gitops_buf_printf(&cfgtext, "      - {name: app%02d, path: apps/app%02d}\n", i, i);
+	}
+	put(src, "gitops.yaml", cfgtext.ptr);
+	gitops_buf_free(&cfgtext);
+	commit(src, "twenty apps");
+
+	char *cache_dir = gitops_sprintf("%s/cache-many", tmp);
+	struct mf_render_options o = {.data_dir = cache_dir};
+	mf_repo *repo;
+	assert_int_equal(mf_repo_open(&repo, src, data_dir), 0);
+	assert_int_equal(mf_repo_fetch(repo), 0);
+	char c1[41], c2[41];
+	assert_int_equal(mf_repo_resolve(c1, repo, "main"), 0);
+	struct mf_config *cfg = load_config(repo, c1);
+	const struct mf_environment *env = mf_config_env(cfg, "dev");
+	mf_renderer *r;
+	mf_renderer_new(&r, &o);
+	mf_objects *set;
+	assert_int_equal(mf_render_env(&set, r, repo, c1, env, NULL), 0);
+	assert_int_equal(mf_objects_count(set), 20);
+	mf_objects_free(set);
+	assert_int_equal(mf_renderer_executed(r), 20);
+	assert_int_equal(mf_render_env(&set, r, repo, c1, env, NULL), 0);
+	mf_objects_free(set);
+	assert_int_equal(mf_renderer_executed(r), 20);
+	assert_int_equal(mf_renderer_cache_hits(r), 20);
+
+	put(src, "apps/app07/cm.yaml", "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: cm07\ndata:\n  k: changed\n");
+	commit(src, "touch one app");
+	assert_int_equal(mf_repo_fetch(repo), 0);
+	assert_int_equal(mf_repo_resolve(c2, repo, "main"), 0);
+	assert_string_not_equal(c1, c2);
+	assert_int_equal(mf_render_env(&set, r, repo, c2, env, NULL), 0);
+	assert_int_equal(mf_renderer_executed(r), 21); /* exactly one re-render */
+	assert_string_equal(jstr(find(set, "ConfigMap", "cm07", NULL), "data.k"), "changed");
+	mf_objects_free(set);
+	mf_renderer_free(r);
+
+	/* a new process (new renderer) finds every render on disk */
+	mf_renderer_new(&r, &o);
+	assert_int_equal(mf_render_env(&set, r, repo, c2, env, NULL), 0);
+	assert_int_equal(mf_renderer_executed(r), 0);
+	assert_int_equal(mf_renderer_cache_hits(r), 20);
+	assert_string_equal(jstr(find(set, "ConfigMap", "cm07", NULL), "data.k"), "changed");
+	assert_string_equal(jstr(find(set, "ConfigMap", "cm07", NULL), "metadata.namespace"), "many");
+	mf_objects_free(set);
+	mf_renderer_free(r);
+	mf_config_free(cfg);
+	mf_repo_free(repo);
+	free(cache_dir);
+	free(src);
+}
+
+static void cache_key_follows_kustomize_bases_and_helm_values(void **state)
+{
+	(void)state;
+	char *src = shop_repo("shop2");
+	char *cache_dir = gitops_sprintf("%s/cache-shop", tmp);
+	struct mf_render_options o = {.data_dir = cache_dir};
+	mf_repo *repo;
+	assert_int_equal(mf_repo_open(&repo, src, data_dir), 0);
+	assert_int_equal(mf_repo_fetch(repo), 0);
+	char c1[41], c2[41], c3[41];
+	assert_int_equal(mf_repo_resolve(c1, repo, "main"), 0);
+	struct mf_config *cfg = load_config(repo, c1);
+	const struct mf_environment *dev = mf_config_env(cfg, "dev");
+	mf_renderer *r;
+	mf_renderer_new(&r, &o);
+	mf_objects *set;
+	assert_int_equal(mf_render_env(&set, r, repo, c1, dev, NULL), 0);
+	mf_objects_free(set);
+	assert_int_equal(mf_renderer_executed(r), 4);
+
+	/* the api overlay's base changes: only the api app renders again */
+	assert_int_equal(sh("sed -i 's/LOG_LEVEL, value: info/LOG_LEVEL, value: trace/; s/replicas: 1/replicas: 5/' '%s/apps/api/base/deployment.yaml'", src), 0);
+	put(src, "apps/api/base/extra-cm.yaml", cm("api-extra"));
+	put(src, "apps/api/base/kustomization.yaml", "resources: [deployment.yaml, service.yaml, extra-cm.yaml]\n");
+	commit(src, "api base");
+	assert_int_equal(mf_repo_fetch(repo), 0);
+	assert_int_equal(mf_repo_resolve(c2, repo, "main"), 0);
+	assert_int_equal(mf_render_env(&set, r, repo, c2, dev, NULL), 0);
+	assert_int_equal(mf_renderer_executed(r), 5);
+	find(set, "ConfigMap", "api-extra", NULL);
+	mf_objects_free(set);
+
+	/* the dev values file changes: only the cache app renders again */
+	put(src, "envs/dev/cache.yaml", "maxMemory: 48mb\n");
+	commit(src, "dev cache values");
+	assert_int_equal(mf_repo_fetch(repo), 0);
+	assert_int_equal(mf_repo_resolve(c3, repo, "main"), 0);
+	assert_int_equal(mf_render_env(&set, r, repo, c3, dev, NULL), 0);
+	assert_int_equal(mf_renderer_executed(r), 6);
+	assert_string_equal(jstr(find(set, "Deployment", "cache", NULL), "spec.template.spec.containers.0.args.1"), "48mb");
+	mf_objects_free(set);
+	mf_renderer_free(r);
+	mf_config_free(cfg);
+	mf_repo_free(repo);
+	free(cache_dir);
+	free(src);
+}
+
+/* ---- renderer and input errors --------------------------------------------------------------- */
+
+static void renderer_failures_are_clear_errors(void **state)
+{
+	(void)state;
+	char *root = gitops_sprintf("%s/fs1", tmp);
+	put(root, "chart/Chart.yaml", "apiVersion: v2\nname: c\nversion: 0.1.0\ndependencies:\n  - {name: redis, version: 1.0.0, repository: https://charts.example.com}\n");
+	put(root, "chart/templates/cm.yaml", "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: x}\n");
+	put(root, "kust/kustomization.yaml", "resources: [cm.yaml]\n");
+	put(root, "kust/cm.yaml", cm("k"));
+	put(root, "remote/kustomization.yaml", "resources: [https://github.com/kubernetes-sigs/kustomize//examples/helloWorld?ref=v5.0.0]\n");
+	put(root, "bin/fail", "#!/bin/sh\necho 'boom: the kustomization is broken' >&2\nexit 1\n");
+	put(root, "bin/slow", "#!/bin/sh\nsleep 30\n");
+	assert_int_equal(sh("chmod +x '%s/bin/fail' '%s/bin/slow'", root, root), 0);
+	struct mf_render_options o = {.data_dir = "", .timeout_ms = 20000};
+	mf_renderer *r;
+	mf_renderer_new(&r, &o);
+	mf_objects *set;
+	mf_objects_new(&set);
+
+	struct mf_app chart = {.name = "c", .path = "chart", .renderer = MF_RENDERER_AUTO};
+	assert_int_equal(mf_render_dir(set, r, root, &chart, NULL), GITOPS_EINVALID);
+	assert_non_null(strstr(gitops_error_last(), "chart/Chart.yaml: chart dependency \"redis\" is not vendored"));
+
+	struct mf_app remote = {.name = "rem", .path = "remote", .renderer = MF_RENDERER_KUSTOMIZE};
+	long long t0 = gitops_now_ms();
+	assert_int_not_equal(mf_render_dir(set, r, root, &remote, NULL), 0);
+	assert_non_null(strstr(gitops_error_last(), "app rem: kustomize build remote"));
+	assert_true(gitops_now_ms() - t0 < 20000);
+	mf_renderer_free(r);
+
+	struct mf_app kust = {.name = "k", .path = "kust", .renderer = MF_RENDERER_AUTO};
+	char *fail = gitops_sprintf("%s/bin/fail", root), *slow = gitops_sprintf("%s/bin/slow", root);
+	setenv("GITOPS_KUSTOMIZE", fail, 1);
+	mf_renderer_new(&r, &o);
+	assert_int_equal(mf_render_dir(set, r, root, &kust, NULL), GITOPS_EINVALID);
+	assert_non_null(strstr(gitops_error_last(), "boom: the kustomization is broken"));
+	mf_renderer_free(r);
+
+	setenv("GITOPS_KUSTOMIZE", slow, 1);
+	o.timeout_ms = 300;
+	mf_renderer_new(&r, &o);
+	t0 = gitops_now_ms();
+	assert_int_equal(mf_render_dir(set, r, root, &kust, NULL), GITOPS_ETIMEOUT);
+	assert_true(gitops_now_ms() - t0 < 5000);
+	assert_non_null(strstr(gitops_error_last(), "did not finish within 300 ms"));
+	mf_renderer_free(r);
+
+	setenv("GITOPS_KUSTOMIZE", "/nonexistent/kustomize", 1);
+	mf_renderer_new(&r, &o);
+	assert_int_equal(mf_render_dir(set, r, root, &kust, NULL), GITOPS_ENOTFOUND);
+	assert_non_null(strstr(gitops_error_last(), "GITOPS_KUSTOMIZE=/nonexistent/kustomize"));
+	mf_renderer_free(r);
+	unsetenv("GITOPS_KUSTOMIZE");
+
+	char *path = gitops_strdup(getenv("PATH"));
+	setenv("PATH", "/nonexistent", 1);
+	mf_renderer_new(&r, &o);
+	assert_int_equal(mf_render_dir(set, r, root, &kust, NULL), GITOPS_ENOTFOUND);
+	assert_non_null(strstr(gitops_error_last(), "kustomize not found"));
+	mf_renderer_free(r);
+	setenv("PATH", path, 1);
+	free(path);
+
+	/* the real kustomize works on the same directory */
+	mf_renderer_new(&r, &o);
+	o.timeout_ms = 20000;
+	assert_int_equal(mf_render_dir(set, r, root, &kust, NULL), 0);
+	assert_int_equal(mf_objects_count(set), 1);
+	mf_renderer_free(r);
+	mf_objects_free(set);
+	free(fail);
+	free(slow);
+	free(root);
+}
+
+static void plain_dirs_are_recursive_ordered_and_bad_input_names_the_line(void **state)
+{
+	(void)state;
+	char *src = new_repo("plain");
+	put(src, "gitops.yaml",
+	    "apiVersion: gitops/v1\nkind: Pipeline\nenvironments:\n"
+	    "  - name: dev\n    namespace: dev\n    apps:\n      - {name: web, path: web}\n"
+	    "  - name: dup\n    namespace: dev\n    apps:\n      - {name: web, path: web}\n      - {name: web2, path: web2}\n"
+	    "  - name: bad\n    apps:\n      - {name: broken, path: broken}\n"
+	    "  - name: gone\n    apps:\n      - {name: ghost, path: ghost}\n");
+	put(src, "web/b.yaml", cm("b"));
+	put(src, "web/a.yml", cm("a"));
+	put(src, "web/z/c.json", "{\"apiVersion\": \"v1\", \"kind\": \"ConfigMap\", \"metadata\": {\"name\": \"c\"}}");
+	put(src, "web/README.md", "not a manifest\n");
+	put(src, "web/.hidden/x.yaml", "this: [is not: parsed\n");
+	put(src, "web2/dup.yaml", "# the same ConfigMap as web/b.yaml\n---\napiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: b\n  namespace: dev\n");
+	put(src, "broken/ok.yaml", cm("ok"));
+	put(src, "broken/bad.yaml", "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: x\n  name: y\n");
+	commit(src, "plain");
+	mf_repo *repo;
+	assert_int_equal(mf_repo_open(&repo, src, data_dir), 0);
+	assert_int_equal(mf_repo_fetch(repo), 0);
+	char sha[41];
+	assert_int_equal(mf_repo_resolve(sha, repo, "main"), 0);
+	struct mf_config *cfg = load_config(repo, sha);
+	struct mf_render_options o = {.data_dir = ""};
+	mf_renderer *r;
+	mf_renderer_new(&r, &o);
+	mf_objects *set;
+	assert_int_equal(mf_render_env(&set, r, repo, sha, mf_config_env(cfg, "dev"), NULL), 0);
+	assert_int_equal(mf_objects_count(set), 3);
+	assert_string_equal(mf_objects_at(set, 0)->file, "web/a.yml");
+	assert_string_equal(mf_objects_at(set, 1)->file, "web/b.yaml");
+	assert_string_equal(mf_objects_at(set, 2)->file, "web/z/c.json");
+	mf_objects_free(set);
+
+	assert_int_equal(mf_render_env(&set, r, repo, sha, mf_config_env(cfg, "dup"), NULL), GITOPS_EINVALID);
+	assert_non_null(strstr(gitops_error_last(), "web2/dup.yaml:3: ConfigMap dev/b is defined twice"));
+	assert_non_null(strstr(gitops_error_last(), "web/b.yaml:1 (app web)"));
+
+	assert_int_equal(mf_render_env(&set, r, repo, sha, mf_config_env(cfg, "bad"), NULL), GITOPS_EPARSE);
+	assert_non_null(strstr(gitops_error_last(), "broken/bad.yaml:5:3: duplicate key \"name\""));
+
+	assert_int_equal(mf_render_env(&set, r, repo, sha, mf_config_env(cfg, "gone"), NULL), GITOPS_ENOTFOUND);
+	if (!strstr(gitops_error_last(), "app ghost (gitops.yaml:18): path ghost does not exist"))
+		fail_msg("%s", gitops_error_last());
+	mf_renderer_free(r);
+	mf_config_free(cfg);
+	mf_repo_free(repo);
+	free(src);
+}
+
+static int setup(void **state)
+{
+	(void)state;
+	char t[] = "/tmp/gitops-mf-test-XXXXXX";
+	assert_non_null(mkdtemp(t));
+	tmp = gitops_strdup(t);
+	data_dir = gitops_sprintf("%s/data", tmp);
+	setenv("GITOPS_DATA_DIR", data_dir, 1);
+	return 0;
+}
+
+static int teardown(void **state)
+{
+	(void)state;
+	mf_rmtree(tmp);
+	free(tmp);
+	free(data_dir);
+	return 0;
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(git_source_resolves_reads_lists_and_checks_out),
+		cmocka_unit_test(fetch_follows_new_commits_and_keeps_the_mirror_when_unreachable),
+		cmocka_unit_test(https_without_credentials_is_a_clear_error),
+		cmocka_unit_test(renders_plain_kustomize_and_helm_per_environment),
+		cmocka_unit_test(cache_twenty_apps_one_commit_rerenders_one),
+		cmocka_unit_test(cache_key_follows_kustomize_bases_and_helm_values),
+		cmocka_unit_test(renderer_failures_are_clear_errors),
+		cmocka_unit_test(plain_dirs_are_recursive_ordered_and_bad_input_names_the_line),
+	};
+	return cmocka_run_group_tests(tests, setup, teardown);
+}
