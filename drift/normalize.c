@@ -28,10 +28,12 @@ static void drop_nulls(json_t *v)
 	}
 }
 
-/* Defaults "protocol: TCP" on port lists, as the apiserver does: container ports anywhere (pod
- * templates also live inside custom resources), and a Service's spec.ports. Doing it on both
- * sides also makes the port's merge key (port, protocol) complete. */
-static void default_protocols(json_t *v, int is_service, int depth)
+/* Defaults "protocol: TCP" on the items of every "ports" list that have a port or containerPort
+ * and no protocol, as the apiserver does for containers (anywhere: pod templates also live in
+ * custom resources), Services, NetworkPolicies and EndpointSlices. Done on both sides, so for a
+ * list the server does not default it changes nothing; and it completes the merge key
+ * (port, protocol) that list items are matched by. */
+static void default_protocols(json_t *v)
 {
 	if (json_is_object(v)) {
 		const char *k;
@@ -41,19 +43,18 @@ static void default_protocols(json_t *v, int is_service, int depth)
 				size_t i;
 				json_t *p;
 				json_array_foreach(c, i, p) {
-					if (!json_is_object(p) || json_object_get(p, "protocol"))
-						continue;
-					if (json_object_get(p, "containerPort") ||
-					    (is_service && depth == 1 && json_object_get(p, "port")))
+					if (json_is_object(p) && !json_object_get(p, "protocol") &&
+					    (json_object_get(p, "containerPort") ||
+					     json_object_get(p, "port")))
 						json_object_set_new(p, "protocol", json_string("TCP"));
 				}
 			}
-			default_protocols(c, is_service, depth + 1);
+			default_protocols(c);
 		}
 	} else if (json_is_array(v)) {
 		size_t i;
 		json_t *c;
-		json_array_foreach(v, i, c) default_protocols(c, is_service, depth + 1);
+		json_array_foreach(v, i, c) default_protocols(c);
 	}
 }
 
@@ -108,7 +109,7 @@ int drift_normalize(json_t **out, const json_t *object)
 	if (!kind || strcmp(kind, "CustomResourceDefinition") != 0)
 		json_object_del(o, "status");
 	int core = api && strcmp(api, "v1") == 0;
-	default_protocols(o, core && kind && strcmp(kind, "Service") == 0, 0);
+	default_protocols(o);
 	if (core && kind && strcmp(kind, "Secret") == 0)
 		fold_string_data(o);
 	*out = o;

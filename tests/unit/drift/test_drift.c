@@ -75,7 +75,8 @@ static void expect_state(const drift_result *r, drift_state want, const char *wh
 static const char *const corpus[] = {
 	"namespace", "crd-widgets", "deployment-web", "service-web", "configmap-settings",
 	"secret-creds", "widget-gear", "role-reader", "rolebinding-reader",
-	"clusterrole-widget-viewer",
+	"clusterrole-widget-viewer", "networkpolicy-web", "statefulset-db", "cronjob-report",
+	"limitrange-defaults", "hpa-web", "ingress-web", "serviceaccount-web",
 };
 
 static void no_false_drift_right_after_server_side_apply(void **state)
@@ -186,6 +187,20 @@ static void image_changed_by_another_manager_is_modified(void **state)
 			    ".spec.template.spec.containers[name=web].image");
 	assert_string_equal(json_string_value(json_object_get(jf, "live")), "nginx:1.28-hotfix");
 	json_decref(j);
+	drift_result_free(r);
+}
+
+/* kubectl set env: env items are matched by name; the variable it added is not ours. */
+static void env_value_set_by_kubectl_is_modified(void **state)
+{
+	(void)state;
+	drift_result *r = compare_files("deployment-web", "deployment-web.env-changed", NULL);
+	expect_state(r, DRIFT_MODIFIED, "LEVEL=9 EXTRA=1 set by kubectl");
+	assert_int_equal(drift_result_field_count(r), 1);
+	const drift_field *f = drift_result_field(r, 0);
+	assert_string_equal(f->path, ".spec.template.spec.containers[name=web].env[name=LEVEL].value");
+	assert_string_equal(json_string_value(f->desired), "3");
+	assert_string_equal(json_string_value(f->live), "9");
 	drift_result_free(r);
 }
 
@@ -585,6 +600,7 @@ int main(void)
 		cmocka_unit_test(replicas_in_the_manifest_are_compared),
 		cmocka_unit_test(annotation_added_by_hand_is_not_drift),
 		cmocka_unit_test(image_changed_by_another_manager_is_modified),
+		cmocka_unit_test(env_value_set_by_kubectl_is_modified),
 		cmocka_unit_test(configmap_value_patched_by_hand_is_modified),
 		cmocka_unit_test(service_port_matched_by_key),
 		cmocka_unit_test(custom_resource_field_patched_is_modified),
