@@ -146,6 +146,25 @@ static void annotation_added_by_hand_is_not_drift(void **state)
 	drift_result_free(r);
 }
 
+static void annotation_we_set_changed_by_hand_is_modified(void **state)
+{
+	(void)state;
+	json_t *desired = load("desired", "ingress-web");
+	json_t *live = load("live", "ingress-web");
+	json_t *ann = json_object_get(json_object_get(live, "metadata"), "annotations");
+	json_object_set_new(ann, "example.com/owner", json_string("someone-else"));
+	json_object_set_new(ann, "example.com/other", json_string("added"));
+	drift_result *r = NULL;
+	assert_int_equal(drift_compare(&r, desired, live, NULL), 0);
+	expect_state(r, DRIFT_MODIFIED, "our annotation changed");
+	assert_int_equal(drift_result_field_count(r), 1);
+	assert_string_equal(drift_result_field(r, 0)->path,
+			    ".metadata.annotations[\"example.com/owner\"]");
+	drift_result_free(r);
+	json_decref(desired);
+	json_decref(live);
+}
+
 static void image_changed_by_another_manager_is_modified(void **state)
 {
 	(void)state;
@@ -578,6 +597,48 @@ static void normalize_applies_the_apiserver_defaults(void **state)
 	assert_int_equal(drift_normalize(&out, NULL), GITOPS_EINVALID);
 }
 
+/* managedFields are data from the server: nonsense in them must not crash nor hide drift. */
+static void malformed_managed_fields_are_tolerated(void **state)
+{
+	(void)state;
+	static const char *const bad[] = {
+		"{\"f:spec\": {\"k:{not json\": {}, \"i:zz\": {}, \"v:[1\": {}, \"x:y\": {}}}",
+		"{\"f:spec\": \"string\", \"f:metadata\": []}",
+		"{\"f:spec\": {\"f:template\": {\"f:spec\": {\"f:containers\": {\"k:[1,2]\": {}, \"i:99\": {\".\": {}}}}}}}",
+		"{\"f:data\": {\"f:nope\": {}}, \"f:spec\": {\"f:replicas\": {\"f:deeper\": {}}}}",
+	};
+	for (size_t i = 0; i < sizeof(bad) / sizeof(*bad); i++) {
+		json_t *desired = load("desired", "deployment-web");
+		json_t *live = load("live", "deployment-web.image-changed");
+		json_t *entry = json_array_get(
+			json_object_get(json_object_get(live, "metadata"), "managedFields"), 0);
+		json_object_set_new(entry, "fieldsV1", json_loads(bad[i], 0, NULL));
+		drift_result *r = NULL;
+		assert_int_equal(drift_compare(&r, desired, live, NULL), 0);
+		expect_state(r, DRIFT_MODIFIED, bad[i]);
+		assert_string_equal(drift_result_field(r, 0)->path,
+				    ".spec.template.spec.containers[name=web].image");
+		drift_result_free(r);
+		json_decref(desired);
+		json_decref(live);
+	}
+	/* shapes that differ between desired and live */
+	json_t *desired = json_pack("{s:s, s:s, s:{s:s}, s:{s:[i], s:{s:i}, s:s}}", "apiVersion", "v1",
+				    "kind", "X", "metadata", "name", "x", "spec", "a", 1, "b", "c",
+				    1, "d", "e");
+	json_t *live = json_pack("{s:s, s:s, s:{s:s}, s:{s:{}, s:[i], s:[s]}}", "apiVersion", "v1",
+				 "kind", "X", "metadata", "name", "x", "spec", "a", "b", 1, "d", "e");
+	drift_result *r = NULL;
+	assert_int_equal(drift_compare(&r, desired, live, NULL), 0);
+	expect_state(r, DRIFT_MODIFIED, "shapes");
+	assert_int_equal(drift_result_field_count(r), 3);
+	char *t = diff_text(r, 0);
+	free(t);
+	drift_result_free(r);
+	json_decref(desired);
+	json_decref(live);
+}
+
 static void bad_input_is_rejected(void **state)
 {
 	(void)state;
@@ -599,6 +660,7 @@ int main(void)
 		cmocka_unit_test(replicas_scaled_by_kubectl_is_not_drift),
 		cmocka_unit_test(replicas_in_the_manifest_are_compared),
 		cmocka_unit_test(annotation_added_by_hand_is_not_drift),
+		cmocka_unit_test(annotation_we_set_changed_by_hand_is_modified),
 		cmocka_unit_test(image_changed_by_another_manager_is_modified),
 		cmocka_unit_test(env_value_set_by_kubectl_is_modified),
 		cmocka_unit_test(configmap_value_patched_by_hand_is_modified),
@@ -613,6 +675,7 @@ int main(void)
 		cmocka_unit_test(quantities_compare_by_value),
 		cmocka_unit_test(number_spellings_are_equal),
 		cmocka_unit_test(normalize_applies_the_apiserver_defaults),
+		cmocka_unit_test(malformed_managed_fields_are_tolerated),
 		cmocka_unit_test(bad_input_is_rejected),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
