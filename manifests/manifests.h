@@ -18,7 +18,8 @@
  * Limits applied to every manifest read (hazards: huge files, alias bombs, deep nesting).
  * A zero field means "use the default" (MF_DEFAULT_*). */
 #define MF_DEFAULT_MAX_FILE_SIZE (8u * 1024 * 1024) /* bytes per manifest file / renderer output */
-#define MF_DEFAULT_MAX_NODES (1000000u)             /* YAML nodes produced, aliases expanded */
+#define MF_DEFAULT_MAX_NODES (1000000u)             /* YAML nodes per document, aliases expanded */
+#define MF_DEFAULT_MAX_ALIAS_NODES (100000u)        /* nodes copied by alias expansion per document */
 #define MF_DEFAULT_MAX_DEPTH (200u)                 /* nesting depth */
 #define MF_DEFAULT_TIMEOUT_MS (60000)               /* renderer process timeout */
 
@@ -26,6 +27,7 @@ struct mf_limits {
 	size_t max_file_size;
 	size_t max_nodes;
 	unsigned max_depth;
+	size_t max_alias_nodes;
 };
 
 /* ---------------------------------------------------------------------------------------------

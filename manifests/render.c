@@ -664,7 +664,7 @@ int mf_render_app(mf_objects *set, mf_renderer *r, mf_repo *repo, const char *co
 	if (kind == MF_RENDERER_PLAIN) {
 		gitops_buf_printf(&key, "version gitops %s\n", GITOPS_VERSION);
 	} else {
-		const char *ver;
+		const char *ver = NULL;
 		rc = tool_version(r, kind == MF_RENDERER_HELM ? 0 : 1, &ver);
 		if (rc)
 			goto out;

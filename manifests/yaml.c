@@ -11,7 +11,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define MF_DEFAULT_MAX_ALIAS_NODES MF_DEFAULT_MAX_NODES
 
 static void limits_fill(struct mf_limits *l, const struct mf_limits *in)
 {
@@ -24,6 +23,8 @@ static void limits_fill(struct mf_limits *l, const struct mf_limits *in)
 		l->max_nodes = MF_DEFAULT_MAX_NODES;
 	if (!l->max_depth)
 		l->max_depth = MF_DEFAULT_MAX_DEPTH;
+	if (!l->max_alias_nodes)
+		l->max_alias_nodes = MF_DEFAULT_MAX_ALIAS_NODES;
 }
 
 /* Returns 0 when `s` is valid UTF-8 (no overlongs, no surrogates); else sets line/col. */
@@ -284,6 +285,7 @@ struct builder {
 	struct anchor *anchors;
 	size_t n_anchors, cap_anchors;
 	size_t nodes;       /* values produced in this document, aliases counted expanded */
+	size_t alias_nodes; /* of which copied by alias expansion */
 	json_t *root;
 	int doc_line;
 };
@@ -497,6 +499,12 @@ static int on_alias(struct builder *b, struct fy_event *ev)
 		return rc;
 	}
 	free(name);
+	b->alias_nodes += a->nodes;
+	if (b->alias_nodes > b->lim.max_alias_nodes) {
+		char lim[64];
+		snprintf(lim, sizeof(lim), "%zu", b->lim.max_alias_nodes);
+		return err_at(b, m, "aliases expand to more than the node limit (alias bomb?): ", lim);
+	}
 	int rc = count_node(b, a->nodes, m);
 	if (rc)
 		return rc;
@@ -588,6 +596,7 @@ int mf_yaml_parse_stream(const char *text, size_t len, const char *file,
 			const struct fy_mark *m = fy_event_start_mark(ev);
 			b.doc_line = m ? m->line + 1 : 1;
 			b.nodes = 0;
+			b.alias_nodes = 0;
 			anchors_clear(&b);
 			json_decref(b.root);
 			b.root = NULL;
