@@ -117,10 +117,24 @@ static void billion_laughs_fails_fast(void **state)
 	assert_true(gitops_now_ms() - t0 < 5000);
 }
 
+static void alias_budget_is_per_document_and_configurable(void **state)
+{
+	(void)state;
+	const char *y = "a: &a [1, 2, 3, 4, 5, 6, 7, 8, 9]\nb: [*a, *a, *a, *a]\n";
+	struct mf_limits lim = {.max_alias_nodes = 20};
+	json_t *v = NULL;
+	assert_int_equal(mf_yaml_parse(&v, y, strlen(y), "small.yaml", &lim), GITOPS_EPARSE);
+	assert_non_null(strstr(gitops_error_last(), "small.yaml:2:"));
+	lim.max_alias_nodes = 40;
+	assert_int_equal(mf_yaml_parse(&v, y, strlen(y), "small.yaml", &lim), 0);
+	assert_int_equal(json_array_size(json_object_get(v, "b")), 4);
+	json_decref(v);
+}
+
 static void size_limit_and_utf8(void **state)
 {
 	(void)state;
-	struct mf_limits lim = {16, 0, 0};
+	struct mf_limits lim = {.max_file_size = 16};
 	json_t *v = NULL;
 	const char *big = "a: 0123456789012345678901234567890\n";
 	assert_int_equal(mf_yaml_parse(&v, big, strlen(big), "big.yaml", &lim), GITOPS_EINVALID);
@@ -265,6 +279,7 @@ int main(void)
 		cmocka_unit_test(anchors_aliases_and_merge),
 		cmocka_unit_test(duplicate_keys_are_refused),
 		cmocka_unit_test(billion_laughs_fails_fast),
+		cmocka_unit_test(alias_budget_is_per_document_and_configurable),
 		cmocka_unit_test(size_limit_and_utf8),
 		cmocka_unit_test(deep_nesting_is_refused),
 		cmocka_unit_test(objects_flatten_lists_and_skip_empty_docs),
