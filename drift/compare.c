@@ -67,6 +67,9 @@ static json_t *masked(const struct walk *w, const char *path, const json_t *v, c
 			return json_string("***");
 		return json_string(other ? "*** (changed)" : "*** (added)");
 	}
+	/* e.g. the whole .metadata.annotations map, which may hold the last-applied annotation */
+	if (json_is_object(v) || json_is_array(v))
+		return drift__mask_secret_part(v, 0);
 	return json_incref((json_t *)v);
 }
 

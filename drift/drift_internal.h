@@ -28,5 +28,8 @@ int drift__ignore_whole(const drift_ignore *ignore, const char *group, const cha
 /* A deep copy of a Secret with every data/stringData value (and the last-applied annotation,
  * which embeds them) replaced by a marker. New reference. */
 json_t *drift__mask_secret_object(const json_t *secret);
+/* A deep copy of part of a Secret (the whole object when is_root) with the same masking; for
+ * any part it replaces the last-applied annotation wherever it appears. New reference. */
+json_t *drift__mask_secret_part(const json_t *value, int is_root);
 
 #endif

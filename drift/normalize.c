@@ -126,15 +126,39 @@ static void mask_map(json_t *map)
 	json_object_foreach(map, k, c) json_object_set_new(map, k, json_string("***"));
 }
 
+/* Replaces, at any depth, the value of the annotation client-side apply writes: it embeds the
+ * whole Secret, values included. */
+static void scrub_last_applied(json_t *v)
+{
+	static const char *const key = "kubectl.kubernetes.io/last-applied-configuration";
+	if (json_is_object(v)) {
+		const char *k;
+		json_t *c;
+		json_object_foreach(v, k, c) {
+			if (strcmp(k, key) == 0)
+				json_object_set_new(v, k, json_string("***"));
+			else
+				scrub_last_applied(c);
+		}
+	} else if (json_is_array(v)) {
+		size_t i;
+		json_t *c;
+		json_array_foreach(v, i, c) scrub_last_applied(c);
+	}
+}
+
+json_t *drift__mask_secret_part(const json_t *value, int is_root)
+{
+	json_t *o = json_deep_copy(value);
+	if (is_root) {
+		mask_map(json_object_get(o, "data"));
+		mask_map(json_object_get(o, "stringData"));
+	}
+	scrub_last_applied(o);
+	return o;
+}
+
 json_t *drift__mask_secret_object(const json_t *secret)
 {
-	json_t *o = json_deep_copy(secret);
-	mask_map(json_object_get(o, "data"));
-	mask_map(json_object_get(o, "stringData"));
-	json_t *ann = json_object_get(json_object_get(o, "metadata"), "annotations");
-	/* client-side apply copies the whole Secret, values included, into this annotation */
-	if (json_object_get(ann, "kubectl.kubernetes.io/last-applied-configuration"))
-		json_object_set_new(ann, "kubectl.kubernetes.io/last-applied-configuration",
-				    json_string("***"));
-	return o;
+	return drift__mask_secret_part(secret, 1);
 }

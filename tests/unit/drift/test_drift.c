@@ -464,10 +464,38 @@ static void secret_diff_names_keys_but_never_values(void **state)
 	check_secret_outputs(r);
 	drift_result_free(r);
 
-	/* a key removed from the manifest while gitops owns it: reported, masked */
+	/* the client-side apply annotation embeds the values: a Secret once applied with kubectl
+	 * apply, now with gitops, whose annotations all differ */
 	json_t *desired = load("desired", "secret-creds");
-	json_object_del(json_object_get(desired, "data"), "username");
 	json_t *live = load("live", "secret-creds");
+	json_object_set_new(json_object_get(desired, "metadata"), "annotations",
+			    json_pack("{s:s}", "team", "shop"));
+	json_t *lmd = json_object_get(live, "metadata");
+	json_object_set_new(lmd, "annotations",
+			    json_pack("{s:s}", "kubectl.kubernetes.io/last-applied-configuration",
+				      "{\"stringData\":{\"password\":\"hunter2-s3cr3t\"}}"));
+	json_t *mf = json_array_get(json_object_get(lmd, "managedFields"), 0);
+	/* as if gitops had owned the annotation once (taken over from kubectl apply) */
+	json_object_set_new(json_object_get(mf, "fieldsV1"), "f:metadata",
+			    json_pack("{s:{s:{}, s:{}}}", "f:annotations", ".",
+				      "f:kubectl.kubernetes.io/last-applied-configuration"));
+	assert_int_equal(drift_compare(&r, desired, live, NULL), 0);
+	expect_state(r, DRIFT_MODIFIED, "annotations");
+	check_secret_outputs(r);
+	drift_result_free(r);
+	json_object_del(json_object_get(desired, "metadata"), "annotations");
+	assert_int_equal(drift_compare(&r, desired, live, NULL), 0);
+	expect_state(r, DRIFT_MODIFIED, "annotations map no longer desired");
+	assert_string_equal(drift_result_field(r, 0)->path, ".metadata.annotations");
+	check_secret_outputs(r);
+	drift_result_free(r);
+	json_decref(desired);
+	json_decref(live);
+
+	/* a key removed from the manifest while gitops owns it: reported, masked */
+	desired = load("desired", "secret-creds");
+	json_object_del(json_object_get(desired, "data"), "username");
+	live = load("live", "secret-creds");
 	assert_int_equal(drift_compare(&r, desired, live, NULL), 0);
 	expect_state(r, DRIFT_MODIFIED, "username removed from the manifest");
 	assert_int_equal(drift_result_field_count(r), 1);
