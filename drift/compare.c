@@ -559,6 +559,13 @@ int drift_compare(drift_result **out, const json_t *desired, const json_t *live,
 	} else if (drift__ignore_whole(ignore, r->group, r->kind, r->namespace_, r->name)) {
 		r->state = DRIFT_IN_SYNC;
 	} else {
+		if (w.strict_rules && strcmp(r->kind, "ClusterRole") == 0 &&
+		    json_object_get(d, "aggregationRule")) {
+			/* the clusterrole-aggregation controller writes the rules of an
+			 * aggregated ClusterRole: they are its fields, not ours */
+			json_object_del(d, "rules");
+			json_object_del(l, "rules");
+		}
 		drift__ignore_apply(ignore, r->group, r->kind, r->namespace_, r->name, d);
 		drift__ignore_apply(ignore, r->group, r->kind, r->namespace_, r->name, l);
 		gitops_buf path = GITOPS_BUF_INIT;

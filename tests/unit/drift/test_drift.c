@@ -296,6 +296,34 @@ static void rbac_rule_changed_by_hand_is_modified(void **state)
 	json_decref(live);
 }
 
+/* An aggregated ClusterRole's rules are written by the aggregation controller. */
+static void aggregated_clusterrole_rules_are_not_drift(void **state)
+{
+	(void)state;
+	json_t *desired = load("desired", "clusterrole-widget-viewer");
+	json_t *live = load("live", "clusterrole-widget-viewer");
+	json_t *agg = json_pack("{s:[{s:{s:s}}]}", "clusterRoleSelectors", "matchLabels",
+				"example.com/aggregate-to-viewer", "true");
+	json_object_set(desired, "aggregationRule", agg);
+	json_object_set_new(desired, "rules", json_array());
+	json_object_set_new(live, "aggregationRule", agg);
+	json_array_append_new(json_object_get(live, "rules"),
+			      json_pack("{s:[s], s:[s], s:[s]}", "apiGroups", "", "resources",
+					"pods", "verbs", "get"));
+	drift_result *r = NULL;
+	assert_int_equal(drift_compare(&r, desired, live, NULL), 0);
+	expect_state(r, DRIFT_IN_SYNC, "aggregated rules");
+	drift_result_free(r);
+	/* without aggregationRule the same rules are drift */
+	json_object_del(desired, "aggregationRule");
+	json_object_del(live, "aggregationRule");
+	assert_int_equal(drift_compare(&r, desired, live, NULL), 0);
+	expect_state(r, DRIFT_MODIFIED, "rules: [] desired");
+	drift_result_free(r);
+	json_decref(desired);
+	json_decref(live);
+}
+
 /* A field gitops applied (its managedFields say so) and the manifest no longer has: the next
  * apply removes it, so it is drift until then. */
 static void owned_field_removed_from_manifest_is_modified(void **state)
@@ -695,6 +723,7 @@ int main(void)
 		cmocka_unit_test(service_port_matched_by_key),
 		cmocka_unit_test(custom_resource_field_patched_is_modified),
 		cmocka_unit_test(rbac_rule_changed_by_hand_is_modified),
+		cmocka_unit_test(aggregated_clusterrole_rules_are_not_drift),
 		cmocka_unit_test(owned_field_removed_from_manifest_is_modified),
 		cmocka_unit_test(missing_live_object_is_missing),
 		cmocka_unit_test(inventory_object_no_longer_desired_is_extra),
