@@ -67,7 +67,8 @@ typedef struct drift_result drift_result;
 
 /* Compares `desired` (a rendered manifest, as gitops would apply it, including the labels the
  * sync engine adds) with `live` (the object as read from the apiserver, with
- * metadata.managedFields). Neither is modified or kept.
+ * metadata.managedFields). Neither is modified, kept or even reference-counted, so several
+ * threads may compare objects shared with a watch cache at the same time.
  *   desired and live: DRIFT_IN_SYNC or DRIFT_MODIFIED with the differing fields;
  *   desired, live NULL: DRIFT_MISSING;
  *   desired NULL, live: DRIFT_EXTRA (the caller only passes live objects its inventory records as
@@ -122,7 +123,8 @@ int drift_result_to_json(json_t **out, const drift_result *result);
  * dropped, status too except on CustomResourceDefinitions, protocol "TCP" is defaulted on
  * container and Service ports, and a Secret's stringData is folded into data as base64.
  * drift_compare does this itself; it is exposed so a sync engine can show or hash the same
- * form. Returns 0, or GITOPS_EINVALID when `object` is not a JSON object. */
+ * form. Unlike a result, the copy of a Secret holds its values: never print or log it.
+ * Returns 0, or GITOPS_EINVALID when `object` is not a JSON object. */
 int drift_normalize(json_t **out, const json_t *object);
 
 /* Compares two Kubernetes quantities ("500m", "0.5", "1Gi", "1073741824", "1e3") exactly.
