@@ -96,8 +96,14 @@ int cmd_render(int argc, char **argv)
 		code = cli_fail(EXIT_GIT, "%s", gitops_error_last());
 		goto done;
 	}
-	if ((rc = mf_repo_fetch(repo)))
+	if ((rc = mf_repo_fetch(repo))) {
+		if (!mf_repo_has_refs(repo)) {
+			code = cli_fail(EXIT_GIT, "%s", gitops_error_last());
+			goto done;
+		}
+		/* unreachable now, but a mirror from an earlier fetch exists: render from it */
 		fprintf(stderr, "gitops: warning: %s\n", gitops_error_last());
+	}
 
 	/* the pipeline config lives on the main branch: HEAD of the mirror, then its `branch` */
 	if ((rc = mf_repo_resolve(main_sha, repo, "HEAD")) || (rc = mf_repo_read(&text, repo, main_sha, "gitops.yaml"))) {

@@ -174,6 +174,20 @@ void mf_repo_free(mf_repo *r)
 
 const char *mf_repo_path(const mf_repo *r) { return r->path; }
 
+bool mf_repo_has_refs(mf_repo *r)
+{
+	git_reference_iterator *it = NULL;
+	git_reference *ref = NULL;
+	bool any = false;
+	if (git_reference_iterator_new(&it, r->repo) == 0) {
+		any = git_reference_next(&ref, it) == 0;
+		git_reference_free(ref);
+	}
+	git_reference_iterator_free(it);
+	git_error_clear();
+	return any;
+}
+
 int mf_repo_discover(char **out_path, const char *start)
 {
 	*out_path = NULL;
@@ -389,21 +403,37 @@ int mf_repo_fetch(mf_repo *r)
 	g = git_remote_fetch(remote, &refspecs, &opts, "gitops fetch");
 	int rc = 0;
 	if (g < 0) {
+		/* our callbacks know more than libgit2's last error, which a callback failure leaves stale */
 		const git_error *e = git_error_last();
 		const char *msg = e && e->message ? e->message : "fetch failed";
 		int code = GITOPS_ENETWORK;
-		if (g == GIT_EAUTH || (e && strstr(msg, "authentication")) || ctx.attempts > 1)
+		if (ctx.why && g != GIT_ECERTIFICATE) {
 			code = GITOPS_EUNAUTHORIZED;
-		else if (g == GIT_ECERTIFICATE)
+			msg = "authentication required";
+		} else if (ctx.why) {
 			code = GITOPS_ETLS;
+			msg = "host key verification failed";
+		} else if (ctx.attempts > 1 || g == GIT_EAUTH) {
+			code = GITOPS_EUNAUTHORIZED;
+			msg = "authentication failed: the server refused the credentials";
+		} else if (g == GIT_ECERTIFICATE) {
+			code = GITOPS_ETLS;
+		}
 		rc = gitops_error_set(code, "fetch %s: %s%s%s (the last fetched mirror is kept)", r->url, msg,
 				      ctx.why ? ": " : "", ctx.why ? ctx.why : "");
 	} else {
 		/* point HEAD at the remote's default branch, so "HEAD" means what it means upstream */
 		git_buf def = {0};
+		git_reference *ref = NULL;
 		if (git_remote_default_branch(&def, remote) == 0 && def.ptr)
 			git_repository_set_head(r->repo, def.ptr);
+		else if (git_reference_lookup(&ref, r->repo, "refs/heads/main") == 0)
+			git_repository_set_head(r->repo, "refs/heads/main");
+		else if (git_reference_lookup(&ref, r->repo, "refs/heads/master") == 0)
+			git_repository_set_head(r->repo, "refs/heads/master");
+		git_reference_free(ref);
 		git_buf_dispose(&def);
+		git_error_clear();
 	}
 	free(ctx.why);
 	git_remote_free(remote);

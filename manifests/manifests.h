@@ -208,6 +208,8 @@ int mf_repo_checkout(char **out_dir, mf_repo *repo, const char *commit);
 /* Finds the git repository containing directory `start`; *out_path (caller frees) is its git
  * directory, usable as a URL for mf_repo_open. */
 int mf_repo_discover(char **out_path, const char *start);
+/* True when the mirror holds any branch or tag (a fetch succeeded once). */
+bool mf_repo_has_refs(mf_repo *repo);
 /* The mirror's directory (owned by repo). */
 const char *mf_repo_path(const mf_repo *repo);
 /* Removes a directory tree (no symlinks followed). */
