@@ -450,11 +450,13 @@ static void walk_owned(struct walk *w, gitops_buf *path, const json_t *f, const 
 			w->fpath = gitops_realloc(w->fpath, w->fcap * sizeof(*w->fpath));
 		}
 		w->fpath[w->fdepth++] = fk;
-		int leaf = json_object_size(fc) == 0 || json_object_get(fc, ".") != NULL;
-		if (lv && !dv && leaf) {
+		/* a list item no longer desired is reported whole; a map (labels, data) by the
+		 * members of ours it still has, so others' members are not shown as ours */
+		size_t children = json_object_size(fc) - (json_object_get(fc, ".") ? 1 : 0);
+		if (lv && !dv && (children == 0 || fk[0] != 'f')) {
 			if (!owned_by_other(w))
 				record(w, gitops_buf_cstr(path), NULL, lv);
-		} else if (lv && json_object_size(fc) > 0) {
+		} else if (lv && children > 0) {
 			walk_owned(w, path, fc, dv, lv);
 		}
 		w->fdepth--;

@@ -349,6 +349,20 @@ static void owned_field_removed_from_manifest_is_modified(void **state)
 	assert_null(drift_result_field(r, 1)->desired);
 	drift_result_free(r);
 
+	/* all labels removed from the manifest: ours are reported one by one, not a hand-made one */
+	json_decref(desired);
+	desired = load("desired", "deployment-web");
+	json_object_del(json_object_get(desired, "metadata"), "labels");
+	json_object_set_new(json_object_get(json_object_get(live, "metadata"), "labels"), "hand",
+			    json_string("made"));
+	assert_int_equal(drift_compare(&r, desired, live, NULL), 0);
+	expect_state(r, DRIFT_MODIFIED, "labels removed from the manifest");
+	assert_int_equal(drift_result_field_count(r), 2);
+	assert_string_equal(drift_result_field(r, 0)->path, ".metadata.labels.app");
+	assert_string_equal(drift_result_field(r, 1)->path,
+			    ".metadata.labels[\"app.kubernetes.io/managed-by\"]");
+	drift_result_free(r);
+
 	/* the hand-made annotation is not ours: removing nothing of ours is no drift */
 	json_decref(desired);
 	desired = load("desired", "deployment-web");
@@ -514,7 +528,10 @@ static void secret_diff_names_keys_but_never_values(void **state)
 	json_object_del(json_object_get(desired, "metadata"), "annotations");
 	assert_int_equal(drift_compare(&r, desired, live, NULL), 0);
 	expect_state(r, DRIFT_MODIFIED, "annotations map no longer desired");
-	assert_string_equal(drift_result_field(r, 0)->path, ".metadata.annotations");
+	assert_int_equal(drift_result_field_count(r), 1);
+	assert_string_equal(drift_result_field(r, 0)->path,
+			    ".metadata.annotations[\"kubectl.kubernetes.io/last-applied-configuration\"]");
+	assert_string_equal(json_string_value(drift_result_field(r, 0)->live), "***");
 	check_secret_outputs(r);
 	drift_result_free(r);
 	json_decref(desired);
