@@ -27,16 +27,9 @@ done
 git -C "$repo" init -q -b main && git -C "$repo" add -A &&
   git -C "$repo" -c user.name=t -c user.email=t@example.com commit -qm corpus
 
-n=0
-for f in "$corpus"/*; do
-  n=$((n + 1)); name=$(basename "$f")
-  if ! kubectl create --dry-run=client --validate=false -o json -f "$f" > "$tmp/k.json" 2> "$tmp/k.err"; then
-    fail "$name: kubectl could not read it" "$(cat "$tmp/k.err")"; continue
-  fi
-  if ! "$gitops" render corpus --repo "$repo" --app "f$n" --json > "$tmp/g.json" 2> "$tmp/g.err"; then
-    fail "$name: gitops render failed" "$(cat "$tmp/g.err")"; continue
-  fi
-  if diff=$(python3 - "$tmp/k.json" "$tmp/g.json" <<'PY'
+# same A B: the objects of two JSON files (kubectl's concatenated objects or a List) are equal
+same() {
+  python3 - "$1" "$2" <<'PY'
 import json, sys
 
 def norm(v):
@@ -76,10 +69,31 @@ if k != g:
     sys.exit(1)
 print(len(k))
 PY
-  ); then
+}
+
+n=0
+for f in "$corpus"/*; do
+  n=$((n + 1)); name=$(basename "$f")
+  if ! kubectl create --dry-run=client --validate=false -o json -f "$f" > "$tmp/k.json" 2> "$tmp/k.err"; then
+    fail "$name: kubectl could not read it" "$(cat "$tmp/k.err")"; continue
+  fi
+  if ! "$gitops" render corpus --repo "$repo" --app "f$n" --json > "$tmp/g.json" 2> "$tmp/g.err"; then
+    fail "$name: gitops render failed" "$(cat "$tmp/g.err")"; continue
+  fi
+  if diff=$(same "$tmp/k.json" "$tmp/g.json"); then
     ok "$name: same objects as kubectl ($diff)"
   else
     fail "$name: objects differ from kubectl" "$diff"
+  fi
+  # the YAML gitops prints must read back the same in kubectl (quoting of yes, 0755, ...)
+  if ! "$gitops" render corpus --repo "$repo" --app "f$n" > "$tmp/g.yaml" 2> "$tmp/g.err" ||
+     ! kubectl create --dry-run=client --validate=false -o json -f "$tmp/g.yaml" > "$tmp/ky.json" 2> "$tmp/k.err"; then
+    fail "$name: gitops YAML output not readable by kubectl" "$(cat "$tmp/g.err" "$tmp/k.err")"; continue
+  fi
+  if diff=$(same "$tmp/k.json" "$tmp/ky.json"); then
+    ok "$name: kubectl reads gitops' YAML output the same"
+  else
+    fail "$name: kubectl reads gitops' YAML output differently" "$diff"
   fi
 done
 [ "$n" -ge 10 ] || fail "the corpus has only $n files"
