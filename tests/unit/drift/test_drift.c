@@ -77,6 +77,10 @@ static const char *const corpus[] = {
 	"secret-creds", "widget-gear", "role-reader", "rolebinding-reader",
 	"clusterrole-widget-viewer", "networkpolicy-web", "statefulset-db", "cronjob-report",
 	"limitrange-defaults", "hpa-web", "ingress-web", "serviceaccount-web",
+	/* the example repository's apps as gitops renders them (plain, kustomize, helm) */
+	"example-configmap-frontend-site", "example-deployment-frontend", "example-service-frontend",
+	"example-deployment-api", "example-service-api", "example-deployment-cache",
+	"example-service-cache",
 };
 
 static void no_false_drift_right_after_server_side_apply(void **state)
