@@ -58,6 +58,45 @@ static void default_protocols(json_t *v)
 	}
 }
 
+/* Rewrites each base64 value of a Secret's data in the canonical form the apiserver stores
+ * (it decodes on write, ignoring line breaks as Go's decoder does, and encodes on read), so a
+ * manifest holding wrapped base64 is not drift. Values that do not decode stay as they are. */
+static void canonical_base64(json_t *data)
+{
+	const char *k;
+	json_t *c;
+	json_object_foreach(data, k, c) {
+		if (!json_is_string(c))
+			continue;
+		const char *in = json_string_value(c);
+		size_t n = json_string_length(c), m = 0, pad = 0;
+		char *flat = gitops_malloc(n + 1);
+		for (size_t i = 0; i < n; i++)
+			if (in[i] != '\n' && in[i] != '\r')
+				flat[m++] = in[i];
+		flat[m] = '\0';
+		if (m == n || m % 4 != 0 || m > (size_t)1 << 30) {
+			free(flat);
+			continue; /* already flat (then canonical or rejected by the server) */
+		}
+		while (pad < 2 && pad < m && flat[m - 1 - pad] == '=')
+			pad++;
+		unsigned char *raw = gitops_malloc(m / 4 * 3 + 1);
+		int len = EVP_DecodeBlock(raw, (const unsigned char *)flat, (int)m);
+		if (len >= 0) {
+			unsigned char *enc = gitops_malloc(m + 1);
+			EVP_EncodeBlock(enc, raw, len - (int)pad);
+			json_object_set_new(data, k, json_string((const char *)enc));
+			OPENSSL_cleanse(enc, m + 1);
+			free(enc);
+		}
+		OPENSSL_cleanse(raw, m / 4 * 3 + 1);
+		OPENSSL_cleanse(flat, m);
+		free(raw);
+		free(flat);
+	}
+}
+
 /* Folds stringData into data as base64, as the apiserver does on write (stringData wins over a
  * data key of the same name). */
 static void fold_string_data(json_t *secret)
@@ -110,8 +149,11 @@ int drift_normalize(json_t **out, const json_t *object)
 		json_object_del(o, "status");
 	int core = api && strcmp(api, "v1") == 0;
 	default_protocols(o);
-	if (core && kind && strcmp(kind, "Secret") == 0)
+	if (core && kind && strcmp(kind, "Secret") == 0) {
+		if (json_is_object(json_object_get(o, "data")))
+			canonical_base64(json_object_get(o, "data"));
 		fold_string_data(o);
+	}
 	*out = o;
 	return 0;
 }

@@ -657,6 +657,18 @@ static void normalize_applies_the_apiserver_defaults(void **state)
 	json_decref(out);
 	json_decref(in);
 
+	/* base64 wrapped over lines, as `base64` prints it, is stored flat */
+	in = json_pack("{s:s, s:s, s:{s:s}, s:{s:s, s:s, s:s}}", "apiVersion", "v1", "kind",
+		       "Secret", "metadata", "name", "s", "data", "a", "YWRt\naW4=\n", "b",
+		       "aGVs\r\nbG8=", "c", "no\nt-base64!");
+	assert_int_equal(drift_normalize(&out, in), 0);
+	json_t *data = json_object_get(out, "data");
+	assert_string_equal(json_string_value(json_object_get(data, "a")), "YWRtaW4=");
+	assert_string_equal(json_string_value(json_object_get(data, "b")), "aGVsbG8=");
+	assert_string_equal(json_string_value(json_object_get(data, "c")), "no\nt-base64!");
+	json_decref(out);
+	json_decref(in);
+
 	json_t *svc = load("desired", "service-web");
 	assert_int_equal(drift_normalize(&out, svc), 0);
 	json_t *port = json_array_get(json_object_get(json_object_get(out, "spec"), "ports"), 0);
