@@ -112,7 +112,7 @@ int drift_result_format_diff(gitops_buf *out, const drift_result *result, unsign
 int drift_result_format_summary(gitops_buf *out, const drift_result *result);
 
 /* The result as JSON in *out (a new reference the caller owns: json_decref):
- * {"apiVersion","kind","namespace","name","state","fields":[{"path","desired","live"}]}
+ * {"apiVersion","group","kind","namespace","name","state","fields":[{"path","desired","live"}]}
  * where an absent side is omitted. Returns 0. */
 int drift_result_to_json(json_t **out, const drift_result *result);
 

@@ -133,6 +133,7 @@ int drift_result_to_json(json_t **out, const drift_result *r)
 {
 	json_t *o = json_object();
 	json_object_set_new(o, "apiVersion", json_string(r->api_version));
+	json_object_set_new(o, "group", json_string(r->group));
 	json_object_set_new(o, "kind", json_string(r->kind));
 	json_object_set_new(o, "namespace", json_string(r->namespace_));
 	json_object_set_new(o, "name", json_string(r->name));
