@@ -74,8 +74,11 @@ typedef struct drift_result drift_result;
  *   desired NULL, live: DRIFT_EXTRA (the caller only passes live objects its inventory records as
  *                       ours and that are no longer desired).
  * `options` may be NULL. On success *out is a new result the caller owns (drift_result_free) and
- * 0 is returned; GITOPS_EINVALID (message names the object) when both are NULL or one is not a
- * Kubernetes object (a JSON object with "kind"). */
+ * 0 is returned; GITOPS_EINVALID (the message says which side) when both are NULL or one is
+ * not a Kubernetes object (a JSON object with "kind").
+ * Ownership needs gitops' managedFields entry; the other managers' entries (a cache may drop
+ * them) only serve to keep a field that we and another manager own from being reported when
+ * the manifest no longer sets it. */
 int drift_compare(drift_result **out, const json_t *desired, const json_t *live,
 		  const drift_options *options);
 
