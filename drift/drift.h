@@ -110,7 +110,7 @@ const drift_field *drift_result_field(const drift_result *result, size_t i);
 int drift_result_format_diff(gitops_buf *out, const drift_result *result, unsigned flags);
 
 /* Appends one table line and a newline to `out`, e.g.
- * "MODIFIED  Deployment shop-dev/web  .spec.replicas, .spec.template.spec.containers[name=web].image".
+ *   "MODIFIED  Deployment shop-dev/web  .spec.replicas, .metadata.labels.app"
  * Returns 0. */
 int drift_result_format_summary(gitops_buf *out, const drift_result *result);
 

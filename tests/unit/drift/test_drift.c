@@ -693,7 +693,8 @@ static void malformed_managed_fields_are_tolerated(void **state)
 	static const char *const bad[] = {
 		"{\"f:spec\": {\"k:{not json\": {}, \"i:zz\": {}, \"v:[1\": {}, \"x:y\": {}}}",
 		"{\"f:spec\": \"string\", \"f:metadata\": []}",
-		"{\"f:spec\": {\"f:template\": {\"f:spec\": {\"f:containers\": {\"k:[1,2]\": {}, \"i:99\": {\".\": {}}}}}}}",
+		"{\"f:spec\": {\"f:template\": {\"f:spec\": {\"f:containers\": "
+		"{\"k:[1,2]\": {}, \"i:99\": {\".\": {}}}}}}}",
 		"{\"f:data\": {\"f:nope\": {}}, \"f:spec\": {\"f:replicas\": {\"f:deeper\": {}}}}",
 	};
 	for (size_t i = 0; i < sizeof(bad) / sizeof(*bad); i++) {
