@@ -1,7 +1,7 @@
 /* manifests/git.c: the git source. A bare mirror per repository URL under the data directory,
  * fetched with libgit2 (path, file://, https with token/basic auth, ssh with a key and
  * known_hosts); refs resolved to commits; trees and blobs read without a checkout. */
-#include "manifests/manifests.h"
+#include "manifests/internal.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -483,6 +483,11 @@ static bool is_root(const char *path) { return !path || !*path || !strcmp(path, 
 
 int mf_repo_read(gitops_buf *out, mf_repo *r, const char *commit, const char *path)
 {
+	return mf_repo_read_max(out, r, commit, path, MF_REPO_MAX_BLOB);
+}
+
+int mf_repo_read_max(gitops_buf *out, mf_repo *r, const char *commit, const char *path, size_t max)
+{
 	git_tree *tree = NULL;
 	git_tree_entry *e = NULL;
 	git_blob *blob = NULL;
@@ -501,6 +506,11 @@ int mf_repo_read(gitops_buf *out, mf_repo *r, const char *commit, const char *pa
 	g = git_blob_lookup(&blob, r->repo, git_tree_entry_id(e));
 	if (g < 0) {
 		rc = git_fail(g, 0, path);
+		goto out;
+	}
+	if ((size_t)git_blob_rawsize(blob) > max) {
+		rc = gitops_error_set(GITOPS_EINVALID, "%s:1: file is %lld bytes, over the %zu-byte limit", path,
+				      (long long)git_blob_rawsize(blob), max);
 		goto out;
 	}
 	gitops_buf_put(out, git_blob_rawcontent(blob), (size_t)git_blob_rawsize(blob));

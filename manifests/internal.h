@@ -11,4 +11,9 @@
 int mf_proc_run(gitops_buf *out, char *const argv[], char *const envp[], const char *cwd,
 		int timeout_ms, size_t max_out);
 
+/* mf_repo_read refuses blobs larger than this (a repository is not trusted to be small). */
+#define MF_REPO_MAX_BLOB ((size_t)64 * 1024 * 1024)
+/* mf_repo_read with a size bound: GITOPS_EINVALID naming path:1 when the blob is larger. */
+int mf_repo_read_max(gitops_buf *out, mf_repo *repo, const char *commit, const char *path, size_t max);
+
 #endif

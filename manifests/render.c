@@ -554,8 +554,16 @@ static json_t *mem_get(mf_renderer *r, const char *key)
 	return NULL;
 }
 
+/* The memory cache keeps the newest MEM_MAX renders (a daemon runs for weeks). */
+#define MEM_MAX 4096
+
 static void mem_put(mf_renderer *r, const char *key, json_t *objs)
 {
+	if (r->n_mem == MEM_MAX) {
+		json_decref(r->mem[0].objs);
+		memmove(r->mem, r->mem + 1, (r->n_mem - 1) * sizeof(*r->mem));
+		r->n_mem--;
+	}
 	if (r->n_mem == r->cap_mem) {
 		r->cap_mem = r->cap_mem ? r->cap_mem * 2 : 32;
 		r->mem = gitops_realloc(r->mem, r->cap_mem * sizeof(*r->mem));
@@ -636,7 +644,7 @@ static int plain_git(mf_objects *set, mf_renderer *r, mf_repo *repo, const char 
 		if (!manifest_name(base) || strstr(paths[i], "/.") || paths[i][0] == '.')
 			continue;
 		gitops_buf b = GITOPS_BUF_INIT;
-		rc = mf_repo_read(&b, repo, commit, paths[i]);
+		rc = mf_repo_read_max(&b, repo, commit, paths[i], r->lim.max_file_size);
 		if (!rc)
 			rc = mf_objects_add_yaml(set, gitops_buf_cstr(&b), b.len, paths[i], app->name, ns, &r->lim);
 		gitops_buf_free(&b);

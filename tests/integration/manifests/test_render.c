@@ -538,7 +538,10 @@ static void plain_dirs_are_recursive_ordered_and_bad_input_names_the_line(void *
 	    "  - name: dev\n    namespace: dev\n    apps:\n      - {name: web, path: web}\n"
 	    "  - name: dup\n    namespace: dev\n    apps:\n      - {name: web, path: web}\n      - {name: web2, path: web2}\n"
 	    "  - name: bad\n    apps:\n      - {name: broken, path: broken}\n"
-	    "  - name: gone\n    apps:\n      - {name: ghost, path: ghost}\n");
+	    "  - name: gone\n    apps:\n      - {name: ghost, path: ghost}\n"
+	    "  - name: big\n    apps:\n      - {name: big, path: big}\n");
+	put(src, "big/large.yaml", "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: large\ndata:\n"
+				   "  k: 0123456789012345678901234567890123456789012345678901234567890123456789\n");
 	put(src, "web/b.yaml", cm("b"));
 	put(src, "web/a.yml", cm("a"));
 	put(src, "web/z/c.json", "{\"apiVersion\": \"v1\", \"kind\": \"ConfigMap\", \"metadata\": {\"name\": \"c\"}}");
@@ -574,6 +577,13 @@ static void plain_dirs_are_recursive_ordered_and_bad_input_names_the_line(void *
 
 	assert_int_equal(mf_render_env(&set, r, repo, sha, mf_config_env(cfg, "gone"), NULL), GITOPS_ENOTFOUND);
 	if (!strstr(gitops_error_last(), "app ghost (gitops.yaml:18): path ghost does not exist"))
+		fail_msg("%s", gitops_error_last());
+	mf_renderer_free(r);
+
+	o.limits.max_file_size = 100;
+	mf_renderer_new(&r, &o);
+	assert_int_equal(mf_render_env(&set, r, repo, sha, mf_config_env(cfg, "big"), NULL), GITOPS_EINVALID);
+	if (!strstr(gitops_error_last(), "big/large.yaml:1: file is 137 bytes, over the 100-byte limit"))
 		fail_msg("%s", gitops_error_last());
 	mf_renderer_free(r);
 	mf_config_free(cfg);
