@@ -477,6 +477,23 @@ static void renderer_failures_are_clear_errors(void **state)
 	assert_int_equal(mf_render_dir(set, r, root, &chart, NULL), GITOPS_EINVALID);
 	assert_non_null(strstr(gitops_error_last(), "chart/Chart.yaml: chart dependency \"redis\" is not vendored"));
 
+	/* an exec KRM function: kustomize must refuse it (plugins are never enabled) */
+	put(root, "kexec/kustomization.yaml", "generators: [gen.yaml]\n");
+	char *marker = gitops_sprintf("%s/exec-ran", root);
+	char *gen = gitops_sprintf("apiVersion: example.com/v1\nkind: Gen\nmetadata:\n  name: g\n  annotations:\n"
+				   "    config.kubernetes.io/function: |\n      exec:\n        path: ./gen.sh\n");
+	put(root, "kexec/gen.yaml", gen);
+	char *script = gitops_sprintf("#!/bin/sh\ntouch '%s'\necho 'apiVersion: v1'\n", marker);
+	put(root, "kexec/gen.sh", script);
+	assert_int_equal(sh("chmod +x '%s/kexec/gen.sh'", root), 0);
+	struct mf_app kexec = {.name = "kexec", .path = "kexec", .renderer = MF_RENDERER_AUTO};
+	assert_int_not_equal(mf_render_dir(set, r, root, &kexec, NULL), 0);
+	assert_non_null(strstr(gitops_error_last(), "app kexec: kustomize build kexec"));
+	assert_int_not_equal(access(marker, F_OK), 0);
+	free(script);
+	free(gen);
+	free(marker);
+
 	struct mf_app remote = {.name = "rem", .path = "remote", .renderer = MF_RENDERER_KUSTOMIZE};
 	long long t0 = gitops_now_ms();
 	assert_int_not_equal(mf_render_dir(set, r, root, &remote, NULL), 0);
