@@ -38,6 +38,14 @@ int cmd_version(int argc, char **argv);
 void cmd_version_help(void);
 int cmd_render(int argc, char **argv);
 void cmd_render_help(void);
+int cmd_diff(int argc, char **argv);
+void cmd_diff_help(void);
+int cmd_sync(int argc, char **argv);
+void cmd_sync_help(void);
+int cmd_drift(int argc, char **argv);
+void cmd_drift_help(void);
+int cmd_status(int argc, char **argv);
+void cmd_status_help(void);
 int cmd_help(int argc, char **argv);
 void cmd_help_help(void);
 

@@ -8,6 +8,10 @@
 #include <string.h>
 
 const struct gitops_cmd gitops_commands[] = {
+	{"diff", "show what a sync would change (exit 1 when it would change something)", cmd_diff, cmd_diff_help},
+	{"sync", "apply an environment: create and update what differs, prune what git dropped", cmd_sync, cmd_sync_help},
+	{"drift", "list objects that drifted from what gitops last applied", cmd_drift, cmd_drift_help},
+	{"status", "per environment: target and synced revision, sync state, object counts", cmd_status, cmd_status_help},
 	{"version", "print gitops' version and the versions of the libraries it runs with", cmd_version, cmd_version_help},
 	{"render", "print the objects an environment would run at a revision (YAML or JSON)", cmd_render, cmd_render_help},
 	{"help", "show help for gitops or one command", cmd_help, cmd_help_help},
@@ -55,6 +59,7 @@ int cli_exit_for(int err)
 	case GITOPS_ENETWORK: case GITOPS_ETLS: case GITOPS_EUNAUTHORIZED: case GITOPS_EFORBIDDEN:
 	case GITOPS_ECONFLICT: case GITOPS_EGONE: case GITOPS_ETOOMANY: case GITOPS_ESERVER:
 	case GITOPS_EAUTH: case GITOPS_ETIMEOUT: return EXIT_CLUSTER;
+	case GITOPS_EGIT: return EXIT_GIT;
 	default: return EXIT_INTERNAL;
 	}
 }

@@ -70,6 +70,7 @@ const char *gitops_error_name(int code)
 	case GITOPS_ESERVER: return "ServerError";
 	case GITOPS_EUNSUPPORTED: return "Unsupported";
 	case GITOPS_EAUTH: return "Auth";
+	case GITOPS_EGIT: return "Git";
 	default: return "Error";
 	}
 }

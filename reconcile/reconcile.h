@@ -1,5 +1,114 @@
-/* reconcile: the per-environment loop (resolve, render, plan, gate, apply, prune, health,
- * record), self-heal and auto-rollback. Not implemented yet: see the sync and daemon issues. */
+/* reconcile: one environment's loop: resolve the revision, render, plan (compare desired with
+ * live), apply the difference with server-side apply, prune what gitops created and no longer
+ * wants, and keep the inventory of what it applied. The CLI's diff, sync, drift and status
+ * commands and the daemon are thin layers over this module. */
 #ifndef GITOPS_RECONCILE_H
 #define GITOPS_RECONCILE_H
+
+#include <jansson.h>
+#include <stdbool.h>
+
+#include "common/common.h"
+#include "drift/drift.h"
+#include "kube/kube.h"
+#include "manifests/manifests.h"
+
+/* Labels every applied object carries: what prune and drift use to recognise gitops' objects. */
+#define REC_LABEL_MANAGED_BY "app.kubernetes.io/managed-by"
+#define REC_LABEL_ENV "gitops.dev/environment"
+#define REC_LABEL_APP "gitops.dev/app"
+/* Where the inventory lives: ConfigMap <namespace>/gitops-inventory-<env>. */
+#define REC_INVENTORY_NAMESPACE "gitops-system"
+
+/* ---- Workspace: the repository, its pipeline config, and cluster clients ---------------- */
+
+typedef struct rec_workspace rec_workspace;
+
+struct rec_workspace_options {
+	const char *repo;       /* path or URL; NULL: the git repository of the working directory */
+	const char *data_dir;   /* mirror and render cache; NULL: mf_data_dir() */
+	const char *kubeconfig; /* overrides the environments' cluster settings */
+	const char *context;
+	bool no_fetch;          /* use the mirror as it is */
+	/* Progress lines ("applying 12 objects..."); may be NULL. */
+	void (*progress)(void *ud, const char *line);
+	void *progress_ud;
+};
+
+/* Opens the repository mirror (fetching it), and reads gitops.yaml from the main branch.
+ * Errors: GITOPS_EGIT (repository, fetch with no usable mirror, no gitops.yaml), GITOPS_EPARSE /
+ * GITOPS_EINVALID (config). The caller owns *out: free with rec_workspace_free. */
+int rec_workspace_open(rec_workspace **out, const struct rec_workspace_options *opt);
+void rec_workspace_free(rec_workspace *ws);
+const struct mf_config *rec_workspace_config(const rec_workspace *ws);
+/* The environment `name`; GITOPS_EINVALID naming the known ones when there is none. */
+int rec_workspace_env(const struct mf_environment **out, rec_workspace *ws, const char *name);
+/* The revision to deploy: `rev` when given (branch, tag, SHA), else the tracked branch's head.
+ * Environments promoted `from` another have no revision of their own until promotions exist:
+ * GITOPS_EINVALID asks for --revision. Unknown revisions are GITOPS_EGIT. */
+int rec_resolve_revision(char out[41], rec_workspace *ws, const struct mf_environment *env, const char *rev);
+/* The client for an environment's cluster (created once, owned by the workspace). */
+int rec_workspace_client(kube_client **out, rec_workspace *ws, const struct mf_environment *env);
+
+/* ---- Plan: desired against live ---------------------------------------------------------- */
+
+typedef struct rec_plan rec_plan;
+
+struct rec_item {
+	drift_result *result;   /* state and differing fields (owned by the plan) */
+	json_t *desired;        /* the object to apply, labels added; NULL for EXTRA */
+	json_t *live;           /* the live object; NULL when absent */
+	const char *app;
+	const char *source;     /* "file:line" of the desired object, or "inventory" */
+	bool in_inventory;      /* gitops applied it before */
+	bool owned;             /* live carries gitops' labels for this environment */
+};
+
+/* Renders `env` at `revision` (see rec_resolve_revision), reads the inventory and the live
+ * objects (one list per kind, by label; a get only for desired objects not found that way),
+ * compares them, and confirms every suspected modification with a server-side dry run.
+ * `only_app` may be NULL. The caller owns *out: free with rec_plan_free. */
+int rec_plan_env(rec_plan **out, rec_workspace *ws, const char *env, const char *revision, const char *only_app);
+void rec_plan_free(rec_plan *p);
+size_t rec_plan_count(const rec_plan *p);
+const struct rec_item *rec_plan_item(const rec_plan *p, size_t i);
+/* The commit planned (40 hex) and the environment; owned by the plan. */
+const char *rec_plan_revision(const rec_plan *p);
+const char *rec_plan_env_name(const rec_plan *p);
+/* Counts by state. */
+void rec_plan_counts(const rec_plan *p, size_t counts[4]);
+/* True when every desired object is in sync and nothing extra is live. */
+bool rec_plan_in_sync(const rec_plan *p);
+
+/* ---- Sync -------------------------------------------------------------------------------- */
+
+struct rec_sync_options {
+	bool prune;     /* delete EXTRA objects (inventory entries no longer desired) */
+	bool dry_run;   /* server-side dry run: nothing is written, inventory included */
+	int parallel;   /* objects applied at once; 0: 8 */
+};
+
+struct rec_sync_report {
+	unsigned created, updated, unchanged, pruned, failed, extra_kept;
+	unsigned skipped;  /* dry run: objects whose Namespace or CRD this sync would create first */
+	long long ms;
+};
+
+/* Applies the plan: Namespaces and CRDs first (waiting until CRDs are established and served),
+ * then cluster-scoped objects, then namespaced ones, in parallel within each step. Only MISSING
+ * and MODIFIED objects are written. A failed object is reported (progress line with the
+ * apiserver's reason) and does not stop the others; the return is then GITOPS_ERROR with the
+ * count in the message. Finally the inventory is written when it changed. */
+int rec_sync(struct rec_sync_report *rep, rec_workspace *ws, rec_plan *plan, const struct rec_sync_options *opt);
+
+/* ---- Status ------------------------------------------------------------------------------ */
+
+struct rec_inventory_info {
+	char revision[41];   /* last synced commit, "" when never synced */
+	char synced_at[32];  /* UTC, RFC 3339 */
+	size_t objects;
+};
+/* Reads the environment's inventory ConfigMap (all zero when there is none). */
+int rec_inventory_info(struct rec_inventory_info *out, rec_workspace *ws, const struct mf_environment *env);
+
 #endif

@@ -1,0 +1,342 @@
+/* reconcile: the plan: renders an environment, reads its live objects (one list per kind by
+ * gitops' labels; a get only for desired objects that list did not return), compares each pair
+ * with drift/, and confirms every suspected modification with a server-side dry run, so a
+ * difference only in defaulting or spelling never leads to a write. */
+#include "reconcile/internal.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+static void set_label(json_t *obj, const char *key, const char *value)
+{
+	json_t *meta = json_object_get(obj, "metadata");
+	json_t *labels = json_object_get(meta, "labels");
+	if (!json_is_object(labels)) {
+		labels = json_object();
+		json_object_set_new(meta, "labels", labels);
+	}
+	json_object_set_new(labels, key, json_string(value));
+}
+
+static const char *label(const json_t *obj, const char *key)
+{
+	return json_string_value(json_object_get(json_object_get(json_object_get(obj, "metadata"), "labels"), key));
+}
+
+/* Is (group, kind) defined by a CustomResourceDefinition among the desired objects? */
+static bool crd_in_set(const mf_objects *set, const char *api_version, const char *kind)
+{
+	const char *slash = strchr(api_version, '/');
+	size_t glen = slash ? (size_t)(slash - api_version) : 0;
+	for (size_t i = 0; i < mf_objects_count(set); i++) {
+		const json_t *o = mf_objects_at(set, i)->obj;
+		if (strcmp(json_string_value(json_object_get(o, "kind")) ?: "", "CustomResourceDefinition"))
+			continue;
+		json_t *spec = json_object_get(o, "spec");
+		const char *g = json_string_value(json_object_get(spec, "group"));
+		const char *k = json_string_value(json_object_get(json_object_get(spec, "names"), "kind"));
+		if (g && k && !strcmp(k, kind) && strlen(g) == glen && !strncmp(g, api_version, glen))
+			return true;
+	}
+	return false;
+}
+
+static struct rec_entry *add_entry(rec_plan *p)
+{
+	p->entries = gitops_realloc(p->entries, (p->n + 1) * sizeof(*p->entries));
+	struct rec_entry *e = &p->entries[p->n++];
+	memset(e, 0, sizeof(*e));
+	return e;
+}
+
+static int build_ignore(drift_ignore **out, const struct mf_environment *env)
+{
+	drift_ignore_new(out);
+	for (size_t i = 0; i < env->n_ignore; i++) {
+		const struct mf_ignore_rule *r = &env->ignore[i];
+		for (size_t j = 0; j < r->n_json_pointers; j++) {
+			int rc = drift_ignore_add(*out, r->group, r->kind, r->namespace, r->name, r->json_pointers[j]);
+			if (rc)
+				return gitops_error_prefix("gitops.yaml:%d: ignore rule", r->line);
+		}
+	}
+	return GITOPS_OK;
+}
+
+/* True when applying would change nothing: the dry run's answer equals the live object apart
+ * from bookkeeping (managedFields, resourceVersion, generation). */
+static bool dry_run_is_noop(const json_t *live, const json_t *dry)
+{
+	json_t *a = json_deep_copy(live), *b = json_deep_copy(dry);
+	const char *drop[] = {"managedFields", "resourceVersion", "generation"};
+	for (size_t i = 0; i < 3; i++) {
+		json_object_del(json_object_get(a, "metadata"), drop[i]);
+		json_object_del(json_object_get(b, "metadata"), drop[i]);
+	}
+	bool same = json_equal(a, b);
+	json_decref(a);
+	json_decref(b);
+	return same;
+}
+
+struct scope_ctx { kube_client *c; };
+
+static int scope_lookup(void *data, const char *api_version, const char *kind, bool *namespaced)
+{
+	struct scope_ctx *sc = data;
+	const struct kube_resource *r;
+	if (kube_resource_for(&r, sc->c, api_version, kind))
+		return GITOPS_ENOTFOUND;
+	*namespaced = r->namespaced;
+	return GITOPS_OK;
+}
+
+int rec_plan_env(rec_plan **out, rec_workspace *ws, const char *env_name, const char *revision, const char *only_app)
+{
+	*out = NULL;
+	const struct mf_environment *env;
+	int rc = rec_workspace_env(&env, ws, env_name);
+	if (rc)
+		return rc;
+	if (only_app && !mf_environment_app(env, only_app)) {
+		gitops_buf names = GITOPS_BUF_INIT;
+		for (size_t i = 0; i < env->n_apps; i++)
+			gitops_buf_printf(&names, "%s%s", i ? ", " : "", env->apps[i].name);
+		rc = gitops_error_set(GITOPS_EINVALID, "gitops.yaml: environment %s has no app \"%s\" (known: %s)", env->name,
+				      only_app, gitops_buf_cstr(&names));
+		gitops_buf_free(&names);
+		return rc;
+	}
+	rec_plan *p = gitops_calloc(1, sizeof(*p));
+	snprintf(p->env, sizeof(p->env), "%s", env->name);
+	p->envp = env;
+	p->only_app = only_app ? gitops_strdup(only_app) : NULL;
+	mf_objects *set = NULL;
+	drift_ignore *ignore = NULL;
+	json_t *live_index = json_object(), *desired_keys = json_object(), *inv_keys = json_object();
+	if ((rc = rec_resolve_revision(p->revision, ws, env, revision)))
+		goto done;
+	if ((rc = rec_workspace_client(&p->client, ws, env)))
+		goto done;
+	rec_progress(ws, "%s: rendering %.12s", env->name, p->revision);
+	/* Kinds the built-in table does not know are looked up in the cluster's discovery. */
+	mf_objects *tmp = NULL;
+	if ((rc = mf_objects_new(&set)))
+		goto done;
+	for (size_t i = 0; i < env->n_apps; i++) {
+		if (only_app && strcmp(env->apps[i].name, only_app))
+			continue;
+		if ((rc = mf_objects_new(&tmp)) || (rc = mf_render_app(tmp, ws->renderer, ws->repo, p->revision, env, &env->apps[i]))) {
+			mf_objects_free(tmp);
+			goto done;
+		}
+		mf_objects_take(set, tmp);
+		mf_objects_free(tmp);
+	}
+	struct scope_ctx sc = {p->client};
+	if ((rc = mf_objects_resolve(set, scope_lookup, &sc)))
+		goto done;
+	if ((rc = build_ignore(&ignore, env)))
+		goto done;
+	if ((rc = rec_inventory_load(&p->inventory, &p->inventory_exists, p->client, env->name)))
+		goto done;
+	size_t i;
+	json_t *ref;
+	json_array_foreach(json_object_get(p->inventory, "objects"), i, ref) {
+		char *k = rec_ref_key(ref);
+		json_object_set(inv_keys, k, ref);
+		free(k);
+	}
+
+	/* Desired objects, labelled as gitops' own. */
+	for (i = 0; i < mf_objects_count(set); i++) {
+		const struct mf_object *mo = mf_objects_at(set, i);
+		struct rec_entry *e = add_entry(p);
+		e->item.desired = json_deep_copy(mo->obj);
+		set_label(e->item.desired, REC_LABEL_MANAGED_BY, "gitops");
+		set_label(e->item.desired, REC_LABEL_ENV, env->name);
+		set_label(e->item.desired, REC_LABEL_APP, mo->app);
+		e->app_s = gitops_strdup(mo->app);
+		e->source_s = gitops_sprintf("%s:%d", mo->file, mo->line);
+		e->key = rec_object_key(e->item.desired);
+		e->item.in_inventory = json_object_get(inv_keys, e->key) != NULL;
+		json_object_set_new(desired_keys, e->key, json_true());
+		const char *av = json_string_value(json_object_get(e->item.desired, "apiVersion"));
+		const char *kind = json_string_value(json_object_get(e->item.desired, "kind"));
+		rc = kube_resource_for(&e->resource, p->client, av, kind);
+		if (rc == GITOPS_ENOTFOUND && crd_in_set(set, av, kind)) {
+			e->resource = NULL; /* served once its CRD, applied first, is established */
+			rc = GITOPS_OK;
+		} else if (rc == GITOPS_ENOTFOUND) {
+			rc = gitops_error_set(GITOPS_EINVALID, "%s: %s %s: %s", e->source_s, kind, json_string_value(
+					      json_object_get(json_object_get(e->item.desired, "metadata"), "name")), gitops_error_last());
+		}
+		if (rc)
+			goto done;
+	}
+	/* Inventory entries no longer desired (candidates for pruning). */
+	json_array_foreach(json_object_get(p->inventory, "objects"), i, ref) {
+		const char *app = json_string_value(json_object_get(ref, "app"));
+		if (only_app && (!app || strcmp(app, only_app)))
+			continue;
+		char *k = rec_ref_key(ref);
+		if (json_object_get(desired_keys, k)) {
+			free(k);
+			continue;
+		}
+		const struct kube_resource *r;
+		if (kube_resource_for(&r, p->client, json_string_value(json_object_get(ref, "apiVersion")),
+				      json_string_value(json_object_get(ref, "kind")))) {
+			free(k); /* the kind is gone (CRD removed): so are its objects */
+			continue;
+		}
+		struct rec_entry *e = add_entry(p);
+		e->key = k;
+		e->resource = r;
+		e->app_s = gitops_strdup(app ? app : "");
+		e->source_s = gitops_strdup("inventory");
+		e->item.in_inventory = true;
+	}
+	gitops_error_clear();
+
+	/* Live state: one list per kind, selected by gitops' labels for this environment. */
+	char *selector = gitops_sprintf("%s=gitops,%s=%s", REC_LABEL_MANAGED_BY, REC_LABEL_ENV, env->name);
+	const struct kube_resource **listed = gitops_calloc(p->n + 1, sizeof(*listed));
+	size_t n_listed = 0;
+	for (i = 0; i < p->n && !rc; i++) {
+		const struct kube_resource *r = p->entries[i].resource;
+		bool seen = !r;
+		for (size_t j = 0; j < n_listed && !seen; j++)
+			seen = listed[j] == r;
+		if (seen)
+			continue;
+		listed[n_listed++] = r;
+		json_t *items = NULL;
+		if ((rc = kube_list(&items, NULL, p->client, r, NULL, selector)))
+			break;
+		size_t j;
+		json_t *it;
+		json_array_foreach(items, j, it) {
+			char *k = rec_object_key(it);
+			json_object_set(live_index, k, it);
+			free(k);
+		}
+		json_decref(items);
+	}
+	free(listed);
+	free(selector);
+	if (rc)
+		goto done;
+
+	drift_options dopt = {.field_manager = DRIFT_FIELD_MANAGER, .ignore = ignore};
+	for (i = 0; i < p->n; i++) {
+		struct rec_entry *e = &p->entries[i];
+		e->item.app = e->app_s;
+		e->item.source = e->source_s;
+		json_t *live = json_object_get(live_index, e->key);
+		if (live) {
+			e->item.live = json_incref(live);
+		} else if (e->item.desired && e->resource) {
+			/* Not labelled as ours (yet): it may still exist, created by hand or by another tool. */
+			json_t *meta = json_object_get(e->item.desired, "metadata");
+			json_t *got = NULL;
+			rc = kube_get(&got, p->client, json_string_value(json_object_get(e->item.desired, "apiVersion")),
+				      json_string_value(json_object_get(e->item.desired, "kind")),
+				      json_string_value(json_object_get(meta, "namespace")),
+				      json_string_value(json_object_get(meta, "name")));
+			if (rc == GITOPS_ENOTFOUND)
+				rc = GITOPS_OK;
+			if (rc)
+				goto done;
+			e->item.live = got;
+		}
+		if (!e->item.desired && !e->item.live)
+			continue; /* an inventory entry already gone */
+		e->item.owned = e->item.live && label(e->item.live, REC_LABEL_MANAGED_BY) &&
+				!strcmp(label(e->item.live, REC_LABEL_MANAGED_BY), "gitops") && label(e->item.live, REC_LABEL_ENV) &&
+				!strcmp(label(e->item.live, REC_LABEL_ENV), env->name);
+		if (!e->item.desired && !e->item.owned) {
+			json_decref(e->item.live);
+			e->item.live = NULL; /* not ours after all: never reported, never pruned */
+			continue;
+		}
+		if ((rc = drift_compare(&e->item.result, e->item.desired, e->item.live, &dopt)))
+			goto done;
+		if (drift_result_state(e->item.result) == DRIFT_MODIFIED) {
+			json_t *dry = NULL;
+			struct kube_apply_options ao = {.force = true, .dry_run = true};
+			if (kube_apply(&dry, NULL, p->client, e->item.desired, &ao) == GITOPS_OK &&
+			    dry_run_is_noop(e->item.live, dry)) {
+				drift_result_free(e->item.result);
+				e->item.result = NULL;
+				rc = drift_compare(&e->item.result, e->item.live, e->item.live, &dopt);
+			}
+			json_decref(dry);
+			gitops_error_clear();
+			if (rc)
+				goto done;
+		}
+	}
+	/* Drop inventory entries that turned out to be gone or not ours. */
+	size_t k = 0;
+	for (i = 0; i < p->n; i++) {
+		if (p->entries[i].item.result) {
+			p->entries[k++] = p->entries[i];
+		} else {
+			free(p->entries[i].key);
+			free(p->entries[i].app_s);
+			free(p->entries[i].source_s);
+		}
+	}
+	p->n = k;
+done:
+	json_decref(live_index);
+	json_decref(desired_keys);
+	json_decref(inv_keys);
+	drift_ignore_free(ignore);
+	mf_objects_free(set);
+	if (rc) {
+		rec_plan_free(p);
+		return rc;
+	}
+	*out = p;
+	return GITOPS_OK;
+}
+
+void rec_plan_free(rec_plan *p)
+{
+	if (!p)
+		return;
+	for (size_t i = 0; i < p->n; i++) {
+		struct rec_entry *e = &p->entries[i];
+		drift_result_free(e->item.result);
+		json_decref(e->item.desired);
+		json_decref(e->item.live);
+		free(e->key);
+		free(e->app_s);
+		free(e->source_s);
+	}
+	free(p->entries);
+	json_decref(p->inventory);
+	free(p->only_app);
+	free(p);
+}
+
+size_t rec_plan_count(const rec_plan *p) { return p->n; }
+const struct rec_item *rec_plan_item(const rec_plan *p, size_t i) { return &p->entries[i].item; }
+const char *rec_plan_revision(const rec_plan *p) { return p->revision; }
+const char *rec_plan_env_name(const rec_plan *p) { return p->env; }
+
+void rec_plan_counts(const rec_plan *p, size_t counts[4])
+{
+	counts[0] = counts[1] = counts[2] = counts[3] = 0;
+	for (size_t i = 0; i < p->n; i++)
+		counts[drift_result_state(p->entries[i].item.result)]++;
+}
+
+bool rec_plan_in_sync(const rec_plan *p)
+{
+	size_t c[4];
+	rec_plan_counts(p, c);
+	return c[DRIFT_MODIFIED] == 0 && c[DRIFT_MISSING] == 0 && c[DRIFT_EXTRA] == 0;
+}

@@ -1,0 +1,172 @@
+/* reconcile: the workspace: the repository mirror, the pipeline config read from the main
+ * branch, the renderer with its cache, and one Kubernetes client per cluster. */
+#include "reconcile/internal.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+void rec_progress(rec_workspace *ws, const char *fmt, ...)
+{
+	if (!ws->opt.progress)
+		return;
+	gitops_buf b = GITOPS_BUF_INIT;
+	va_list ap;
+	va_start(ap, fmt);
+	gitops_buf_vprintf(&b, fmt, ap);
+	va_end(ap);
+	pthread_mutex_lock(&ws->progress_lock);
+	ws->opt.progress(ws->opt.progress_ud, b.ptr);
+	pthread_mutex_unlock(&ws->progress_lock);
+	gitops_buf_free(&b);
+}
+
+/* Repository failures become GITOPS_EGIT, keeping the message: the CLI maps them to exit 5. */
+static int git_error(int rc)
+{
+	return (rc == GITOPS_EPARSE || rc == GITOPS_EINVALID) ? rc : gitops_error_set(GITOPS_EGIT, "%s", gitops_error_last());
+}
+
+static int read_config(rec_workspace *ws, const char *sha, struct mf_config **out)
+{
+	gitops_buf text = GITOPS_BUF_INIT;
+	int rc = mf_repo_read(&text, ws->repo, sha, "gitops.yaml");
+	if (rc == GITOPS_ENOTFOUND)
+		rc = gitops_error_set(GITOPS_EGIT, "no gitops.yaml at the root of %.12s in %s; add one (see README, "
+				      "\"gitops.yaml\")", sha, ws->repo_url);
+	else if (rc)
+		rc = git_error(rc);
+	if (!rc)
+		rc = mf_config_parse(out, gitops_buf_cstr(&text), text.len, "gitops.yaml");
+	gitops_buf_free(&text);
+	return rc;
+}
+
+int rec_workspace_open(rec_workspace **out, const struct rec_workspace_options *opt)
+{
+	struct rec_workspace_options none = {0};
+	rec_workspace *ws = gitops_calloc(1, sizeof(*ws));
+	ws->opt = opt ? *opt : none;
+	pthread_mutex_init(&ws->progress_lock, NULL);
+	*out = NULL;
+	int rc;
+	if (ws->opt.repo) {
+		ws->repo_url = gitops_strdup(ws->opt.repo);
+	} else if ((rc = mf_repo_discover(&ws->repo_url, "."))) {
+		rc = gitops_error_set(GITOPS_EGIT, "%s; run inside the manifests repository or pass --repo", gitops_error_last());
+		goto fail;
+	}
+	if ((rc = mf_repo_open(&ws->repo, ws->repo_url, ws->opt.data_dir))) {
+		rc = git_error(rc);
+		goto fail;
+	}
+	if (!ws->opt.no_fetch && mf_repo_fetch(ws->repo)) {
+		/* The mirror keeps its last good state: go on with it if it has anything. */
+		char probe[41];
+		if (mf_repo_resolve(probe, ws->repo, "HEAD")) {
+			rc = gitops_error_set(GITOPS_EGIT, "fetch %s failed and there is no earlier mirror", ws->repo_url);
+			goto fail;
+		}
+		rec_progress(ws, "warning: fetch failed, using the last mirrored state");
+	}
+	/* gitops.yaml lives on the main branch: HEAD first, then the branch it names. */
+	if ((rc = mf_repo_resolve(ws->main_sha, ws->repo, "HEAD"))) {
+		rc = git_error(rc);
+		goto fail;
+	}
+	if ((rc = read_config(ws, ws->main_sha, &ws->cfg)))
+		goto fail;
+	char branch_sha[41];
+	if (mf_repo_resolve(branch_sha, ws->repo, ws->cfg->branch) == 0 && strcmp(branch_sha, ws->main_sha)) {
+		struct mf_config *c2 = NULL;
+		if ((rc = read_config(ws, branch_sha, &c2)))
+			goto fail;
+		mf_config_free(ws->cfg);
+		ws->cfg = c2;
+		memcpy(ws->main_sha, branch_sha, sizeof(branch_sha));
+	}
+	gitops_error_clear();
+	struct mf_render_options ro = {.data_dir = ws->opt.data_dir};
+	if ((rc = mf_renderer_new(&ws->renderer, &ro)))
+		goto fail;
+	*out = ws;
+	return GITOPS_OK;
+fail:
+	rec_workspace_free(ws);
+	return rc;
+}
+
+void rec_workspace_free(rec_workspace *ws)
+{
+	if (!ws)
+		return;
+	for (size_t i = 0; i < ws->n_clients; i++) {
+		kube_client_free(ws->clients[i].client);
+		free(ws->clients[i].key);
+	}
+	free(ws->clients);
+	mf_renderer_free(ws->renderer);
+	mf_config_free(ws->cfg);
+	mf_repo_free(ws->repo);
+	free(ws->repo_url);
+	pthread_mutex_destroy(&ws->progress_lock);
+	free(ws);
+}
+
+const struct mf_config *rec_workspace_config(const rec_workspace *ws) { return ws->cfg; }
+
+int rec_workspace_env(const struct mf_environment **out, rec_workspace *ws, const char *name)
+{
+	*out = mf_config_env(ws->cfg, name);
+	if (*out)
+		return GITOPS_OK;
+	gitops_buf names = GITOPS_BUF_INIT;
+	for (size_t i = 0; i < ws->cfg->n_envs; i++)
+		gitops_buf_printf(&names, "%s%s", i ? ", " : "", ws->cfg->envs[i].name);
+	int rc = gitops_error_set(GITOPS_EINVALID, "gitops.yaml: no environment \"%s\" (known: %s)", name,
+				  gitops_buf_cstr(&names));
+	gitops_buf_free(&names);
+	return rc;
+}
+
+int rec_resolve_revision(char out[41], rec_workspace *ws, const struct mf_environment *env, const char *rev)
+{
+	if (!rev && !env->track)
+		return gitops_error_set(GITOPS_EINVALID, "environment %s is promoted from %s and has no revision of "
+					"its own yet: pass --revision SHA", env->name, env->from ? env->from : "?");
+	const char *want = rev ? rev : env->track;
+	int rc = mf_repo_resolve(out, ws->repo, want);
+	return rc ? git_error(rc) : GITOPS_OK;
+}
+
+int rec_workspace_client(kube_client **out, rec_workspace *ws, const struct mf_environment *env)
+{
+	const char *kubeconfig = ws->opt.kubeconfig ? ws->opt.kubeconfig : env->cluster_kubeconfig;
+	const char *context = ws->opt.context ? ws->opt.context : env->cluster_context;
+	char *key = gitops_sprintf("%s\n%s", kubeconfig ? kubeconfig : "", context ? context : "");
+	for (size_t i = 0; i < ws->n_clients; i++) {
+		if (!strcmp(ws->clients[i].key, key)) {
+			free(key);
+			*out = ws->clients[i].client;
+			return GITOPS_OK;
+		}
+	}
+	kube_config *cfg;
+	struct kube_config_options ko = {.kubeconfig = kubeconfig, .context = context};
+	int rc = kube_config_load(&cfg, &ko);
+	kube_client *c = NULL;
+	struct kube_client_options co = {.qps = 200, .burst = 400};
+	if (!rc)
+		rc = kube_client_new(&c, cfg, &co);
+	if (rc) {
+		free(key);
+		return gitops_error_prefix("environment %s", env->name);
+	}
+	ws->clients = gitops_realloc(ws->clients, (ws->n_clients + 1) * sizeof(*ws->clients));
+	ws->clients[ws->n_clients].key = key;
+	ws->clients[ws->n_clients].client = c;
+	ws->n_clients++;
+	*out = c;
+	return GITOPS_OK;
+}
