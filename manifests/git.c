@@ -370,11 +370,30 @@ static int cert_cb(git_cert *cert, int valid, const char *host, void *payload)
 		def = gitops_sprintf("%s/.ssh/known_hosts", h ? h : "");
 		kh = def;
 	}
+	/* OpenSSH writes hosts on another port than 22 as [host]:port */
+	char *name = gitops_strdup(host);
+	const char *hp = strstr(c->url, "://");
+	if (hp) {
+		hp += 3;
+		const char *at = strchr(hp, '@'), *slash = strchr(hp, '/');
+		if (at && (!slash || at < slash))
+			hp = at + 1;
+		const char *colon = hp[0] == '[' ? strstr(hp, "]:") : strchr(hp, ':');
+		if (colon && (!slash || colon < slash)) {
+			const char *port = colon + (hp[0] == '[' ? 2 : 1);
+			int pl = (int)strspn(port, "0123456789");
+			if (pl && strncmp(port, "22/", 3)) {
+				free(name);
+				name = gitops_sprintf("[%s]:%.*s", host, pl, port);
+			}
+		}
+	}
 	int rc = GIT_ECERTIFICATE;
-	if ((hk->type & GIT_CERT_SSH_RAW) && known_hosts_check(kh, host, hk->hostkey, hk->hostkey_len) == 0)
+	if ((hk->type & GIT_CERT_SSH_RAW) && known_hosts_check(kh, name, hk->hostkey, hk->hostkey_len) == 0)
 		rc = 0;
 	else
-		c->why = gitops_sprintf("ssh host key of %s is not in %s", host, kh);
+		c->why = gitops_sprintf("ssh host key of %s is not in %s", name, kh);
+	free(name);
 	free(def);
 	return rc;
 }
