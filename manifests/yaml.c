@@ -353,9 +353,8 @@ static void merge_into(json_t *dst, json_t *src)
 }
 
 /* Places a finished value (steals `v`) into the current container or as the root. */
-static int place(struct builder *b, json_t *v, const struct fy_mark *m, bool is_key_capable)
+static int place(struct builder *b, json_t *v, const struct fy_mark *m)
 {
-	(void)is_key_capable;
 	if (!b->depth) {
 		json_decref(b->root);
 		b->root = v;
@@ -369,9 +368,6 @@ static int place(struct builder *b, json_t *v, const struct fy_mark *m, bool is_
 	if (!f->key && !f->key_merge) {
 		/* this value is a key */
 		const char *err = NULL;
-		if (json_is_string(v) && !strcmp(json_string_value(v), "<<") && f->key_line < 0) {
-			/* marker set by the scalar handler for a plain "<<" */
-		}
 		char *k = key_string(v, &err);
 		json_decref(v);
 		if (!k)
@@ -485,7 +481,7 @@ static int on_scalar(struct builder *b, struct fy_event *ev)
 		anchor_add(b, anchor, v, 1);
 		free(anchor);
 	}
-	return place(b, v, m, true);
+	return place(b, v, m);
 }
 
 static int on_alias(struct builder *b, struct fy_event *ev)
@@ -509,10 +505,10 @@ static int on_alias(struct builder *b, struct fy_event *ev)
 	if (rc)
 		return rc;
 	if (expecting_key(b))
-		return place(b, json_incref(a->value), m, true);
+		return place(b, json_incref(a->value), m);
 	if (b->stack && b->depth && b->stack[b->depth - 1].key_merge)
-		return place(b, json_incref(a->value), m, true);
-	return place(b, json_deep_copy(a->value), m, true);
+		return place(b, json_incref(a->value), m);
+	return place(b, json_deep_copy(a->value), m);
 }
 
 static int on_start(struct builder *b, struct fy_event *ev, bool is_map)
@@ -549,7 +545,7 @@ static int on_end(struct builder *b, struct fy_event *ev)
 		anchor_add(b, f.anchor, f.value, b->nodes - f.start_nodes + 1);
 		free(f.anchor);
 	}
-	return place(b, f.value, m, false);
+	return place(b, f.value, m);
 }
 
 int mf_yaml_parse_stream(const char *text, size_t len, const char *file,
