@@ -227,7 +227,7 @@ typedef struct mf_renderer mf_renderer;
 
 struct mf_render_options {
 	const char *data_dir; /* cache root; NULL: mf_data_dir(); "" disables the disk cache */
-	int timeout_ms;       /* per renderer run; 0: MF_DEFAULT_TIMEOUT_MS */
+	int timeout_ms;       /* per renderer run; 0: $GITOPS_RENDER_TIMEOUT ("90s") or MF_DEFAULT_TIMEOUT_MS */
 	struct mf_limits limits;
 	mf_scope_fn scope;    /* optional scope lookup for unknown kinds */
 	void *scope_data;

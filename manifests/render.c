@@ -43,6 +43,11 @@ int mf_renderer_new(mf_renderer **out, const struct mf_render_options *opts)
 	else
 		r->data_dir = mf_data_dir();
 	r->timeout_ms = opts && opts->timeout_ms > 0 ? opts->timeout_ms : MF_DEFAULT_TIMEOUT_MS;
+	const char *t = getenv("GITOPS_RENDER_TIMEOUT");
+	long long ms;
+	if (!(opts && opts->timeout_ms > 0) && t && *t && mf_parse_duration(&ms, t) == 0 && ms > 0 && ms < 24LL * 3600 * 1000)
+		r->timeout_ms = (int)ms;
+	gitops_error_clear();
 	if (opts)
 		r->lim = opts->limits;
 	if (!r->lim.max_file_size)

@@ -92,6 +92,15 @@ expect_contains "billion laughs hits the node limit" "node limit" "$out"
 ms=$(( ($(date +%s%N) - start) / 1000000 ))
 if [ "$ms" -lt 5000 ]; then ok "billion laughs fails fast (${ms} ms)"; else fail "billion laughs took ${ms} ms"; fi
 
+# renderer timeout and failure: exit 3, the message says which app and why
+printf '#!/bin/sh\nsleep 30\n' > "$tmp/slow-kustomize"; chmod +x "$tmp/slow-kustomize"
+start=$(date +%s)
+expect_rc "a renderer over GITOPS_RENDER_TIMEOUT exits 3" 3 env GITOPS_KUSTOMIZE="$tmp/slow-kustomize" GITOPS_RENDER_TIMEOUT=1s "$gitops" render dev --repo "$repo" --app api
+expect_contains "the timeout is named" "did not finish within 1000 ms" "$out"
+[ $(( $(date +%s) - start )) -lt 10 ] && ok "the slow renderer was killed" || fail "the slow renderer was not killed in time"
+expect_rc "a missing helm exits 3" 3 env GITOPS_HELM=/nonexistent/helm "$gitops" render dev --repo "$repo" --app cache
+expect_contains "the missing helm is named" "GITOPS_HELM=/nonexistent/helm: not an executable file" "$out"
+
 # the example is valid against the real apiserver: apply each environment into private namespaces
 cp -r "$repo" "$tmp/applied"
 grep -rl 'shop-' "$tmp/applied" --include='*.yaml' | xargs sed -i "s/shop-\(dev\|staging\|prod\)/$pfx-\1/g"
