@@ -1,5 +1,5 @@
-/* reconcile: the plan: renders an environment, reads its live objects (one list per kind by
- * gitops' labels; a get only for desired objects that list did not return), compares each pair
+/* reconcile: the plan: renders an environment, reads its live objects (one list per kind and
+ * namespace it touches, no read per object), compares each pair
  * with drift/, and confirms every suspected modification with a server-side dry run, so a
  * difference only in defaulting or spelling never leads to a write. */
 #include "reconcile/internal.h"
@@ -199,32 +199,38 @@ int rec_plan_env(rec_plan **out, rec_workspace *ws, const char *env_name, const 
 	}
 	gitops_error_clear();
 
-	/* Live state: one list per kind, selected by gitops' labels for this environment. */
-	char *selector = gitops_sprintf("%s=gitops,%s=%s", REC_LABEL_MANAGED_BY, REC_LABEL_ENV, env->name);
-	const struct kube_resource **listed = gitops_calloc(p->n + 1, sizeof(*listed));
-	size_t n_listed = 0;
+	/* Live state: one list per (kind, namespace) the plan touches, unfiltered so objects that
+	 * exist without gitops' labels (made by hand, or by another tool) are seen too; never a get
+	 * per object. */
+	json_t *listed = json_object();
 	for (i = 0; i < p->n && !rc; i++) {
-		const struct kube_resource *r = p->entries[i].resource;
-		bool seen = !r;
-		for (size_t j = 0; j < n_listed && !seen; j++)
-			seen = listed[j] == r;
-		if (seen)
+		const struct rec_entry *e = &p->entries[i];
+		if (!e->resource)
 			continue;
-		listed[n_listed++] = r;
-		json_t *items = NULL;
-		if ((rc = kube_list(&items, NULL, p->client, r, NULL, selector)))
-			break;
-		size_t j;
-		json_t *it;
-		json_array_foreach(items, j, it) {
-			char *k = rec_object_key(it);
-			json_object_set(live_index, k, it);
-			free(k);
+		/* The namespace is the third field of the key: group/kind/namespace/name. */
+		const char *k1 = strchr(e->key, '/'), *k2 = k1 ? strchr(k1 + 1, '/') : NULL;
+		const char *k3 = k2 ? strchr(k2 + 1, '/') : NULL;
+		char *ns = (k2 && k3 && k3 > k2 + 1) ? gitops_strndup(k2 + 1, (size_t)(k3 - k2 - 1)) : NULL;
+		char *pair = gitops_sprintf("%p/%s", (const void *)e->resource, e->resource->namespaced && ns ? ns : "");
+		if (!json_object_get(listed, pair)) {
+			json_object_set_new(listed, pair, json_true());
+			json_t *items = NULL;
+			rc = kube_list(&items, NULL, p->client, e->resource, e->resource->namespaced ? ns : NULL, NULL);
+			if (rc == GITOPS_OK) {
+				size_t j;
+				json_t *it;
+				json_array_foreach(items, j, it) {
+					char *k = rec_object_key(it);
+					json_object_set(live_index, k, it);
+					free(k);
+				}
+			}
+			json_decref(items);
 		}
-		json_decref(items);
+		free(pair);
+		free(ns);
 	}
-	free(listed);
-	free(selector);
+	json_decref(listed);
 	if (rc)
 		goto done;
 
@@ -234,22 +240,8 @@ int rec_plan_env(rec_plan **out, rec_workspace *ws, const char *env_name, const 
 		e->item.app = e->app_s;
 		e->item.source = e->source_s;
 		json_t *live = json_object_get(live_index, e->key);
-		if (live) {
+		if (live)
 			e->item.live = json_incref(live);
-		} else if (e->item.desired && e->resource) {
-			/* Not labelled as ours (yet): it may still exist, created by hand or by another tool. */
-			json_t *meta = json_object_get(e->item.desired, "metadata");
-			json_t *got = NULL;
-			rc = kube_get(&got, p->client, json_string_value(json_object_get(e->item.desired, "apiVersion")),
-				      json_string_value(json_object_get(e->item.desired, "kind")),
-				      json_string_value(json_object_get(meta, "namespace")),
-				      json_string_value(json_object_get(meta, "name")));
-			if (rc == GITOPS_ENOTFOUND)
-				rc = GITOPS_OK;
-			if (rc)
-				goto done;
-			e->item.live = got;
-		}
 		if (!e->item.desired && !e->item.live)
 			continue; /* an inventory entry already gone */
 		e->item.owned = e->item.live && label(e->item.live, REC_LABEL_MANAGED_BY) &&

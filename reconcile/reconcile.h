@@ -65,7 +65,7 @@ struct rec_item {
 };
 
 /* Renders `env` at `revision` (see rec_resolve_revision), reads the inventory and the live
- * objects (one list per kind, by label; a get only for desired objects not found that way),
+ * objects (one list per kind and namespace touched; no read per object),
  * compares them, and confirms every suspected modification with a server-side dry run.
  * `only_app` may be NULL. The caller owns *out: free with rec_plan_free. */
 int rec_plan_env(rec_plan **out, rec_workspace *ws, const char *env, const char *revision, const char *only_app);
