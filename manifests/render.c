@@ -474,7 +474,8 @@ static char *join_norm(const char *dir, const char *ref)
 
 /* Adds to `key` the ids of every local directory or file a kustomization reaches outside its own
  * directory (bases, components, resources), recursively: an overlay's key changes with its base. */
-static void kustomize_deps(gitops_buf *key, mf_repo *repo, const char *commit, const char *dir, int depth)
+static void kustomize_deps(gitops_buf *key, mf_repo *repo, const char *commit, const char *app_dir,
+			   const char *dir, int depth)
 {
 	if (depth > 16)
 		return;
@@ -500,11 +501,15 @@ static void kustomize_deps(gitops_buf *key, mf_repo *repo, const char *commit, c
 					continue;
 				char *p = join_norm(dir, ref);
 				char id[41];
-				size_t dl = strlen(dir);
-				if (p && !(strncmp(p, dir, dl) == 0 && (p[dl] == '/' || p[dl] == '\0')) &&
-				    !mf_repo_entry_id(id, repo, commit, p)) {
-					gitops_buf_printf(key, "dep %s %s\n", p, id);
-					kustomize_deps(key, repo, commit, p, depth + 1);
+				size_t dl = strlen(app_dir);
+				bool inside = p && strncmp(p, app_dir, dl) == 0 && (p[dl] == '/' || p[dl] == '\0');
+				if (p && !mf_repo_entry_id(id, repo, commit, p)) {
+					/* inside the app directory its tree id already covers it, but what it
+					 * refers to may lie outside: follow it either way */
+					if (!inside)
+						gitops_buf_printf(key, "dep %s %s\n", p, id);
+					if (strcmp(p, dir))
+						kustomize_deps(key, repo, commit, app_dir, p, depth + 1);
 				}
 				free(p);
 			}
@@ -684,7 +689,7 @@ int mf_render_app(mf_objects *set, mf_renderer *r, mf_repo *repo, const char *co
 		gitops_buf_printf(&key, "version %s\npath %s\n", ver, app->path);
 	}
 	if (kind == MF_RENDERER_KUSTOMIZE)
-		kustomize_deps(&key, repo, commit, app->path, 0);
+		kustomize_deps(&key, repo, commit, app->path, app->path, 0);
 	if (kind == MF_RENDERER_HELM) {
 		gitops_buf_printf(&key, "release %s\nnamespace %s\n", app->release_name ? app->release_name : app->name,
 				  ns ? ns : "");

@@ -453,6 +453,46 @@ static void cache_key_follows_kustomize_bases_and_helm_values(void **state)
 	free(src);
 }
 
+static void cache_key_follows_bases_reached_through_subdirectories(void **state)
+{
+	(void)state;
+	char *src = new_repo("nested");
+	put(src, "gitops.yaml", "apiVersion: gitops/v1\nkind: Pipeline\nenvironments:\n  - name: dev\n    apps: [{name: app, path: app}]\n");
+	put(src, "base/kustomization.yaml", "resources: [cm.yaml]\n");
+	put(src, "base/cm.yaml", cm("from-base"));
+	put(src, "app/kustomization.yaml", "resources: [sub]\n");
+	put(src, "app/sub/kustomization.yaml", "resources: [../../base]\n");
+	commit(src, "nested");
+	char *cache_dir = gitops_sprintf("%s/cache-nested", tmp);
+	struct mf_render_options o = {.data_dir = cache_dir};
+	mf_repo *repo;
+	assert_int_equal(mf_repo_open(&repo, src, data_dir), 0);
+	assert_int_equal(mf_repo_fetch(repo), 0);
+	char c1[41], c2[41];
+	assert_int_equal(mf_repo_resolve(c1, repo, "main"), 0);
+	struct mf_config *cfg = load_config(repo, c1);
+	mf_renderer *r;
+	mf_renderer_new(&r, &o);
+	mf_objects *set;
+	if (mf_render_env(&set, r, repo, c1, mf_config_env(cfg, "dev"), NULL))
+		fail_msg("%s", gitops_error_last());
+	assert_string_equal(jstr(find(set, "ConfigMap", "from-base", NULL), "data.k"), "v");
+	mf_objects_free(set);
+	put(src, "base/cm.yaml", "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: from-base\ndata:\n  k: changed\n");
+	commit(src, "base changes");
+	assert_int_equal(mf_repo_fetch(repo), 0);
+	assert_int_equal(mf_repo_resolve(c2, repo, "main"), 0);
+	assert_int_equal(mf_render_env(&set, r, repo, c2, mf_config_env(cfg, "dev"), NULL), 0);
+	assert_int_equal(mf_renderer_executed(r), 2);
+	assert_string_equal(jstr(find(set, "ConfigMap", "from-base", NULL), "data.k"), "changed");
+	mf_objects_free(set);
+	mf_renderer_free(r);
+	mf_config_free(cfg);
+	mf_repo_free(repo);
+	free(cache_dir);
+	free(src);
+}
+
 /* ---- renderer and input errors --------------------------------------------------------------- */
 
 static void renderer_failures_are_clear_errors(void **state)
@@ -637,6 +677,7 @@ int main(void)
 		cmocka_unit_test(renders_plain_kustomize_and_helm_per_environment),
 		cmocka_unit_test(cache_twenty_apps_one_commit_rerenders_one),
 		cmocka_unit_test(cache_key_follows_kustomize_bases_and_helm_values),
+		cmocka_unit_test(cache_key_follows_bases_reached_through_subdirectories),
 		cmocka_unit_test(renderer_failures_are_clear_errors),
 		cmocka_unit_test(plain_dirs_are_recursive_ordered_and_bad_input_names_the_line),
 	};
