@@ -34,7 +34,9 @@ struct mf_limits {
  * YAML values: one document or a stream, read the way kubectl (sigs.k8s.io/yaml, YAML 1.1) reads
  * them: yes/no/on/off/y/n are booleans, unquoted 0755 is octal (493), 0x1F hex, 1_000 is 1000,
  * integral numbers become integers, ints beyond int64 become reals, quoted scalars stay strings,
- * timestamps stay strings, aliases and << merge keys are expanded (bounded by max_nodes).
+ * timestamps stay strings, aliases and << merge keys are expanded (bounded by max_alias_nodes;
+ * go-yaml v2 merge order: a later merge overwrites). A JSON file (name ending .json) is read as
+ * JSON.
  * Duplicate keys, invalid UTF-8 and oversize input are errors naming file:line:col. */
 
 /* Called once per non-empty document with the document's value (borrowed: json_incref to keep)
@@ -184,8 +186,10 @@ int mf_parse_duration(long long *out_ms, const char *text);
 
 typedef struct mf_repo mf_repo;
 
-/* Opens (creating when needed) the mirror of `url` under `data_dir` (NULL: mf_data_dir()).
- * Does not fetch. The caller owns *out: free with mf_repo_free. */
+/* Opens (creating when needed) the mirror of `url` under `data_dir` (NULL: mf_data_dir()):
+ * <data_dir>/mirrors/<sha256(url)>.git, a bare repository. A path is made absolute first.
+ * Does not fetch. Not thread-safe: one mf_repo per thread. The caller owns *out: free with
+ * mf_repo_free. */
 int mf_repo_open(mf_repo **out, const char *url, const char *data_dir);
 void mf_repo_free(mf_repo *repo);
 /* Fetches every branch and tag. On failure the mirror keeps what it had (usable) and the error
@@ -233,8 +237,9 @@ struct mf_render_options {
 	void *scope_data;
 };
 
-/* Creates a renderer (holds the in-memory cache and the counters). `opts` may be NULL. The
- * caller owns *out: free with mf_renderer_free. */
+/* Creates a renderer (holds the in-memory cache, the counters, a checkout of the last commit
+ * rendered with helm/kustomize). Not thread-safe: one renderer per thread. `opts` may be NULL.
+ * The caller owns *out: free with mf_renderer_free (removes the checkout). */
 int mf_renderer_new(mf_renderer **out, const struct mf_render_options *opts);
 void mf_renderer_free(mf_renderer *r);
 /* Renders one app at `commit` (objects not yet namespace-resolved: see mf_objects_resolve).
