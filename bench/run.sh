@@ -13,3 +13,6 @@ trap '[ "$started" = 1 ] && tests/testenv/cluster-down.sh >/dev/null' EXIT
 . build/cluster/env
 echo "== kube/ cache: list-then-watch of ${BENCH_CACHE_OBJECTS:-10000} ConfigMaps"
 build/bench/cache_fill "${BENCH_CACHE_OBJECTS:-10000}"
+echo
+echo "== sync and diff: gitops against kubectl on the same objects"
+bench/sync_bench.sh

@@ -4,6 +4,7 @@
 #include "kube/internal.h"
 
 #include <openssl/crypto.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
@@ -69,11 +70,11 @@ int kube_client_new(kube_client **out, kube_config *cfg, const struct kube_clien
 	pthread_mutex_init(&c->rate_lock, NULL);
 	pthread_mutex_init(&c->stats_lock, NULL);
 	pthread_mutex_init(&c->disc_lock, NULL);
+	pthread_mutex_init(&c->pool_lock, NULL);
 	c->share = curl_share_init();
 	curl_share_setopt(c->share, CURLSHOPT_LOCKFUNC, share_lock);
 	curl_share_setopt(c->share, CURLSHOPT_UNLOCKFUNC, share_unlock);
 	curl_share_setopt(c->share, CURLSHOPT_USERDATA, c);
-	curl_share_setopt(c->share, CURLSHOPT_SHARE, CURL_LOCK_DATA_CONNECT);
 	curl_share_setopt(c->share, CURLSHOPT_SHARE, CURL_LOCK_DATA_SSL_SESSION);
 	curl_share_setopt(c->share, CURLSHOPT_SHARE, CURL_LOCK_DATA_DNS);
 	if (cfg->tls_server_name) {
@@ -105,6 +106,13 @@ void kube_client_free(kube_client *c)
 {
 	if (!c)
 		return;
+	if (getenv("GITOPS_DEBUG_HTTP"))
+		fprintf(stderr, "kube: %lu requests, %lu retries, %lu writes, %lu over HTTP/2, %lu connections\n",
+			c->stats.requests, c->stats.retries, c->stats.writes, c->stats.http2, c->stats.connects);
+	for (size_t i = 0; i < c->n_pool; i++)
+		curl_easy_cleanup(c->pool[i]);
+	free(c->pool);
+	pthread_mutex_destroy(&c->pool_lock);
 	if (c->share)
 		curl_share_cleanup(c->share);
 	kube_creds_clear(&c->creds);
@@ -151,6 +159,31 @@ static void rate_wait(kube_client *c)
 		pthread_mutex_unlock(&c->rate_lock);
 		usleep((useconds_t)(wait_ms * 1000) + 1000);
 	}
+}
+
+static CURL *handle_get(kube_client *c)
+{
+	CURL *h = NULL;
+	pthread_mutex_lock(&c->pool_lock);
+	if (c->n_pool > 0)
+		h = c->pool[--c->n_pool];
+	pthread_mutex_unlock(&c->pool_lock);
+	if (h)
+		curl_easy_reset(h); /* options go, the connection stays */
+	else
+		h = curl_easy_init();
+	return h;
+}
+
+static void handle_put(kube_client *c, CURL *h)
+{
+	pthread_mutex_lock(&c->pool_lock);
+	if (c->n_pool == c->cap_pool) {
+		c->cap_pool = c->cap_pool ? c->cap_pool * 2 : 16;
+		c->pool = gitops_realloc(c->pool, c->cap_pool * sizeof(*c->pool));
+	}
+	c->pool[c->n_pool++] = h;
+	pthread_mutex_unlock(&c->pool_lock);
 }
 
 static void sleep_ms(long ms)
@@ -245,7 +278,7 @@ int kube_http(kube_client *c, const char *method, const char *url_path, const ch
 			key = (struct curl_blob){cfg->key_pem, cfg->key_len, CURL_BLOB_COPY};
 			have_cert = true;
 		}
-		CURL *h = curl_easy_init();
+		CURL *h = handle_get(c);
 		if (have_cert) { /* copied while the lock is held: a refresh may free them */
 			curl_easy_setopt(h, CURLOPT_SSLCERT_BLOB, &cert);
 			curl_easy_setopt(h, CURLOPT_SSLCERTTYPE, "PEM");
@@ -254,7 +287,7 @@ int kube_http(kube_client *c, const char *method, const char *url_path, const ch
 		}
 		pthread_mutex_unlock(&c->cred_lock);
 		if (rc) {
-			curl_easy_cleanup(h);
+			handle_put(c, h);
 			free(token);
 			break;
 		}
@@ -319,10 +352,15 @@ int kube_http(kube_client *c, const char *method, const char *url_path, const ch
 			curl_easy_setopt(h, CURLOPT_PROXY, cfg->proxy_url);
 
 		CURLcode cc = curl_easy_perform(h);
-		long code = 0, httpv = 0;
+		long code = 0, httpv = 0, nconn = 0;
 		curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &code);
+		curl_easy_getinfo(h, CURLINFO_NUM_CONNECTS, &nconn);
 		curl_easy_getinfo(h, CURLINFO_HTTP_VERSION, &httpv);
-		curl_easy_cleanup(h);
+		/* A handle whose transfer broke may hold a dead connection: do not pool it. */
+		if (cc == CURLE_OK)
+			handle_put(c, h);
+		else
+			curl_easy_cleanup(h);
 		curl_slist_free_all(hdrs);
 		curl_slist_free_all(connect_to);
 		pthread_mutex_lock(&c->stats_lock);
@@ -333,6 +371,7 @@ int kube_http(kube_client *c, const char *method, const char *url_path, const ch
 			c->stats.writes++;
 		if (httpv == CURL_HTTP_VERSION_2_0)
 			c->stats.http2++;
+		c->stats.connects += (unsigned long)nconn;
 		pthread_mutex_unlock(&c->stats_lock);
 
 		bool stopped = o && o->should_stop && o->should_stop(o->ud);

@@ -54,6 +54,11 @@ struct kube_client {
 	struct kube_client_options opt;
 	CURLSH *share;
 	pthread_mutex_t share_locks[CURL_LOCK_DATA_LAST];
+	/* Idle easy handles: each keeps its own live connection across curl_easy_reset, so a
+	 * handle taken from the pool reuses a warm (HTTP/2, TLS) connection. */
+	pthread_mutex_t pool_lock;
+	CURL **pool;
+	size_t n_pool, cap_pool;
 	char *url_base;        /* scheme://host:port used in URLs (tls-server-name host when set) */
 	char *connect_to;      /* CURLOPT_CONNECT_TO entry for tls-server-name, or NULL */
 

@@ -58,6 +58,7 @@ struct kube_stats {
 	unsigned long retries;
 	unsigned long writes;    /* PATCH/POST/PUT/DELETE that were not dry runs */
 	unsigned long http2;     /* requests answered over HTTP/2 */
+	unsigned long connects;  /* new connections opened (TLS handshakes) */
 };
 void kube_client_stats(const kube_client *c, struct kube_stats *out);
 

@@ -156,7 +156,12 @@ int rec_workspace_client(kube_client **out, rec_workspace *ws, const struct mf_e
 	struct kube_config_options ko = {.kubeconfig = kubeconfig, .context = context};
 	int rc = kube_config_load(&cfg, &ko);
 	kube_client *c = NULL;
-	struct kube_client_options co = {.qps = 200, .burst = 400};
+	/* The apiserver protects itself (API Priority and Fairness); the client-side limit only
+	 * guards against runaway loops. GITOPS_KUBE_QPS overrides it. */
+	double qps = getenv("GITOPS_KUBE_QPS") ? atof(getenv("GITOPS_KUBE_QPS")) : 0;
+	if (qps <= 0)
+		qps = 1000;
+	struct kube_client_options co = {.qps = qps, .burst = (int)qps};
 	if (!rc)
 		rc = kube_client_new(&c, cfg, &co);
 	if (rc) {
