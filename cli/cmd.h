@@ -46,6 +46,35 @@ int cmd_drift(int argc, char **argv);
 void cmd_drift_help(void);
 int cmd_status(int argc, char **argv);
 void cmd_status_help(void);
+/* history and promotion commands (cmd_promote.c, cmd_approve.c, cmd_keygen.c, cmd_rollback.c,
+ * cmd_resume.c, cmd_history.c) */
+int cmd_promote(int argc, char **argv);
+void cmd_promote_help(void);
+int cmd_approve(int argc, char **argv);
+void cmd_approve_help(void);
+int cmd_reject(int argc, char **argv);
+void cmd_reject_help(void);
+int cmd_keygen(int argc, char **argv);
+void cmd_keygen_help(void);
+int cmd_rollback(int argc, char **argv);
+void cmd_rollback_help(void);
+int cmd_resume(int argc, char **argv);
+void cmd_resume_help(void);
+int cmd_history(int argc, char **argv);
+void cmd_history_help(void);
+/* Shared by the history commands (cmd_history.c): the exit code for a history error
+ * (GITOPS_EFORBIDDEN is a refusal: EXIT_REFUSED), and option matching: when argv[*i] is `name`
+ * (or name=VALUE), sets *val, advances *i and returns 1; returns -1 (message printed) when the
+ * value is missing, 0 when argv[*i] is something else. */
+int cli_hist_exit(int lib_error);
+int cli_opt(const char *name, int argc, char **argv, int *i, const char **val);
+#define CLI_STATE_HELP \
+	"  --repo URL|PATH     the manifests repository (default: the git repository of the\n" \
+	"                      working directory)\n" \
+	"  --state-repo URL|PATH  repository holding the state branch (default: $GITOPS_STATE_REPO,\n" \
+	"                      else the manifests repository)\n" \
+	"  --state-branch B    the state branch (default: $GITOPS_STATE_BRANCH, else gitops/state)\n"
+
 int cmd_help(int argc, char **argv);
 void cmd_help_help(void);
 

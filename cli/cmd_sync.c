@@ -1,6 +1,7 @@
 /* cli: `gitops sync <env>`: applies what differs, prunes on request, prints a summary. */
 #include "args.h"
 #include "cmd.h"
+#include "history/history.h"
 #include "reconcile/reconcile.h"
 
 #include <stdio.h>
@@ -51,6 +52,21 @@ int cmd_sync(int argc, char **argv)
 	struct rec_sync_options so = {.prune = a.prune || env->sync_prune, .dry_run = a.dry_run};
 	struct rec_sync_report rep;
 	rc = rec_sync(&rep, ws, plan, &so);
+	if (!a.dry_run) {
+		/* the deploy history (state branch): sync.succeeded / sync.failed; keep the sync's error */
+		char *err = rc ? gitops_strdup(gitops_error_last()) : NULL;
+		hist *h = NULL;
+		int hrc = hist_open_default(&h, NULL, NULL, a.repo);
+		if (!hrc)
+			hrc = hist_record_sync(h, a.repo, a.env, a.app, rec_plan_revision(plan), rc == 0, rep.created, rep.updated,
+					       rep.unchanged, rep.pruned, rep.failed, rep.ms, err);
+		if (hrc)
+			fprintf(stderr, "gitops: warning: the sync was not recorded in the history: %s\n", gitops_error_last());
+		hist_free(h);
+		if (err)
+			gitops_error_set(rc, "%s", err);
+		free(err);
+	}
 	if (a.json) {
 		json_t *j = json_pack("{s:s, s:s, s:b, s:i, s:i, s:i, s:i, s:i, s:i, s:i, s:I}", "environment", a.env, "revision",
 				      rec_plan_revision(plan), "dryRun", a.dry_run, "created", rep.created, "updated", rep.updated,

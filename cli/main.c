@@ -14,6 +14,13 @@ const struct gitops_cmd gitops_commands[] = {
 	{"status", "per environment: target and synced revision, sync state, object counts", cmd_status, cmd_status_help},
 	{"version", "print gitops' version and the versions of the libraries it runs with", cmd_version, cmd_version_help},
 	{"render", "print the objects an environment would run at a revision (YAML or JSON)", cmd_render, cmd_render_help},
+	{"promote", "promote a commit to an environment (pinned at once, or pending approvals)", cmd_promote, cmd_promote_help},
+	{"approve", "sign a pending promotion with an approver's Ed25519 key", cmd_approve, cmd_approve_help},
+	{"reject", "reject a pending promotion, signed, with a reason", cmd_reject, cmd_reject_help},
+	{"keygen", "make an approver's Ed25519 key pair (FILE and FILE.pub)", cmd_keygen, cmd_keygen_help},
+	{"rollback", "pin an environment to an earlier commit that ran healthy there", cmd_rollback, cmd_rollback_help},
+	{"resume", "let a pinned tracking environment follow its branch again", cmd_resume, cmd_resume_help},
+	{"history", "query the deploy history, DORA metrics, verify the state branch", cmd_history, cmd_history_help},
 	{"help", "show help for gitops or one command", cmd_help, cmd_help_help},
 	{NULL, NULL, NULL, NULL},
 };

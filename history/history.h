@@ -1,5 +1,199 @@
-/* history: the gitops/state branch (events, snapshot, promotions, approvals, signatures,
- * queries, DORA metrics, chain verification). Not implemented yet: see the history issue. */
+/* history: the gitops/state branch: an append-only log of events (one commit each, the event as
+ * one JSON object in the message) whose newest tree holds the current snapshot (pins, healthy
+ * deploys, pending promotions); promotions, signed approvals, rollback, queries, DORA, verify.
+ *
+ * Conventions: every public symbol starts with hist_; functions return 0 or a negative
+ * enum gitops_error code with the message in gitops_error_last(); out-parameters come first;
+ * every *_free accepts NULL. Events cross the API as jansson objects (the schema is in
+ * README.md, "History events"). Refusals by policy (upstream not healthy, bad signature,
+ * duplicate approver...) are GITOPS_EFORBIDDEN with the reason as the message.
+ * This module never talks to Kubernetes. */
 #ifndef GITOPS_HISTORY_H
 #define GITOPS_HISTORY_H
+
+#include <jansson.h>
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "common/common.h"
+#include "manifests/manifests.h"
+
+#define HIST_DEFAULT_BRANCH "gitops/state"
+/* Decided promotions and healthy deploys kept per environment in the snapshot (the log keeps all). */
+#define HIST_DEPLOYED_KEEP 200
+
+/* ---- The store: a repository and its state branch -------------------------------------- */
+
+typedef struct hist hist;
+
+struct hist_options {
+	/* Repository holding the state branch: a local path (worktree or bare; appends use a
+	 * compare-and-swap reference update) or a URL (file://, https, ssh: appends are fetch +
+	 * push with the old value checked). Required. */
+	const char *repo;
+	const char *branch;   /* NULL: HIST_DEFAULT_BRANCH */
+	const char *data_dir; /* query index and remote working copies; NULL: mf_data_dir() */
+};
+
+/* Opens a store. Does not create the branch (the first append does). The caller owns *out:
+ * free with hist_free. GITOPS_EGIT when the repository cannot be opened. */
+int hist_open(hist **out, const struct hist_options *opt);
+/* Opens the store the commands use: repository $GITOPS_STATE_REPO, else `state_repo`, else
+ * `manifests_repo`, else the git repository of the working directory; branch `branch`, else
+ * $GITOPS_STATE_BRANCH, else HIST_DEFAULT_BRANCH. Any argument may be NULL. */
+int hist_open_default(hist **out, const char *state_repo, const char *branch, const char *manifests_repo);
+void hist_free(hist *h);
+/* "repository#branch", for messages (owned by h). */
+const char *hist_describe(const hist *h);
+
+/* ---- Events ------------------------------------------------------------------------------ */
+
+/* Every known event type, NULL-terminated. */
+extern const char *const hist_event_types[];
+bool hist_type_known(const char *type);
+
+/* An event to append. NULL / negative fields are left out of the record. */
+struct hist_event {
+	const char *type;        /* one of hist_event_types */
+	const char *environment;
+	const char *app;
+	const char *sha;         /* 40 hex */
+	const char *actor;       /* NULL: hist_default_actor() */
+	const char *trigger;     /* manual, auto, ci, webhook; NULL: hist_default_trigger() */
+	const char *reason;
+	bool has_counts;
+	unsigned created, updated, unchanged, pruned, failed;
+	long long duration_ms;   /* < 0: none */
+	long long commit_time;   /* commit time of `sha`, seconds since the epoch; 0: none */
+	const char *promotion;   /* promotion id */
+};
+
+/* Builds the JSON record of `ev` with a fresh id and the current UTC time (the caller owns
+ * *out). GITOPS_EINVALID when the type is unknown or a required field is missing. */
+int hist_event_build(json_t **out, const struct hist_event *ev);
+/* Checks one record against the schema; GITOPS_EINVALID naming the field. */
+int hist_event_validate(const json_t *ev);
+/* Appends one event as given (id and time filled in), updating the snapshot. Use the
+ * promotion functions below for promotion.* and rollback events: they check preconditions.
+ * *out (may be NULL) receives the record (caller decrefs). */
+int hist_record(json_t **out, hist *h, const struct hist_event *ev);
+/* Records a sync: sync.succeeded when `ok` and failed == 0, else sync.failed; looks up the
+ * commit time of `sha` in `manifests_repo` (may be NULL) for lead-time metrics. */
+int hist_record_sync(hist *h, const char *manifests_repo, const char *env, const char *app, const char *sha,
+		     bool ok, unsigned created, unsigned updated, unsigned unchanged, unsigned pruned,
+		     unsigned failed, long long duration_ms, const char *reason);
+
+/* The actor: $GITLAB_USER_LOGIN, $GITHUB_ACTOR, git's user.name, $USER, "unknown". Caller frees. */
+char *hist_default_actor(void);
+/* "ci" when $CI or $GITLAB_CI or $GITHUB_ACTIONS is set, else "manual". Static string. */
+const char *hist_default_trigger(void);
+
+/* ---- Snapshot ---------------------------------------------------------------------------- */
+
+/* The environment's snapshot object (pinned, lastHealthy, deployed[], ...); an empty object
+ * when nothing was recorded. The caller owns *out (json_decref). */
+int hist_env_state(json_t **out, hist *h, const char *env);
+/* The SHA the environment is pinned to (40 hex + NUL). GITOPS_ENOTFOUND when not pinned. */
+int hist_pin(char out[41], hist *h, const char *env);
+/* A pending (or recently decided) promotion by id; GITOPS_ENOTFOUND otherwise. Caller decrefs. */
+int hist_promotion_get(json_t **out, hist *h, const char *id);
+
+/* ---- Promotions, approvals, rollback --------------------------------------------------- */
+
+struct hist_action {
+	const char *actor;   /* NULL: hist_default_actor() */
+	const char *trigger; /* NULL: hist_default_trigger() */
+	const char *reason;  /* may be NULL */
+};
+
+/* Promotes `sha` (40 hex, known to exist) to `env` of `cfg`. Refused (GITOPS_EFORBIDDEN) when the
+ * SHA never ran healthy in env's upstream. Not gated: pins env at once (status "applied").
+ * Gated (approval.required > 0): a pending promotion. The same SHA promoted twice to the same
+ * environment gives the same promotion (*existing set, nothing appended). GITOPS_EINVALID for
+ * an environment without `from`. *out is the promotion object with an "id" key (caller decrefs). */
+int hist_promote(json_t **out, bool *existing, hist *h, const struct mf_config *cfg, const char *env,
+		 const char *sha, const struct hist_action *act);
+
+/* Ed25519 keys. hist_keygen writes the private key (PKCS#8 PEM, mode 0600) to `path` and the
+ * public key line ("ed25519:<base64 of the 32-byte key>") to `path`.pub; it refuses to
+ * overwrite (GITOPS_EEXISTS). *out_pub (may be NULL) receives the line (caller frees). */
+int hist_keygen(char **out_pub, const char *path);
+/* The public key line of a private key file. Caller frees *out. */
+int hist_key_public(char **out, const char *key_file);
+/* The signed text: "gitops-approval-v1\n<decision>\n<promotion id>\n<environment>\n<sha>\n",
+ * decision "approve" or "reject". Caller frees. */
+char *hist_signed_text(const char *decision, const char *id, const char *env, const char *sha);
+/* Signs with a private key file; *out_sig is base64 (caller frees). */
+int hist_sign(char **out_sig, const char *key_file, const char *decision, const char *id, const char *env,
+	      const char *sha);
+/* Verifies a base64 signature against a public key line: 0, GITOPS_EFORBIDDEN when it does not
+ * verify, GITOPS_EINVALID for a malformed key or signature. */
+int hist_verify_signature(const char *pub, const char *sig, const char *decision, const char *id, const char *env,
+			  const char *sha);
+
+/* Appends an approval (reject = false) or a rejection of pending promotion `id`, signed by the
+ * approver whose public key is `pub` (must be listed for the environment in `cfg`). `sig` is
+ * the base64 signature over hist_signed_text. Refused (GITOPS_EFORBIDDEN, with the reason):
+ * unknown key, bad signature, a signature made for another promotion (replay), the same
+ * approver twice, a promotion not pending. The promotion takes effect (env pinned) when the
+ * required number of distinct approvers signed. *out (may be NULL): the promotion after. */
+int hist_decide(json_t **out, hist *h, const struct mf_config *cfg, const char *id, const char *pub,
+		const char *sig, bool reject, const struct hist_action *act);
+
+/* Pins `env` to an earlier SHA that was deployed healthy there: `to_sha` (full or unique
+ * prefix) when given, else `steps` deploys back (1: the one before the current). Refused
+ * (GITOPS_EFORBIDDEN) when there is no such deploy. *out (may be NULL): the rollback event. */
+int hist_rollback(json_t **out, hist *h, const struct mf_environment *env, const char *to_sha, int steps,
+		  const struct hist_action *act);
+/* Drops the pin of a tracking environment (it follows its branch again). GITOPS_EINVALID for an
+ * environment with `from` (a promotion moves it), GITOPS_ENOTFOUND when not pinned. */
+int hist_resume(json_t **out, hist *h, const struct mf_environment *env, const struct hist_action *act);
+
+/* ---- Queries, DORA, verification ------------------------------------------------------- */
+
+struct hist_filter {
+	const char *env, *app, *type, *actor, *sha, *promotion; /* NULL: any; sha may be a prefix;
+								  type may end with '.' or '*' */
+	long long since_ms, until_ms; /* epoch ms; 0: unbounded */
+	size_t limit;                 /* 0: no limit */
+};
+
+/* Matching events, newest first, as a JSON array (caller decrefs). Reads through a local index
+ * (under the data directory) brought up to date from the branch first. */
+int hist_query(json_t **out, hist *h, const struct hist_filter *f);
+/* One event by id, or a promotion (id of its promotion.requested event) as
+ * {"promotion": {...}, "events": [...]}. GITOPS_ENOTFOUND. Caller decrefs. */
+int hist_show(json_t **out, hist *h, const char *id);
+
+struct hist_dora {
+	long long since_ms, until_ms;
+	unsigned deployments;          /* healthy deploys of a new SHA */
+	double per_day;                /* deployments per day over the window */
+	unsigned lead_samples;
+	long long lead_median_ms, lead_mean_ms; /* commit time -> first healthy deploy; -1: none */
+	unsigned changes, failed_changes; /* deploy attempts of a new SHA, and those that failed */
+	double failure_rate;           /* failed_changes / changes, 0 when none */
+	unsigned restores;
+	long long restore_median_ms, restore_mean_ms; /* failure -> next healthy deploy; -1: none */
+};
+/* DORA metrics of `env` (NULL: every environment) over [since_ms, until_ms) (0: now). */
+int hist_dora(struct hist_dora *out, hist *h, const char *env, long long since_ms, long long until_ms);
+
+struct hist_verify_report {
+	size_t events, signatures;
+	char *problem; /* NULL when valid; else the first problem (owned: hist_verify_report_clear) */
+};
+/* Walks the whole branch: a linear chain, every event valid and unique, every signature valid,
+ * every snapshot equal to the replay of the events, and no rewrite of a tip seen before (the
+ * reflog and the last verified tip). 0 when valid (report filled); GITOPS_EINVALID with the
+ * problem in the message and the report otherwise. An absent branch is valid (0 events). */
+int hist_verify(struct hist_verify_report *out, hist *h);
+void hist_verify_report_clear(struct hist_verify_report *r);
+
+/* Parses "30d", "12h", "90m", "45s", "2w" (ago, from now) or an RFC 3339 date/time into epoch
+ * ms. GITOPS_EINVALID. */
+int hist_parse_time(long long *out_ms, const char *text);
+/* Formats epoch ms as RFC 3339 UTC with milliseconds into out (32 bytes). */
+void hist_format_time(char out[32], long long ms);
+
 #endif

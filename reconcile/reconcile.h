@@ -43,9 +43,10 @@ void rec_workspace_free(rec_workspace *ws);
 const struct mf_config *rec_workspace_config(const rec_workspace *ws);
 /* The environment `name`; GITOPS_EINVALID naming the known ones when there is none. */
 int rec_workspace_env(const struct mf_environment **out, rec_workspace *ws, const char *name);
-/* The revision to deploy: `rev` when given (branch, tag, SHA), else the tracked branch's head.
- * Environments promoted `from` another have no revision of their own until promotions exist:
- * GITOPS_EINVALID asks for --revision. Unknown revisions are GITOPS_EGIT. */
+/* The revision to deploy: `rev` when given (branch, tag, SHA), else the environment's pin in the
+ * state branch (history/: a promotion or a rollback), else the tracked branch's head.
+ * An environment promoted `from` another without a pin: GITOPS_EINVALID asks to promote.
+ * Unknown revisions are GITOPS_EGIT. */
 int rec_resolve_revision(char out[41], rec_workspace *ws, const struct mf_environment *env, const char *rev);
 /* The client for an environment's cluster (created once, owned by the workspace). */
 int rec_workspace_client(kube_client **out, rec_workspace *ws, const struct mf_environment *env);

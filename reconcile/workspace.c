@@ -1,6 +1,7 @@
 /* reconcile: the workspace: the repository mirror, the pipeline config read from the main
  * branch, the renderer with its cache, and one Kubernetes client per cluster. */
 #include "reconcile/internal.h"
+#include "history/history.h"
 
 #include <stdarg.h>
 #include <stdio.h>
@@ -132,10 +133,24 @@ int rec_workspace_env(const struct mf_environment **out, rec_workspace *ws, cons
 
 int rec_resolve_revision(char out[41], rec_workspace *ws, const struct mf_environment *env, const char *rev)
 {
-	if (!rev && !env->track)
+	/* Without --revision, a pin in the state branch wins (a promotion, or a rollback that a new
+	 * commit on the tracked branch must not override). */
+	char pin[41] = "";
+	if (!rev) {
+		hist *h = NULL;
+		int hrc = hist_open_default(&h, NULL, NULL, ws->repo_url);
+		if (!hrc)
+			hrc = hist_pin(pin, h, env->name);
+		hist_free(h);
+		if (hrc && hrc != GITOPS_ENOTFOUND)
+			return gitops_error_set(GITOPS_EGIT, "reading the pin of %s: %s", env->name, gitops_error_last());
+		gitops_error_clear();
+	}
+	if (!rev && !*pin && !env->track)
 		return gitops_error_set(GITOPS_EINVALID, "environment %s is promoted from %s and has no revision of "
-					"its own yet: pass --revision SHA", env->name, env->from ? env->from : "?");
-	const char *want = rev ? rev : env->track;
+					"its own yet: promote one (gitops promote <sha> %s) or pass --revision SHA",
+					env->name, env->from ? env->from : "?", env->name);
+	const char *want = rev ? rev : *pin ? pin : env->track;
 	int rc = mf_repo_resolve(out, ws->repo, want);
 	return rc ? git_error(rc) : GITOPS_OK;
 }

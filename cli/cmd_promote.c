@@ -1,0 +1,139 @@
+/* cli: `gitops promote <sha> <env>`: asks for a commit to be promoted; needs git access only,
+ * never the cluster. Prints the promotion's id (stdout) and what happened (stderr). */
+#include "cmd.h"
+#include "history/history.h"
+#include "reconcile/reconcile.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+void cmd_promote_help(void)
+{
+	puts("usage: gitops promote <sha> <env> [--actor NAME] [--reason TEXT] [--wait [--timeout 30m]] [--json]\n\n"
+	     "Promotes a commit to an environment that has an upstream (`from` in gitops.yaml). Refused\n"
+	     "when the commit never ran healthy (a sync with no failed object) in the upstream\n"
+	     "environment. Without an approval policy the environment is pinned to the commit at once\n"
+	     "(status applied): its next sync deploys it. With `approval.required: N` the promotion is\n"
+	     "pending until N distinct listed approvers signed it (gitops approve). Promoting the same\n"
+	     "commit twice gives the same promotion. Needs git access only, never the cluster.\n\n"
+	     "Prints the promotion's id on stdout (a summary on stderr); --json prints the promotion as\n"
+	     "a JSON object with an \"id\" key.\n\n"
+	     "Options:\n"
+	     "  --actor NAME        who asks (default: $GITLAB_USER_LOGIN, $GITHUB_ACTOR, git user.name)\n"
+	     "  --reason TEXT       why; recorded in the event\n"
+	     "  --wait              wait until the environment ran the commit healthy (a recorded sync)\n"
+	     "  --timeout D         how long --wait waits (default 30m)\n"
+	     "  --json              print the promotion as JSON\n"
+	     CLI_STATE_HELP "\n"
+	     "Exit codes: 0 promoted (or pending approvals); 1 --wait timed out; 2 usage;\n"
+	     "3 unknown environment or an environment without `from`; 5 unknown SHA or git error;\n"
+	     "7 refused (not healthy upstream; with --wait: rejected or superseded).");
+}
+
+/* Polls the state branch until env ran `sha` healthy or the promotion was decided against. */
+static int wait_deployed(hist *h, const char *env, const char *sha, const char *id, long long timeout_ms)
+{
+	long long end = gitops_now_ms() + timeout_ms;
+	for (;;) {
+		json_t *st = NULL, *p = NULL;
+		if (hist_env_state(&st, h, env) == 0) {
+			const char *lh = json_string_value(json_object_get(st, "lastHealthy"));
+			bool done = lh && !strcmp(lh, sha);
+			json_decref(st);
+			if (done)
+				return EXIT_OK;
+		}
+		if (hist_promotion_get(&p, h, id) == 0) {
+			const char *status = json_string_value(json_object_get(p, "status"));
+			if (status && (!strcmp(status, "rejected") || !strcmp(status, "superseded"))) {
+				json_decref(p);
+				return cli_fail(EXIT_REFUSED, "promotion %s was %s", id, status);
+			}
+			json_decref(p);
+		}
+		gitops_error_clear();
+		if (gitops_now_ms() >= end)
+			return cli_fail(EXIT_DIFFERS, "timed out waiting for %s to run %.12s", env, sha);
+		struct timespec ts = {2, 0};
+		nanosleep(&ts, NULL);
+	}
+}
+
+int cmd_promote(int argc, char **argv)
+{
+	const char *pos[2] = {NULL, NULL}, *repo = NULL, *state_repo = NULL, *state_branch = NULL, *timeout = "30m";
+	struct hist_action act = {0};
+	bool json = false, wait = false;
+	int npos = 0;
+	for (int i = 1; i < argc; i++) {
+		int r;
+		if ((r = cli_opt("--actor", argc, argv, &i, &act.actor)) || (r = cli_opt("--reason", argc, argv, &i, &act.reason)) ||
+		    (r = cli_opt("--repo", argc, argv, &i, &repo)) || (r = cli_opt("--state-repo", argc, argv, &i, &state_repo)) ||
+		    (r = cli_opt("--state-branch", argc, argv, &i, &state_branch)) ||
+		    (r = cli_opt("--timeout", argc, argv, &i, &timeout))) {
+			if (r < 0)
+				return EXIT_USAGE;
+		} else if (!strcmp(argv[i], "--json")) {
+			json = true;
+		} else if (!strcmp(argv[i], "--wait")) {
+			wait = true;
+		} else if (argv[i][0] == '-' || npos == 2) {
+			return cli_fail(EXIT_USAGE, "unexpected %s; see 'gitops promote --help'", argv[i]);
+		} else {
+			pos[npos++] = argv[i];
+		}
+	}
+	if (npos < 2)
+		return cli_fail(EXIT_USAGE, "usage: gitops promote <sha> <env>; see 'gitops promote --help'");
+	long long timeout_ms = 0;
+	if (wait && mf_parse_duration(&timeout_ms, timeout))
+		return cli_fail(EXIT_USAGE, "--timeout: %s", gitops_error_last());
+	struct rec_workspace_options wo = {.repo = repo};
+	rec_workspace *ws = NULL;
+	hist *h = NULL;
+	json_t *p = NULL;
+	const struct mf_environment *env = NULL;
+	char sha[41];
+	int code = EXIT_OK;
+	int rc = rec_workspace_open(&ws, &wo);
+	if (!rc)
+		rc = rec_workspace_env(&env, ws, pos[1]);
+	if (!rc && (rc = rec_resolve_revision(sha, ws, env, pos[0])))
+		rc = gitops_error_set(GITOPS_EGIT, "%s", gitops_error_last());
+	if (!rc)
+		rc = hist_open_default(&h, state_repo, state_branch, repo);
+	bool existing = false;
+	if (!rc)
+		rc = hist_promote(&p, &existing, h, rec_workspace_config(ws), env->name, sha, &act);
+	if (rc) {
+		code = cli_fail(cli_hist_exit(rc), "%s", gitops_error_last());
+		goto done;
+	}
+	const char *id = json_string_value(json_object_get(p, "id"));
+	const char *status = json_string_value(json_object_get(p, "status"));
+	if (json) {
+		json_object_set_new(p, "existing", json_boolean(existing));
+		char *s = json_dumps(p, JSON_INDENT(2));
+		puts(s);
+		free(s);
+	} else {
+		puts(id);
+	}
+	if (!strcmp(status, "pending"))
+		fprintf(stderr, "promotion %s%s: %s at %.12s is pending: %zu of %lld approvals (gitops approve %s --key FILE)\n",
+			id, existing ? " (existing)" : "", env->name, sha, json_array_size(json_object_get(p, "approvals")),
+			(long long)json_integer_value(json_object_get(p, "required")), id);
+	else
+		fprintf(stderr, "promotion %s%s: %s is pinned to %.12s; its next sync deploys it\n", id,
+			existing ? " (existing)" : "", env->name, sha);
+	fflush(stdout);
+	if (wait)
+		code = wait_deployed(h, env->name, sha, id, timeout_ms);
+done:
+	json_decref(p);
+	hist_free(h);
+	rec_workspace_free(ws);
+	return code;
+}

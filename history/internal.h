@@ -1,0 +1,86 @@
+/* history: definitions shared by the module's files and its unit tests (not public API). */
+#ifndef GITOPS_HISTORY_INTERNAL_H
+#define GITOPS_HISTORY_INTERNAL_H
+
+#include <git2.h>
+
+#include "history/history.h"
+
+struct hist {
+	git_repository *repo; /* the repository itself (local) or a working copy (remote) */
+	char *url;            /* remote URL; NULL for a local repository */
+	char *path;           /* local repository path, or the working copy */
+	char *branch;         /* "gitops/state" */
+	char *ref;            /* "refs/heads/gitops/state" */
+	char *desc;
+	char *data_dir;
+	/* last snapshot we read or wrote, reused when the tip did not move */
+	git_oid cache_tip;
+	struct hist_snap *cache;
+};
+
+/* ---- snapshot.c: the state as JSON, loaded lazily from a tree ---------------------------- */
+
+struct hist_snap {
+	git_repository *repo; /* NULL: in memory only (verification replay) */
+	git_tree *root;       /* NULL: empty state */
+	json_t *envs;         /* name -> env object (loaded ones) */
+	json_t *proms;        /* id -> promotion object, or JSON null when removed */
+	json_t *decided;      /* array of recently decided promotions, NULL until loaded */
+	json_t *dirty_envs, *dirty_proms; /* name -> true */
+	bool dirty_decided;
+	bool proms_listed;    /* every pending promotion is in proms */
+};
+
+struct hist_snap *hist_snap_new(git_repository *repo, git_tree *root /* borrowed, dup'ed */);
+void hist_snap_free(struct hist_snap *s);
+/* Deep copy (the cache hands out copies). */
+struct hist_snap *hist_snap_copy(const struct hist_snap *s);
+/* The environment's object (borrowed; created empty when absent). */
+int hist_snap_env(json_t **out, struct hist_snap *s, const char *env);
+/* A pending promotion (borrowed) or NULL. */
+int hist_snap_prom(json_t **out, struct hist_snap *s, const char *id);
+/* Every pending promotion (object id -> promotion, borrowed). */
+int hist_snap_pending(json_t **out, struct hist_snap *s);
+/* Recently decided promotions (array, borrowed). */
+int hist_snap_decided(json_t **out, struct hist_snap *s);
+/* Applies one event to the state. Deterministic: verification replays it. */
+int hist_snap_apply(struct hist_snap *s, const json_t *ev);
+/* Writes the changed entries on top of the root tree; *out is the new tree id. */
+int hist_snap_write(git_oid *out, struct hist_snap *s);
+void hist_snap_clear_dirty(struct hist_snap *s);
+
+/* ---- store.c ----------------------------------------------------------------------------- */
+
+/* Called inside the append loop with the newest snapshot: check preconditions, complete the
+ * event, or set *skip (nothing appended, not an error). Return 0 or an error (stops). */
+typedef int (*hist_prepare_fn)(void *ud, struct hist_snap *s, json_t *ev, bool *skip);
+/* Appends `ev` with compare-and-swap, retrying after `prep` re-checked the new snapshot. */
+int hist_append(hist *h, json_t *ev, hist_prepare_fn prep, void *ud, bool *skipped);
+/* The current tip (false when the branch does not exist) after a fetch for remotes. */
+int hist_tip(git_oid *out, bool *exists, hist *h);
+/* A snapshot of the tip (caller frees). */
+int hist_snapshot(struct hist_snap **out, hist *h);
+int hist_git_fail(int gerr, int code, const char *what);
+
+/* ---- event.c ----------------------------------------------------------------------------- */
+
+void hist_new_id(char out[13]);
+/* Epoch ms of an RFC 3339 time; -1 when malformed. */
+long long hist_time_ms(const char *rfc3339);
+long long hist_now_wall_ms(void);
+/* An event's JSON message (compact, one line). Caller frees. */
+char *hist_event_dump(const json_t *ev);
+
+/* ---- query.c: the index and DORA arithmetic ---------------------------------------------- */
+
+struct hist_rec {
+	long long time_ms, commit_time_ms; /* commit_time_ms 0: unknown */
+	const char *commit, *id, *type, *env, *app, *sha, *actor, *promotion, *json;
+	unsigned failed;
+};
+/* DORA over records in append order (pure arithmetic; unit-tested). */
+void hist_dora_compute(struct hist_dora *out, const struct hist_rec *recs, size_t n, const char *env,
+		       long long since_ms, long long until_ms);
+
+#endif

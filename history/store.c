@@ -1,0 +1,382 @@
+/* history/store.c: the state branch as a store: opening it (a local repository, or the mirror of
+ * a remote one), reading the tip and its snapshot, and appending one event as a commit with a
+ * compare-and-swap move of the branch: objects are written first, the reference moves last, so a
+ * writer killed at any point leaves the branch at the previous event or the new one. */
+#include "history/internal.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+int hist_git_fail(int gerr, int code, const char *what)
+{
+	const git_error *e = git_error_last();
+	const char *msg = e && e->message ? e->message : "unknown libgit2 error";
+	if (gerr == GIT_ENOTFOUND && code == GITOPS_ERROR)
+		code = GITOPS_ENOTFOUND;
+	int rc = gitops_error_set(code ? code : GITOPS_EGIT, "%s: %s", what, msg);
+	git_error_clear();
+	return rc;
+}
+
+static bool is_url(const char *s)
+{
+	if (strstr(s, "://"))
+		return true;
+	const char *at = strchr(s, '@'), *colon = strchr(s, ':'), *slash = strchr(s, '/');
+	return at && colon && at < colon && (!slash || colon < slash);
+}
+
+int hist_open(hist **out, const struct hist_options *opt)
+{
+	*out = NULL;
+	if (!opt || !opt->repo || !*opt->repo)
+		return gitops_error_set(GITOPS_EINVALID, "no state repository given");
+	git_libgit2_init();
+	hist *h = gitops_calloc(1, sizeof(*h));
+	h->branch = gitops_strdup(opt->branch && *opt->branch ? opt->branch : HIST_DEFAULT_BRANCH);
+	h->ref = gitops_sprintf("refs/heads/%s", h->branch);
+	h->data_dir = opt->data_dir ? gitops_strdup(opt->data_dir) : mf_data_dir();
+	h->desc = gitops_sprintf("%s#%s", opt->repo, h->branch);
+	int rc = 0, g;
+	if (!git_reference_is_valid_name(h->ref)) {
+		rc = gitops_error_set(GITOPS_EINVALID, "\"%s\" is not a valid branch name", h->branch);
+		goto fail;
+	}
+	if (is_url(opt->repo)) {
+		/* remote: work in the manifests mirror of that URL (fetched with its credentials and
+		 * host checks); push back with the old value checked */
+		mf_repo *m = NULL;
+		if ((rc = mf_repo_open(&m, opt->repo, h->data_dir))) {
+			rc = gitops_error_set(GITOPS_EGIT, "%s", gitops_error_last());
+			goto fail;
+		}
+		h->url = gitops_strdup(opt->repo);
+		h->path = gitops_strdup(mf_repo_path(m));
+		mf_repo_free(m);
+	} else {
+		h->path = gitops_strdup(opt->repo);
+	}
+	if ((g = git_repository_open(&h->repo, h->path)) < 0) {
+		rc = hist_git_fail(g, GITOPS_EGIT, h->path);
+		goto fail;
+	}
+	*out = h;
+	return 0;
+fail:
+	hist_free(h);
+	return rc;
+}
+
+int hist_open_default(hist **out, const char *state_repo, const char *branch, const char *manifests_repo)
+{
+	const char *env_repo = getenv("GITOPS_STATE_REPO"), *env_branch = getenv("GITOPS_STATE_BRANCH");
+	char *found = NULL;
+	const char *repo = state_repo && *state_repo ? state_repo
+			 : env_repo && *env_repo ? env_repo
+			 : manifests_repo && *manifests_repo ? manifests_repo : NULL;
+	if (!repo) {
+		if (mf_repo_discover(&found, "."))
+			return gitops_error_set(GITOPS_EGIT, "%s; run inside the manifests repository or pass --repo / "
+						"--state-repo", gitops_error_last());
+		repo = found;
+	}
+	struct hist_options o = {.repo = repo,
+				 .branch = branch && *branch ? branch : env_branch && *env_branch ? env_branch : NULL};
+	int rc = hist_open(out, &o);
+	free(found);
+	return rc;
+}
+
+void hist_free(hist *h)
+{
+	if (!h)
+		return;
+	hist_snap_free(h->cache);
+	git_repository_free(h->repo);
+	free(h->url);
+	free(h->path);
+	free(h->branch);
+	free(h->ref);
+	free(h->desc);
+	free(h->data_dir);
+	free(h);
+	git_libgit2_shutdown();
+}
+
+const char *hist_describe(const hist *h) { return h->desc; }
+
+static int fetch(hist *h)
+{
+	if (!h->url)
+		return 0;
+	mf_repo *m = NULL;
+	int rc = mf_repo_open(&m, h->url, h->data_dir);
+	if (!rc)
+		rc = mf_repo_fetch(m);
+	mf_repo_free(m);
+	if (rc)
+		return gitops_error_set(GITOPS_EGIT, "state repository: %s", gitops_error_last());
+	return 0;
+}
+
+/* The local tip without fetching. */
+static int local_tip(git_oid *out, bool *exists, hist *h)
+{
+	int g = git_reference_name_to_id(out, h->repo, h->ref);
+	*exists = g == 0;
+	if (g == GIT_ENOTFOUND) {
+		git_error_clear();
+		return 0;
+	}
+	return g < 0 ? hist_git_fail(g, GITOPS_EGIT, h->ref) : 0;
+}
+
+int hist_tip(git_oid *out, bool *exists, hist *h)
+{
+	int rc = fetch(h);
+	return rc ? rc : local_tip(out, exists, h);
+}
+
+static int snapshot_at(struct hist_snap **out, hist *h, const git_oid *tip, bool exists)
+{
+	*out = NULL;
+	if (!exists) {
+		*out = hist_snap_new(h->repo, NULL);
+		return 0;
+	}
+	if (h->cache && git_oid_equal(&h->cache_tip, tip)) {
+		*out = hist_snap_copy(h->cache);
+		return 0;
+	}
+	git_commit *c = NULL;
+	git_tree *t = NULL;
+	int g = git_commit_lookup(&c, h->repo, tip);
+	if (g == 0)
+		g = git_commit_tree(&t, c);
+	git_commit_free(c);
+	if (g < 0)
+		return hist_git_fail(g, GITOPS_EGIT, h->ref);
+	*out = hist_snap_new(h->repo, t);
+	git_tree_free(t);
+	return 0;
+}
+
+int hist_snapshot(struct hist_snap **out, hist *h)
+{
+	git_oid tip;
+	bool exists;
+	int rc = hist_tip(&tip, &exists, h);
+	return rc ? rc : snapshot_at(out, h, &tip, exists);
+}
+
+/* ---- append ------------------------------------------------------------------------------ */
+
+static int make_commit(git_oid *out, hist *h, const git_oid *tree_id, const git_oid *parent, const json_t *ev)
+{
+	git_tree *tree = NULL;
+	git_commit *pc = NULL;
+	git_signature *sig = NULL;
+	const char *actor = json_string_value(json_object_get(ev, "actor"));
+	long long ms = hist_time_ms(json_string_value(json_object_get(ev, "time")));
+	char *one = hist_event_dump(ev);
+	char *msg = gitops_sprintf("%s\n", one);
+	free(one);
+	int rc = 0, g;
+	if ((g = git_tree_lookup(&tree, h->repo, tree_id)) < 0 ||
+	    (parent && (g = git_commit_lookup(&pc, h->repo, parent)) < 0) ||
+	    (g = git_signature_new(&sig, actor && *actor ? actor : "gitops", "gitops@localhost", (git_time_t)(ms / 1000), 0)) < 0) {
+		rc = hist_git_fail(g, GITOPS_EGIT, "state commit");
+		goto out;
+	}
+	const git_commit *parents[1] = {pc};
+	if ((g = git_commit_create(out, h->repo, NULL, sig, sig, NULL, msg, tree, pc ? 1 : 0, parents)) < 0)
+		rc = hist_git_fail(g, GITOPS_EGIT, "state commit");
+out:
+	free(msg);
+	git_signature_free(sig);
+	git_commit_free(pc);
+	git_tree_free(tree);
+	return rc;
+}
+
+/* Test hook: GITOPS_TEST_APPEND_DELAY_MS pauses between writing the objects and moving the
+ * branch, so a test can kill a writer in the middle of an append. */
+static void test_delay(void)
+{
+	const char *d = getenv("GITOPS_TEST_APPEND_DELAY_MS");
+	if (d && *d) {
+		long ms = strtol(d, NULL, 10);
+		struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
+		nanosleep(&ts, NULL);
+	}
+}
+
+/* Random back-off before a retry: 1..(8 << attempt) ms, capped at ~200 ms. */
+static void backoff(int attempt)
+{
+	unsigned char r[2];
+	char id[13];
+	hist_new_id(id);
+	r[0] = (unsigned char)id[0];
+	r[1] = (unsigned char)id[1];
+	long cap = 8L << (attempt < 5 ? attempt : 5);
+	if (cap > 200)
+		cap = 200;
+	long ms = 1 + ((r[0] * 256 + r[1]) % cap);
+	struct timespec ts = {0, ms * 1000000L};
+	nanosleep(&ts, NULL);
+}
+
+struct push_ctx {
+	const git_oid *expected; /* NULL: the branch must not exist */
+	bool moved, rejected;
+	char *why;
+};
+
+static int push_negotiation(const git_push_update **updates, size_t len, void *payload)
+{
+	struct push_ctx *c = payload;
+	for (size_t i = 0; i < len; i++) {
+		bool zero = git_oid_is_zero(&updates[i]->src);
+		if ((c->expected && !git_oid_equal(&updates[i]->src, c->expected)) || (!c->expected && !zero)) {
+			c->moved = true;
+			return -1;
+		}
+	}
+	return 0;
+}
+
+static int push_update_ref(const char *refname, const char *status, void *payload)
+{
+	struct push_ctx *c = payload;
+	if (status) {
+		c->rejected = true;
+		free(c->why);
+		c->why = gitops_sprintf("%s: %s", refname, status);
+	}
+	return 0;
+}
+
+/* Pushes `commit` to the remote branch if it still is at `old` (NULL: absent). 0 landed,
+ * GITOPS_ECONFLICT when someone else moved it first. */
+static int push(hist *h, const git_oid *commit, const git_oid *old)
+{
+	char tmpref[64], id[13];
+	hist_new_id(id);
+	snprintf(tmpref, sizeof(tmpref), "refs/gitops/push-%s", id);
+	git_reference *r = NULL;
+	int g = git_reference_create(&r, h->repo, tmpref, commit, 1, "gitops: push");
+	git_reference_free(r);
+	if (g < 0)
+		return hist_git_fail(g, GITOPS_EGIT, tmpref);
+	git_remote *remote = NULL;
+	git_remote_create_options copts;
+	git_remote_create_options_init(&copts, GIT_REMOTE_CREATE_OPTIONS_VERSION);
+	copts.repository = h->repo;
+	copts.flags = GIT_REMOTE_CREATE_SKIP_INSTEADOF | GIT_REMOTE_CREATE_SKIP_DEFAULT_FETCHSPEC;
+	int rc = 0;
+	if ((g = git_remote_create_with_opts(&remote, h->url, &copts)) < 0) {
+		rc = hist_git_fail(g, GITOPS_EGIT, h->url);
+		goto out;
+	}
+	char *spec = gitops_sprintf("%s:%s", tmpref, h->ref); /* not forced: a moved branch is refused */
+	git_strarray specs = {&spec, 1};
+	struct push_ctx ctx = {old, false, false, NULL};
+	git_push_options po;
+	git_push_options_init(&po, GIT_PUSH_OPTIONS_VERSION);
+	po.callbacks.push_negotiation = push_negotiation;
+	po.callbacks.push_update_reference = push_update_ref;
+	po.callbacks.payload = &ctx;
+	g = git_remote_push(remote, &specs, &po);
+	free(spec);
+	if (ctx.moved || ctx.rejected)
+		rc = gitops_error_set(GITOPS_ECONFLICT, "push %s: %s", h->url, ctx.why ? ctx.why : "the branch moved");
+	else if (g < 0)
+		rc = hist_git_fail(g, GITOPS_ENETWORK, h->url);
+	free(ctx.why);
+out:
+	git_remote_free(remote);
+	if (git_reference_lookup(&r, h->repo, tmpref) == 0) {
+		git_reference_delete(r);
+		git_reference_free(r);
+	}
+	git_error_clear();
+	return rc;
+}
+
+int hist_append(hist *h, json_t *ev, hist_prepare_fn prep, void *ud, bool *skipped)
+{
+	if (skipped)
+		*skipped = false;
+	int rc = 0;
+	for (int attempt = 0;; attempt++) {
+		git_oid tip, tree_id, commit;
+		bool exists, skip = false;
+		struct hist_snap *s = NULL;
+		if ((rc = hist_tip(&tip, &exists, h)) || (rc = snapshot_at(&s, h, &tip, exists)))
+			return rc;
+		if (prep && (rc = prep(ud, s, ev, &skip))) {
+			hist_snap_free(s);
+			return rc;
+		}
+		if (skip) {
+			hist_snap_free(s);
+			if (skipped)
+				*skipped = true;
+			return 0;
+		}
+		if ((rc = hist_event_validate(ev)) || (rc = hist_snap_apply(s, ev)) || (rc = hist_snap_write(&tree_id, s)) ||
+		    (rc = make_commit(&commit, h, &tree_id, exists ? &tip : NULL, ev))) {
+			hist_snap_free(s);
+			return rc;
+		}
+		test_delay();
+		bool landed = false;
+		if (h->url) {
+			rc = push(h, &commit, exists ? &tip : NULL);
+			if (rc == 0) {
+				landed = true;
+				git_reference *r = NULL; /* the mirror follows at once; a fetch would too */
+				git_reference_create(&r, h->repo, h->ref, &commit, 1, "gitops: pushed");
+				git_reference_free(r);
+				git_error_clear();
+			} else if (rc != GITOPS_ECONFLICT) {
+				hist_snap_free(s);
+				return rc;
+			}
+		} else {
+			char *msg = gitops_sprintf("gitops: %s %s", json_string_value(json_object_get(ev, "type")),
+						   json_string_value(json_object_get(ev, "id")));
+			git_reference *r = NULL;
+			git_reference_ensure_log(h->repo, h->ref); /* bare repositories keep a reflog too: verify reads it */
+			int g = git_reference_create_matching(&r, h->repo, h->ref, &commit, exists, exists ? &tip : NULL, msg);
+			git_reference_free(r);
+			free(msg);
+			if (g == 0) {
+				landed = true;
+			} else if (g != GIT_EMODIFIED && g != GIT_ELOCKED && g != GIT_EEXISTS) {
+				hist_snap_free(s);
+				return hist_git_fail(g, GITOPS_EGIT, h->ref);
+			}
+			git_error_clear();
+		}
+		if (landed) {
+			hist_snap_clear_dirty(s);
+			git_tree_free(s->root);
+			git_tree_lookup(&s->root, h->repo, &tree_id);
+			hist_snap_free(h->cache);
+			h->cache = s;
+			h->cache_tip = commit;
+			return 0;
+		}
+		hist_snap_free(s);
+		if (attempt >= 500)
+			return gitops_error_set(GITOPS_ECONFLICT, "%s: gave up after %d attempts: other writers keep moving "
+						"the branch", h->desc, attempt + 1);
+		backoff(attempt);
+	}
+}
