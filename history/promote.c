@@ -418,16 +418,22 @@ static int rollback_prep(void *ud, struct hist_snap *s, json_t *ev, bool *skip)
 		return rc;
 	json_t *dep = json_object_get(e, "deployed");
 	size_t n = json_array_size(dep);
-	/* distinct healthy SHAs, newest first */
+	/* distinct healthy SHAs by their first deploy, newest first: "earlier" means deployed
+	 * earlier, so a redeploy after a rollback does not make the rolled-back SHA "previous" */
 	const char **list = gitops_calloc(n + 1, sizeof(*list));
 	size_t m = 0;
-	for (size_t i = n; i-- > 0;) {
+	for (size_t i = 0; i < n; i++) {
 		const char *sh = str(json_array_get(dep, i), "sha");
 		bool seen = false;
 		for (size_t j = 0; j < m && !seen; j++)
 			seen = !strcmp(list[j], sh);
 		if (!seen)
 			list[m++] = sh;
+	}
+	for (size_t i = 0; i < m / 2; i++) {
+		const char *t = list[i];
+		list[i] = list[m - 1 - i];
+		list[m - 1 - i] = t;
 	}
 	const char *current = str(e, "pinned") ? str(e, "pinned") : str(e, "lastHealthy");
 	const char *target = NULL;
