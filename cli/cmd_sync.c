@@ -84,7 +84,10 @@ int cmd_sync(int argc, char **argv)
 			printf(", %u extra kept (prune is off)", rep.extra_kept);
 		if (rep.skipped)
 			printf(", %u skipped (dry run: their Namespace or CRD does not exist yet)", rep.skipped);
-		printf(" in %.1fs\n", (double)rep.ms / 1000.0);
+		if (rep.ms < 1000)
+			printf(" in %lldms\n", rep.ms);
+		else
+			printf(" in %.1fs\n", (double)rep.ms / 1000.0);
 	}
 	if (rc)
 		code = rep.failed ? cli_fail(EXIT_PARTIAL, "%s; see the lines above", gitops_error_last())

@@ -7,7 +7,7 @@ here=$(cd "$(dirname "$0")" && pwd)
 dir=$1; bin=$(testenv_bindir)
 mapfile -t args < "$dir/apiserver.args"
 port=$(grep -- '--secure-port=' "$dir/apiserver.args" | cut -d= -f2)
-setsid nohup "$bin/kube-apiserver" "${args[@]}" >>"$dir/logs/kube-apiserver.log" 2>&1 </dev/null &
+setsid nohup "$bin/kube-apiserver" "${args[@]}" >>"$dir/logs/kube-apiserver.log" 2>&1 </dev/null 9>&- &
 echo $! > "$dir/apiserver.pid"
 for i in $(seq 1 120); do
   if out=$(curl -s --max-time 2 --cacert "$dir/pki/ca.crt" --cert "$dir/pki/admin.crt" --key "$dir/pki/admin.key" \

@@ -9,10 +9,14 @@ root=$(cd "$here/../.." && pwd)
 . "$here/lib.sh"
 dir=${GITOPS_CLUSTER_DIR:-$root/build/cluster}
 log() { printf '[cluster] %s\n' "$*" >&2; }
+if [ -f "$dir/env" ] && "$here/cluster-status.sh" >/dev/null 2>&1; then
+  log "already up ($dir/env)"
+  exit 0
+fi
+# One start at a time; the daemons started below must not inherit the lock (9>&-).
 mkdir -p "$(dirname "$dir")"
 exec 9>"$(dirname "$dir")/.cluster.lock"
 flock 9
-
 if [ -f "$dir/env" ] && "$here/cluster-status.sh" >/dev/null 2>&1; then
   log "already up ($dir/env)"
   exit 0
@@ -47,7 +51,7 @@ setsid nohup "$bin/etcd" --name default --data-dir "$dir/etcd-data" \
   --listen-client-urls "http://127.0.0.1:$etcd_client" --advertise-client-urls "http://127.0.0.1:$etcd_client" \
   --listen-peer-urls "http://127.0.0.1:$etcd_peer" --initial-advertise-peer-urls "http://127.0.0.1:$etcd_peer" \
   --initial-cluster "default=http://127.0.0.1:$etcd_peer" --unsafe-no-fsync=true \
-  --quota-backend-bytes=8589934592 >"$dir/logs/etcd.log" 2>&1 </dev/null &
+  --quota-backend-bytes=8589934592 >"$dir/logs/etcd.log" 2>&1 </dev/null 9>&- &
 echo $! > "$dir/etcd.pid"
 
 # The apiserver's command line is kept so tests can restart it with the same state.
