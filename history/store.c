@@ -46,7 +46,11 @@ int hist_open(hist **out, const struct hist_options *opt)
 		rc = gitops_error_set(GITOPS_EINVALID, "\"%s\" is not a valid branch name", h->branch);
 		goto fail;
 	}
-	if (is_url(opt->repo)) {
+	if (!strncmp(opt->repo, "file://", 7)) {
+		/* a repository on this machine: append with the local compare-and-swap (libgit2's
+		 * local transport pushes with force and would lose concurrent updates) */
+		h->path = gitops_strdup(opt->repo + 7);
+	} else if (is_url(opt->repo)) {
 		/* remote: work in the manifests mirror of that URL (fetched with its credentials and
 		 * host checks); push back with the old value checked */
 		mf_repo *m = NULL;
@@ -231,11 +235,54 @@ static void backoff(int attempt)
 	nanosleep(&ts, NULL);
 }
 
+/* A secret from env NAME, else from the file named by NAME_FILE (the same variables as the
+ * manifests fetch). Caller frees; NULL when unset. */
+static char *secret(const char *name)
+{
+	const char *v = getenv(name);
+	if (v && *v)
+		return gitops_strdup(v);
+	char *fname = gitops_sprintf("%s_FILE", name);
+	const char *f = getenv(fname);
+	free(fname);
+	if (!f || !*f)
+		return NULL;
+	gitops_buf b = GITOPS_BUF_INIT;
+	if (gitops_read_file(&b, f, 65536)) {
+		gitops_buf_free(&b);
+		gitops_error_clear();
+		return NULL;
+	}
+	while (b.len && (b.ptr[b.len - 1] == '\n' || b.ptr[b.len - 1] == '\r'))
+		b.ptr[--b.len] = '\0';
+	return gitops_buf_detach(&b);
+}
+
 struct push_ctx {
 	const git_oid *expected; /* NULL: the branch must not exist */
 	bool moved, rejected;
 	char *why;
+	int attempts;
 };
+
+/* https credentials for the push: GITOPS_GIT_TOKEN(_FILE), or GITOPS_GIT_USERNAME and
+ * GITOPS_GIT_PASSWORD(_FILE). ssh remotes are fetched by manifests/ but not pushed to here. */
+static int push_cred(git_credential **out, const char *url, const char *user_from_url, unsigned int allowed,
+		     void *payload)
+{
+	struct push_ctx *c = payload;
+	if (++c->attempts > 1 || !(allowed & GIT_CREDENTIAL_USERPASS_PLAINTEXT))
+		return GIT_EAUTH;
+	char *token = secret("GITOPS_GIT_TOKEN"), *user = secret("GITOPS_GIT_USERNAME");
+	char *pass = token ? token : secret("GITOPS_GIT_PASSWORD");
+	int rc = GIT_EAUTH;
+	if (pass)
+		rc = git_credential_userpass_plaintext_new(out, user ? user : (user_from_url ? user_from_url : "x-access-token"),
+							   pass);
+	free(user);
+	free(pass);
+	return rc;
+}
 
 static int push_negotiation(const git_push_update **updates, size_t len, void *payload)
 {
@@ -285,11 +332,12 @@ static int push(hist *h, const git_oid *commit, const git_oid *old)
 	}
 	char *spec = gitops_sprintf("%s:%s", tmpref, h->ref); /* not forced: a moved branch is refused */
 	git_strarray specs = {&spec, 1};
-	struct push_ctx ctx = {old, false, false, NULL};
+	struct push_ctx ctx = {old, false, false, NULL, 0};
 	git_push_options po;
 	git_push_options_init(&po, GIT_PUSH_OPTIONS_VERSION);
 	po.callbacks.push_negotiation = push_negotiation;
 	po.callbacks.push_update_reference = push_update_ref;
+	po.callbacks.credentials = push_cred;
 	po.callbacks.payload = &ctx;
 	g = git_remote_push(remote, &specs, &po);
 	free(spec);
@@ -353,7 +401,11 @@ int hist_append(hist *h, json_t *ev, hist_prepare_fn prep, void *ud, bool *skipp
 						   json_string_value(json_object_get(ev, "id")));
 			git_reference *r = NULL;
 			git_reference_ensure_log(h->repo, h->ref); /* bare repositories keep a reflog too: verify reads it */
-			int g = git_reference_create_matching(&r, h->repo, h->ref, &commit, exists, exists ? &tip : NULL, msg);
+			/* the expected old value is checked under the ref's lock; a zero id means "must not
+			 * exist yet" (a NULL one would let two first writers both win) */
+			git_oid zero;
+			memset(&zero, 0, sizeof(zero));
+			int g = git_reference_create_matching(&r, h->repo, h->ref, &commit, 1, exists ? &tip : &zero, msg);
 			git_reference_free(r);
 			free(msg);
 			if (g == 0) {
