@@ -20,7 +20,7 @@
 
 #define HIST_DEFAULT_BRANCH "gitops/state"
 /* Decided promotions and healthy deploys kept per environment in the snapshot (the log keeps all). */
-#define HIST_DEPLOYED_KEEP 200
+#define HIST_DEPLOYED_KEEP 100
 
 /* ---- The store: a repository and its state branch -------------------------------------- */
 
@@ -38,9 +38,10 @@ struct hist_options {
 /* Opens a store. Does not create the branch (the first append does). The caller owns *out:
  * free with hist_free. GITOPS_EGIT when the repository cannot be opened. */
 int hist_open(hist **out, const struct hist_options *opt);
-/* Opens the store the commands use: repository $GITOPS_STATE_REPO, else `state_repo`, else
- * `manifests_repo`, else the git repository of the working directory; branch `branch`, else
- * $GITOPS_STATE_BRANCH, else HIST_DEFAULT_BRANCH. Any argument may be NULL. */
+/* Opens the store the commands use: repository `state_repo` (--state-repo), else
+ * $GITOPS_STATE_REPO, else `manifests_repo`, else the git repository of the working directory;
+ * branch `branch`, else $GITOPS_STATE_BRANCH, else HIST_DEFAULT_BRANCH. Any argument may be NULL.
+ * A file:// URL is opened as a local path (compare-and-swap on the reference). */
 int hist_open_default(hist **out, const char *state_repo, const char *branch, const char *manifests_repo);
 void hist_free(hist *h);
 /* "repository#branch", for messages (owned by h). */
@@ -77,6 +78,10 @@ int hist_event_validate(const json_t *ev);
  * promotion functions below for promotion.* and rollback events: they check preconditions.
  * *out (may be NULL) receives the record (caller decrefs). */
 int hist_record(json_t **out, hist *h, const struct hist_event *ev);
+/* Appends events [0, n) in order as n commits with one compare-and-swap of the branch (all or
+ * none land), their objects in one packfile: for producers that buffer (and the benchmark).
+ * Same types as hist_record. */
+int hist_record_batch(hist *h, const struct hist_event *evs, size_t n);
 /* Records a sync: sync.succeeded when `ok` and failed == 0, else sync.failed; looks up the
  * commit time of `sha` in `manifests_repo` (may be NULL) for lead-time metrics. */
 int hist_record_sync(hist *h, const char *manifests_repo, const char *env, const char *app, const char *sha,

@@ -17,6 +17,7 @@ struct hist {
 	/* last snapshot we read or wrote, reused when the tip did not move */
 	git_oid cache_tip;
 	struct hist_snap *cache;
+	bool log_ensured;
 };
 
 /* ---- snapshot.c: the state as JSON, loaded lazily from a tree ---------------------------- */

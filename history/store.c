@@ -4,6 +4,10 @@
  * writer killed at any point leaves the branch at the previous event or the new one. */
 #include "history/internal.h"
 
+#include <git2/sys/commit.h>
+#include <git2/sys/mempack.h>
+#include <git2/sys/odb_backend.h>
+
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -153,7 +157,10 @@ static int snapshot_at(struct hist_snap **out, hist *h, const git_oid *tip, bool
 		return 0;
 	}
 	if (h->cache && git_oid_equal(&h->cache_tip, tip)) {
-		*out = hist_snap_copy(h->cache);
+		/* hand the cache over: an append that lands puts its snapshot back, one that loses
+		 * a race reloads from the new tip anyway */
+		*out = h->cache;
+		h->cache = NULL;
 		return 0;
 	}
 	git_commit *c = NULL;
@@ -181,8 +188,6 @@ int hist_snapshot(struct hist_snap **out, hist *h)
 
 static int make_commit(git_oid *out, hist *h, const git_oid *tree_id, const git_oid *parent, const json_t *ev)
 {
-	git_tree *tree = NULL;
-	git_commit *pc = NULL;
 	git_signature *sig = NULL;
 	const char *actor = json_string_value(json_object_get(ev, "actor"));
 	long long ms = hist_time_ms(json_string_value(json_object_get(ev, "time")));
@@ -190,20 +195,13 @@ static int make_commit(git_oid *out, hist *h, const git_oid *tree_id, const git_
 	char *msg = gitops_sprintf("%s\n", one);
 	free(one);
 	int rc = 0, g;
-	if ((g = git_tree_lookup(&tree, h->repo, tree_id)) < 0 ||
-	    (parent && (g = git_commit_lookup(&pc, h->repo, parent)) < 0) ||
-	    (g = git_signature_new(&sig, actor && *actor ? actor : "gitops", "gitops@localhost", (git_time_t)(ms / 1000), 0)) < 0) {
+	/* from ids: the tree and the parent are not read back (they were just written / are the tip) */
+	const git_oid *parents[1] = {parent};
+	if ((g = git_signature_new(&sig, actor && *actor ? actor : "gitops", "gitops@localhost", (git_time_t)(ms / 1000), 0)) < 0 ||
+	    (g = git_commit_create_from_ids(out, h->repo, NULL, sig, sig, NULL, msg, tree_id, parent ? 1 : 0, parents)) < 0)
 		rc = hist_git_fail(g, GITOPS_EGIT, "state commit");
-		goto out;
-	}
-	const git_commit *parents[1] = {pc};
-	if ((g = git_commit_create(out, h->repo, NULL, sig, sig, NULL, msg, tree, pc ? 1 : 0, parents)) < 0)
-		rc = hist_git_fail(g, GITOPS_EGIT, "state commit");
-out:
 	free(msg);
 	git_signature_free(sig);
-	git_commit_free(pc);
-	git_tree_free(tree);
 	return rc;
 }
 
@@ -356,6 +354,60 @@ out:
 	return rc;
 }
 
+/* Moves the branch from `tip` (absent when !exists) to `commit`: 0 landed, GITOPS_ECONFLICT when
+ * another writer moved it first (retry), another code on failure. */
+static int land(hist *h, const git_oid *commit, bool exists, const git_oid *tip, const char *what)
+{
+	if (h->url) {
+		int rc = push(h, commit, exists ? tip : NULL);
+		if (rc == 0) {
+			git_reference *r = NULL; /* the mirror follows at once; a fetch would too */
+			git_reference_create(&r, h->repo, h->ref, commit, 1, "gitops: pushed");
+			git_reference_free(r);
+			git_error_clear();
+		}
+		return rc;
+	}
+	char *msg = gitops_sprintf("gitops: %s", what);
+	git_reference *r = NULL;
+	if (!h->log_ensured) { /* bare repositories keep a reflog too: verify reads it */
+		git_reference_ensure_log(h->repo, h->ref);
+		h->log_ensured = true;
+	}
+	/* the expected old value is checked under the ref's lock; a zero id means "must not exist
+	 * yet" (a NULL one would let two first writers both win) */
+	git_oid zero;
+	memset(&zero, 0, sizeof(zero));
+	int g = git_reference_create_matching(&r, h->repo, h->ref, commit, 1, exists ? tip : &zero, msg);
+	git_reference_free(r);
+	free(msg);
+	if (g == GIT_EMODIFIED || g == GIT_ELOCKED || g == GIT_EEXISTS) {
+		git_error_clear();
+		return GITOPS_ECONFLICT;
+	}
+	return g < 0 ? hist_git_fail(g, GITOPS_EGIT, h->ref) : 0;
+}
+
+/* Keeps `s` (now at `tree_id`, tip `commit`) as the cache for the next append. */
+static void keep_cache(hist *h, struct hist_snap *s, const git_oid *tree_id, const git_oid *commit)
+{
+	hist_snap_clear_dirty(s);
+	git_tree_free(s->root);
+	s->root = NULL;
+	s->repo = h->repo;
+	git_tree_lookup(&s->root, h->repo, tree_id);
+	git_error_clear();
+	hist_snap_free(h->cache);
+	h->cache = s;
+	h->cache_tip = *commit;
+}
+
+static int give_up(hist *h, int attempt)
+{
+	return gitops_error_set(GITOPS_ECONFLICT, "%s: gave up after %d attempts: other writers keep moving the branch",
+				h->desc, attempt + 1);
+}
+
 int hist_append(hist *h, json_t *ev, hist_prepare_fn prep, void *ud, bool *skipped)
 {
 	if (skipped)
@@ -383,52 +435,136 @@ int hist_append(hist *h, json_t *ev, hist_prepare_fn prep, void *ud, bool *skipp
 			return rc;
 		}
 		test_delay();
-		bool landed = false;
-		if (h->url) {
-			rc = push(h, &commit, exists ? &tip : NULL);
-			if (rc == 0) {
-				landed = true;
-				git_reference *r = NULL; /* the mirror follows at once; a fetch would too */
-				git_reference_create(&r, h->repo, h->ref, &commit, 1, "gitops: pushed");
-				git_reference_free(r);
-				git_error_clear();
-			} else if (rc != GITOPS_ECONFLICT) {
-				hist_snap_free(s);
-				return rc;
-			}
-		} else {
-			char *msg = gitops_sprintf("gitops: %s %s", json_string_value(json_object_get(ev, "type")),
-						   json_string_value(json_object_get(ev, "id")));
-			git_reference *r = NULL;
-			git_reference_ensure_log(h->repo, h->ref); /* bare repositories keep a reflog too: verify reads it */
-			/* the expected old value is checked under the ref's lock; a zero id means "must not
-			 * exist yet" (a NULL one would let two first writers both win) */
-			git_oid zero;
-			memset(&zero, 0, sizeof(zero));
-			int g = git_reference_create_matching(&r, h->repo, h->ref, &commit, 1, exists ? &tip : &zero, msg);
-			git_reference_free(r);
-			free(msg);
-			if (g == 0) {
-				landed = true;
-			} else if (g != GIT_EMODIFIED && g != GIT_ELOCKED && g != GIT_EEXISTS) {
-				hist_snap_free(s);
-				return hist_git_fail(g, GITOPS_EGIT, h->ref);
-			}
-			git_error_clear();
-		}
-		if (landed) {
-			hist_snap_clear_dirty(s);
-			git_tree_free(s->root);
-			git_tree_lookup(&s->root, h->repo, &tree_id);
-			hist_snap_free(h->cache);
-			h->cache = s;
-			h->cache_tip = commit;
+		char *what = gitops_sprintf("%s %s", json_string_value(json_object_get(ev, "type")),
+					    json_string_value(json_object_get(ev, "id")));
+		rc = land(h, &commit, exists, &tip, what);
+		free(what);
+		if (rc == 0) {
+			keep_cache(h, s, &tree_id, &commit);
 			return 0;
 		}
 		hist_snap_free(s);
+		if (rc != GITOPS_ECONFLICT)
+			return rc;
 		if (attempt >= 500)
-			return gitops_error_set(GITOPS_ECONFLICT, "%s: gave up after %d attempts: other writers keep moving "
-						"the branch", h->desc, attempt + 1);
+			return give_up(h, attempt);
 		backoff(attempt);
 	}
+}
+
+/* Writes the objects of a batch into memory (libgit2's mempack on a second handle of the
+ * repository), then into one packfile: thousands of events cost one file, not four each. */
+static int batch_once(hist *h, json_t **evs, size_t n, const git_oid *tip, bool exists, git_oid *out_commit,
+		      git_oid *out_tree, struct hist_snap **out_snap)
+{
+	git_repository *r2 = NULL;
+	git_odb *odb = NULL;
+	git_odb_backend *mp = NULL;
+	git_odb_writepack *wp = NULL;
+	git_buf pack = {0};
+	struct hist_snap *s = NULL;
+	int rc = 0, g;
+	if ((g = git_repository_open(&r2, h->path)) < 0 || (g = git_repository_odb(&odb, r2)) < 0 ||
+	    (g = git_mempack_new(&mp)) < 0 || (g = git_odb_add_backend(odb, mp, 1000)) < 0) {
+		rc = hist_git_fail(g, GITOPS_EGIT, h->path);
+		goto out;
+	}
+	if ((rc = snapshot_at(&s, h, tip, exists)))
+		goto out;
+	git_tree_free(s->root);
+	s->root = NULL;
+	s->repo = r2;
+	if (exists) {
+		git_commit *c = NULL;
+		if ((g = git_commit_lookup(&c, r2, tip)) == 0)
+			g = git_commit_tree(&s->root, c);
+		git_commit_free(c);
+		if (g < 0) {
+			rc = hist_git_fail(g, GITOPS_EGIT, h->ref);
+			goto out;
+		}
+	}
+	git_oid parent = *tip, commit, tree_id;
+	bool has_parent = exists;
+	hist *view = h; /* make_commit writes through the repository handle it is given */
+	git_repository *keep = view->repo;
+	view->repo = r2;
+	for (size_t i = 0; i < n && !rc; i++) {
+		if ((rc = hist_event_validate(evs[i])) || (rc = hist_snap_apply(s, evs[i])) ||
+		    (rc = hist_snap_write(&tree_id, s)) ||
+		    (rc = make_commit(&commit, view, &tree_id, has_parent ? &parent : NULL, evs[i])))
+			break;
+		hist_snap_clear_dirty(s);
+		git_tree_free(s->root);
+		s->root = NULL;
+		if ((g = git_tree_lookup(&s->root, r2, &tree_id)) < 0)
+			rc = hist_git_fail(g, GITOPS_EGIT, "state tree");
+		parent = commit;
+		has_parent = true;
+	}
+	view->repo = keep;
+	if (rc)
+		goto out;
+	git_indexer_progress st;
+	if ((g = git_mempack_dump(&pack, r2, mp)) < 0 || (g = git_odb_write_pack(&wp, odb, NULL, NULL)) < 0 ||
+	    (g = wp->append(wp, pack.ptr, pack.size, &st)) < 0 || (g = wp->commit(wp, &st)) < 0) {
+		rc = hist_git_fail(g, GITOPS_EGIT, "writing the batch's packfile");
+		goto out;
+	}
+	*out_commit = commit;
+	*out_tree = tree_id;
+	*out_snap = s;
+	s = NULL;
+out:
+	if (wp)
+		wp->free(wp);
+	if (mp)
+		git_mempack_reset(mp);
+	git_buf_dispose(&pack);
+	hist_snap_free(s);
+	git_odb_free(odb);
+	git_repository_free(r2);
+	return rc;
+}
+
+int hist_record_batch(hist *h, const struct hist_event *evs, size_t n)
+{
+	if (!n)
+		return 0;
+	json_t **js = gitops_calloc(n, sizeof(*js));
+	int rc = 0;
+	for (size_t i = 0; i < n && !rc; i++) {
+		if (evs[i].type && (!strncmp(evs[i].type, "promotion.", 10) || !strcmp(evs[i].type, "rollback") ||
+				    !strcmp(evs[i].type, "resume")))
+			rc = gitops_error_set(GITOPS_EINVALID, "%s events are not recorded in batches", evs[i].type);
+		else
+			rc = hist_event_build(&js[i], &evs[i]);
+	}
+	for (int attempt = 0; !rc; attempt++) {
+		git_oid tip, commit, tree_id;
+		bool exists;
+		struct hist_snap *s = NULL;
+		if ((rc = hist_tip(&tip, &exists, h)) || (rc = batch_once(h, js, n, &tip, exists, &commit, &tree_id, &s)))
+			break;
+		char *what = gitops_sprintf("batch of %zu events", n);
+		rc = land(h, &commit, exists, &tip, what);
+		free(what);
+		if (rc == 0) {
+			keep_cache(h, s, &tree_id, &commit);
+			break;
+		}
+		hist_snap_free(s);
+		if (rc != GITOPS_ECONFLICT)
+			break;
+		if (attempt >= 500) {
+			rc = give_up(h, attempt);
+			break;
+		}
+		rc = 0;
+		backoff(attempt);
+	}
+	for (size_t i = 0; i < n; i++)
+		json_decref(js[i]);
+	free(js);
+	return rc;
 }

@@ -1,0 +1,161 @@
+/* Unit tests for history/store.c and query.c on a temporary bare repository (no cluster): single
+ * and batched appends, the snapshot, the index kept up to date, verification of the result,
+ * and two processes appending at once. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "history/history.h"
+
+#define SHA1 "0123456789abcdef0123456789abcdef01234567"
+#define SHA2 "89abcdef0123456789abcdef0123456789abcdef"
+
+static char dir[64];
+static hist *h;
+
+static int setup(void **state)
+{
+	(void)state;
+	snprintf(dir, sizeof(dir), "/tmp/gitops-store-XXXXXX");
+	if (!mkdtemp(dir))
+		return -1;
+	char *cmd = gitops_sprintf("git init -q --bare %s/state.git", dir);
+	int rc = system(cmd);
+	free(cmd);
+	char *repo = gitops_sprintf("%s/state.git", dir), *data = gitops_sprintf("%s/data", dir);
+	struct hist_options o = {.repo = repo, .data_dir = data};
+	rc = rc ? rc : hist_open(&h, &o);
+	free(repo);
+	free(data);
+	return rc;
+}
+
+static int teardown(void **state)
+{
+	(void)state;
+	hist_free(h);
+	char *cmd = gitops_sprintf("rm -rf %s", dir);
+	int rc = system(cmd);
+	free(cmd);
+	return rc;
+}
+
+static struct hist_event sync_ev(const char *env, const char *sha, unsigned failed)
+{
+	struct hist_event e = {.type = failed ? "sync.failed" : "sync.succeeded", .environment = env, .sha = sha,
+			       .actor = "test", .trigger = "auto", .has_counts = true, .failed = failed,
+			       .duration_ms = 10, .commit_time = 1700000000};
+	return e;
+}
+
+static size_t count(const struct hist_filter *f)
+{
+	json_t *a = NULL;
+	assert_int_equal(hist_query(&a, h, f), 0);
+	size_t n = json_array_size(a);
+	json_decref(a);
+	return n;
+}
+
+static void appends_update_snapshot_and_index(void **state)
+{
+	(void)state;
+	struct hist_filter all = {0};
+	assert_int_equal(count(&all), 0); /* no branch yet: empty, not an error */
+	struct hist_event e = sync_ev("dev", SHA1, 0);
+	assert_int_equal(hist_record(NULL, h, &e), 0);
+	e = sync_ev("dev", SHA2, 2);
+	assert_int_equal(hist_record(NULL, h, &e), 0);
+	json_t *st = NULL;
+	assert_int_equal(hist_env_state(&st, h, "dev"), 0);
+	assert_string_equal(json_string_value(json_object_get(st, "lastHealthy")), SHA1);
+	assert_string_equal(json_string_value(json_object_get(json_object_get(st, "lastSync"), "result")), "failed");
+	json_decref(st);
+	char pin[41];
+	assert_int_equal(hist_pin(pin, h, "dev"), GITOPS_ENOTFOUND);
+	assert_int_equal(count(&all), 2);
+	struct hist_filter f = {.type = "sync.failed"};
+	assert_int_equal(count(&f), 1);
+	struct hist_filter g = {.type = "sync.", .sha = "0123"};
+	assert_int_equal(count(&g), 1);
+}
+
+static void batches_land_in_order(void **state)
+{
+	(void)state;
+	struct hist_event evs[300];
+	for (int i = 0; i < 300; i++)
+		evs[i] = sync_ev(i % 2 ? "staging" : "prod", i % 3 ? SHA1 : SHA2, 0);
+	assert_int_equal(hist_record_batch(h, evs, 300), 0);
+	struct hist_filter f = {.env = "prod"};
+	assert_int_equal(count(&f), 150);
+	json_t *a = NULL;
+	struct hist_filter last = {.limit = 1};
+	assert_int_equal(hist_query(&a, h, &last), 0);
+	assert_string_equal(json_string_value(json_object_get(json_array_get(a, 0), "environment")), "staging");
+	json_decref(a);
+	struct hist_event bad = {.type = "rollback", .environment = "prod", .sha = SHA1};
+	assert_int_equal(hist_record_batch(h, &bad, 1), GITOPS_EINVALID);
+	struct hist_verify_report r;
+	assert_int_equal(hist_verify(&r, h), 0);
+	assert_true(r.events >= 302);
+	hist_verify_report_clear(&r);
+	struct hist_dora d;
+	assert_int_equal(hist_dora(&d, h, "prod", 1, 0), 0);
+	assert_true(d.deployments >= 2);
+}
+
+static void two_processes_append_at_once(void **state)
+{
+	(void)state;
+	struct hist_filter f = {.type = "drift.detected"};
+	size_t before = count(&f);
+	pid_t kids[2];
+	for (int k = 0; k < 2; k++) {
+		kids[k] = fork();
+		if (kids[k] == 0) {
+			hist *mine = NULL;
+			char *repo = gitops_sprintf("%s/state.git", dir), *data = gitops_sprintf("%s/data-%d", dir, k);
+			struct hist_options o = {.repo = repo, .data_dir = data};
+			int rc = hist_open(&mine, &o);
+			for (int i = 0; i < 20 && !rc; i++) {
+				struct hist_event e = {.type = "drift.detected", .environment = k ? "a" : "b", .actor = "t",
+						       .trigger = "auto", .duration_ms = -1};
+				if (i % 5 == 4) {
+					struct hist_event b[3] = {e, e, e};
+					rc = hist_record_batch(mine, b, 3);
+				} else {
+					rc = hist_record(NULL, mine, &e);
+				}
+			}
+			hist_free(mine);
+			_exit(rc ? 1 : 0);
+		}
+	}
+	for (int k = 0; k < 2; k++) {
+		int st;
+		waitpid(kids[k], &st, 0);
+		assert_true(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+	}
+	assert_int_equal(count(&f), before + 2 * (16 + 4 * 3));
+	struct hist_verify_report r;
+	assert_int_equal(hist_verify(&r, h), 0);
+	hist_verify_report_clear(&r);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(appends_update_snapshot_and_index),
+		cmocka_unit_test(batches_land_in_order),
+		cmocka_unit_test(two_processes_append_at_once),
+	};
+	return cmocka_run_group_tests(tests, setup, teardown);
+}
