@@ -16,10 +16,13 @@ static _Thread_local int last_code;
 
 int gitops_error_set(int code, const char *fmt, ...)
 {
+	/* Format aside first: callers may pass gitops_error_last() itself as an argument. */
+	char msg[sizeof(last_error)];
 	va_list ap;
 	va_start(ap, fmt);
-	vsnprintf(last_error, sizeof(last_error), fmt, ap);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
 	va_end(ap);
+	memcpy(last_error, msg, sizeof(last_error));
 	last_code = code;
 	return code;
 }

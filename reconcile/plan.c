@@ -127,6 +127,10 @@ int rec_plan_env(rec_plan **out, rec_workspace *ws, const char *env_name, const 
 		if (only_app && strcmp(env->apps[i].name, only_app))
 			continue;
 		if ((rc = mf_objects_new(&tmp)) || (rc = mf_render_app(tmp, ws->renderer, ws->repo, p->revision, env, &env->apps[i]))) {
+			/* A render failure (bad manifests, renderer error or timeout, missing helm or
+			 * kustomize) is the input's fault, whatever code the renderer reported. */
+			if (rc != GITOPS_EIO)
+				rc = gitops_error_set(GITOPS_EINVALID, "%s", gitops_error_last());
 			mf_objects_free(tmp);
 			goto done;
 		}
@@ -134,8 +138,10 @@ int rec_plan_env(rec_plan **out, rec_workspace *ws, const char *env_name, const 
 		mf_objects_free(tmp);
 	}
 	struct scope_ctx sc = {p->client};
-	if ((rc = mf_objects_resolve(set, scope_lookup, &sc)))
+	if ((rc = mf_objects_resolve(set, scope_lookup, &sc))) {
+		rc = gitops_error_set(GITOPS_EINVALID, "%s", gitops_error_last());
 		goto done;
+	}
 	if ((rc = build_ignore(&ignore, env)))
 		goto done;
 	if ((rc = rec_inventory_load(&p->inventory, &p->inventory_exists, p->client, env->name)))

@@ -227,7 +227,17 @@ commit badkind
 expect_rc "unknown kind exits 3" 3 "$G" sync "$env" --revision badkind --quiet
 expect_contains "names file and line" "web/unknown.yaml:1" "$out"
 git checkout -q main
+git checkout -q main
 printf 'apiVersion: v1\nkind: Config\nclusters: [{name: c, cluster: {server: "https://127.0.0.1:1"}}]\nusers: [{name: u, user: {}}]\ncontexts: [{name: x, context: {cluster: c, user: u}}]\ncurrent-context: x\n' > "$tmp/dead.kubeconfig"
 expect_rc "unreachable cluster exits 4" 4 "$G" diff "$env" --kubeconfig "$tmp/dead.kubeconfig" --quiet
 expect_eq "unreachable cluster: one line" 1 "$(printf '%s\n' "$out" | wc -l)"
+# --- a renderer that is missing is bad input (exit 3), named
+mkdir -p kapp && printf 'resources: [cm.yaml]\n' > kapp/kustomization.yaml && printf 'apiVersion: v1\nkind: ConfigMap\nmetadata: {name: k}\n' > kapp/cm.yaml
+python3 - gitops.yaml <<'PY'
+import sys; p = sys.argv[1]; s = open(p).read()
+open(p, 'w').write(s.replace("      - {name: crd, path: crd}", "      - {name: crd, path: crd}\n      - {name: k, path: kapp}"))
+PY
+commit "a kustomize app"
+expect_rc "missing kustomize binary exits 3" 3 env GITOPS_KUSTOMIZE=/nonexistent/kustomize "$G" diff "$env" --quiet
+expect_contains "names the missing binary" "kustomize" "$out"
 t_done

@@ -36,6 +36,10 @@ static void error_prefix_keeps_code(void **state)
 	assert_string_equal(gitops_error_name(gitops_error_code()), "NotFound");
 	gitops_error_clear();
 	assert_string_equal(gitops_error_last(), "");
+	/* Re-setting the message from itself (changing only the code) keeps the text. */
+	gitops_error_set(GITOPS_EIO, "render web: kustomize not found");
+	assert_int_equal(gitops_error_set(GITOPS_EINVALID, "%s", gitops_error_last()), GITOPS_EINVALID);
+	assert_string_equal(gitops_error_last(), "render web: kustomize not found");
 }
 
 static void files_round_trip_and_report_missing(void **state)
