@@ -83,7 +83,9 @@ int hist_record(json_t **out, hist *h, const struct hist_event *ev);
  * Same types as hist_record. */
 int hist_record_batch(hist *h, const struct hist_event *evs, size_t n);
 /* Records a sync: sync.succeeded when `ok` and failed == 0, else sync.failed; looks up the
- * commit time of `sha` in `manifests_repo` (may be NULL) for lead-time metrics. */
+ * commit time of `sha` in `manifests_repo` (may be NULL) for lead-time metrics. A sync of the
+ * whole environment that changed nothing at the SHA last synced successfully is not recorded
+ * (no-op reconciles are not events). */
 int hist_record_sync(hist *h, const char *manifests_repo, const char *env, const char *app, const char *sha,
 		     bool ok, unsigned created, unsigned updated, unsigned unchanged, unsigned pruned,
 		     unsigned failed, long long duration_ms, const char *reason);

@@ -47,6 +47,20 @@ int hist_record(json_t **out, hist *h, const struct hist_event *ev)
 	return rc;
 }
 
+/* No-op reconciles are not events (DESIGN): a sync that changed nothing at the SHA the
+ * environment last synced successfully is skipped. A new SHA is recorded even when no object
+ * changed: that SHA now runs there. */
+static int skip_noop(void *ud, struct hist_snap *s, json_t *ev, bool *skip)
+{
+	json_t *e;
+	int rc = hist_snap_env(&e, s, str(ev, "environment"));
+	if (rc)
+		return rc;
+	json_t *last = json_object_get(e, "lastSync");
+	*skip = streq(str(last, "sha"), str(ev, "sha")) && streq(str(last, "result"), "succeeded") && !json_object_get(ev, "app");
+	return 0;
+}
+
 int hist_record_sync(hist *h, const char *manifests_repo, const char *env, const char *app, const char *sha,
 		     bool ok, unsigned created, unsigned updated, unsigned unchanged, unsigned pruned,
 		     unsigned failed, long long duration_ms, const char *reason)
@@ -67,7 +81,14 @@ int hist_record_sync(hist *h, const char *manifests_repo, const char *env, const
 		.has_counts = true, .created = created, .updated = updated, .unchanged = unchanged, .pruned = pruned,
 		.failed = failed, .duration_ms = duration_ms, .commit_time = ct, .reason = reason,
 	};
-	return hist_record(NULL, h, &ev);
+	json_t *j;
+	int rc = hist_event_build(&j, &ev);
+	if (rc)
+		return rc;
+	bool noop = ok && !failed && !created && !updated && !pruned;
+	rc = hist_append(h, j, noop ? skip_noop : NULL, NULL, NULL);
+	json_decref(j);
+	return rc;
 }
 
 /* ---- snapshot reads ---------------------------------------------------------------------- */

@@ -67,6 +67,8 @@ expect_rc "sync dev" 0 "$G" sync "$p-dev" --quiet
 expect_eq "dev runs v1" 1 "$(live "$dev")"
 expect_eq "sync.succeeded recorded with the SHA" "sync.succeeded $C1" \
   "$("$G" history --env "$p-dev" --json | python3 -c 'import json,sys; e=json.load(sys.stdin)[0]; print(e["type"], e["sha"])')"
+"$G" sync "$p-dev" --quiet >/dev/null 2>&1
+expect_eq "a no-op resync is not an event" 1 "$("$G" history --env "$p-dev" --json | python3 -c 'import json,sys; print(len(json.load(sys.stdin)))')"
 
 # --- dev -> staging (not gated: pinned at once); same SHA twice gives the same promotion
 P1=$("$G" promote "$C1" "$p-staging" --actor ci-bot 2>/dev/null); rc=$?
