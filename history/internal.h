@@ -35,8 +35,6 @@ struct hist_snap {
 
 struct hist_snap *hist_snap_new(git_repository *repo, git_tree *root /* borrowed, dup'ed */);
 void hist_snap_free(struct hist_snap *s);
-/* Deep copy (the cache hands out copies). */
-struct hist_snap *hist_snap_copy(const struct hist_snap *s);
 /* The environment's object (borrowed; created empty when absent). */
 int hist_snap_env(json_t **out, struct hist_snap *s, const char *env);
 /* A pending promotion (borrowed) or NULL. */

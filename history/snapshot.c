@@ -39,18 +39,6 @@ void hist_snap_free(struct hist_snap *s)
 	free(s);
 }
 
-struct hist_snap *hist_snap_copy(const struct hist_snap *s)
-{
-	struct hist_snap *c = hist_snap_new(s->repo, s->root);
-	json_decref(c->envs);
-	json_decref(c->proms);
-	c->envs = json_deep_copy(s->envs);
-	c->proms = json_deep_copy(s->proms);
-	c->decided = s->decided ? json_deep_copy(s->decided) : NULL;
-	c->proms_listed = s->proms_listed;
-	return c;
-}
-
 void hist_snap_clear_dirty(struct hist_snap *s)
 {
 	json_object_clear(s->dirty_envs);
