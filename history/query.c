@@ -448,6 +448,8 @@ void hist_dora_compute(struct hist_dora *out, const struct hist_rec *recs, size_
 		const struct hist_rec *r = &recs[i];
 		if (env && strcmp(env, r->env))
 			continue;
+		if (*r->app && !strncmp(r->type, "sync.", 5))
+			continue; /* one app's sync is not a deploy of the environment */
 		if (r->time_ms >= until_ms)
 			break;
 		bool in = r->time_ms >= since_ms;

@@ -244,8 +244,21 @@ int hist_snap_apply(struct hist_snap *s, const json_t *ev)
 			return rc;
 		json_t *c = json_object_get(ev, "counts");
 		bool healthy = !strcmp(type, "sync.succeeded") && json_integer_value(json_object_get(c, "failed")) == 0;
-		json_object_set_new(e, "lastSync", json_pack("{s:s, s:s, s:s, s:s}", "sha", sha, "result",
-							     healthy ? "succeeded" : "failed", "time", time, "event", id));
+		const char *app = str(ev, "app");
+		json_t *last = json_pack("{s:s, s:s, s:s, s:s}", "sha", sha, "result", healthy ? "succeeded" : "failed",
+					 "time", time, "event", id);
+		if (app) {
+			/* one app synced: the environment as a whole did not run this SHA (no promotion
+			 * gate passes on it) */
+			json_t *apps = json_object_get(e, "apps");
+			if (!json_is_object(apps)) {
+				apps = json_object();
+				json_object_set_new(e, "apps", apps);
+			}
+			json_object_set_new(apps, app, last);
+			return 0;
+		}
+		json_object_set_new(e, "lastSync", last);
 		if (healthy) {
 			json_object_set_new(e, "lastHealthy", json_string(sha));
 			json_object_set_new(e, "lastHealthyAt", json_string(time));

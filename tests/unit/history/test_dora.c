@@ -30,6 +30,11 @@ static void frequency_and_lead_time(void **state)
 		r(12 * D, "sync.succeeded", "prod", "c", 12 * D - 6 * H, 0), /* lead 6h */
 		r(12 * D, "sync.succeeded", "dev", "x", 12 * D - 1 * H, 0),  /* other env */
 	};
+	struct hist_rec one_app = r(13 * D, "sync.succeeded", "prod", "d", 13 * D - H, 0);
+	one_app.app = "web"; /* a single app's sync is not a deploy of the environment */
+	struct hist_dora d0;
+	hist_dora_compute(&d0, &one_app, 1, "prod", 10 * D, 14 * D);
+	assert_int_equal(d0.deployments, 0);
 	struct hist_dora d;
 	hist_dora_compute(&d, log, 5, "prod", 10 * D, 14 * D);
 	assert_int_equal(d.deployments, 3);

@@ -133,6 +133,10 @@ static void replay_pins_and_approvals(void **state)
 	assert_int_equal(hist_snap_env(&e, s, "dev"), 0);
 	assert_string_equal(json_string_value(json_object_get(e, "lastHealthy")), SHA1); /* failed objects: not healthy */
 	assert_int_equal(json_array_size(json_object_get(e, "deployed")), 1);            /* a resync is not a deploy */
+	apply(s, ev("sync.succeeded", "dev", SHA2, "\"app\":\"web\",\"counts\":{\"created\":1,\"updated\":0,\"unchanged\":0,\"pruned\":0,\"failed\":0}"));
+	assert_int_equal(hist_snap_env(&e, s, "dev"), 0);
+	assert_string_equal(json_string_value(json_object_get(e, "lastHealthy")), SHA1); /* one app is not the env */
+	assert_string_equal(json_string_value(json_object_get(json_object_get(json_object_get(e, "apps"), "web"), "sha")), SHA2);
 	apply(s, ev("promotion.requested", "prod", SHA1, "\"promotion\":\"prom00000001\",\"status\":\"pending\",\"required\":2,\"from\":\"dev\""));
 	assert_int_equal(hist_snap_prom(&p, s, "prom00000001"), 0);
 	assert_non_null(p);
