@@ -16,3 +16,6 @@ build/bench/cache_fill "${BENCH_CACHE_OBJECTS:-10000}"
 echo
 echo "== sync and diff: gitops against kubectl on the same objects"
 bench/sync_bench.sh
+echo
+echo "== history/: ${BENCH_HISTORY_EVENTS:-100000} events appended, then a filtered query and DORA"
+build/bench/history_bench "${BENCH_HISTORY_EVENTS:-100000}"
