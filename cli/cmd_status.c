@@ -11,8 +11,8 @@
 void cmd_status_help(void)
 {
 	puts("usage: gitops status [<env>] [--json]\n\n"
-	     "For each environment (or one): the revision it should run (the head of the branch it\n"
-	     "tracks), the revision last synced and when, the sync state (Synced, OutOfSync, Never),\n"
+	     "For each environment (or one): the revision it should run (its pin after a promotion or\n"
+	     "rollback, else the head of the branch it tracks), the revision last synced and when, the sync state (Synced, OutOfSync, Never),\n"
 	     "and counts of objects in sync, modified, missing and extra.\n\n"
 	     "Options:\n"
 	     "  --json              a JSON array of per-environment objects\n"
@@ -54,8 +54,13 @@ int cmd_status(int argc, char **argv)
 			code = cli_fail(cli_exit_for(rc), "%s", gitops_error_last());
 			break;
 		}
+		/* The target: the pin (promotion or rollback), else the tracked branch's head; an
+		 * environment promoted `from` another has none until its first promotion. */
 		char target[41] = "";
-		if (env->track && (rc = rec_resolve_revision(target, ws, env, NULL))) {
+		rc = rec_resolve_revision(target, ws, env, NULL);
+		if (rc == GITOPS_EINVALID && !env->track) {
+			target[0] = '\0';
+		} else if (rc) {
 			code = cli_fail(cli_exit_for(rc), "%s", gitops_error_last());
 			break;
 		}

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # make demo: starts the local control plane (when it is not running) and shows gitops at work on
 # the example shop repository: render, diff, sync, a no-op resync, drift made with kubectl and
-# corrected, a change in git, and pruning. The control plane keeps running afterwards
+# corrected, a change in git, pruning, promotion, a signed approval, rollback and the audit log. The control plane keeps running afterwards
 # (`make cluster-down` stops it); the demo repository is in build/demo/shop.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -14,14 +14,15 @@ step() { printf '\n%s==> %s%s\n' "$bold" "$*" "$plain"; }
 run() { printf '%s$ %s%s\n' "$bold" "$*" "$plain"; "$@" || true; }
 
 repo=$root/build/demo/shop
-rm -rf "$repo" "$GITOPS_DATA_DIR"
+rm -rf "$repo" "$GITOPS_DATA_DIR" "$root/build/demo/alice.key" "$root/build/demo/alice.key.pub"
 mkdir -p "$(dirname "$repo")"
 cp -r examples/shop "$repo"
 cd "$repo"
 git init -q -b main && git add -A && git -c user.name=demo -c user.email=demo@example.com commit -qm "shop: first version"
 commit() { git add -A && git -c user.name=demo -c user.email=demo@example.com commit -qm "$1"; }
 # A fresh demo: forget what an earlier run applied.
-kubectl -n gitops-system delete configmap gitops-inventory-dev --ignore-not-found >/dev/null
+for e in dev staging prod; do kubectl -n gitops-system delete configmap gitops-inventory-$e --ignore-not-found >/dev/null; done
+kubectl -n shop-dev delete configmap frontend-notes --ignore-not-found >/dev/null 2>&1 || true
 
 step "The pipeline: three environments of one repository"
 run sed -n '1,20p' gitops.yaml
@@ -56,4 +57,26 @@ commit "frontend: the sale is over"
 run kubectl -n shop-dev create configmap frontend-notes --from-literal=owner=me
 run gitops sync dev --prune
 run kubectl -n shop-dev get configmaps
+step "Promotion: the commit dev runs healthy goes to staging (not gated: pinned at once)"
+sha=$(git rev-parse HEAD)
+run gitops promote "$sha" staging --actor ci-pipeline
+run gitops sync staging --quiet
+step "prod is gated: alice's key is listed as approver (a reviewed commit like any other)"
+run gitops keygen --out "$root/build/demo/alice.key"
+sed -i "s|REPLACE-WITH-ED25519-PUBLIC-KEY|$(cat "$root/build/demo/alice.key.pub")|" gitops.yaml
+commit "prod: alice approves"
+printf '%s$ gitops promote %s prod --json%s\n' "$bold" "$sha" "$plain"
+id=$(gitops promote "$sha" prod --actor ci-pipeline --json | python3 -c 'import json,sys; print(json.load(sys.stdin)["id"])')
+echo "pending promotion $id: prod has nothing to run until it is approved"
+run gitops sync prod --quiet
+run gitops approve "$id" --key "$root/build/demo/alice.key"
+run gitops sync prod
+step "Rollback: dev goes back to its previous healthy commit, and stays there"
+run gitops rollback dev --reason "the sale page is broken"
+run gitops sync dev
+run gitops status
+step "The audit log, DORA metrics, and a check of the whole chain"
+run gitops history --limit 12
+run gitops history dora
+run gitops history verify
 printf '\n%sThe control plane is still running: `source build/cluster/env` to use kubectl, `make cluster-down` to stop it.%s\n' "$bold" "$plain"
