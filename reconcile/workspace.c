@@ -147,9 +147,10 @@ int rec_resolve_revision(char out[41], rec_workspace *ws, const struct mf_enviro
 		gitops_error_clear();
 	}
 	if (!rev && !*pin && !env->track)
-		return gitops_error_set(GITOPS_EINVALID, "environment %s is promoted from %s and has no revision of "
-					"its own yet: promote one (gitops promote <sha> %s) or pass --revision SHA",
-					env->name, env->from ? env->from : "?", env->name);
+		return gitops_error_set(GITOPS_EINVALID, "environment %s has no promoted revision yet: promote a commit "
+					"healthy in %s (gitops promote <sha> %s), get a pending promotion approved (gitops "
+					"history --env %s --type promotion.), or pass --revision SHA",
+					env->name, env->from ? env->from : "?", env->name, env->name);
 	const char *want = rev ? rev : *pin ? pin : env->track;
 	int rc = mf_repo_resolve(out, ws->repo, want);
 	return rc ? git_error(rc) : GITOPS_OK;
