@@ -5,6 +5,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <sys/file.h>
 #include <ftw.h>
 #include <git2.h>
 #include <limits.h>
@@ -398,7 +399,33 @@ static int cert_cb(git_cert *cert, int valid, const char *host, void *payload)
 	return rc;
 }
 
+static int fetch_locked(mf_repo *r);
+
+/* Fetches of one mirror run one at a time (several gitops processes may share a data
+ * directory): concurrent fetches race on libgit2's reference locks and fail. The lock is a
+ * flock, so a killed process releases it. Returns the fd to close, or -1. */
+static int lock_mirror(mf_repo *r)
+{
+	char *path = gitops_sprintf("%s/gitops-fetch.lock", mf_repo_path(r));
+	int fd = open(path, O_CREAT | O_RDWR | O_CLOEXEC, 0600);
+	free(path);
+	if (fd >= 0 && flock(fd, LOCK_EX) != 0) {
+		close(fd);
+		fd = -1;
+	}
+	return fd;
+}
+
 int mf_repo_fetch(mf_repo *r)
+{
+	int lock = lock_mirror(r);
+	int rc = fetch_locked(r);
+	if (lock >= 0)
+		close(lock);
+	return rc;
+}
+
+static int fetch_locked(mf_repo *r)
 {
 	git_remote *remote = NULL;
 	/* anonymous, and no url.insteadOf lookup: libgit2 1.5 leaks in its config regex search */
