@@ -37,6 +37,21 @@ int cli_parse_args(struct cli_args *a, int argc, char **argv, unsigned accepted)
 		}
 		if (done)
 			continue;
+		/* The state branch's location reaches the library (history/, through reconcile/) the
+		 * same way the environment variables do. */
+		const char *state_opts[][2] = {{"--state-repo", "GITOPS_STATE_REPO"}, {"--state-branch", "GITOPS_STATE_BRANCH"}};
+		for (size_t k = 0; k < 2 && !done; k++) {
+			size_t n = strlen(state_opts[k][0]);
+			if (strncmp(arg, state_opts[k][0], n) || (arg[n] != '\0' && arg[n] != '='))
+				continue;
+			const char *v = arg[n] == '=' ? arg + n + 1 : (i + 1 < argc ? argv[++i] : NULL);
+			if (!v || !*v)
+				return cli_fail(EXIT_USAGE, "%s needs a value; see 'gitops %s --help'", state_opts[k][0], cmd);
+			setenv(state_opts[k][1], v, 1);
+			done = true;
+		}
+		if (done)
+			continue;
 		if (!strcmp(arg, "--json") && (accepted & ARG_JSON))
 			a->json = true;
 		else if (!strcmp(arg, "--prune") && (accepted & ARG_PRUNE))

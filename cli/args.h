@@ -32,6 +32,9 @@ bool cli_color(const struct cli_args *a);
 	"  --kubeconfig FILE   kubeconfig to use instead of the environment's cluster settings\n" \
 	"                      (default: $KUBECONFIG, ~/.kube/config, in-cluster)\n" \
 	"  --context NAME      kubeconfig context to use\n" \
+	"  --state-repo URL|PATH, --state-branch B\n" \
+	"                      where the state branch is (default: gitops/state in the manifests\n" \
+	"                      repository; also $GITOPS_STATE_REPO, $GITOPS_STATE_BRANCH)\n" \
 	"  --quiet             no progress lines\n"
 
 #endif

@@ -231,6 +231,12 @@ git checkout -q main
 printf 'apiVersion: v1\nkind: Config\nclusters: [{name: c, cluster: {server: "https://127.0.0.1:1"}}]\nusers: [{name: u, user: {}}]\ncontexts: [{name: x, context: {cluster: c, user: u}}]\ncurrent-context: x\n' > "$tmp/dead.kubeconfig"
 expect_rc "unreachable cluster exits 4" 4 "$G" diff "$env" --kubeconfig "$tmp/dead.kubeconfig" --quiet
 expect_eq "unreachable cluster: one line" 1 "$(printf '%s\n' "$out" | wc -l)"
+# --- the state branch may live in a separate repository (--state-repo)
+git init -q --bare "$tmp/state.git"
+expect_rc "sync with --state-repo" 0 "$G" sync "$env" --state-repo "$tmp/state.git" --quiet
+expect_contains "the sync was recorded in the separate state repository" "sync.succeeded" \
+  "$(git -C "$tmp/state.git" log --format=%s gitops/state 2>&1)"
+
 # --- a renderer that is missing is bad input (exit 3), named
 mkdir -p kapp && printf 'resources: [cm.yaml]\n' > kapp/kustomization.yaml && printf 'apiVersion: v1\nkind: ConfigMap\nmetadata: {name: k}\n' > kapp/cm.yaml
 python3 - gitops.yaml <<'PY'
