@@ -32,6 +32,7 @@ TEST_BINS := $(patsubst %.c,build/asan/%,$(UNIT_SRC) $(INTEG_SRC))
 BENCH_BINS := $(patsubst %.c,build/%,$(BENCH_SRC))
 DEPS_STAMP := build/.deps-installed
 
+.SECONDARY:
 .PHONY: all deps test test-unit test-integration testenv cluster-up cluster-down cluster-status demo bench clean help
 all: build/gitops
 
