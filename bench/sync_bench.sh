@@ -30,6 +30,7 @@ for line in sys.stdin:
     if not line.startswith("apiserver_request_total{"): continue
     labels, value = line.rsplit(" ", 1)
     if "subresource=\"/metrics\"" in labels or "subresource=\"/readyz\"" in labels: continue
+    if "resource=\"leases\"" in labels: continue  # heartbeats of the apiserver itself
     n = int(float(value)); total += n
     verb = re.search(r"verb=\"([A-Z]+)\"", labels).group(1)
     if verb in ("POST", "PUT", "PATCH", "APPLY", "DELETE") and "dry_run=\"\"" in labels: writes += n
