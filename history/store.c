@@ -233,29 +233,6 @@ static void backoff(int attempt)
 	nanosleep(&ts, NULL);
 }
 
-/* A secret from env NAME, else from the file named by NAME_FILE (the same variables as the
- * manifests fetch). Caller frees; NULL when unset. */
-static char *secret(const char *name)
-{
-	const char *v = getenv(name);
-	if (v && *v)
-		return gitops_strdup(v);
-	char *fname = gitops_sprintf("%s_FILE", name);
-	const char *f = getenv(fname);
-	free(fname);
-	if (!f || !*f)
-		return NULL;
-	gitops_buf b = GITOPS_BUF_INIT;
-	if (gitops_read_file(&b, f, 65536)) {
-		gitops_buf_free(&b);
-		gitops_error_clear();
-		return NULL;
-	}
-	while (b.len && (b.ptr[b.len - 1] == '\n' || b.ptr[b.len - 1] == '\r'))
-		b.ptr[--b.len] = '\0';
-	return gitops_buf_detach(&b);
-}
-
 struct push_ctx {
 	const git_oid *expected; /* NULL: the branch must not exist */
 	bool moved, rejected;
@@ -271,15 +248,7 @@ static int push_cred(git_credential **out, const char *url, const char *user_fro
 	struct push_ctx *c = payload;
 	if (++c->attempts > 1 || !(allowed & GIT_CREDENTIAL_USERPASS_PLAINTEXT))
 		return GIT_EAUTH;
-	char *token = secret("GITOPS_GIT_TOKEN"), *user = secret("GITOPS_GIT_USERNAME");
-	char *pass = token ? token : secret("GITOPS_GIT_PASSWORD");
-	int rc = GIT_EAUTH;
-	if (pass)
-		rc = git_credential_userpass_plaintext_new(out, user ? user : (user_from_url ? user_from_url : "x-access-token"),
-							   pass);
-	free(user);
-	free(pass);
-	return rc;
+	return mf_git_userpass_credential(out, user_from_url) == 0 ? 0 : GIT_EAUTH;
 }
 
 static int push_negotiation(const git_push_update **updates, size_t len, void *payload)

@@ -234,6 +234,22 @@ static char *secret(const char *name)
 	return gitops_buf_detach(&b);
 }
 
+int mf_git_userpass_credential(git_credential **out, const char *user_from_url)
+{
+	char *token = secret("GITOPS_GIT_TOKEN");
+	char *user = secret("GITOPS_GIT_USERNAME");
+	char *pass = token ? token : secret("GITOPS_GIT_PASSWORD");
+	int rc = GITOPS_ENOTFOUND;
+	if (pass)
+		rc = git_credential_userpass_plaintext_new(out, user ? user : (user_from_url ? user_from_url : "x-access-token"),
+							   pass);
+	free(user);
+	if (pass)
+		OPENSSL_cleanse(pass, strlen(pass));
+	free(pass);
+	return rc;
+}
+
 static int cred_cb(git_credential **out, const char *url, const char *user_from_url,
 		   unsigned int allowed, void *payload)
 {
@@ -241,16 +257,11 @@ static int cred_cb(git_credential **out, const char *url, const char *user_from_
 	if (++c->attempts > 1)
 		return GIT_EAUTH; /* the credentials we had were refused */
 	if (allowed & GIT_CREDENTIAL_USERPASS_PLAINTEXT) {
-		char *token = secret("GITOPS_GIT_TOKEN");
-		char *user = secret("GITOPS_GIT_USERNAME");
-		char *pass = token ? token : secret("GITOPS_GIT_PASSWORD");
-		int rc = GIT_EAUTH;
-		if (pass)
-			rc = git_credential_userpass_plaintext_new(out, user ? user : (user_from_url ? user_from_url : "x-access-token"), pass);
-		else
+		int rc = mf_git_userpass_credential(out, user_from_url);
+		if (rc == GITOPS_ENOTFOUND) {
 			c->why = gitops_strdup("the server wants credentials: set GITOPS_GIT_TOKEN(_FILE) or GITOPS_GIT_USERNAME and GITOPS_GIT_PASSWORD(_FILE)");
-		free(user);
-		free(pass);
+			rc = GIT_EAUTH;
+		}
 		return rc;
 	}
 	if (allowed & GIT_CREDENTIAL_SSH_KEY) {

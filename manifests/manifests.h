@@ -220,6 +220,14 @@ const char *mf_repo_path(const mf_repo *repo);
 int mf_rmtree(const char *dir);
 void mf_strv_free(char **v, size_t n);
 
+/* An https credential for libgit2 from GITOPS_GIT_TOKEN(_FILE), or GITOPS_GIT_USERNAME and
+ * GITOPS_GIT_PASSWORD(_FILE) (a token goes as the password of `user_from_url`, else of
+ * "x-access-token"). Shared by the mirror's fetch and the state branch's push. Returns 0 with
+ * *out set (libgit2 owns it once returned from a credential callback), GITOPS_ENOTFOUND when no
+ * credential is configured, or a libgit2 error (< 0). */
+struct git_credential;
+int mf_git_userpass_credential(struct git_credential **out, const char *user_from_url);
+
 /* The data directory: $GITOPS_DATA_DIR, else ${XDG_CACHE_HOME:-~/.cache}/gitops. Owned by the
  * caller (free()). */
 char *mf_data_dir(void);
