@@ -81,7 +81,7 @@ expect_eq "file:// repo: 72 concurrent appends all landed" 72 "$(count "$fileurl
 
 # a real remote: smart HTTP (git http-backend), separate mirrors per writer, fetch + push
 mkdir -p "$tmp/srv" && git init -q --bare "$tmp/srv/state.git"
-python3 "$here/git_http_push_server.py" "$tmp/srv" pw "$tmp/port" & srv=$!
+python3 "$here/../../fixtures/git_http_server.py" "$tmp/srv" pw "$tmp/port" & srv=$!
 trap 'kill $srv 2>/dev/null; rm -rf "$tmp"' EXIT
 for _ in $(seq 50); do [ -s "$tmp/port" ] && break; sleep 0.1; done
 url="http://127.0.0.1:$(cat "$tmp/port")/state.git"

@@ -19,7 +19,7 @@ git -C "$work" init -q -b main && git -C "$work" add -A &&
   git -C "$work" -c user.name=t -c user.email=t@example.com commit -qm shop
 mkdir -p "$tmp/srv" && git clone -q --bare "$work" "$tmp/srv/shop.git"
 
-python3 "$root/tests/fixtures/manifests/git_http_server.py" "$tmp/srv" s3cret-token "$tmp/port" &
+python3 "$root/tests/fixtures/git_http_server.py" "$tmp/srv" s3cret-token "$tmp/port" &
 srv_pid=$!
 for _ in $(seq 50); do [ -s "$tmp/port" ] && break; sleep 0.1; done
 url="http://127.0.0.1:$(cat "$tmp/port")/shop.git"
