@@ -48,6 +48,12 @@ int rec_workspace_env(const struct mf_environment **out, rec_workspace *ws, cons
  * An environment promoted `from` another without a pin: GITOPS_EINVALID asks to promote.
  * Unknown revisions are GITOPS_EGIT. */
 int rec_resolve_revision(char out[41], rec_workspace *ws, const struct mf_environment *env, const char *rev);
+/* Renders `env` at commit `sha` (every app, or only `only_app`) through the workspace's render
+ * cache, with namespaces filled in without asking a cluster (kinds neither the built-in table
+ * nor the render's CRDs know are taken as namespaced). Render failures are GITOPS_EINVALID
+ * (bad input), local I/O failures GITOPS_EIO. The caller owns *out: mf_objects_free. */
+int rec_render_env(mf_objects **out, rec_workspace *ws, const struct mf_environment *env, const char *sha,
+		   const char *only_app);
 /* The client for an environment's cluster (created once, owned by the workspace). */
 int rec_workspace_client(kube_client **out, rec_workspace *ws, const struct mf_environment *env);
 

@@ -69,7 +69,7 @@ int rec_workspace_open(rec_workspace **out, const struct rec_workspace_options *
 			rc = gitops_error_set(GITOPS_EGIT, "fetch %s failed and there is no earlier mirror", ws->repo_url);
 			goto fail;
 		}
-		rec_progress(ws, "warning: fetch failed, using the last mirrored state");
+		rec_progress(ws, "warning: %s", gitops_error_last());
 	}
 	/* gitops.yaml lives on the main branch: HEAD first, then the branch it names. */
 	if ((rc = mf_repo_resolve(ws->main_sha, ws->repo, "HEAD"))) {
@@ -154,6 +154,15 @@ int rec_resolve_revision(char out[41], rec_workspace *ws, const struct mf_enviro
 	const char *want = rev ? rev : *pin ? pin : env->track;
 	int rc = mf_repo_resolve(out, ws->repo, want);
 	return rc ? git_error(rc) : GITOPS_OK;
+}
+
+int rec_render_env(mf_objects **out, rec_workspace *ws, const struct mf_environment *env, const char *sha,
+		   const char *only_app)
+{
+	int rc = mf_render_env(out, ws->renderer, ws->repo, sha, env, only_app);
+	if (rc && rc != GITOPS_EIO)
+		rc = gitops_error_set(GITOPS_EINVALID, "%s", gitops_error_last());
+	return rc;
 }
 
 int rec_workspace_client(kube_client **out, rec_workspace *ws, const struct mf_environment *env)
