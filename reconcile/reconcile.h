@@ -30,6 +30,9 @@ struct rec_workspace_options {
 	const char *kubeconfig; /* overrides the environments' cluster settings */
 	const char *context;
 	bool no_fetch;          /* use the mirror as it is */
+	/* Read-only callers (render): when the state branch cannot be read, warn and resolve
+	 * without pins. Writers never set it: a rollback's pin must not be silently skipped. */
+	bool pins_best_effort;
 	/* Progress lines ("applying 12 objects..."); may be NULL. */
 	void (*progress)(void *ud, const char *line);
 	void *progress_ud;

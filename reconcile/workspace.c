@@ -64,12 +64,14 @@ int rec_workspace_open(rec_workspace **out, const struct rec_workspace_options *
 	}
 	if (!ws->opt.no_fetch && mf_repo_fetch(ws->repo)) {
 		/* The mirror keeps its last good state: go on with it if it has anything. */
-		char probe[41];
+		char *why = gitops_strdup(gitops_error_last()), probe[41];
 		if (mf_repo_resolve(probe, ws->repo, "HEAD")) {
-			rc = gitops_error_set(GITOPS_EGIT, "fetch %s failed and there is no earlier mirror", ws->repo_url);
+			rc = gitops_error_set(GITOPS_EGIT, "%s", why);
+			free(why);
 			goto fail;
 		}
-		rec_progress(ws, "warning: %s", gitops_error_last());
+		rec_progress(ws, "warning: %s", why);
+		free(why);
 	}
 	/* gitops.yaml lives on the main branch: HEAD first, then the branch it names. */
 	if ((rc = mf_repo_resolve(ws->main_sha, ws->repo, "HEAD"))) {
@@ -142,8 +144,13 @@ int rec_resolve_revision(char out[41], rec_workspace *ws, const struct mf_enviro
 		if (!hrc)
 			hrc = hist_pin(pin, h, env->name);
 		hist_free(h);
-		if (hrc && hrc != GITOPS_ENOTFOUND)
-			return gitops_error_set(GITOPS_EGIT, "reading the pin of %s: %s", env->name, gitops_error_last());
+		if (hrc && hrc != GITOPS_ENOTFOUND) {
+			if (!ws->opt.pins_best_effort)
+				return gitops_error_set(GITOPS_EGIT, "reading the pin of %s: %s", env->name, gitops_error_last());
+			rec_progress(ws, "warning: reading the pin of %s: %s; showing it as if unpinned", env->name,
+				     gitops_error_last());
+			pin[0] = '\0';
+		}
 		gitops_error_clear();
 	}
 	if (!rev && !*pin && !env->track)
