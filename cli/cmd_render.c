@@ -15,6 +15,7 @@ void cmd_render_help(void)
 	     "Renders the objects environment <env> would run: reads gitops.yaml from the main branch,\n"
 	     "renders each app (plain YAML, kustomize, helm) at the revision, fills in default\n"
 	     "namespaces and prints the objects as YAML documents (or one JSON List with --json).\n"
+	     "Secret values are printed as \"***\" (their keys are shown).\n"
 	     "\n"
 	     "Options:\n"
 	     "  --app A          render only app A of the environment\n"
@@ -65,8 +66,10 @@ int cmd_render(int argc, char **argv)
 	}
 	if (!rc)
 		rc = rec_render_env(&set, ws, env, sha, a.app);
-	if (!rc)
+	if (!rc) {
+		mf_objects_mask_secrets(set);
 		rc = a.json ? mf_objects_to_json(&out, set) : mf_objects_to_yaml(&out, set);
+	}
 	if (rc) {
 		code = cli_fail(cli_exit_for(rc), "%s", gitops_error_last());
 	} else {

@@ -341,3 +341,26 @@ int mf_objects_to_json(gitops_buf *out, const mf_objects *set)
 	free(s);
 	return 0;
 }
+
+size_t mf_objects_mask_secrets(mf_objects *set)
+{
+	size_t masked = 0;
+	for (size_t i = 0; i < mf_objects_count(set); i++) {
+		json_t *obj = mf_objects_at(set, i)->obj;
+		const char *kind = json_string_value(json_object_get(obj, "kind"));
+		const char *av = json_string_value(json_object_get(obj, "apiVersion"));
+		if (!kind || strcmp(kind, "Secret") || !av || strcmp(av, "v1"))
+			continue;
+		const char *fields[] = {"data", "stringData"};
+		for (size_t f = 0; f < 2; f++) {
+			json_t *m = json_object_get(obj, fields[f]);
+			const char *k;
+			json_t *v;
+			json_object_foreach(m, k, v) {
+				json_object_set_new(m, k, json_string("***"));
+				masked++;
+			}
+		}
+	}
+	return masked;
+}

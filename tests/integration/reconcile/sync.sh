@@ -166,6 +166,9 @@ expect_contains "the diff names the Secret key" "password" "$dout"
 case "$dout$("$G" drift "$env" --json 2>&1)" in
   *hunter2-$$*|*changed-by-hand-$$*) fail "Secret value printed" ;; *) ok "no Secret value in diff or drift output" ;;
 esac
+rout=$("$G" render "$env" 2>&1)
+expect_contains "render shows the Secret's key" "password" "$rout"
+case "$rout" in *hunter2-$$*) fail "render printed a Secret value" ;; *) ok "render masks Secret values" ;; esac
 "$G" sync "$env" --quiet >/dev/null 2>&1
 
 # --- pruning: only what gitops created and git dropped
