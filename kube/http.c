@@ -405,7 +405,9 @@ int kube_http(kube_client *c, const char *method, const char *url_path, const ch
 		bool transient = code == 429 || code == 502 || code == 503 || code == 504 ||
 				 (code == 500 && x.retry_after >= 0);
 		if (transient && attempt < max_retries && !(o && o->watch)) {
-			long wait = x.retry_after >= 0 ? x.retry_after * 1000 : (200L << (attempt < 5 ? attempt : 5));
+			/* Jitter, so clients throttled together do not all come back in the same instant. */
+			long wait = (x.retry_after >= 0 ? x.retry_after * 1000 : (200L << (attempt < 5 ? attempt : 5))) +
+				    rand() % 250;
 			if (wait > 10000)
 				wait = 10000;
 			sleep_ms(wait);
