@@ -15,7 +15,7 @@
 #include "kube/kube.h"
 #include "support/support.h"
 
-#define THREADS 24
+#define THREADS 32
 #define OBJECTS 1500 /* large lists (about 3 MB) keep seats busy long enough to overlap */
 
 static char dir[] = "/tmp/gitops-throttle-XXXXXX";
