@@ -71,6 +71,7 @@ int kube_client_new(kube_client **out, kube_config *cfg, const struct kube_clien
 	pthread_mutex_init(&c->stats_lock, NULL);
 	pthread_mutex_init(&c->disc_lock, NULL);
 	pthread_mutex_init(&c->pool_lock, NULL);
+	pthread_mutex_init(&c->batch_lock, NULL);
 	c->share = curl_share_init();
 	curl_share_setopt(c->share, CURLSHOPT_LOCKFUNC, share_lock);
 	curl_share_setopt(c->share, CURLSHOPT_UNLOCKFUNC, share_unlock);
@@ -113,6 +114,9 @@ void kube_client_free(kube_client *c)
 		curl_easy_cleanup(c->pool[i]);
 	free(c->pool);
 	pthread_mutex_destroy(&c->pool_lock);
+	if (c->multi)
+		curl_multi_cleanup(c->multi);
+	pthread_mutex_destroy(&c->batch_lock);
 	if (c->share)
 		curl_share_cleanup(c->share);
 	kube_creds_clear(&c->creds);
@@ -251,10 +255,162 @@ static int curl_error(CURLcode cc, const char *errbuf, const char *method, const
 	}
 }
 
+/* One HTTP exchange being prepared or in flight: the easy handle and what it points at. */
+struct exchange {
+	CURL *h;
+	struct curl_slist *hdrs, *connect_to;
+	char errbuf[CURL_ERROR_SIZE];
+	struct xfer x;
+};
+
+/* Sets up `ex->h` (already obtained) for one attempt: credentials (refreshed when due), headers,
+ * TLS, timeouts, callbacks. Returns a credential error, or 0. */
+static int exchange_setup(kube_client *c, struct exchange *ex, const char *method, const char *url,
+			  const char *body, const struct kube_http_opts *o, gitops_buf *resp)
+{
+	const kube_config *cfg = c->cfg;
+	CURL *h = ex->h;
+	pthread_mutex_lock(&c->cred_lock);
+	int rc = kube_creds_refresh(c, false);
+	char *token = c->creds.token ? gitops_strdup(c->creds.token) : cfg->token ? gitops_strdup(cfg->token) : NULL;
+	struct curl_blob cert = {0}, key = {0};
+	bool have_cert = false;
+	if (c->creds.cert_pem) {
+		cert = (struct curl_blob){c->creds.cert_pem, c->creds.cert_len, CURL_BLOB_COPY};
+		key = (struct curl_blob){c->creds.key_pem, c->creds.key_len, CURL_BLOB_COPY};
+		have_cert = true;
+	} else if (cfg->cert_pem && cfg->key_pem) {
+		cert = (struct curl_blob){cfg->cert_pem, cfg->cert_len, CURL_BLOB_COPY};
+		key = (struct curl_blob){cfg->key_pem, cfg->key_len, CURL_BLOB_COPY};
+		have_cert = true;
+	}
+	if (have_cert) { /* copied while the lock is held: a refresh may free them */
+		curl_easy_setopt(h, CURLOPT_SSLCERT_BLOB, &cert);
+		curl_easy_setopt(h, CURLOPT_SSLCERTTYPE, "PEM");
+		curl_easy_setopt(h, CURLOPT_SSLKEY_BLOB, &key);
+		curl_easy_setopt(h, CURLOPT_SSLKEYTYPE, "PEM");
+	}
+	pthread_mutex_unlock(&c->cred_lock);
+	if (rc) {
+		free(token);
+		return rc;
+	}
+	char *accept = gitops_sprintf("Accept: %s", (o && o->accept) ? o->accept : "application/json");
+	ex->hdrs = curl_slist_append(NULL, accept);
+	free(accept);
+	if (body) {
+		char *ct = gitops_sprintf("Content-Type: %s", (o && o->content_type) ? o->content_type : "application/json");
+		ex->hdrs = curl_slist_append(ex->hdrs, ct);
+		free(ct);
+	}
+	if (token) {
+		char *auth = gitops_sprintf("Authorization: Bearer %s", token);
+		ex->hdrs = curl_slist_append(ex->hdrs, auth);
+		OPENSSL_cleanse(auth, strlen(auth));
+		free(auth);
+		OPENSSL_cleanse(token, strlen(token));
+		free(token);
+	}
+	ex->connect_to = c->connect_to ? curl_slist_append(NULL, c->connect_to) : NULL;
+	ex->errbuf[0] = '\0';
+	ex->x = (struct xfer){.resp = resp, .o = o, .retry_after = -1};
+	if (resp)
+		gitops_buf_clear(resp);
+	curl_easy_setopt(h, CURLOPT_URL, url);
+	curl_easy_setopt(h, CURLOPT_SHARE, c->share);
+	curl_easy_setopt(h, CURLOPT_CUSTOMREQUEST, method);
+	curl_easy_setopt(h, CURLOPT_HTTPHEADER, ex->hdrs);
+	curl_easy_setopt(h, CURLOPT_USERAGENT, "gitops/" GITOPS_VERSION);
+	curl_easy_setopt(h, CURLOPT_HTTP_VERSION, (long)CURL_HTTP_VERSION_2TLS);
+	curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L);
+	curl_easy_setopt(h, CURLOPT_ERRORBUFFER, ex->errbuf);
+	curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, on_write);
+	curl_easy_setopt(h, CURLOPT_WRITEDATA, &ex->x);
+	curl_easy_setopt(h, CURLOPT_HEADERFUNCTION, on_header);
+	curl_easy_setopt(h, CURLOPT_HEADERDATA, &ex->x);
+	curl_easy_setopt(h, CURLOPT_CONNECTTIMEOUT_MS, 10000L);
+	curl_easy_setopt(h, CURLOPT_TCP_KEEPALIVE, 1L);
+	if (body) {
+		curl_easy_setopt(h, CURLOPT_POSTFIELDS, body);
+		curl_easy_setopt(h, CURLOPT_POSTFIELDSIZE, (long)strlen(body));
+	}
+	if (o && o->watch) {
+		curl_easy_setopt(h, CURLOPT_NOPROGRESS, 0L);
+		curl_easy_setopt(h, CURLOPT_XFERINFOFUNCTION, on_progress);
+		curl_easy_setopt(h, CURLOPT_XFERINFODATA, &ex->x);
+	} else {
+		curl_easy_setopt(h, CURLOPT_TIMEOUT_MS, c->opt.timeout_ms);
+	}
+	if (cfg->ca_pem) {
+		struct curl_blob ca = {cfg->ca_pem, cfg->ca_len, CURL_BLOB_COPY};
+		curl_easy_setopt(h, CURLOPT_CAINFO_BLOB, &ca);
+	}
+	if (cfg->insecure) {
+		curl_easy_setopt(h, CURLOPT_SSL_VERIFYPEER, 0L);
+		curl_easy_setopt(h, CURLOPT_SSL_VERIFYHOST, 0L);
+	}
+	if (ex->connect_to)
+		curl_easy_setopt(h, CURLOPT_CONNECT_TO, ex->connect_to);
+	if (cfg->proxy_url)
+		curl_easy_setopt(h, CURLOPT_PROXY, cfg->proxy_url);
+	return GITOPS_OK;
+}
+
+/* Counts a finished attempt and frees what the exchange pointed at (not the handle). */
+static void exchange_done(kube_client *c, struct exchange *ex, int attempt, bool is_write)
+{
+	long httpv = 0, nconn = 0;
+	curl_easy_getinfo(ex->h, CURLINFO_NUM_CONNECTS, &nconn);
+	curl_easy_getinfo(ex->h, CURLINFO_HTTP_VERSION, &httpv);
+	curl_slist_free_all(ex->hdrs);
+	curl_slist_free_all(ex->connect_to);
+	ex->hdrs = ex->connect_to = NULL;
+	pthread_mutex_lock(&c->stats_lock);
+	c->stats.requests++;
+	if (attempt > 0)
+		c->stats.retries++;
+	if (is_write)
+		c->stats.writes++;
+	if (httpv == CURL_HTTP_VERSION_2_0)
+		c->stats.http2++;
+	c->stats.connects += (unsigned long)nconn;
+	pthread_mutex_unlock(&c->stats_lock);
+}
+
+/* What to do after an attempt ended with `cc` and HTTP `code`: 0 done, 1 retry after *wait_ms,
+ * 2 re-authenticate and retry at once. */
+static int next_step(kube_client *c, CURLcode cc, long code, const struct xfer *x, int attempt, int max_retries,
+		     bool *reauthed, long *wait_ms)
+{
+	if (cc != CURLE_OK)
+		return (retryable_curl(cc) && attempt < max_retries) ? (*wait_ms = 200L << (attempt < 5 ? attempt : 5), 1) : 0;
+	if (code == 401 && !*reauthed && (c->cfg->token_file || c->cfg->exec)) {
+		*reauthed = true; /* a rotated token or an expired plugin credential: reload once */
+		return 2;
+	}
+	/* As client-go: throttling and gateway errors are retried; a plain 500 only when the
+	 * server asked for it with Retry-After (it is usually a definitive answer). */
+	bool transient = code == 429 || code == 502 || code == 503 || code == 504 || (code == 500 && x->retry_after >= 0);
+	if (!transient || attempt >= max_retries || (x->o && x->o->watch))
+		return 0;
+	/* Jitter, so clients throttled together do not all come back in the same instant. */
+	*wait_ms = (x->retry_after >= 0 ? x->retry_after * 1000 : (200L << (attempt < 5 ? attempt : 5))) + rand() % 250;
+	if (*wait_ms > 10000)
+		*wait_ms = 10000;
+	return 1;
+}
+
+static int reauth(kube_client *c)
+{
+	pthread_mutex_lock(&c->cred_lock);
+	int rc = kube_creds_refresh(c, true);
+	pthread_mutex_unlock(&c->cred_lock);
+	return rc;
+}
+
 int kube_http(kube_client *c, const char *method, const char *url_path, const char *body,
 	      const struct kube_http_opts *o, long *status, gitops_buf *resp)
 {
-	const kube_config *cfg = c->cfg;
 	char *url = gitops_sprintf("%s%s", c->url_base, url_path);
 	int rc = GITOPS_OK;
 	bool reauthed = false;
@@ -263,161 +419,167 @@ int kube_http(kube_client *c, const char *method, const char *url_path, const ch
 	*status = 0;
 	for (int attempt = 0;; attempt++) {
 		rate_wait(c);
-		pthread_mutex_lock(&c->cred_lock);
-		rc = kube_creds_refresh(c, false);
-		char *token = c->creds.token ? gitops_strdup(c->creds.token)
-			      : cfg->token ? gitops_strdup(cfg->token) : NULL;
-		struct curl_blob cert = {0}, key = {0};
-		bool have_cert = false;
-		if (c->creds.cert_pem) {
-			cert = (struct curl_blob){c->creds.cert_pem, c->creds.cert_len, CURL_BLOB_COPY};
-			key = (struct curl_blob){c->creds.key_pem, c->creds.key_len, CURL_BLOB_COPY};
-			have_cert = true;
-		} else if (cfg->cert_pem && cfg->key_pem) {
-			cert = (struct curl_blob){cfg->cert_pem, cfg->cert_len, CURL_BLOB_COPY};
-			key = (struct curl_blob){cfg->key_pem, cfg->key_len, CURL_BLOB_COPY};
-			have_cert = true;
-		}
-		CURL *h = handle_get(c);
-		if (have_cert) { /* copied while the lock is held: a refresh may free them */
-			curl_easy_setopt(h, CURLOPT_SSLCERT_BLOB, &cert);
-			curl_easy_setopt(h, CURLOPT_SSLCERTTYPE, "PEM");
-			curl_easy_setopt(h, CURLOPT_SSLKEY_BLOB, &key);
-			curl_easy_setopt(h, CURLOPT_SSLKEYTYPE, "PEM");
-		}
-		pthread_mutex_unlock(&c->cred_lock);
-		if (rc) {
-			handle_put(c, h);
-			free(token);
+		struct exchange ex = {.h = handle_get(c)};
+		if ((rc = exchange_setup(c, &ex, method, url, body, o, resp))) {
+			curl_slist_free_all(ex.hdrs);
+			handle_put(c, ex.h);
 			break;
 		}
-		struct curl_slist *hdrs = NULL;
-		char *accept = gitops_sprintf("Accept: %s", (o && o->accept) ? o->accept : "application/json");
-		hdrs = curl_slist_append(hdrs, accept);
-		free(accept);
-		if (body) {
-			char *ct = gitops_sprintf("Content-Type: %s", (o && o->content_type) ? o->content_type : "application/json");
-			hdrs = curl_slist_append(hdrs, ct);
-			free(ct);
-		}
-		if (token) {
-			char *auth = gitops_sprintf("Authorization: Bearer %s", token);
-			hdrs = curl_slist_append(hdrs, auth);
-			OPENSSL_cleanse(auth, strlen(auth));
-			free(auth);
-			OPENSSL_cleanse(token, strlen(token));
-			free(token);
-		}
-		struct curl_slist *connect_to = c->connect_to ? curl_slist_append(NULL, c->connect_to) : NULL;
-		char errbuf[CURL_ERROR_SIZE] = "";
-		struct xfer x = {.resp = resp, .o = o, .retry_after = -1};
-		if (resp)
-			gitops_buf_clear(resp);
-		curl_easy_setopt(h, CURLOPT_URL, url);
-		curl_easy_setopt(h, CURLOPT_SHARE, c->share);
-		curl_easy_setopt(h, CURLOPT_CUSTOMREQUEST, method);
-		curl_easy_setopt(h, CURLOPT_HTTPHEADER, hdrs);
-		curl_easy_setopt(h, CURLOPT_USERAGENT, "gitops/" GITOPS_VERSION);
-		curl_easy_setopt(h, CURLOPT_HTTP_VERSION, (long)CURL_HTTP_VERSION_2TLS);
-		curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L);
-		curl_easy_setopt(h, CURLOPT_ERRORBUFFER, errbuf);
-		curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, on_write);
-		curl_easy_setopt(h, CURLOPT_WRITEDATA, &x);
-		curl_easy_setopt(h, CURLOPT_HEADERFUNCTION, on_header);
-		curl_easy_setopt(h, CURLOPT_HEADERDATA, &x);
-		curl_easy_setopt(h, CURLOPT_CONNECTTIMEOUT_MS, 10000L);
-		curl_easy_setopt(h, CURLOPT_TCP_KEEPALIVE, 1L);
-		if (body) {
-			curl_easy_setopt(h, CURLOPT_POSTFIELDS, body);
-			curl_easy_setopt(h, CURLOPT_POSTFIELDSIZE, (long)strlen(body));
-		}
-		if (o && o->watch) {
-			curl_easy_setopt(h, CURLOPT_NOPROGRESS, 0L);
-			curl_easy_setopt(h, CURLOPT_XFERINFOFUNCTION, on_progress);
-			curl_easy_setopt(h, CURLOPT_XFERINFODATA, &x);
-		} else {
-			curl_easy_setopt(h, CURLOPT_TIMEOUT_MS, c->opt.timeout_ms);
-		}
-		if (cfg->ca_pem) {
-			struct curl_blob ca = {cfg->ca_pem, cfg->ca_len, CURL_BLOB_COPY};
-			curl_easy_setopt(h, CURLOPT_CAINFO_BLOB, &ca);
-		}
-		if (cfg->insecure) {
-			curl_easy_setopt(h, CURLOPT_SSL_VERIFYPEER, 0L);
-			curl_easy_setopt(h, CURLOPT_SSL_VERIFYHOST, 0L);
-		}
-		if (connect_to)
-			curl_easy_setopt(h, CURLOPT_CONNECT_TO, connect_to);
-		if (cfg->proxy_url)
-			curl_easy_setopt(h, CURLOPT_PROXY, cfg->proxy_url);
-
-		CURLcode cc = curl_easy_perform(h);
-		long code = 0, httpv = 0, nconn = 0;
-		curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &code);
-		curl_easy_getinfo(h, CURLINFO_NUM_CONNECTS, &nconn);
-		curl_easy_getinfo(h, CURLINFO_HTTP_VERSION, &httpv);
+		CURLcode cc = curl_easy_perform(ex.h);
+		long code = 0;
+		curl_easy_getinfo(ex.h, CURLINFO_RESPONSE_CODE, &code);
+		exchange_done(c, &ex, attempt, is_write);
 		/* A handle whose transfer broke may hold a dead connection: do not pool it. */
 		if (cc == CURLE_OK)
-			handle_put(c, h);
+			handle_put(c, ex.h);
 		else
-			curl_easy_cleanup(h);
-		curl_slist_free_all(hdrs);
-		curl_slist_free_all(connect_to);
-		pthread_mutex_lock(&c->stats_lock);
-		c->stats.requests++;
-		if (attempt > 0)
-			c->stats.retries++;
-		if (is_write)
-			c->stats.writes++;
-		if (httpv == CURL_HTTP_VERSION_2_0)
-			c->stats.http2++;
-		c->stats.connects += (unsigned long)nconn;
-		pthread_mutex_unlock(&c->stats_lock);
-
+			curl_easy_cleanup(ex.h);
 		bool stopped = o && o->should_stop && o->should_stop(o->ud);
-		if (cc != CURLE_OK) {
-			if (o && o->watch && (cc == CURLE_ABORTED_BY_CALLBACK || cc == CURLE_WRITE_ERROR || stopped)) {
-				*status = code;
-				rc = GITOPS_OK; /* the caller ended the stream */
-				break;
-			}
-			if (retryable_curl(cc) && attempt < max_retries && !stopped) {
-				sleep_ms(200L << (attempt < 5 ? attempt : 5));
-				continue;
-			}
-			rc = curl_error(cc, errbuf, method, url);
+		if (cc != CURLE_OK && o && o->watch && (cc == CURLE_ABORTED_BY_CALLBACK || cc == CURLE_WRITE_ERROR || stopped)) {
+			*status = code;
+			rc = GITOPS_OK; /* the caller ended the stream */
 			break;
 		}
-		*status = code;
-		if (code == 401 && !reauthed && (cfg->token_file || cfg->exec)) {
-			/* Rotated token or expired plugin credential: reload once and retry. */
-			reauthed = true;
-			pthread_mutex_lock(&c->cred_lock);
-			rc = kube_creds_refresh(c, true);
-			pthread_mutex_unlock(&c->cred_lock);
-			if (rc)
+		long wait = 0;
+		int step = stopped ? 0 : next_step(c, cc, code, &ex.x, attempt, max_retries, &reauthed, &wait);
+		if (step == 1) {
+			sleep_ms(wait);
+			continue;
+		}
+		if (step == 2) {
+			if ((rc = reauth(c)))
 				break;
 			attempt--;
 			continue;
 		}
-		/* As client-go: throttling and gateway errors are retried; a plain 500 only when the
-		 * server asked for it with Retry-After (it is usually a definitive answer). */
-		bool transient = code == 429 || code == 502 || code == 503 || code == 504 ||
-				 (code == 500 && x.retry_after >= 0);
-		if (transient && attempt < max_retries && !(o && o->watch)) {
-			/* Jitter, so clients throttled together do not all come back in the same instant. */
-			long wait = (x.retry_after >= 0 ? x.retry_after * 1000 : (200L << (attempt < 5 ? attempt : 5))) +
-				    rand() % 250;
-			if (wait > 10000)
-				wait = 10000;
-			sleep_ms(wait);
-			continue;
+		if (cc != CURLE_OK) {
+			rc = curl_error(cc, ex.errbuf, method, url);
+			break;
 		}
+		*status = code;
 		rc = GITOPS_OK;
 		break;
 	}
 	free(url);
 	return rc;
+}
+
+int kube_http_batch(kube_client *c, struct kube_http_call *calls, size_t n, int max_in_flight)
+{
+	if (max_in_flight <= 0)
+		max_in_flight = 32;
+	struct slot {
+		struct exchange ex;
+		int attempt;
+		bool reauthed, active;
+		long long not_before;
+		char *url;
+	};
+	struct slot *s = gitops_calloc(n + 1, sizeof(*s));
+	size_t next = 0, finished = 0;
+	int active = 0;
+	/* One multi handle per client, kept between batches: its HTTP/2 connection carries every
+	 * stream of every batch (CURLPIPE_MULTIPLEX, PIPEWAIT). */
+	pthread_mutex_lock(&c->batch_lock);
+	if (!c->multi) {
+		c->multi = curl_multi_init();
+		curl_multi_setopt(c->multi, CURLMOPT_PIPELINING, CURLPIPE_MULTIPLEX);
+	}
+	CURLM *m = c->multi;
+	for (size_t i = 0; i < n; i++) {
+		calls[i].rc = GITOPS_OK;
+		calls[i].status = 0;
+		s[i].url = gitops_sprintf("%s%s", c->url_base, calls[i].path);
+	}
+	while (finished < n) {
+		/* Start what may start: new calls in order, retries whose delay has passed. */
+		long long now = gitops_now_ms();
+		for (size_t i = 0; i < n && active < max_in_flight; i++) {
+			bool fresh = i == next;
+			bool retry = i < next && !s[i].active && calls[i].status == -1 && s[i].not_before <= now;
+			if (!fresh && !retry)
+				continue;
+			if (fresh)
+				next++;
+			rate_wait(c);
+			struct kube_http_opts o = {.content_type = calls[i].content_type};
+			s[i].ex = (struct exchange){.h = curl_easy_init()};
+			int rc = exchange_setup(c, &s[i].ex, calls[i].method, s[i].url, calls[i].body, &o, &calls[i].resp);
+			s[i].ex.x.o = NULL; /* `o` lives on this stack frame only */
+			if (rc) {
+				curl_slist_free_all(s[i].ex.hdrs);
+				curl_easy_cleanup(s[i].ex.h);
+				calls[i].rc = rc;
+				calls[i].status = 0;
+				finished++;
+				continue;
+			}
+			curl_easy_setopt(s[i].ex.h, CURLOPT_PIPEWAIT, 1L);
+			curl_easy_setopt(s[i].ex.h, CURLOPT_PRIVATE, (void *)&s[i]);
+			curl_multi_add_handle(m, s[i].ex.h);
+			s[i].active = true;
+			calls[i].status = 0;
+			active++;
+		}
+		if (active == 0) {
+			if (finished >= n)
+				break;
+			long long soonest = -1;
+			for (size_t i = 0; i < next; i++)
+				if (calls[i].status == -1 && (soonest < 0 || s[i].not_before < soonest))
+					soonest = s[i].not_before;
+			if (soonest > now)
+				sleep_ms((long)(soonest - now));
+			continue;
+		}
+		int running = 0;
+		curl_multi_perform(m, &running);
+		CURLMsg *msg;
+		int left;
+		while ((msg = curl_multi_info_read(m, &left))) {
+			if (msg->msg != CURLMSG_DONE)
+				continue;
+			struct slot *sl = NULL;
+			curl_easy_getinfo(msg->easy_handle, CURLINFO_PRIVATE, (char **)&sl);
+			size_t i = (size_t)(sl - s);
+			CURLcode cc = msg->data.result;
+			long code = 0;
+			curl_easy_getinfo(sl->ex.h, CURLINFO_RESPONSE_CODE, &code);
+			curl_multi_remove_handle(m, sl->ex.h);
+			bool is_write = strcmp(calls[i].method, "GET") && !strstr(calls[i].path, "dryRun=All");
+			exchange_done(c, &sl->ex, sl->attempt, is_write);
+			curl_easy_cleanup(sl->ex.h);
+			sl->active = false;
+			active--;
+			long wait = 0;
+			int step = next_step(c, cc, code, &sl->ex.x, sl->attempt, c->opt.max_retries, &sl->reauthed, &wait);
+			if (step == 2 && reauth(c) == 0) {
+				calls[i].status = -1; /* again, at once */
+				sl->not_before = 0;
+				continue;
+			}
+			if (step == 1) {
+				sl->attempt++;
+				calls[i].status = -1;
+				sl->not_before = gitops_now_ms() + wait;
+				continue;
+			}
+			finished++;
+			if (cc != CURLE_OK) {
+				calls[i].rc = curl_error(cc, sl->ex.errbuf, calls[i].method, sl->url);
+				calls[i].error = gitops_strdup(gitops_error_last());
+			} else {
+				calls[i].status = code;
+			}
+		}
+		if (active > 0 && finished < n)
+			curl_multi_poll(m, NULL, 0, 100, NULL);
+	}
+	pthread_mutex_unlock(&c->batch_lock);
+	for (size_t i = 0; i < n; i++)
+		free(s[i].url);
+	free(s);
+	return GITOPS_OK;
 }
 
 int kube_request(kube_client *c, const char *method, const char *path, const char *content_type,

@@ -57,6 +57,9 @@ struct kube_client {
 	/* Idle easy handles: each keeps its own live connection across curl_easy_reset, so a
 	 * handle taken from the pool reuses a warm (HTTP/2, TLS) connection. */
 	pthread_mutex_t pool_lock;
+	/* Batches (kube_http_batch) share one multi handle: one HTTP/2 connection, many streams. */
+	pthread_mutex_t batch_lock;
+	CURLM *multi;
 	CURL **pool;
 	size_t n_pool, cap_pool;
 	char *url_base;        /* scheme://host:port used in URLs (tls-server-name host when set) */
@@ -98,6 +101,18 @@ struct kube_http_opts {
 };
 int kube_http(kube_client *c, const char *method, const char *url_path, const char *body,
 	      const struct kube_http_opts *o, long *status, gitops_buf *resp);
+
+/* One call of a batch: the request (in), the reply (out). status -1 is used internally. */
+struct kube_http_call {
+	const char *method, *path, *body, *content_type; /* in */
+	long status;      /* out: HTTP status, 0 when no reply */
+	gitops_buf resp;  /* out: the body (caller frees) */
+	int rc;           /* out: error when no reply was obtained */
+	char *error;      /* out: its message (caller frees) */
+};
+/* http.c: runs the calls concurrently over one HTTP/2 connection (up to max_in_flight streams,
+ * 0: 32), with the same retries, rate limit and re-authentication as kube_http. */
+int kube_http_batch(kube_client *c, struct kube_http_call *calls, size_t n, int max_in_flight);
 
 /* ops.c: lists page by page, calling `page` with each page's items (borrowed); the last page's
  * resourceVersion goes to *resource_version. A restart after an expired continue token calls

@@ -120,6 +120,19 @@ struct kube_apply_options {
 int kube_apply(json_t **out, bool *created, kube_client *c, const json_t *obj,
 	       const struct kube_apply_options *opt);
 
+/* The outcome of one object of kube_apply_batch. */
+struct kube_apply_result {
+	int rc;        /* 0, or the error code kube_apply would return */
+	bool created;  /* 201 */
+	char *error;   /* the one-line message when rc != 0 (caller frees) */
+};
+
+/* Applies n objects concurrently, multiplexed as HTTP/2 streams on one connection (at most
+ * max_in_flight at once; 0: 32), with kube_apply's semantics, retries and messages for each.
+ * results[i] is object i's outcome (free each .error). Returns 0 (outcomes are per object). */
+int kube_apply_batch(struct kube_apply_result *results, kube_client *c, json_t *const *objs, size_t n,
+		     const struct kube_apply_options *opt, int max_in_flight);
+
 /* Deletes an object. propagation: "Background", "Foreground", "Orphan" or NULL (server
  * default). Deleting an absent object is GITOPS_ENOTFOUND. */
 int kube_delete(kube_client *c, const char *api_version, const char *kind, const char *ns,

@@ -493,15 +493,11 @@ int kube_list(json_t **items, char **resource_version, kube_client *c, const str
 	return GITOPS_OK;
 }
 
-int kube_apply(json_t **out, bool *created, kube_client *c, const json_t *obj, const struct kube_apply_options *opt)
+/* The request of a server-side apply: its URL path (with the options), its body (the object
+ * without server-owned fields) and how to name the object in messages. Caller frees all three. */
+static int apply_request(char **path, char **body, char **what, kube_client *c, const json_t *obj,
+			 const struct kube_apply_options *opt)
 {
-	struct kube_apply_options none = {0};
-	if (!opt)
-		opt = &none;
-	if (out)
-		*out = NULL;
-	if (created)
-		*created = false;
 	const char *api_version = json_string_value(json_object_get(obj, "apiVersion"));
 	const char *kind = json_string_value(json_object_get(obj, "kind"));
 	json_t *meta = json_object_get(obj, "metadata");
@@ -516,49 +512,123 @@ int kube_apply(json_t **out, bool *created, kube_client *c, const json_t *obj, c
 	if (r->namespaced && (!ns || !*ns))
 		return gitops_error_set(GITOPS_EINVALID, "apply %s %s: namespaced kind without metadata.namespace", kind, name);
 	/* The body must not carry server-owned fields: SSA would reject or mis-own them. */
-	json_t *body = json_deep_copy(obj);
-	json_t *bmeta = json_object_get(body, "metadata");
+	json_t *copy = json_deep_copy(obj);
+	json_t *bmeta = json_object_get(copy, "metadata");
 	json_object_del(bmeta, "resourceVersion");
 	json_object_del(bmeta, "managedFields");
 	json_object_del(bmeta, "uid");
 	json_object_del(bmeta, "creationTimestamp");
 	json_object_del(bmeta, "generation");
 	if (strcmp(kind, "CustomResourceDefinition"))
-		json_object_del(body, "status");
-	char *text = json_dumps(body, JSON_COMPACT);
-	json_decref(body);
-	char *path = kube_path(r, ns, name);
+		json_object_del(copy, "status");
+	*body = json_dumps(copy, JSON_COMPACT);
+	json_decref(copy);
+	char *base = kube_path(r, ns, name);
 	gitops_buf url = GITOPS_BUF_INIT;
-	gitops_buf_printf(&url, "%s?fieldManager=%s", path, opt->field_manager ? opt->field_manager : "gitops");
+	gitops_buf_printf(&url, "%s?fieldManager=%s", base, opt->field_manager ? opt->field_manager : "gitops");
 	if (opt->force)
 		gitops_buf_puts(&url, "&force=true");
 	if (opt->dry_run)
 		gitops_buf_puts(&url, "&dryRun=All");
 	if (opt->strict)
 		gitops_buf_puts(&url, "&fieldValidation=Strict");
-	long status;
-	json_t *result = NULL;
-	rc = kube_request(c, "PATCH", url.ptr, "application/apply-patch+yaml", text, &status, &result);
-	if (!rc && status != 200 && status != 201) {
-		char *what = describe(kind, r->namespaced ? ns : NULL, name);
-		char *verb = gitops_sprintf("apply %s", what);
-		rc = kube_status_error(status, result, verb);
-		free(verb);
-		free(what);
+	free(base);
+	*path = gitops_buf_detach(&url);
+	char *d = describe(kind, r->namespaced ? ns : NULL, name);
+	*what = gitops_sprintf("apply %s", d);
+	free(d);
+	return GITOPS_OK;
+}
+
+/* Turns an apply's reply into the result: 201 created, 200 updated, else the decoded Status. */
+static int apply_reply(json_t **out, bool *created, long status, json_t *result, const char *what)
+{
+	if (status != 200 && status != 201) {
+		int rc = kube_status_error(status, result, what);
+		json_decref(result);
+		return rc;
 	}
+	if (created)
+		*created = status == 201;
+	if (out)
+		*out = result;
+	else
+		json_decref(result);
+	return GITOPS_OK;
+}
+
+int kube_apply(json_t **out, bool *created, kube_client *c, const json_t *obj, const struct kube_apply_options *opt)
+{
+	struct kube_apply_options none = {0};
+	if (!opt)
+		opt = &none;
+	if (out)
+		*out = NULL;
+	if (created)
+		*created = false;
+	char *path = NULL, *body = NULL, *what = NULL;
+	int rc = apply_request(&path, &body, &what, c, obj, opt);
 	if (!rc) {
-		if (created)
-			*created = status == 201;
-		if (out) {
-			*out = result;
-			result = NULL;
-		}
+		long status;
+		json_t *result = NULL;
+		rc = kube_request(c, "PATCH", path, "application/apply-patch+yaml", body, &status, &result);
+		if (!rc)
+			rc = apply_reply(out, created, status, result, what);
 	}
-	json_decref(result);
-	gitops_buf_free(&url);
 	free(path);
-	free(text);
+	free(body);
+	free(what);
 	return rc;
+}
+
+int kube_apply_batch(struct kube_apply_result *results, kube_client *c, json_t *const *objs, size_t n,
+		     const struct kube_apply_options *opt, int max_in_flight)
+{
+	struct kube_apply_options none = {0};
+	if (!opt)
+		opt = &none;
+	struct kube_http_call *calls = gitops_calloc(n + 1, sizeof(*calls));
+	char **whats = gitops_calloc(n + 1, sizeof(*whats));
+	size_t *index = gitops_calloc(n + 1, sizeof(*index));
+	size_t m = 0;
+	for (size_t i = 0; i < n; i++) {
+		results[i] = (struct kube_apply_result){0};
+		char *path = NULL, *body = NULL;
+		int rc = apply_request(&path, &body, &whats[i], c, objs[i], opt);
+		if (rc) {
+			results[i].rc = rc;
+			results[i].error = gitops_strdup(gitops_error_last());
+			continue;
+		}
+		calls[m] = (struct kube_http_call){.method = "PATCH", .path = path, .body = body,
+						   .content_type = "application/apply-patch+yaml"};
+		index[m++] = i;
+	}
+	kube_http_batch(c, calls, m, max_in_flight);
+	for (size_t k = 0; k < m; k++) {
+		struct kube_apply_result *res = &results[index[k]];
+		if (calls[k].rc) {
+			res->rc = calls[k].rc;
+			res->error = calls[k].error;
+			calls[k].error = NULL;
+		} else {
+			json_error_t jerr;
+			json_t *reply = calls[k].resp.len ? json_loadb(calls[k].resp.ptr, calls[k].resp.len, 0, &jerr) : NULL;
+			res->rc = apply_reply(NULL, &res->created, calls[k].status, reply, whats[index[k]]);
+			if (res->rc)
+				res->error = gitops_strdup(gitops_error_last());
+		}
+		free((char *)calls[k].path);
+		free((char *)calls[k].body);
+		free(calls[k].error);
+		gitops_buf_free(&calls[k].resp);
+	}
+	for (size_t i = 0; i < n; i++)
+		free(whats[i]);
+	free(whats);
+	free(index);
+	free(calls);
+	return GITOPS_OK;
 }
 
 int kube_delete(kube_client *c, const char *api_version, const char *kind, const char *ns, const char *name,

@@ -95,7 +95,7 @@ bool rec_plan_in_sync(const rec_plan *p);
 struct rec_sync_options {
 	bool prune;     /* delete EXTRA objects (inventory entries no longer desired) */
 	bool dry_run;   /* server-side dry run: nothing is written, inventory included */
-	int parallel;   /* objects applied at once; 0: 8 */
+	int parallel;   /* objects applied at once (HTTP/2 streams); 0: 32 */
 };
 
 struct rec_sync_report {

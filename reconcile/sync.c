@@ -1,9 +1,9 @@
 /* reconcile: the sync: applies a plan with server-side apply (field manager gitops, forcing the
  * fields we own) in dependency order: Namespaces and CRDs, then cluster-scoped objects, then
- * namespaced ones; objects of one step in parallel. Prunes, then records the inventory. */
+ * namespaced ones; the objects of one step at once, as HTTP/2 streams on one connection.
+ * Prunes, then records the inventory. */
 #include "reconcile/internal.h"
 
-#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -13,8 +13,7 @@ struct batch {
 	const struct rec_sync_options *opt;
 	size_t *idx;       /* entries to apply in this step */
 	size_t n;
-	atomic_size_t next;
-	atomic_uint created, updated, failed, skipped;
+	unsigned created, updated, failed, skipped;
 	json_t *new_namespaces; /* Namespaces this sync creates (a dry run cannot create them) */
 };
 
@@ -31,55 +30,43 @@ static char *describe(const struct rec_entry *e)
 	return ns ? gitops_sprintf("%s %s/%s", kind, ns, obj_name(o)) : gitops_sprintf("%s %s", kind, obj_name(o));
 }
 
-static void *apply_worker(void *arg)
-{
-	struct batch *b = arg;
-	struct kube_apply_options ao = {.force = true, .dry_run = b->opt->dry_run};
-	for (;;) {
-		size_t k = atomic_fetch_add(&b->next, 1);
-		if (k >= b->n)
-			break;
-		struct rec_entry *e = &b->plan->entries[b->idx[k]];
-		bool created = false;
-		json_t *result = NULL;
-		int rc = kube_apply(&result, &created, b->plan->client, e->item.desired, &ao);
-		char *what = describe(e);
-		const char *suffix = b->opt->dry_run ? " (dry run)" : "";
-		const char *ns = json_string_value(json_object_get(json_object_get(e->item.desired, "metadata"), "namespace"));
-		if (rc == GITOPS_ENOTFOUND && b->opt->dry_run && ns && json_object_get(b->new_namespaces, ns)) {
-			/* The server cannot dry-run into a Namespace that only this sync would create. */
-			atomic_fetch_add(&b->skipped, 1);
-			rec_progress(b->ws, "skipped %s (dry run: Namespace %s does not exist yet)", what, ns);
-		} else if (rc) {
-			e->failed = true;
-			atomic_fetch_add(&b->failed, 1);
-			rec_progress(b->ws, "failed  %s (%s): %s", what, e->item.source, gitops_error_last());
-		} else {
-			e->written = true;
-			atomic_fetch_add(created ? &b->created : &b->updated, 1);
-			rec_progress(b->ws, "%s %s%s", created ? "created" : "updated", what, suffix);
-		}
-		free(what);
-		json_decref(result);
-	}
-	return NULL;
-}
-
+/* Applies one step's objects at once: HTTP/2 streams multiplexed on one connection. */
 static void run_batch(struct batch *b, int parallel)
 {
 	if (b->n == 0)
 		return;
-	int nt = parallel < (int)b->n ? parallel : (int)b->n;
-	pthread_t *th = gitops_calloc((size_t)nt, sizeof(*th));
-	int started = 0;
-	for (int i = 0; i < nt; i++)
-		if (pthread_create(&th[i], NULL, apply_worker, b) == 0)
-			started++;
-	if (started == 0)
-		apply_worker(b); /* no threads to be had: do it here */
-	for (int i = 0; i < started; i++)
-		pthread_join(th[i], NULL);
-	free(th);
+	json_t **objs = gitops_calloc(b->n, sizeof(*objs));
+	struct kube_apply_result *res = gitops_calloc(b->n, sizeof(*res));
+	for (size_t k = 0; k < b->n; k++)
+		objs[k] = b->plan->entries[b->idx[k]].item.desired;
+	struct kube_apply_options ao = {.force = true, .dry_run = b->opt->dry_run};
+	kube_apply_batch(res, b->plan->client, objs, b->n, &ao, parallel);
+	const char *suffix = b->opt->dry_run ? " (dry run)" : "";
+	for (size_t k = 0; k < b->n; k++) {
+		struct rec_entry *e = &b->plan->entries[b->idx[k]];
+		char *what = describe(e);
+		const char *ns = json_string_value(json_object_get(json_object_get(e->item.desired, "metadata"), "namespace"));
+		if (res[k].rc == GITOPS_ENOTFOUND && b->opt->dry_run && ns && json_object_get(b->new_namespaces, ns)) {
+			/* The server cannot dry-run into a Namespace that only this sync would create. */
+			b->skipped++;
+			rec_progress(b->ws, "skipped %s (dry run: Namespace %s does not exist yet)", what, ns);
+		} else if (res[k].rc) {
+			e->failed = true;
+			b->failed++;
+			rec_progress(b->ws, "failed  %s (%s): %s", what, e->item.source, res[k].error ? res[k].error : "");
+		} else {
+			e->written = true;
+			if (res[k].created)
+				b->created++;
+			else
+				b->updated++;
+			rec_progress(b->ws, "%s %s%s", res[k].created ? "created" : "updated", what, suffix);
+		}
+		free(what);
+		free(res[k].error);
+	}
+	free(res);
+	free(objs);
 }
 
 static bool wants_write(const struct rec_entry *e)
@@ -139,7 +126,7 @@ int rec_sync(struct rec_sync_report *rep, rec_workspace *ws, rec_plan *p, const 
 	struct rec_sync_options none = {0};
 	if (!opt)
 		opt = &none;
-	int parallel = opt->parallel > 0 ? opt->parallel : 8;
+	int parallel = opt->parallel > 0 ? opt->parallel : 32;
 	memset(rep, 0, sizeof(*rep));
 	long long t0 = gitops_now_ms();
 	size_t *idx = gitops_calloc(p->n + 1, sizeof(*idx));

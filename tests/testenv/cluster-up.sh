@@ -64,7 +64,7 @@ cat > "$dir/apiserver.args" <<ARGS
 --tls-cert-file=$pki/apiserver.crt
 --tls-private-key-file=$pki/apiserver.key
 --client-ca-file=$pki/ca.crt
---service-cluster-ip-range=10.0.0.0/24
+--service-cluster-ip-range=10.0.0.0/16
 --authorization-mode=RBAC
 --allow-privileged=true
 --disable-admission-plugins=ServiceAccount

@@ -5,6 +5,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <cmocka.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -220,6 +221,66 @@ static void delete_and_errors_name_the_object(void **state)
 	assert_int_equal(st.http2, st.requests); /* the apiserver offers h2 over TLS */
 }
 
+static void batch_apply_multiplexes_on_one_connection(void **state)
+{
+	(void)state;
+	kube_config *cfg;
+	kube_client *c;
+	assert_int_equal(kube_config_load(&cfg, NULL), 0);
+	assert_int_equal(kube_client_new(&c, cfg, &(struct kube_client_options){.qps = 1000, .burst = 1000}), 0);
+	const struct kube_resource *r;
+	assert_int_equal(kube_resource_for(&r, c, "v1", "ConfigMap"), 0);
+	enum { N = 200 };
+	json_t *objs[N];
+	for (int i = 0; i < N; i++) {
+		char name[32];
+		snprintf(name, sizeof(name), "batch-%03d", i);
+		objs[i] = configmap(i == 7 ? "Not_Valid" : name, "i", "x");
+	}
+	struct kube_apply_result res[N];
+	struct kube_stats s0, s1, s2;
+	kube_client_stats(c, &s0);
+	assert_int_equal(kube_apply_batch(res, c, objs, N, NULL, 32), 0);
+	kube_client_stats(c, &s1);
+	for (int i = 0; i < N; i++) {
+		if (i == 7) {
+			assert_int_equal(res[i].rc, GITOPS_EINVALID);
+			assert_non_null(strstr(res[i].error, "Not_Valid"));
+		} else {
+			if (res[i].rc)
+				fail_msg("object %d: %s", i, res[i].error);
+			assert_true(res[i].created);
+		}
+		free(res[i].error);
+	}
+	assert_int_equal(s1.requests - s0.requests, N);
+	assert_int_equal(s1.http2 - s0.http2, N);
+	assert_int_equal(s1.connects - s0.connects, 1); /* every stream on one connection */
+	/* Again: updates, on the same connection. */
+	assert_int_equal(kube_apply_batch(res, c, objs, N, NULL, 32), 0);
+	kube_client_stats(c, &s2);
+	for (int i = 0; i < N; i++) {
+		if (i != 7) {
+			assert_int_equal(res[i].rc, 0);
+			assert_false(res[i].created);
+		}
+		free(res[i].error);
+	}
+	assert_int_equal(s2.connects - s1.connects, 0);
+	json_t *items = NULL;
+	assert_int_equal(kube_list(&items, NULL, c, r, ns, NULL), 0);
+	size_t batch = 0, i;
+	json_t *it;
+	json_array_foreach(items, i, it)
+		if (!strncmp(json_string_value(json_object_get(json_object_get(it, "metadata"), "name")), "batch-", 6))
+			batch++;
+	assert_int_equal(batch, N - 1);
+	json_decref(items);
+	for (int k = 0; k < N; k++)
+		json_decref(objs[k]);
+	kube_client_free(c);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -229,6 +290,7 @@ int main(void)
 		cmocka_unit_test(crd_then_custom_resource_in_one_pass),
 		cmocka_unit_test(list_pages_through_more_than_one_page_with_a_selector),
 		cmocka_unit_test(delete_and_errors_name_the_object),
+		cmocka_unit_test(batch_apply_multiplexes_on_one_connection),
 	};
 	return cmocka_run_group_tests(tests, setup, teardown);
 }
