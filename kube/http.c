@@ -464,7 +464,8 @@ int kube_http(kube_client *c, const char *method, const char *url_path, const ch
 	return rc;
 }
 
-int kube_http_batch(kube_client *c, struct kube_http_call *calls, size_t n, int max_in_flight)
+int kube_http_batch(kube_client *c, struct kube_http_call *calls, size_t n, int max_in_flight,
+		    void (*on_done)(void *ud, size_t i), void *ud)
 {
 	if (max_in_flight <= 0)
 		max_in_flight = 32;
@@ -510,8 +511,11 @@ int kube_http_batch(kube_client *c, struct kube_http_call *calls, size_t n, int 
 				curl_slist_free_all(s[i].ex.hdrs);
 				curl_easy_cleanup(s[i].ex.h);
 				calls[i].rc = rc;
+				calls[i].error = gitops_strdup(gitops_error_last());
 				calls[i].status = 0;
 				finished++;
+				if (on_done)
+					on_done(ud, i);
 				continue;
 			}
 			curl_easy_setopt(s[i].ex.h, CURLOPT_PIPEWAIT, 1L);
@@ -571,6 +575,8 @@ int kube_http_batch(kube_client *c, struct kube_http_call *calls, size_t n, int 
 			} else {
 				calls[i].status = code;
 			}
+			if (on_done)
+				on_done(ud, i);
 		}
 		if (active > 0 && finished < n)
 			curl_multi_poll(m, NULL, 0, 100, NULL);

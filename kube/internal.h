@@ -112,7 +112,8 @@ struct kube_http_call {
 };
 /* http.c: runs the calls concurrently over one HTTP/2 connection (up to max_in_flight streams,
  * 0: 32), with the same retries, rate limit and re-authentication as kube_http. */
-int kube_http_batch(kube_client *c, struct kube_http_call *calls, size_t n, int max_in_flight);
+int kube_http_batch(kube_client *c, struct kube_http_call *calls, size_t n, int max_in_flight,
+		    void (*on_done)(void *ud, size_t i), void *ud);
 
 /* ops.c: lists page by page, calling `page` with each page's items (borrowed); the last page's
  * resourceVersion goes to *resource_version. A restart after an expired continue token calls

@@ -127,11 +127,16 @@ struct kube_apply_result {
 	char *error;   /* the one-line message when rc != 0 (caller frees) */
 };
 
+/* Called as each object of a batch is done (in completion order), on the caller's thread;
+ * results[i] is final when it is called. */
+typedef void (*kube_apply_done_fn)(void *ud, size_t i, const struct kube_apply_result *result);
+
 /* Applies n objects concurrently, multiplexed as HTTP/2 streams on one connection (at most
  * max_in_flight at once; 0: 32), with kube_apply's semantics, retries and messages for each.
- * results[i] is object i's outcome (free each .error). Returns 0 (outcomes are per object). */
+ * results[i] is object i's outcome (free each .error). `done` may be NULL. Returns 0 (outcomes
+ * are per object). */
 int kube_apply_batch(struct kube_apply_result *results, kube_client *c, json_t *const *objs, size_t n,
-		     const struct kube_apply_options *opt, int max_in_flight);
+		     const struct kube_apply_options *opt, int max_in_flight, kube_apply_done_fn done, void *ud);
 
 /* Deletes an object. propagation: "Background", "Foreground", "Orphan" or NULL (server
  * default). Deleting an absent object is GITOPS_ENOTFOUND. */

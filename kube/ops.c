@@ -581,53 +581,74 @@ int kube_apply(json_t **out, bool *created, kube_client *c, const json_t *obj, c
 	return rc;
 }
 
+struct apply_batch {
+	struct kube_apply_result *results;
+	struct kube_http_call *calls;
+	size_t *index;   /* call -> object */
+	char **whats;
+	kube_apply_done_fn done;
+	void *ud;
+};
+
+/* A call of the batch finished: decode its reply into the object's result and report it. */
+static void apply_done(void *ud, size_t k)
+{
+	struct apply_batch *b = ud;
+	struct kube_http_call *call = &b->calls[k];
+	size_t i = b->index[k];
+	struct kube_apply_result *res = &b->results[i];
+	if (call->rc) {
+		res->rc = call->rc;
+		res->error = call->error;
+		call->error = NULL;
+	} else {
+		json_error_t jerr;
+		json_t *reply = call->resp.len ? json_loadb(call->resp.ptr, call->resp.len, 0, &jerr) : NULL;
+		res->rc = apply_reply(NULL, &res->created, call->status, reply, b->whats[i]);
+		if (res->rc)
+			res->error = gitops_strdup(gitops_error_last());
+	}
+	gitops_buf_free(&call->resp);
+	if (b->done)
+		b->done(b->ud, i, res);
+}
+
 int kube_apply_batch(struct kube_apply_result *results, kube_client *c, json_t *const *objs, size_t n,
-		     const struct kube_apply_options *opt, int max_in_flight)
+		     const struct kube_apply_options *opt, int max_in_flight, kube_apply_done_fn done, void *ud)
 {
 	struct kube_apply_options none = {0};
 	if (!opt)
 		opt = &none;
-	struct kube_http_call *calls = gitops_calloc(n + 1, sizeof(*calls));
-	char **whats = gitops_calloc(n + 1, sizeof(*whats));
-	size_t *index = gitops_calloc(n + 1, sizeof(*index));
+	struct apply_batch b = {results, gitops_calloc(n + 1, sizeof(struct kube_http_call)),
+				gitops_calloc(n + 1, sizeof(size_t)), gitops_calloc(n + 1, sizeof(char *)), done, ud};
 	size_t m = 0;
 	for (size_t i = 0; i < n; i++) {
 		results[i] = (struct kube_apply_result){0};
 		char *path = NULL, *body = NULL;
-		int rc = apply_request(&path, &body, &whats[i], c, objs[i], opt);
+		int rc = apply_request(&path, &body, &b.whats[i], c, objs[i], opt);
 		if (rc) {
 			results[i].rc = rc;
 			results[i].error = gitops_strdup(gitops_error_last());
+			if (done)
+				done(ud, i, &results[i]);
 			continue;
 		}
-		calls[m] = (struct kube_http_call){.method = "PATCH", .path = path, .body = body,
-						   .content_type = "application/apply-patch+yaml"};
-		index[m++] = i;
+		b.calls[m] = (struct kube_http_call){.method = "PATCH", .path = path, .body = body,
+						     .content_type = "application/apply-patch+yaml"};
+		b.index[m++] = i;
 	}
-	kube_http_batch(c, calls, m, max_in_flight);
+	kube_http_batch(c, b.calls, m, max_in_flight, apply_done, &b);
 	for (size_t k = 0; k < m; k++) {
-		struct kube_apply_result *res = &results[index[k]];
-		if (calls[k].rc) {
-			res->rc = calls[k].rc;
-			res->error = calls[k].error;
-			calls[k].error = NULL;
-		} else {
-			json_error_t jerr;
-			json_t *reply = calls[k].resp.len ? json_loadb(calls[k].resp.ptr, calls[k].resp.len, 0, &jerr) : NULL;
-			res->rc = apply_reply(NULL, &res->created, calls[k].status, reply, whats[index[k]]);
-			if (res->rc)
-				res->error = gitops_strdup(gitops_error_last());
-		}
-		free((char *)calls[k].path);
-		free((char *)calls[k].body);
-		free(calls[k].error);
-		gitops_buf_free(&calls[k].resp);
+		free((char *)b.calls[k].path);
+		free((char *)b.calls[k].body);
+		free(b.calls[k].error);
+		gitops_buf_free(&b.calls[k].resp);
 	}
 	for (size_t i = 0; i < n; i++)
-		free(whats[i]);
-	free(whats);
-	free(index);
-	free(calls);
+		free(b.whats[i]);
+	free(b.whats);
+	free(b.index);
+	free(b.calls);
 	return GITOPS_OK;
 }
 

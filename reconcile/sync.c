@@ -30,6 +30,32 @@ static char *describe(const struct rec_entry *e)
 	return ns ? gitops_sprintf("%s %s/%s", kind, ns, obj_name(o)) : gitops_sprintf("%s %s", kind, obj_name(o));
 }
 
+/* Reports one applied object as soon as it is done (progress lines stream during a step). */
+static void applied(void *ud, size_t k, const struct kube_apply_result *res)
+{
+	struct batch *b = ud;
+	struct rec_entry *e = &b->plan->entries[b->idx[k]];
+	char *what = describe(e);
+	const char *ns = json_string_value(json_object_get(json_object_get(e->item.desired, "metadata"), "namespace"));
+	if (res->rc == GITOPS_ENOTFOUND && b->opt->dry_run && ns && json_object_get(b->new_namespaces, ns)) {
+		/* The server cannot dry-run into a Namespace that only this sync would create. */
+		b->skipped++;
+		rec_progress(b->ws, "skipped %s (dry run: Namespace %s does not exist yet)", what, ns);
+	} else if (res->rc) {
+		e->failed = true;
+		b->failed++;
+		rec_progress(b->ws, "failed  %s (%s): %s", what, e->item.source, res->error ? res->error : "");
+	} else {
+		e->written = true;
+		if (res->created)
+			b->created++;
+		else
+			b->updated++;
+		rec_progress(b->ws, "%s %s%s", res->created ? "created" : "updated", what, b->opt->dry_run ? " (dry run)" : "");
+	}
+	free(what);
+}
+
 /* Applies one step's objects at once: HTTP/2 streams multiplexed on one connection. */
 static void run_batch(struct batch *b, int parallel)
 {
@@ -40,31 +66,9 @@ static void run_batch(struct batch *b, int parallel)
 	for (size_t k = 0; k < b->n; k++)
 		objs[k] = b->plan->entries[b->idx[k]].item.desired;
 	struct kube_apply_options ao = {.force = true, .dry_run = b->opt->dry_run};
-	kube_apply_batch(res, b->plan->client, objs, b->n, &ao, parallel);
-	const char *suffix = b->opt->dry_run ? " (dry run)" : "";
-	for (size_t k = 0; k < b->n; k++) {
-		struct rec_entry *e = &b->plan->entries[b->idx[k]];
-		char *what = describe(e);
-		const char *ns = json_string_value(json_object_get(json_object_get(e->item.desired, "metadata"), "namespace"));
-		if (res[k].rc == GITOPS_ENOTFOUND && b->opt->dry_run && ns && json_object_get(b->new_namespaces, ns)) {
-			/* The server cannot dry-run into a Namespace that only this sync would create. */
-			b->skipped++;
-			rec_progress(b->ws, "skipped %s (dry run: Namespace %s does not exist yet)", what, ns);
-		} else if (res[k].rc) {
-			e->failed = true;
-			b->failed++;
-			rec_progress(b->ws, "failed  %s (%s): %s", what, e->item.source, res[k].error ? res[k].error : "");
-		} else {
-			e->written = true;
-			if (res[k].created)
-				b->created++;
-			else
-				b->updated++;
-			rec_progress(b->ws, "%s %s%s", res[k].created ? "created" : "updated", what, suffix);
-		}
-		free(what);
+	kube_apply_batch(res, b->plan->client, objs, b->n, &ao, parallel, applied, b);
+	for (size_t k = 0; k < b->n; k++)
 		free(res[k].error);
-	}
 	free(res);
 	free(objs);
 }

@@ -221,9 +221,17 @@ static void delete_and_errors_name_the_object(void **state)
 	assert_int_equal(st.http2, st.requests); /* the apiserver offers h2 over TLS */
 }
 
+static void count_done(void *ud, size_t i, const struct kube_apply_result *r)
+{
+	(void)i;
+	(void)r;
+	(*(int *)ud)++;
+}
+
 static void batch_apply_multiplexes_on_one_connection(void **state)
 {
 	(void)state;
+	int done_calls = 0;
 	kube_config *cfg;
 	kube_client *c;
 	assert_int_equal(kube_config_load(&cfg, NULL), 0);
@@ -240,7 +248,7 @@ static void batch_apply_multiplexes_on_one_connection(void **state)
 	struct kube_apply_result res[N];
 	struct kube_stats s0, s1, s2;
 	kube_client_stats(c, &s0);
-	assert_int_equal(kube_apply_batch(res, c, objs, N, NULL, 32), 0);
+	assert_int_equal(kube_apply_batch(res, c, objs, N, NULL, 32, count_done, &done_calls), 0);
 	kube_client_stats(c, &s1);
 	for (int i = 0; i < N; i++) {
 		if (i == 7) {
@@ -253,11 +261,12 @@ static void batch_apply_multiplexes_on_one_connection(void **state)
 		}
 		free(res[i].error);
 	}
+	assert_int_equal(done_calls, N); /* every object reported as it finished */
 	assert_int_equal(s1.requests - s0.requests, N);
 	assert_int_equal(s1.http2 - s0.http2, N);
 	assert_int_equal(s1.connects - s0.connects, 1); /* every stream on one connection */
 	/* Again: updates, on the same connection. */
-	assert_int_equal(kube_apply_batch(res, c, objs, N, NULL, 32), 0);
+	assert_int_equal(kube_apply_batch(res, c, objs, N, NULL, 32, count_done, &done_calls), 0);
 	kube_client_stats(c, &s2);
 	for (int i = 0; i < N; i++) {
 		if (i != 7) {
