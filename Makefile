@@ -1,6 +1,6 @@
 # gitops: build, test and local control plane. `make` and `make test` are all a newcomer needs.
 # Targets: all deps test test-unit test-integration cluster-up cluster-down cluster-status
-#          testenv demo bench clean help
+#          testenv demo bench fuzz clean help
 
 CC ?= cc
 PKGS := libgit2 libfyaml libcurl jansson openssl libmicrohttpd
@@ -33,7 +33,7 @@ BENCH_BINS := $(patsubst %.c,build/%,$(BENCH_SRC))
 DEPS_STAMP := build/.deps-installed
 
 .SECONDARY:
-.PHONY: all deps test test-unit test-integration testenv cluster-up cluster-down cluster-status demo bench clean help
+.PHONY: all deps test test-unit test-integration testenv cluster-up cluster-down cluster-status demo bench fuzz clean help
 all: build/gitops
 
 help:
@@ -103,7 +103,28 @@ bench: build/gitops $(BENCH_BINS) testenv
 demo: build/gitops testenv
 	@examples/demo.sh
 
+# make fuzz: libFuzzer targets (tests/fuzz/fuzz_*.c) for the input parsers, built with clang,
+# AddressSanitizer and UndefinedBehaviorSanitizer, each run FUZZ_SECONDS (default 60).
+FUZZ_CC := clang-14
+FUZZ_SRC := $(wildcard tests/fuzz/fuzz_*.c)
+FUZZ_CFLAGS = -std=c11 -Wall -g -O1 -D_GNU_SOURCE -I. -fsanitize=fuzzer-no-link,address,undefined $(PKG_CFLAGS)
+FUZZ_STAMP := build/.fuzz-deps-installed
+$(FUZZ_STAMP): | $(DEPS_STAMP)
+	@command -v $(FUZZ_CC) >/dev/null && dpkg-query -W -f='$${Status}' libclang-rt-14-dev 2>/dev/null | grep -q 'install ok installed' || \
+	  { echo "[deps] installing clang-14 libclang-rt-14-dev"; $(SUDO) apt-get update -qq && \
+	    DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq clang-14 libclang-rt-14-dev >/dev/null; }
+	@touch $@
+build/fuzz/obj/%.o: %.c | $(FUZZ_STAMP)
+	@mkdir -p $(@D)
+	$(FUZZ_CC) $(FUZZ_CFLAGS) -c $< -o $@
+build/fuzz/libgitops.a: $(patsubst %.c,build/fuzz/obj/%.o,$(LIB_SRC))
+	@rm -f $@; ar rcs $@ $^
+build/fuzz/fuzz_%: tests/fuzz/fuzz_%.c build/fuzz/libgitops.a
+	$(FUZZ_CC) $(FUZZ_CFLAGS) -fsanitize=fuzzer $^ $(LIBS) -o $@
+fuzz: $(patsubst tests/fuzz/%.c,build/fuzz/%,$(FUZZ_SRC))
+	@tests/fuzz/run.sh
+
 clean:
-	rm -rf build/obj build/asan build/bench build/gitops build/libgitops.a
+	rm -rf build/obj build/asan build/bench build/fuzz build/gitops build/libgitops.a
 
 -include $(shell find build -name '*.d' 2>/dev/null)

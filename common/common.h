@@ -83,6 +83,11 @@ int gitops_read_file(gitops_buf *out, const char *path, size_t max);
 /* Writes `len` bytes to `path` atomically (temp file + rename) with `mode`. */
 int gitops_write_file(const char *path, const void *data, size_t len, int mode);
 
+/* Returns 0 when `text` is valid UTF-8 (no overlong forms, no surrogates, nothing above
+ * U+10FFFF); else -1 with the 1-based line and column of the first bad byte. Every YAML input
+ * is checked with it before libfyaml sees it. */
+int gitops_utf8_check(const char *text, size_t len, int *line, int *col);
+
 /* Monotonic clock in milliseconds. */
 long long gitops_now_ms(void);
 

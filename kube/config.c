@@ -30,6 +30,12 @@ static void diag_capture(struct fy_diag *d, void *user, const char *buf, size_t 
 
 int kube_yaml_to_json(json_t **out, const char *data, size_t len, const char *origin)
 {
+	/* YAML is UTF-8; libfyaml 0.7.12 can loop forever on some invalid input (a directive
+	 * followed by invalid bytes), so nothing else reaches it. */
+	int bad_line, bad_col;
+	*out = NULL;
+	if (gitops_utf8_check(data, len, &bad_line, &bad_col))
+		return gitops_error_set(GITOPS_EPARSE, "%s:%d:%d: invalid UTF-8", origin, bad_line, bad_col);
 	gitops_buf diagmsg = GITOPS_BUF_INIT;
 	struct fy_diag_cfg dcfg;
 	fy_diag_cfg_default(&dcfg);

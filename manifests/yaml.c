@@ -27,53 +27,6 @@ static void limits_fill(struct mf_limits *l, const struct mf_limits *in)
 		l->max_alias_nodes = MF_DEFAULT_MAX_ALIAS_NODES;
 }
 
-/* Returns 0 when `s` is valid UTF-8 (no overlongs, no surrogates); else sets line/col. */
-static int utf8_check(const unsigned char *s, size_t len, int *line, int *col)
-{
-	int ln = 1, cl = 1;
-	size_t i = 0;
-	while (i < len) {
-		unsigned c = s[i];
-		size_t n;
-		unsigned cp;
-		if (c < 0x80) {
-			if (c == '\n') {
-				ln++;
-				cl = 1;
-			} else {
-				cl++;
-			}
-			i++;
-			continue;
-		} else if ((c & 0xE0) == 0xC0) {
-			n = 1;
-			cp = c & 0x1F;
-		} else if ((c & 0xF0) == 0xE0) {
-			n = 2;
-			cp = c & 0x0F;
-		} else if ((c & 0xF8) == 0xF0) {
-			n = 3;
-			cp = c & 0x07;
-		} else {
-			goto bad;
-		}
-		for (size_t k = 1; k <= n; k++) {
-			if (i + k >= len || (s[i + k] & 0xC0) != 0x80)
-				goto bad;
-			cp = (cp << 6) | (s[i + k] & 0x3F);
-		}
-		if ((n == 1 && cp < 0x80) || (n == 2 && cp < 0x800) || (n == 3 && cp < 0x10000) ||
-		    cp > 0x10FFFF || (cp >= 0xD800 && cp <= 0xDFFF))
-			goto bad;
-		i += n + 1;
-		cl++;
-	}
-	return 0;
-bad:
-	*line = ln;
-	*col = cl;
-	return -1;
-}
 
 /* ---- scalar resolution (go-yaml v2 resolve.go, then JSON round trip as kubectl does) -------- */
 
@@ -559,7 +512,7 @@ int mf_yaml_parse_stream(const char *text, size_t len, const char *file,
 		return gitops_error_set(GITOPS_EINVALID, "%s:1: file is %zu bytes, over the %zu-byte limit",
 					b.file, len, b.lim.max_file_size);
 	int line, col;
-	if (utf8_check((const unsigned char *)text, len, &line, &col))
+	if (gitops_utf8_check(text, len, &line, &col))
 		return gitops_error_set(GITOPS_EPARSE, "%s:%d:%d: invalid UTF-8", b.file, line, col);
 
 	struct fy_diag_cfg dcfg;

@@ -225,6 +225,10 @@ static void merged_kubeconfig_files_and_contexts(void **state)
 	write_text(bad, "clusters: [\n  - {name: x\n");
 	assert_int_equal(try_get(bad, NULL), GITOPS_EPARSE);
 	assert_non_null(strstr(gitops_error_last(), bad));
+	/* Input that made libfyaml 0.7.12 loop forever (found by make fuzz): refused at once. */
+	assert_int_equal(gitops_write_file(bad, "%Z\xff\xff", 4, 0600), 0);
+	assert_int_equal(try_get(bad, NULL), GITOPS_EPARSE);
+	assert_non_null(strstr(gitops_error_last(), "invalid UTF-8"));
 	free(a); free(b); free(both); free(bad);
 }
 

@@ -63,12 +63,26 @@ static void files_round_trip_and_report_missing(void **state)
 	rmdir(dir);
 }
 
+static void utf8_check_finds_the_first_bad_byte(void **state)
+{
+	(void)state;
+	int line = 0, col = 0;
+	assert_int_equal(gitops_utf8_check("a: h\xc3\xa9\n", 7, &line, &col), 0);
+	assert_int_equal(gitops_utf8_check("a: 1\nb: \xff\n", 10, &line, &col), -1);
+	assert_int_equal(line, 2);
+	assert_int_equal(col, 4);
+	assert_int_equal(gitops_utf8_check("\xc0\xaf", 2, &line, &col), -1);       /* overlong '/' */
+	assert_int_equal(gitops_utf8_check("\xed\xa0\x80", 3, &line, &col), -1);   /* surrogate */
+	assert_int_equal(gitops_utf8_check("\xe2\x82", 2, &line, &col), -1);       /* truncated */
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(buf_grows_and_stays_terminated),
 		cmocka_unit_test(error_prefix_keeps_code),
 		cmocka_unit_test(files_round_trip_and_report_missing),
+		cmocka_unit_test(utf8_check_finds_the_first_bad_byte),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
