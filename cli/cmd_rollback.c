@@ -1,5 +1,6 @@
-/* cli: `gitops rollback <env>`: pins an environment to an earlier commit that ran healthy there;
- * the pin stays until `gitops resume` or a newer promotion. Needs git access only. */
+/* cli: `gitops rollback <env>` pins an environment to an earlier commit that ran healthy there;
+ * the pin stays until `gitops resume <env>` (also here: both move the pin, with the same options,
+ * checks and output) or a newer promotion. Both need git access only. */
 #include "cmd.h"
 #include "history/history.h"
 #include "reconcile/reconcile.h"
@@ -28,14 +29,31 @@ void cmd_rollback_help(void)
 	     "7 refused (no such earlier healthy deploy, already pinned there).");
 }
 
-int cmd_rollback(int argc, char **argv)
+void cmd_resume_help(void)
 {
+	puts("usage: gitops resume <env> [--reason TEXT] [--actor NAME] [--json]\n\n"
+	     "Drops the pin of a tracking environment (one with `track`), set by gitops rollback: its\n"
+	     "next sync deploys its branch head again. Records a resume event.\n\n"
+	     "Options:\n"
+	     "  --reason TEXT       why; recorded in the event\n"
+	     "  --actor NAME        who (default: $GITLAB_USER_LOGIN, $GITHUB_ACTOR, git user.name)\n"
+	     "  --json              print the event as JSON\n"
+	     CLI_STATE_HELP "\n"
+	     "Exit codes: 0 resumed; 2 usage; 3 unknown environment, not pinned, or an environment\n"
+	     "with `from` (promote instead); 5 git error.");
+}
+
+/* rollback (resume = false) or resume: parses, opens the environment and its history, records the
+ * event, prints it. */
+static int pin_command(int argc, char **argv, bool resume)
+{
+	const char *cmd = resume ? "resume" : "rollback";
 	const char *envname = NULL, *to = NULL, *steps_s = NULL, *repo = NULL, *state_repo = NULL, *state_branch = NULL;
 	struct hist_action act = {0};
 	bool json = false;
 	for (int i = 1; i < argc; i++) {
-		int r;
-		if ((r = cli_opt("--to", argc, argv, &i, &to)) || (r = cli_opt("--steps", argc, argv, &i, &steps_s)) ||
+		int r = 0;
+		if ((!resume && ((r = cli_opt("--to", argc, argv, &i, &to)) || (r = cli_opt("--steps", argc, argv, &i, &steps_s)))) ||
 		    (r = cli_opt("--reason", argc, argv, &i, &act.reason)) || (r = cli_opt("--actor", argc, argv, &i, &act.actor)) ||
 		    (r = cli_opt("--repo", argc, argv, &i, &repo)) || (r = cli_opt("--state-repo", argc, argv, &i, &state_repo)) ||
 		    (r = cli_opt("--state-branch", argc, argv, &i, &state_branch))) {
@@ -44,13 +62,13 @@ int cmd_rollback(int argc, char **argv)
 		} else if (!strcmp(argv[i], "--json")) {
 			json = true;
 		} else if (argv[i][0] == '-' || envname) {
-			return cli_fail(EXIT_USAGE, "unexpected %s; see 'gitops rollback --help'", argv[i]);
+			return cli_fail(EXIT_USAGE, "unexpected %s; see 'gitops %s --help'", argv[i], cmd);
 		} else {
 			envname = argv[i];
 		}
 	}
 	if (!envname)
-		return cli_fail(EXIT_USAGE, "missing <env>; see 'gitops rollback --help'");
+		return cli_fail(EXIT_USAGE, "missing <env>; see 'gitops %s --help'", cmd);
 	if (to && steps_s)
 		return cli_fail(EXIT_USAGE, "give --to or --steps, not both");
 	int steps = 1;
@@ -73,13 +91,16 @@ int cmd_rollback(int argc, char **argv)
 	if (!rc)
 		rc = hist_open_default(&h, state_repo, state_branch, repo);
 	if (!rc)
-		rc = hist_rollback(&ev, h, env, to, steps, &act);
+		rc = resume ? hist_resume(&ev, h, env, &act) : hist_rollback(&ev, h, env, to, steps, &act);
 	if (rc) {
 		code = cli_fail(cli_hist_exit(rc), "%s", gitops_error_last());
 	} else if (json) {
 		char *s = json_dumps(ev, JSON_INDENT(2));
 		puts(s);
 		free(s);
+	} else if (resume) {
+		printf("%s follows %s again (was pinned to %.12s)\n", env->name, env->track,
+		       json_string_value(json_object_get(ev, "previous")));
 	} else {
 		const char *prev = json_string_value(json_object_get(ev, "previous"));
 		printf("%s pinned to %.12s (was %.12s); its next sync deploys it%s\n", env->name,
@@ -91,3 +112,6 @@ int cmd_rollback(int argc, char **argv)
 	rec_workspace_free(ws);
 	return code;
 }
+
+int cmd_rollback(int argc, char **argv) { return pin_command(argc, argv, false); }
+int cmd_resume(int argc, char **argv) { return pin_command(argc, argv, true); }
