@@ -3,6 +3,7 @@
  * other history commands share (exit codes, option matching). */
 #include "cmd.h"
 #include "history/history.h"
+#include "reconcile/reconcile.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -63,6 +64,7 @@ void cmd_history_help(void)
 	     "  --since T --until T 30d, 12h, 90m, 45s, 2w (ago) or an RFC 3339 date/time (UTC)\n"
 	     "  --limit N           at most N events (default 50 for the table, 0: all)\n"
 	     "  --json              JSON output\n"
+	     "  --quiet             no table header, no summary lines\n"
 	     CLI_STATE_HELP "\n"
 	     "Exit codes: 0 ok; 2 usage; 3 bad input or unknown id; 5 git error;\n"
 	     "verify: 7 when the history is invalid (the first problem is printed).");
@@ -70,7 +72,7 @@ void cmd_history_help(void)
 
 struct hopts {
 	const char *repo, *state_repo, *state_branch;
-	bool json;
+	bool json, quiet;
 };
 
 /* Takes a common option; 1 taken, 0 not, -1 usage error. */
@@ -84,6 +86,10 @@ static int common_opt(struct hopts *o, int argc, char **argv, int *i)
 		o->json = true;
 		return 1;
 	}
+	if (!strcmp(argv[*i], "--quiet") || !strcmp(argv[*i], "-q")) {
+		o->quiet = true;
+		return 1;
+	}
 	return 0;
 }
 
@@ -91,6 +97,22 @@ static int open_store(hist **h, const struct hopts *o)
 {
 	int rc = hist_open_default(h, o->state_repo, o->state_branch, o->repo);
 	return rc ? cli_fail(cli_hist_exit(rc), "%s", gitops_error_last()) : 0;
+}
+
+/* `--env E` that matched nothing: an environment gitops.yaml does not know is a mistake (exit 3,
+ * naming the known ones), not an empty answer. When the manifests repository cannot be opened
+ * (a state repository used on its own), an empty answer stands. Returns 0 or the exit code. */
+static int unknown_env(const struct hopts *o, const char *env)
+{
+	struct rec_workspace_options wo = {.repo = o->repo};
+	rec_workspace *ws = NULL;
+	const struct mf_environment *e = NULL;
+	int code = 0;
+	if (rec_workspace_open(&ws, &wo) == 0 && rec_workspace_env(&e, ws, env))
+		code = cli_fail(EXIT_INPUT, "%s", gitops_error_last());
+	gitops_error_clear();
+	rec_workspace_free(ws);
+	return code;
 }
 
 static void print_json(json_t *j)
@@ -171,10 +193,13 @@ static int cmd_query(int argc, char **argv)
 	int rc = hist_query(&arr, h, &f);
 	if (rc) {
 		code = cli_fail(cli_hist_exit(rc), "%s", gitops_error_last());
+	} else if (f.env && json_array_size(arr) == 0 && (code = unknown_env(&o, f.env))) {
+		/* printed */
 	} else if (o.json) {
 		print_json(arr);
 	} else {
-		printf("%-24s %-12s %-19s %-10s %-10s %-12s %-14s %s\n", "TIME", "ID", "TYPE", "ENV", "APP", "SHA", "ACTOR",
+		if (!o.quiet)
+			printf("%-24s %-12s %-19s %-10s %-10s %-12s %-14s %s\n", "TIME", "ID", "TYPE", "ENV", "APP", "SHA", "ACTOR",
 		       "DETAIL");
 		size_t i;
 		json_t *ev;
@@ -267,6 +292,8 @@ static int cmd_dora(int argc, char **argv)
 	int rc = hist_dora(&d, h, env, s, u);
 	if (rc) {
 		code = cli_fail(cli_hist_exit(rc), "%s", gitops_error_last());
+	} else if (env && d.deployments == 0 && d.changes == 0 && (code = unknown_env(&o, env))) {
+		/* printed */
 	} else if (o.json) {
 		char a[32], b[32];
 		hist_format_time(a, d.since_ms);
@@ -322,7 +349,7 @@ static int cmd_verify(int argc, char **argv)
 		code = cli_fail(EXIT_REFUSED, "history is NOT valid: %s", gitops_error_last());
 	else if (rc)
 		code = cli_fail(cli_hist_exit(rc), "%s", gitops_error_last());
-	else if (!o.json)
+	else if (!o.json && !o.quiet)
 		printf("%s: valid: %zu events, %zu signatures verified\n", hist_describe(h), r.events, r.signatures);
 	hist_verify_report_clear(&r);
 	hist_free(h);

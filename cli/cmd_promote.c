@@ -11,7 +11,7 @@
 
 void cmd_promote_help(void)
 {
-	puts("usage: gitops promote <sha> <env> [--actor NAME] [--reason TEXT] [--wait [--timeout 30m]] [--json]\n\n"
+	puts("usage: gitops promote <sha> <env> [--actor NAME] [--reason TEXT] [--wait [--timeout 30m]] [--json] [--quiet]\n\n"
 	     "Promotes a commit to an environment that has an upstream (`from` in gitops.yaml). Refused\n"
 	     "when the commit never ran healthy (a sync with no failed object) in the upstream\n"
 	     "environment. Without an approval policy the environment is pinned to the commit at once\n"
@@ -26,6 +26,7 @@ void cmd_promote_help(void)
 	     "  --wait              wait until the environment ran the commit healthy (a recorded sync)\n"
 	     "  --timeout D         how long --wait waits (default 30m)\n"
 	     "  --json              print the promotion as JSON\n"
+	     "  --quiet             no summary on stderr (the id is still printed)\n"
 	     CLI_STATE_HELP "\n"
 	     "Exit codes: 0 promoted (or pending approvals); 1 --wait timed out; 2 usage;\n"
 	     "3 unknown environment or an environment without `from`; 5 unknown SHA or git error;\n"
@@ -48,8 +49,11 @@ static int wait_deployed(hist *h, const char *env, const char *sha, const char *
 		if (hist_promotion_get(&p, h, id) == 0) {
 			const char *status = json_string_value(json_object_get(p, "status"));
 			if (status && (!strcmp(status, "rejected") || !strcmp(status, "superseded"))) {
+				/* the message is printed before the promotion (which owns `status`) is freed */
+				int code = cli_fail(EXIT_REFUSED, "promotion %s was %s: %s does not run %.12s", id, status,
+						    env, sha);
 				json_decref(p);
-				return cli_fail(EXIT_REFUSED, "promotion %s was %s", id, status);
+				return code;
 			}
 			json_decref(p);
 		}
@@ -65,7 +69,7 @@ int cmd_promote(int argc, char **argv)
 {
 	const char *pos[2] = {NULL, NULL}, *repo = NULL, *state_repo = NULL, *state_branch = NULL, *timeout = "30m";
 	struct hist_action act = {0};
-	bool json = false, wait = false;
+	bool json = false, wait = false, quiet = false;
 	int npos = 0;
 	for (int i = 1; i < argc; i++) {
 		int r;
@@ -79,6 +83,8 @@ int cmd_promote(int argc, char **argv)
 			json = true;
 		} else if (!strcmp(argv[i], "--wait")) {
 			wait = true;
+		} else if (!strcmp(argv[i], "--quiet") || !strcmp(argv[i], "-q")) {
+			quiet = true;
 		} else if (argv[i][0] == '-' || npos == 2) {
 			return cli_fail(EXIT_USAGE, "unexpected %s; see 'gitops promote --help'", argv[i]);
 		} else {
@@ -121,7 +127,9 @@ int cmd_promote(int argc, char **argv)
 	} else {
 		puts(id);
 	}
-	if (!strcmp(status, "pending"))
+	if (quiet)
+		; /* no summary */
+	else if (!strcmp(status, "pending"))
 		fprintf(stderr, "promotion %s%s: %s at %.12s is pending: %zu of %lld approvals (gitops approve %s --key FILE)\n",
 			id, existing ? " (existing)" : "", env->name, sha, json_array_size(json_object_get(p, "approvals")),
 			(long long)json_integer_value(json_object_get(p, "required")), id);

@@ -62,7 +62,9 @@ int cli_exit_for(int err)
 {
 	switch (err) {
 	case GITOPS_OK: return EXIT_OK;
-	case GITOPS_EPARSE: case GITOPS_EINVALID: case GITOPS_EUNSUPPORTED: return EXIT_INPUT;
+	/* ENOTFOUND reaching the top is something the user named that does not exist: a kubeconfig
+	 * file or context, a key file, an environment. */
+	case GITOPS_EPARSE: case GITOPS_EINVALID: case GITOPS_EUNSUPPORTED: case GITOPS_ENOTFOUND: return EXIT_INPUT;
 	case GITOPS_ENETWORK: case GITOPS_ETLS: case GITOPS_EUNAUTHORIZED: case GITOPS_EFORBIDDEN:
 	case GITOPS_ECONFLICT: case GITOPS_EGONE: case GITOPS_ETOOMANY: case GITOPS_ESERVER:
 	case GITOPS_EAUTH: case GITOPS_ETIMEOUT: return EXIT_CLUSTER;
