@@ -79,7 +79,7 @@ void cli_progress(void *ud, const char *line)
 	const struct cli_args *a = ud;
 	if (a && a->quiet)
 		return;
-	fprintf(stderr, "%s\n", line);
+	fprintf(stderr, "%s\n", line); /* masked by rec_progress (common/mask.h) */
 }
 
 bool cli_color(const struct cli_args *a)

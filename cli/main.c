@@ -2,9 +2,11 @@
  * lives in the library modules. */
 #include "cmd.h"
 #include "../common/common.h"
+#include "../common/mask.h"
 
 #include <stdarg.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 const struct gitops_cmd gitops_commands[] = {
@@ -50,11 +52,15 @@ bool cli_wants_help(int argc, char **argv)
 int cli_fail(int code, const char *fmt, ...)
 {
 	va_list ap;
-	fputs("gitops: ", stderr);
+	gitops_buf b = GITOPS_BUF_INIT;
 	va_start(ap, fmt);
-	vfprintf(stderr, fmt, ap);
+	gitops_buf_vprintf(&b, fmt, ap);
 	va_end(ap);
-	fputc('\n', stderr);
+	/* error lines often carry apiserver or renderer text */
+	char *line = gitops_mask_text(gitops_buf_cstr(&b), NULL);
+	fprintf(stderr, "gitops: %s\n", line);
+	free(line);
+	gitops_buf_free(&b);
 	return code;
 }
 

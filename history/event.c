@@ -1,6 +1,7 @@
 /* history/event.c: the event record: building one from the public struct, the schema check that
  * verification runs on every commit, ids, UTC times, and who/what triggered an event. */
 #include "history/internal.h"
+#include "common/mask.h"
 
 #include <openssl/rand.h>
 #include <stdio.h>
@@ -204,8 +205,12 @@ int hist_event_build(json_t **out, const struct hist_event *ev)
 		json_object_set_new(j, "sha", json_string(ev->sha));
 	json_object_set_new(j, "actor", json_string(actor));
 	json_object_set_new(j, "trigger", json_string(ev->trigger ? ev->trigger : hist_default_trigger()));
-	if (ev->reason && *ev->reason)
-		json_object_set_new(j, "reason", json_string(ev->reason));
+	if (ev->reason && *ev->reason) {
+		/* a failed sync's reason is apiserver text: no Secret value enters the log */
+		char *reason = gitops_mask_text(ev->reason, NULL);
+		json_object_set_new(j, "reason", json_string(reason));
+		free(reason);
+	}
 	if (ev->has_counts)
 		json_object_set_new(j, "counts", json_pack("{s:I, s:I, s:I, s:I, s:I}", "created", (json_int_t)ev->created,
 							   "updated", (json_int_t)ev->updated, "unchanged",

@@ -99,13 +99,13 @@ int mf_objects_resolve(mf_objects *set, mf_scope_fn scope, void *scope_data);
 /* True when the kind is cluster-scoped per the built-in table (group from apiVersion). */
 bool mf_kind_is_cluster_scoped(const char *api_version, const char *kind);
 
-/* Replaces every value under data and stringData of the set's Secrets with "***" (the keys
- * stay), for output meant to be read: Secret values are never printed. Returns how many
- * values were masked. */
+/* Masks the set's Secrets for output meant to be read, with gitops_mask_object (common/mask.h):
+ * data and stringData values (a scalar data/stringData as a whole) and the last-applied
+ * annotation become "***"; the keys stay. Returns how many values were masked. */
 size_t mf_objects_mask_secrets(mf_objects *set);
 
-/* Serializations. YAML: documents separated by "---"; JSON: one object for a single object or
- * a kubectl-style List {"apiVersion":"v1","kind":"List","items":[...]}. Appended to `out`. */
+/* Serializations. YAML: documents separated by "---"; JSON: always a kubectl-style List
+ * {"apiVersion":"v1","kind":"List","items":[...]}, even for one object. Appended to `out`. */
 int mf_objects_to_yaml(gitops_buf *out, const mf_objects *set);
 int mf_objects_to_json(gitops_buf *out, const mf_objects *set);
 
