@@ -71,6 +71,7 @@ int cli_parse_args(struct cli_args *a, int argc, char **argv, unsigned accepted)
 	}
 	if (!a->env && !(accepted & ARG_ENV_OPTIONAL))
 		return cli_fail(EXIT_USAGE, "missing <env>; see 'gitops %s --help'", cmd);
+	a->repo = cli_default_repo(a->repo, NULL);
 	return -1;
 }
 

@@ -86,6 +86,7 @@ static int decide(int argc, char **argv, bool reject)
 		return cli_fail(EXIT_USAGE, "--print-signature needs --key");
 	if (reject && !act.reason && !print_sig)
 		return cli_fail(EXIT_USAGE, "gitops reject needs --reason TEXT");
+	repo = cli_default_repo(repo, state_branch);
 	const char *decision = reject ? "reject" : "approve";
 	rec_workspace *ws = NULL;
 	hist *h = NULL;

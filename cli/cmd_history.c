@@ -93,8 +93,9 @@ static int common_opt(struct hopts *o, int argc, char **argv, int *i)
 	return 0;
 }
 
-static int open_store(hist **h, const struct hopts *o)
+static int open_store(hist **h, struct hopts *o)
 {
+	o->repo = cli_default_repo(o->repo, o->state_branch);
 	int rc = hist_open_default(h, o->state_repo, o->state_branch, o->repo);
 	return rc ? cli_fail(cli_hist_exit(rc), "%s", gitops_error_last()) : 0;
 }

@@ -3,6 +3,7 @@
 #include "cmd.h"
 #include "../common/common.h"
 #include "../common/mask.h"
+#include "../manifests/manifests.h"
 
 #include <stdarg.h>
 #include <stdio.h>
@@ -77,6 +78,33 @@ int cli_exit_for(int err)
 	case GITOPS_EGIT: return EXIT_GIT;
 	default: return EXIT_INTERNAL;
 	}
+}
+
+const char *cli_default_repo(const char *repo, const char *state_branch)
+{
+	static struct mf_repo_default d;
+	static bool done;
+	if (repo)
+		return repo;
+	if (!done) {
+		done = true;
+		if (!state_branch)
+			state_branch = getenv("GITOPS_STATE_BRANCH");
+		if (mf_repo_default(&d, ".", state_branch && *state_branch ? state_branch : NULL)) {
+			gitops_error_clear();
+			return NULL;
+		}
+		const char *sr = getenv("GITOPS_STATE_REPO");
+		if (d.state && !(sr && *sr))
+			setenv("GITOPS_STATE_REPO", d.state, 1);
+		bool have = (getenv("GITOPS_GIT_TOKEN") && *getenv("GITOPS_GIT_TOKEN")) || getenv("GITOPS_GIT_TOKEN_FILE") ||
+			    getenv("GITOPS_GIT_PASSWORD") || getenv("GITOPS_GIT_PASSWORD_FILE");
+		if (d.password && !have) {
+			setenv("GITOPS_GIT_USERNAME", d.username, 1);
+			setenv("GITOPS_GIT_PASSWORD", d.password, 1);
+		}
+	}
+	return d.manifests;
 }
 
 static const struct gitops_cmd *find_cmd(const char *name)

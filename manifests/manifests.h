@@ -217,6 +217,19 @@ int mf_repo_checkout(char **out_dir, mf_repo *repo, const char *commit);
 /* Finds the git repository containing directory `start`; *out_path (caller frees) is its git
  * directory, usable as a URL for mf_repo_open. */
 int mf_repo_discover(char **out_path, const char *start);
+/* The repositories to use when none is given (manifests/origin.c): the repository around
+ * `start`, or origin's URL where the clone lacks what gitops needs. `manifests` is origin's URL
+ * when the clone has no local branch at all (a CI job's detached checkout), else the git
+ * directory; `state` (else NULL) is origin's URL when the clone has no local refs/heads/<state_branch>
+ * (an approver's clone: the state branch lives on origin, fetched or not).
+ * Credentials written into origin's URL (user:password@, as GitLab CI does) are taken out of the
+ * URLs into `username`/`password`, for GITOPS_GIT_USERNAME/PASSWORD. `state_branch` NULL means
+ * gitops/state. Free with mf_repo_default_clear. Errors: mf_repo_discover's. */
+struct mf_repo_default {
+	char *manifests, *state, *username, *password;
+};
+int mf_repo_default(struct mf_repo_default *out, const char *start, const char *state_branch);
+void mf_repo_default_clear(struct mf_repo_default *d);
 /* True when the mirror holds any branch or tag (a fetch succeeded once). */
 bool mf_repo_has_refs(mf_repo *repo);
 /* The mirror's directory (owned by repo). */
