@@ -118,7 +118,8 @@ static int unknown_env(const struct hopts *o, const char *env)
 
 static void print_json(json_t *j)
 {
-	char *s = json_dumps(j, JSON_INDENT(2));
+	/* rates and frequencies are rounded (round_to); 10 digits print them as they are */
+	char *s = json_dumps(j, JSON_INDENT(2) | JSON_REAL_PRECISION(10));
 	puts(s);
 	free(s);
 }
@@ -256,6 +257,15 @@ static int cmd_show(int argc, char **argv)
 	return code;
 }
 
+/* A metric rounded to `digits` decimals, for JSON that reads like the table. */
+static double round_to(double v, int digits)
+{
+	double f = 1;
+	while (digits-- > 0)
+		f *= 10;
+	return (double)(long long)(v * f + (v < 0 ? -0.5 : 0.5)) / f;
+}
+
 static void fmt_dur(char *out, size_t n, long long ms)
 {
 	if (ms < 0)
@@ -301,9 +311,9 @@ static int cmd_dora(int argc, char **argv)
 		hist_format_time(b, d.until_ms);
 		json_t *j = json_pack("{s:s?, s:s, s:s, s:{s:i, s:f}, s:{s:i, s:I, s:I}, s:{s:i, s:i, s:f}, s:{s:i, s:I, s:I}}",
 				      "environment", env, "since", a, "until", b, "deploymentFrequency", "deployments",
-				      d.deployments, "perDay", d.per_day, "leadTime", "samples", d.lead_samples, "medianMs",
+				      d.deployments, "perDay", round_to(d.per_day, 3), "leadTime", "samples", d.lead_samples, "medianMs",
 				      (json_int_t)d.lead_median_ms, "meanMs", (json_int_t)d.lead_mean_ms, "changeFailureRate",
-				      "changes", d.changes, "failed", d.failed_changes, "rate", d.failure_rate, "timeToRestore",
+				      "changes", d.changes, "failed", d.failed_changes, "rate", round_to(d.failure_rate, 4), "timeToRestore",
 				      "restores", d.restores, "medianMs", (json_int_t)d.restore_median_ms, "meanMs",
 				      (json_int_t)d.restore_mean_ms);
 		print_json(j);

@@ -118,10 +118,18 @@ int cmd_promote(int argc, char **argv)
 		code = cli_fail(cli_hist_exit(rc), "%s", gitops_error_last());
 		goto done;
 	}
+	/* One shape, new or existing, pending or applied: the keys a decided promotion's short
+	 * record lacks are filled in from the configuration. */
+	if (!json_object_get(p, "from") && env->from)
+		json_object_set_new(p, "from", json_string(env->from));
+	if (!json_object_get(p, "required"))
+		json_object_set_new(p, "required", json_integer(env->approval_required));
+	if (!json_is_array(json_object_get(p, "approvals")))
+		json_object_set_new(p, "approvals", json_array());
+	json_object_set_new(p, "existing", json_boolean(existing));
 	const char *id = json_string_value(json_object_get(p, "id"));
 	const char *status = json_string_value(json_object_get(p, "status"));
 	if (json) {
-		json_object_set_new(p, "existing", json_boolean(existing));
 		char *s = json_dumps(p, JSON_INDENT(2));
 		puts(s);
 		free(s);

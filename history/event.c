@@ -147,8 +147,14 @@ char *hist_default_actor(void)
 	}
 	git_libgit2_init();
 	git_config *cfg = NULL;
+	git_repository *repo = NULL;
 	char *out = NULL;
-	if (git_config_open_default(&cfg) == 0) {
+	/* the working directory's repository first: its own user.name (then global, system), as
+	 * git commit would use; outside a repository, the global and system configuration */
+	int g = git_repository_open_ext(&repo, ".", 0, NULL) == 0 ? git_repository_config_snapshot(&cfg, repo)
+								   : git_config_open_default(&cfg);
+	git_repository_free(repo);
+	if (g == 0) {
 		git_buf b = {0};
 		if (git_config_get_string_buf(&b, cfg, "user.name") == 0 && b.ptr && *b.ptr)
 			out = gitops_strdup(b.ptr);
