@@ -24,8 +24,9 @@ static void keep_failure(struct sync_progress *p, const char *line)
 	line += strspn(line + 6, " ") + 6;
 	const char *src = strstr(line, " ("), *why = strstr(line, "): ");
 	const char *colon = strstr(line, ": ");
-	size_t on = src && why && src < why ? (size_t)(src - line) : colon ? (size_t)(colon - line) : strlen(line);
-	const char *reason = src && why && src < why ? why + 3 : colon ? colon + 2 : "";
+	bool with_source = src && why && src < why && (!colon || src < colon); /* "(file:line): " */
+	size_t on = with_source ? (size_t)(src - line) : colon ? (size_t)(colon - line) : strlen(line);
+	const char *reason = with_source ? why + 3 : colon ? colon + 2 : "";
 	p->failures[p->n_failures].object = gitops_strndup(line, on);
 	p->failures[p->n_failures].reason = gitops_strdup(reason);
 	p->n_failures++;

@@ -63,9 +63,12 @@ int mf_repo_default(struct mf_repo_default *out, const char *start, const char *
 	if (rc)
 		return rc;
 	git_repository *repo = NULL;
-	git_remote *origin = NULL;
-	if (git_repository_open(&repo, path) < 0 || git_remote_lookup(&origin, repo, "origin") < 0 ||
-	    !git_remote_url(origin)) {
+	git_config *cfg = NULL;
+	git_buf url = {0};
+	/* remote.origin.url read from the configuration: git_remote_lookup would also search
+	 * url.insteadOf with a regex, which leaks in libgit2 1.5 */
+	if (git_repository_open(&repo, path) < 0 || git_repository_config_snapshot(&cfg, repo) < 0 ||
+	    git_config_get_string_buf(&url, cfg, "remote.origin.url") < 0 || !url.ptr || !*url.ptr) {
 		/* not a clone (or unreadable here: mf_repo_open will say why) */
 		git_error_clear();
 		out->manifests = path;
@@ -79,7 +82,7 @@ int mf_repo_default(struct mf_repo_default *out, const char *start, const char *
 	free(ref);
 	if (use_origin || state_on_origin) {
 		char *clean = NULL;
-		split_userinfo(git_remote_url(origin), &clean, &out->username, &out->password);
+		split_userinfo(url.ptr, &clean, &out->username, &out->password);
 		if (use_origin) {
 			out->manifests = clean;
 			free(path);
@@ -91,7 +94,8 @@ int mf_repo_default(struct mf_repo_default *out, const char *start, const char *
 		out->manifests = path;
 	}
 done:
-	git_remote_free(origin);
+	git_buf_dispose(&url);
+	git_config_free(cfg);
 	git_repository_free(repo);
 	return 0;
 }

@@ -56,7 +56,10 @@ for scope in (ci.get("variables") or {}, job.get("variables") or {}):
     for k, v in scope.items():
         print("export %s=%s" % (k, shlex.quote(str(v))))
 for line in (job.get("before_script", ci.get("before_script")) or []) + job["script"]:
-    print(line)
+    if not isinstance(line, str):  # GitLab refuses the job: a line with ": " needs quotes
+        print("echo 'not a string in %s: %r' >&2; exit 99" % (sys.argv[2], line))
+    else:
+        print(line)
 P
 }
 
