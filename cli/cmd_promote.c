@@ -126,6 +126,20 @@ int cmd_promote(int argc, char **argv)
 		json_object_set_new(p, "required", json_integer(env->approval_required));
 	if (!json_is_array(json_object_get(p, "approvals")))
 		json_object_set_new(p, "approvals", json_array());
+	if (!json_object_get(p, "requestedBy")) {
+		/* a decided promotion keeps a short record: who asked and when are in its first event */
+		json_t *shown = NULL, *first;
+		if (hist_show(&shown, h, json_string_value(json_object_get(p, "id"))) == 0 &&
+		    (first = json_array_get(json_object_get(shown, "events"), 0))) {
+			json_object_set(p, "requestedBy", json_object_get(first, "actor"));
+			json_object_set(p, "requestedAt", json_object_get(first, "time"));
+			json_t *ap = json_object_get(json_object_get(shown, "promotion"), "approvals");
+			if (json_is_array(ap) && json_array_size(ap))
+				json_object_set(p, "approvals", ap);
+		}
+		json_decref(shown);
+		gitops_error_clear();
+	}
 	json_object_set_new(p, "existing", json_boolean(existing));
 	const char *id = json_string_value(json_object_get(p, "id"));
 	const char *status = json_string_value(json_object_get(p, "status"));
