@@ -66,7 +66,8 @@ void cmd_history_help(void)
 	     "  --json              JSON output\n"
 	     "  --quiet             no table header, no summary lines\n"
 	     CLI_STATE_HELP "\n"
-	     "Exit codes: 0 ok; 2 usage; 3 bad input or unknown id; 5 git error;\n"
+	     "Exit codes: 0 ok; 2 usage; 3 bad input, unknown id, or an --env gitops.yaml does not\n"
+	     "know (and no event names); 5 git error;\n"
 	     "verify: 7 when the history is invalid (the first problem is printed).");
 }
 
