@@ -221,7 +221,8 @@ int mf_repo_discover(char **out_path, const char *start);
  * `start`, or origin's URL where the clone lacks what gitops needs. `manifests` is origin's URL
  * when the clone has no local branch at all (a CI job's detached checkout), else the git
  * directory; `state` (else NULL) is origin's URL when the clone has no local refs/heads/<state_branch>
- * (an approver's clone: the state branch lives on origin, fetched or not).
+ * (an approver's clone: the state branch lives on origin, fetched or not) and origin is reached
+ * over http(s) or a path (the state branch cannot be pushed over ssh yet).
  * Credentials written into origin's URL (user:password@, as GitLab CI does) are taken out of the
  * URLs into `username`/`password`, for GITOPS_GIT_USERNAME/PASSWORD. `state_branch` NULL means
  * gitops/state. Free with mf_repo_default_clear. Errors: mf_repo_discover's. */

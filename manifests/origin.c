@@ -78,7 +78,9 @@ int mf_repo_default(struct mf_repo_default *out, const char *start, const char *
 	 * hold it as a local branch (fetched or not) reads and writes it there */
 	char *ref = gitops_sprintf("refs/heads/%s", state_branch ? state_branch : "gitops/state");
 	bool use_origin = !has_local_branch(repo);
-	bool state_on_origin = !has_ref(repo, ref);
+	/* (not over ssh: the state branch cannot be pushed there yet, a local branch is better) */
+	bool state_on_origin = !has_ref(repo, ref) && (!strncmp(url.ptr, "https://", 8) || !strncmp(url.ptr, "http://", 7) ||
+						      !strncmp(url.ptr, "file://", 7) || url.ptr[0] == '/');
 	free(ref);
 	if (use_origin || state_on_origin) {
 		char *clean = NULL;
