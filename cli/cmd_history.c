@@ -149,8 +149,20 @@ static void print_row(const json_t *ev)
 		gitops_buf_printf(&d, "signed by %s; ", s_(a, "approver"));
 	if (*s_(ev, "status"))
 		gitops_buf_printf(&d, "%s; ", s_(ev, "status"));
-	if (*s_(ev, "reason"))
+	json_t *fl = json_object_get(ev, "failures");
+	if (json_array_size(fl)) /* the first failed object and why; `history show <id>` has all */
+		gitops_buf_printf(&d, "%s: %s%s; ", s_(json_array_get(fl, 0), "object"), s_(json_array_get(fl, 0), "reason"),
+				  json_array_size(fl) > 1 ? " (and more)" : "");
+	else if (*s_(ev, "reason"))
 		gitops_buf_printf(&d, "%s; ", s_(ev, "reason"));
+	if (json_array_size(json_object_get(ev, "apps")) && !*s_(ev, "app")) {
+		gitops_buf_puts(&d, "apps ");
+		size_t k;
+		json_t *app;
+		json_array_foreach(json_object_get(ev, "apps"), k, app)
+			gitops_buf_printf(&d, "%s%s", k ? "," : "", json_string_value(app));
+		gitops_buf_puts(&d, "; ");
+	}
 	if (d.len >= 2)
 		d.ptr[d.len -= 2] = '\0';
 	printf("%-24.24s %-12.12s %-19.19s %-10.10s %-10.10s %-12.12s %-14.14s %s\n", s_(ev, "time"), s_(ev, "id"),
