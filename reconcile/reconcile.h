@@ -89,6 +89,13 @@ const char *rec_plan_env_name(const rec_plan *p);
 void rec_plan_counts(const rec_plan *p, size_t counts[4]);
 /* True when every desired object is in sync and nothing extra is live. */
 bool rec_plan_in_sync(const rec_plan *p);
+/* For `gitops diff` (reconcile/validate.c): sends every object the plan would write (MISSING,
+ * MODIFIED) to the apiserver as a server-side apply dry run, and calls refused(ud, item index,
+ * masked message) for each one the apiserver refuses (Invalid, BadRequest, admission, a
+ * namespace that neither exists nor is created by the plan). Kinds and namespaces the sync
+ * would create first are not refusals. Returns 0, or the error reaching the cluster. */
+typedef void (*rec_refused_fn)(void *ud, size_t item, const char *message);
+int rec_plan_validate(rec_workspace *ws, const rec_plan *plan, rec_refused_fn refused, void *ud);
 
 /* ---- Sync -------------------------------------------------------------------------------- */
 
