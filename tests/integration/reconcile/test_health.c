@@ -75,18 +75,20 @@ static void test_healthy_and_broken(void **state)
 	for (int i = 0; i < 3; i++)
 		apply(objs[i]);
 
-	/* The healthy Deployment and the Job: rolled out and complete. */
+	/* The healthy Deployment and the Job: rolled out and complete (the Deployment listed
+	 * twice, as two apps may apply the same object). */
 	struct rec_health_report rep;
 	struct rec_health_wait_options o = {.timeout_ms = 120000, .on_change = count_change};
 	changes = 0;
-	int rc = rec_health_wait(&rep, client, objs, 2, &o);
+	json_t *healthy[3] = {objs[0], objs[1], objs[0]};
+	int rc = rec_health_wait(&rep, client, healthy, 3, &o);
 	if (rc)
 		fail_msg("healthy objects: %s", gitops_error_last());
 	assert_int_equal(rep.outcome, REC_HEALTH_ALL_HEALTHY);
-	assert_int_equal(rep.healthy, 2);
+	assert_int_equal(rep.healthy, 3);
 	assert_int_equal(rep.n_unhealthy, 0);
 	assert_int_equal(rep.watches, 2); /* deployments and jobs in one namespace */
-	assert_true(changes >= 2);
+	assert_true(changes >= 3);
 	rec_health_report_free(&rep);
 
 	/* With the broken one: the wait times out naming it, and only it. */
