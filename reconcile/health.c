@@ -117,6 +117,12 @@ static enum rec_health deployment(const json_t *obj, struct verdict *v)
 		return say(v, REC_PROGRESSING, "%lld of %lld updated replicas available", available, updated);
 	if (ready < want)
 		return say(v, REC_PROGRESSING, "%lld of %lld replicas ready", ready, want);
+	/* The controller says the rollout is complete (only with a progress deadline, which the
+	 * API defaults to 600 s). */
+	const char *preason = str(prog, "reason");
+	if (json_object_get(spec, "progressDeadlineSeconds") &&
+	    !(cond_is(obj, "Progressing", "True") && preason && !strcmp(preason, "NewReplicaSetAvailable")))
+		return say(v, REC_PROGRESSING, "new ReplicaSet not yet available");
 	if (!cond_is(obj, "Available", "True"))
 		return say(v, REC_PROGRESSING, "condition Available is not True");
 	return say(v, REC_HEALTHY, "rolled out: %lld of %lld replicas ready", ready, want);

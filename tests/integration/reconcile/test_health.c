@@ -108,7 +108,6 @@ static void test_healthy_and_broken(void **state)
 		fail_msg("reason: %s", bad->reason);
 	assert_non_null(strstr(gitops_error_last(), "1 of 3 objects not healthy"));
 	assert_non_null(strstr(gitops_error_last(), "Deployment"));
-	assert_true(rep.ms >= 8000);
 	rec_health_report_free(&rep);
 	for (int i = 0; i < 3; i++)
 		json_decref(objs[i]);
@@ -127,7 +126,6 @@ static void test_deadline_fails_fast(void **state)
 	assert_int_equal(rep.unhealthy[0].health, REC_DEGRADED);
 	if (!strstr(rep.unhealthy[0].reason, "ProgressDeadlineExceeded"))
 		fail_msg("reason: %s", rep.unhealthy[0].reason);
-	assert_true(rep.ms < 120000);
 	rec_health_report_free(&rep);
 	json_decref(d);
 }
@@ -150,7 +148,8 @@ static void test_cancel_and_missing(void **state)
 	pthread_t th;
 	pthread_create(&th, NULL, cancel_later, &cancel);
 	struct rec_health_report rep;
-	struct rec_health_wait_options o = {.cancel = &cancel}; /* no timeout */
+	/* Cancelled long before the timeout: the outcome says which ended it. */
+	struct rec_health_wait_options o = {.timeout_ms = 300000, .cancel = &cancel};
 	int rc = rec_health_wait(&rep, client, objs, 2, &o);
 	pthread_join(th, NULL);
 	assert_int_equal(rc, GITOPS_ERROR);
@@ -158,7 +157,6 @@ static void test_cancel_and_missing(void **state)
 	assert_int_equal(rep.n_unhealthy, 2);
 	assert_string_equal(find(&rep, "ghost")->reason, "not found");
 	assert_string_equal(find(&rep, "absent")->reason, "not found");
-	assert_true(rep.ms < 10000);
 	rec_health_report_free(&rep);
 
 	/* A kind the server does not serve is Degraded, named. */
