@@ -141,7 +141,8 @@ start kwok env HOME="$dir" "$bin/kwok" --kubeconfig="$dir/kubeconfig" --manage-a
   -c "$here/kwok/stages.yaml"
 echo "controller-manager=$kcm_port scheduler=$sched_port kwok=$kwok_port" > "$dir/ports"
 
-# Fake nodes (kwok's docs' shape); kwok makes them Ready and keeps their leases.
+# Fake nodes (kwok's docs' shape, with room for 1000 pods each so that benchmarks with many
+# Deployments are not capped by the kubelet's usual 110); kwok makes them Ready and keeps their leases.
 for i in $(seq 0 $((FAKE_NODES - 1))); do
   cat <<Y
 ---
@@ -152,8 +153,8 @@ metadata:
   labels: {type: kwok, kubernetes.io/hostname: kwok-node-$i, kubernetes.io/os: linux}
   annotations: {kwok.x-k8s.io/node: fake, node.alpha.kubernetes.io/ttl: "0"}
 status:
-  allocatable: {cpu: "32", memory: 256Gi, pods: "110"}
-  capacity: {cpu: "32", memory: 256Gi, pods: "110"}
+  allocatable: {cpu: "32", memory: 256Gi, pods: "1000"}
+  capacity: {cpu: "32", memory: 256Gi, pods: "1000"}
 Y
 done > "$dir/nodes.yaml"
 KUBECONFIG=$dir/kubeconfig "$bin/kubectl" apply -f "$dir/nodes.yaml" >/dev/null
