@@ -408,6 +408,8 @@ struct group {
 	const struct kube_resource *res;
 	char *ns;                         /* NULL: cluster-scoped */
 	json_t *names;                    /* name -> [index into targets...] (duplicates allowed) */
+	json_t *labels;                   /* labels every object of the group carries (a selector) */
+	char *selector;                   /* "k=v,k=v" from labels, or NULL */
 	kube_cache *cache;
 	bool synced;
 };
@@ -416,6 +418,7 @@ struct waiter {
 	pthread_mutex_t lock;
 	pthread_cond_t cond;
 	bool dirty;                       /* something to look at: an event or a result */
+	bool frozen;                      /* decided: later events change nothing */
 	struct target *t;
 	size_t n;
 	struct group *groups;
@@ -450,6 +453,10 @@ static void on_event(void *ud, enum kube_event ev, const json_t *obj, const json
 		h = rec_health_assess(obj, reason, sizeof reason);
 	}
 	pthread_mutex_lock(&w->lock);
+	if (w->frozen) {
+		pthread_mutex_unlock(&w->lock);
+		return;
+	}
 	size_t i;
 	json_t *idx;
 	json_array_foreach(idxs, i, idx) {
@@ -492,7 +499,9 @@ static void waiter_free(struct waiter *w)
 	stop_caches(w);
 	for (size_t i = 0; i < w->n_groups; i++) {
 		free(w->groups[i].ns);
+		free(w->groups[i].selector);
 		json_decref(w->groups[i].names);
+		json_decref(w->groups[i].labels);
 	}
 	free(w->groups);
 	for (size_t i = 0; i < w->n; i++) {
@@ -605,6 +614,21 @@ int rec_health_wait(struct rec_health_report *report, kube_client *c, json_t *co
 			t->r.ns = gitops_strdup(ns && *ns ? ns : "default");
 		}
 		struct group *g = group_for(&w, res, t->r.ns);
+		/* The group's selector: the labels its objects have in common (gitops' own labels for
+		 * applied objects), so a namespace's other objects of the kind are not listed. */
+		json_t *labels = json_object_get(meta, "labels");
+		if (!g->labels) {
+			g->labels = json_is_object(labels) ? json_copy(labels) : json_object();
+		} else {
+			const char *k;
+			json_t *v;
+			void *tmp;
+			json_object_foreach_safe(g->labels, tmp, k, v) {
+				json_t *mine = json_object_get(labels, k);
+				if (!json_is_string(mine) || !json_equal(mine, v))
+					json_object_del(g->labels, k);
+			}
+		}
 		json_t *idxs = json_object_get(g->names, t->r.name);
 		if (!idxs) {
 			idxs = json_array();
@@ -615,7 +639,16 @@ int rec_health_wait(struct rec_health_report *report, kube_client *c, json_t *co
 	/* The groups array no longer moves: the caches get pointers into it. */
 	for (size_t gi = 0; gi < w.n_groups; gi++) {
 		struct group *g = &w.groups[gi];
-		struct kube_cache_options co = {.namespace = g->ns, .on_event = on_event, .ud = g};
+		gitops_buf sel = GITOPS_BUF_INIT;
+		const char *k;
+		json_t *v;
+		json_object_foreach(g->labels, k, v)
+			if (json_is_string(v))
+				gitops_buf_printf(&sel, "%s%s=%s", sel.len ? "," : "", k, json_string_value(v));
+		g->selector = sel.len ? gitops_buf_detach(&sel) : NULL;
+		gitops_buf_free(&sel);
+		struct kube_cache_options co = {.namespace = g->ns, .label_selector = g->selector,
+						.on_event = on_event, .ud = g};
 		if (kube_cache_start(&g->cache, c, g->res, &co) != GITOPS_OK) {
 			int rc = gitops_error_code();
 			char *msg = gitops_strdup(gitops_error_last());
@@ -651,12 +684,10 @@ int rec_health_wait(struct rec_health_report *report, kube_client *c, json_t *co
 				json_array_foreach(idxs, k, idx) {
 					struct target *t = &w.t[json_integer_value(idx)];
 					if (!t->seen)
-						set_result(t, REC_PROGRESSING, "not found");
+						set_result(t, REC_PROGRESSING, g->selector ? "not found (with its labels)" : "not found");
 				}
 			}
 		}
-		size_t bad = 0;
-		bool degraded = false;
 		for (size_t i = 0; i < n; i++) {
 			struct target *t = &w.t[i];
 			if (t->changed && opt->on_change) {
@@ -669,9 +700,14 @@ int rec_health_wait(struct rec_health_report *report, kube_client *c, json_t *co
 				pthread_mutex_lock(&w.lock);
 			}
 			t->changed = false;
-			if (t->r.health != REC_HEALTHY)
+		}
+		/* Decided on one consistent view: the lock is held from here to the freeze. */
+		size_t bad = 0;
+		bool degraded = false;
+		for (size_t i = 0; i < n; i++) {
+			if (w.t[i].r.health != REC_HEALTHY)
 				bad++;
-			if (t->r.health == REC_DEGRADED)
+			if (w.t[i].r.health == REC_DEGRADED)
 				degraded = true;
 		}
 		bool all_synced = true;
@@ -699,6 +735,9 @@ int rec_health_wait(struct rec_health_report *report, kube_client *c, json_t *co
 		}
 		w.dirty = false;
 	}
+	/* The report is what the decision saw, not what events arriving until the watches are
+	 * closed would make of it (a Deployment's deadline condition can flip back). */
+	w.frozen = true;
 	pthread_mutex_unlock(&w.lock);
 
 	/* Stop the watches, then read the results without a lock. */

@@ -86,8 +86,10 @@ struct rec_health_wait_options {
 /* Waits until every object of objs[0..n) (apiVersion, kind, metadata.name and, for namespaced
  * kinds, metadata.namespace; e.g. the applied objects) is Healthy, or the timeout passes, or
  * fail_fast sees a Degraded object, or the cancel flag is set. Objects are read from one
- * list-then-watch cache per kind and namespace; an object not found (yet, or deleted) is
- * Progressing, one whose kind the server does not serve is Degraded.
+ * list-then-watch cache per kind and namespace, selected by the labels the group's objects have in
+ * common (for applied objects: gitops' own), so other objects of the kind are not listed; an
+ * object not found (yet, deleted, or without those labels) is Progressing, one whose kind the
+ * server does not serve is Degraded.
  * Always fills *report (free with rec_health_report_free). Returns 0 when all are healthy,
  * else GITOPS_ETIMEOUT (timed out), GITOPS_ERROR (failed or cancelled: see report->outcome),
  * or GITOPS_EINVALID (an object without kind or name; report is then empty), with a one-line

@@ -130,6 +130,43 @@ static void test_deadline_fails_fast(void **state)
 	json_decref(d);
 }
 
+/* The watch selects by the labels the objects have in common: labelled objects are found,
+ * and an object without the labels it is expected to carry is not. */
+static void test_label_selector(void **state)
+{
+	json_t *tagged = deployment("tagged", "nginx:1.27", 0);
+	json_object_set_new(json_object_get(tagged, "metadata"), "labels", json_pack("{s:s, s:s}", "team", "a", "tier", "web"));
+	apply(tagged);
+	json_t *other = job("tagged-job");
+	json_object_set_new(json_object_get(other, "metadata"), "labels", json_pack("{s:s}", "team", "a"));
+	apply(other);
+	json_t *objs[2] = {tagged, other};
+	struct rec_health_report rep;
+	struct rec_health_wait_options o = {.timeout_ms = 120000};
+	int rc = rec_health_wait(&rep, client, objs, 2, &o);
+	if (rc)
+		fail_msg("labelled objects: %s", gitops_error_last());
+	assert_int_equal(rep.healthy, 2);
+	rec_health_report_free(&rep);
+
+	/* "web" (test_healthy_and_broken) is healthy, but has no team label. */
+	json_t *web = deployment("web", "nginx:1.27", 0);
+	json_object_set_new(json_object_get(web, "metadata"), "labels", json_pack("{s:s}", "team", "a"));
+	objs[1] = web;
+	o.timeout_ms = 3000;
+	rc = rec_health_wait(&rep, client, objs, 2, &o);
+	assert_int_equal(rc, GITOPS_ETIMEOUT);
+	assert_int_equal(rep.healthy, 1);
+	assert_int_equal(rep.n_unhealthy, 1);
+	assert_string_equal(rep.unhealthy[0].name, "web");
+	assert_string_equal(rep.unhealthy[0].reason, "not found (with its labels)");
+	assert_int_equal(rep.watches, 1);
+	rec_health_report_free(&rep);
+	json_decref(web);
+	json_decref(tagged);
+	json_decref(other);
+}
+
 static void *cancel_later(void *arg)
 {
 	usleep(500000);
@@ -208,6 +245,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_healthy_and_broken),
 		cmocka_unit_test(test_deadline_fails_fast),
+		cmocka_unit_test(test_label_selector),
 		cmocka_unit_test(test_cancel_and_missing),
 	};
 	return cmocka_run_group_tests(tests, setup, teardown);
