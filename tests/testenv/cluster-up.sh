@@ -15,6 +15,8 @@ if [ -f "$dir/env" ] && "$here/cluster-status.sh" >/dev/null 2>&1; then
   log "already up ($dir/env)"
   exit 0
 fi
+FAKE_NODES=${GITOPS_FAKE_NODES:-3}
+case $FAKE_NODES in ''|*[!0-9]*|0) log "GITOPS_FAKE_NODES=$FAKE_NODES: give a number of fake nodes, 1 or more"; exit 2 ;; esac
 # One start at a time; the daemons started below must not inherit the lock (9>&-).
 mkdir -p "$(dirname "$dir")"
 exec 9>"$(dirname "$dir")/.cluster.lock"
@@ -34,7 +36,6 @@ mkdir -p "$dir/pki" "$dir/etcd-data" "$dir/logs"
 freeport() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()'; }
 etcd_client=$(freeport); etcd_peer=$(freeport); api_port=$(freeport)
 kcm_port=$(freeport); sched_port=$(freeport); kwok_port=$(freeport)
-FAKE_NODES=${GITOPS_FAKE_NODES:-3}
 
 log "generating certificates"
 pki=$dir/pki
