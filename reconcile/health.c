@@ -561,6 +561,24 @@ static void stop_caches(struct waiter *w)
 	free(started);
 }
 
+/* Kinds with no status to wait for (kstatus: always Current): healthy once applied, so the
+ * wait opens no watch for them. */
+static bool no_status(const struct kube_resource *r)
+{
+	static const char *const kinds[][2] = {
+		{"", "ConfigMap"}, {"", "Secret"}, {"", "ServiceAccount"}, {"", "LimitRange"},
+		{"batch", "CronJob"}, {"policy", "PodDisruptionBudget"},
+		{"rbac.authorization.k8s.io", "Role"}, {"rbac.authorization.k8s.io", "RoleBinding"},
+		{"rbac.authorization.k8s.io", "ClusterRole"}, {"rbac.authorization.k8s.io", "ClusterRoleBinding"},
+		{"networking.k8s.io", "NetworkPolicy"}, {"scheduling.k8s.io", "PriorityClass"},
+		{"storage.k8s.io", "StorageClass"},
+	};
+	for (size_t i = 0; i < sizeof kinds / sizeof kinds[0]; i++)
+		if (!strcmp(r->group, kinds[i][0]) && !strcmp(r->kind, kinds[i][1]))
+			return true;
+	return false;
+}
+
 static void timespec_in(struct timespec *ts, long ms)
 {
 	clock_gettime(CLOCK_REALTIME, ts);
@@ -612,6 +630,10 @@ int rec_health_wait(struct rec_health_report *report, kube_client *c, json_t *co
 		if (res->namespaced) {
 			const char *ns = str(meta, "namespace");
 			t->r.ns = gitops_strdup(ns && *ns ? ns : "default");
+		}
+		if (no_status(res)) {
+			set_result(t, REC_HEALTHY, "applied");
+			continue;
 		}
 		struct group *g = group_for(&w, res, t->r.ns);
 		/* The group's selector: the labels its objects have in common (gitops' own labels for

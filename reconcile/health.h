@@ -87,7 +87,9 @@ struct rec_health_wait_options {
  * kinds, metadata.namespace; e.g. the applied objects) is Healthy, or the timeout passes, or
  * fail_fast sees a Degraded object, or the cancel flag is set. Objects are read from one
  * list-then-watch cache per kind and namespace, selected by the labels the group's objects have in
- * common (for applied objects: gitops' own), so other objects of the kind are not listed; an
+ * common (for applied objects: gitops' own), so other objects of the kind are not listed. Kinds
+ * with no status (ConfigMap, Secret, ServiceAccount, RBAC, NetworkPolicy, CronJob, PDB, ...) are
+ * healthy once applied and not watched. An
  * object not found (yet, deleted, or without those labels) is Progressing, one whose kind the
  * server does not serve is Degraded.
  * Always fills *report (free with rec_health_report_free). Returns 0 when all are healthy,

@@ -140,14 +140,19 @@ static void test_label_selector(void **state)
 	json_t *other = job("tagged-job");
 	json_object_set_new(json_object_get(other, "metadata"), "labels", json_pack("{s:s}", "team", "a"));
 	apply(other);
-	json_t *objs[2] = {tagged, other};
+	/* A ConfigMap has no status: healthy once applied, with no watch of its own. */
+	json_t *cm = json_pack("{s:s, s:s, s:{s:s, s:s}}", "apiVersion", "v1", "kind", "ConfigMap", "metadata",
+			       "name", "settings", "namespace", ns);
+	json_t *objs[3] = {tagged, other, cm};
 	struct rec_health_report rep;
 	struct rec_health_wait_options o = {.timeout_ms = 120000};
-	int rc = rec_health_wait(&rep, client, objs, 2, &o);
+	int rc = rec_health_wait(&rep, client, objs, 3, &o);
 	if (rc)
 		fail_msg("labelled objects: %s", gitops_error_last());
-	assert_int_equal(rep.healthy, 2);
+	assert_int_equal(rep.healthy, 3);
+	assert_int_equal(rep.watches, 2);
 	rec_health_report_free(&rep);
+	json_decref(cm);
 
 	/* "web" (test_healthy_and_broken) is healthy, but has no team label. */
 	json_t *web = deployment("web", "nginx:1.27", 0);
@@ -178,7 +183,7 @@ static void test_cancel_and_missing(void **state)
 {
 	/* Never applied: not found, Progressing; the cancel flag ends the wait. */
 	json_t *ghost = deployment("ghost", "nginx:1.27", 0);
-	json_t *cm = json_pack("{s:s, s:s, s:{s:s}}", "apiVersion", "v1", "kind", "ConfigMap", "metadata", "name", "absent");
+	json_t *cm = json_pack("{s:s, s:s, s:{s:s}}", "apiVersion", "v1", "kind", "Service", "metadata", "name", "absent");
 	json_object_set_new(json_object_get(cm, "metadata"), "namespace", json_string(ns));
 	json_t *objs[2] = {ghost, cm};
 	atomic_bool cancel = false;
