@@ -24,6 +24,8 @@ void cmd_sync_help(void)
 	     "                      environment's `sync.prune: true` turns it on too\n"
 	     "  --dry-run           server-side dry run: nothing is written\n"
 	     "  --json              print the summary as JSON\n"
+	     "  --signing-key FILE  sign the recorded sync event with this reporter key (gitops keygen;\n"
+	     "                      default $GITOPS_SIGNING_KEY); see gitops.yaml `reporters`\n"
 	     CLI_COMMON_HELP "\n"
 	     "Exit codes: 0 synced; 2 usage; 3 bad input; 4 cluster error; 5 git error;\n"
 	     "6 some objects failed (the others were applied; each failure is printed).");
@@ -36,7 +38,12 @@ int cmd_sync(int argc, char **argv)
 	if (code >= 0)
 		return code;
 	struct rec_workspace_options wo = {.repo = a.repo, .kubeconfig = a.kubeconfig, .context = a.context,
-					   .progress = cli_progress, .progress_ud = &a};
+					   .progress = cli_progress, .progress_ud = &a, .deploy = true};
+	const char *signing_key = getenv("GITOPS_SIGNING_KEY");
+	char *signer = NULL; /* a bad key fails before anything is applied */
+	if (signing_key && *signing_key && !a.dry_run && hist_key_public(&signer, signing_key))
+		return cli_fail(EXIT_INPUT, "--signing-key: %s", gitops_error_last());
+	free(signer);
 	rec_workspace *ws = NULL;
 	rec_plan *plan = NULL;
 	const struct mf_environment *env = NULL;
@@ -56,7 +63,9 @@ int cmd_sync(int argc, char **argv)
 		/* the deploy history (state branch): sync.succeeded / sync.failed; keep the sync's error */
 		char *err = rc ? gitops_strdup(gitops_error_last()) : NULL;
 		hist *h = NULL;
-		int hrc = hist_open_default(&h, NULL, NULL, a.repo);
+		int hrc = rec_workspace_history(&h, ws, NULL, NULL);
+		if (!hrc && signing_key && *signing_key)
+			hrc = hist_set_signing_key(h, signing_key);
 		if (!hrc)
 			hrc = hist_record_sync(h, a.repo, a.env, a.app, rec_plan_revision(plan), rc == 0, rep.created, rep.updated,
 					       rep.unchanged, rep.pruned, rep.failed, rep.ms, err);
