@@ -74,7 +74,10 @@ int hist_git_fail(int gerr, int code, const char *what);
 
 /* The path prefix of this store's local files (index, remembered tip) under the data dir. */
 char *hist_index_base(hist *h);
-/* With a policy attached: verifies up to `tip` (incremental; no-op when already checked). */
+/* hist_tip, then hist_check_tip, read again while another process moves the branch. */
+int hist_tip_verified(git_oid *tip, bool *exists, hist *h);
+/* With a policy attached: verifies up to `tip` (incremental; no-op when already checked).
+ * GITOPS_ECONFLICT: the branch moved on since `tip` was read (read it again). */
 int hist_check_tip(hist *h, const git_oid *tip, bool exists);
 /* After an append landed: verifies it (with a policy) so the branch counts as seen. */
 int hist_checked_append(hist *h, const git_oid *commit);

@@ -128,9 +128,7 @@ static int index_load(struct index *x, hist *h)
 	memset(x, 0, sizeof(*x));
 	git_oid tip;
 	bool exists;
-	int rc = hist_tip(&tip, &exists, h);
-	if (!rc)
-		rc = hist_check_tip(h, &tip, exists);
+	int rc = hist_tip_verified(&tip, &exists, h);
 	if (!rc && !exists)
 		rc = gitops_error_set(GITOPS_ENOTFOUND, "no state branch %s: nothing was recorded there yet (a mistyped "
 				      "--state-branch or --state-repo?)", h->desc);

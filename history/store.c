@@ -204,9 +204,7 @@ int hist_snapshot(struct hist_snap **out, hist *h)
 {
 	git_oid tip;
 	bool exists;
-	int rc = hist_tip(&tip, &exists, h);
-	if (!rc)
-		rc = hist_check_tip(h, &tip, exists);
+	int rc = hist_tip_verified(&tip, &exists, h);
 	return rc ? rc : snapshot_at(out, h, &tip, exists);
 }
 
@@ -444,8 +442,7 @@ int hist_append(hist *h, json_t *ev, hist_prepare_fn prep, void *ud, bool *skipp
 		git_oid tip, tree_id, commit;
 		bool exists, skip = false;
 		struct hist_snap *s = NULL;
-		if ((rc = hist_tip(&tip, &exists, h)) || (rc = hist_check_tip(h, &tip, exists)) ||
-		    (rc = snapshot_at(&s, h, &tip, exists)))
+		if ((rc = hist_tip_verified(&tip, &exists, h)) || (rc = snapshot_at(&s, h, &tip, exists)))
 			return rc;
 		stamp(h, ev, &tip, exists);
 		if (prep && (rc = prep(ud, s, ev, &skip))) {
@@ -577,7 +574,7 @@ int hist_record_batch(hist *h, const struct hist_event *evs, size_t n)
 		git_oid tip, commit, tree_id;
 		bool exists;
 		struct hist_snap *s = NULL;
-		if ((rc = hist_tip(&tip, &exists, h)) || (rc = hist_check_tip(h, &tip, exists)))
+		if ((rc = hist_tip_verified(&tip, &exists, h)))
 			break;
 		for (size_t i = 0; i < n && !rc; i++) {
 			stamp(h, js[i], &tip, exists);

@@ -83,9 +83,17 @@ int hist_seen_check(hist *h, const git_oid *tip, bool exists)
 		return gitops_error_set(GITOPS_EPOLICY, "state branch %s is gone: it existed and was verified at %.12s; "
 					"restore it (git push <remote> %s:refs/heads/%s) before anything acts on it",
 					h->desc, hex, hex, h->branch);
-	if (!contains(h->repo, tip, &rem))
+	if (!contains(h->repo, tip, &rem)) {
+		/* our view may just be older than another process's verification: when the branch
+		 * has moved on since we read it and now holds the remembered tip, read it again */
+		git_oid now;
+		if (git_reference_name_to_id(&now, h->repo, h->ref) == 0 && !git_oid_equal(&now, tip) &&
+		    contains(h->repo, &now, &rem))
+			return GITOPS_ECONFLICT;
+		git_error_clear();
 		return gitops_error_set(GITOPS_EPOLICY, "state branch %s was rewound or rewritten: %.12s, verified before, "
 					"is no longer in its history; restore it before anything acts on it", h->desc, hex);
+	}
 	return 0;
 }
 
@@ -387,6 +395,12 @@ static int reflog_check(hist *h, struct hist_verify_report *rep, const git_oid *
 		for (size_t i = 0; i < git_reflog_entrycount(log) && !rc; i++) {
 			const git_oid *id = git_reflog_entry_id_new(git_reflog_entry_byindex(log, i));
 			if (!git_oid_is_zero(id) && !contains(h->repo, tip, id)) {
+				git_oid now; /* the branch moved on since we read it: read it again */
+				if (git_reference_name_to_id(&now, h->repo, h->ref) == 0 && !git_oid_equal(&now, tip) &&
+				    contains(h->repo, &now, id)) {
+					rc = GITOPS_ECONFLICT;
+					break;
+				}
 				char hex[41];
 				git_oid_tostr(hex, sizeof(hex), id);
 				rep->problem = gitops_sprintf("the branch was rewritten: %.12s, which %s pointed to before, is no "
@@ -529,26 +543,39 @@ out:
 	return rc;
 }
 
-int hist_check(struct hist_verify_report *out, hist *h)
+static int walk_fresh(struct hist_verify_report *out, hist *h, bool full)
 {
-	git_oid tip;
-	bool exists;
-	memset(out, 0, sizeof(*out));
-	int rc = hist_tip(&tip, &exists, h);
-	return rc ? rc : walk(out, h, &tip, exists, false);
+	int rc = GITOPS_ECONFLICT;
+	for (int i = 0; i < 50 && rc == GITOPS_ECONFLICT; i++) {
+		git_oid tip;
+		bool exists;
+		memset(out, 0, sizeof(*out));
+		rc = hist_tip(&tip, &exists, h);
+		if (!rc)
+			rc = walk(out, h, &tip, exists, full);
+	}
+	return rc;
 }
+
+int hist_check(struct hist_verify_report *out, hist *h) { return walk_fresh(out, h, false); }
 
 int hist_verify(struct hist_verify_report *out, hist *h)
 {
-	git_oid tip;
-	bool exists;
-	memset(out, 0, sizeof(*out));
-	int rc = hist_tip(&tip, &exists, h);
-	if (!rc)
-		rc = walk(out, h, &tip, exists, true);
+	int rc = walk_fresh(out, h, true);
 	if (!rc && out->absent)
 		rc = gitops_error_set(GITOPS_ENOTFOUND, "no state branch %s: nothing was recorded there yet (a mistyped "
 				      "--state-branch or --state-repo?)", h->desc);
+	return rc;
+}
+
+int hist_tip_verified(git_oid *tip, bool *exists, hist *h)
+{
+	int rc = GITOPS_ECONFLICT;
+	for (int i = 0; i < 50 && rc == GITOPS_ECONFLICT; i++) {
+		rc = hist_tip(tip, exists, h);
+		if (!rc)
+			rc = hist_check_tip(h, tip, *exists);
+	}
 	return rc;
 }
 
@@ -567,5 +594,6 @@ int hist_check_tip(hist *h, const git_oid *tip, bool exists)
 int hist_checked_append(hist *h, const git_oid *commit)
 {
 	/* our own append is verified like anyone's (one commit): a writer bug shows at once */
-	return h->has_policy ? hist_check_tip(h, commit, true) : 0;
+	int rc = h->has_policy ? hist_check_tip(h, commit, true) : 0;
+	return rc == GITOPS_ECONFLICT ? 0 : rc; /* another writer already verified a descendant */
 }
