@@ -170,7 +170,14 @@ struct promote_ctx {
 /* A healthy deploy counts when the environment lists no reporters, or one of them signed it. */
 static bool counts(const json_t *deploy, const struct mf_environment *e)
 {
-	return !e || !e->n_reporters || hist_key_listed(str(deploy, "key"), e->reporters, e->n_reporters, NULL);
+	if (!e || !e->n_reporters)
+		return true;
+	size_t i;
+	json_t *k;
+	json_array_foreach(json_object_get(deploy, "keys"), i, k)
+		if (hist_key_listed(json_string_value(k), e->reporters, e->n_reporters, NULL))
+			return true;
+	return false;
 }
 
 static bool deployed_healthy(json_t *envstate, const char *sha, const struct mf_environment *e)

@@ -170,6 +170,7 @@ int hist_snap_decided(json_t **out, struct hist_snap *s)
 /* ---- the rules --------------------------------------------------------------------------- */
 
 static const char *str(const json_t *o, const char *k) { return json_string_value(json_object_get(o, k)); }
+static bool streq_(const char *a, const char *b) { return a && b && !strcmp(a, b); }
 
 static int touch_env(json_t **out, struct hist_snap *s, const char *env)
 {
@@ -283,14 +284,23 @@ int hist_snap_apply(struct hist_snap *s, const json_t *ev)
 			size_t n = json_array_size(dep);
 			json_t *lastdep = n ? json_array_get(dep, n - 1) : NULL;
 			if (!lastdep || strcmp(str(lastdep, "sha"), sha)) {
-				json_t *d = json_pack("{s:s, s:s, s:s}", "sha", sha, "time", time, "event", id);
-				if (key)
-					json_object_set_new(d, "key", json_string(key));
-				json_array_append_new(dep, d);
-			} else if (key && !str(lastdep, "key")) {
-				/* the same SHA, now with a signed record: a reporter vouches for it */
-				json_object_set_new(lastdep, "key", json_string(key));
-				json_object_set_new(lastdep, "event", json_string(id));
+				lastdep = json_pack("{s:s, s:s, s:s}", "sha", sha, "time", time, "event", id);
+				json_array_append_new(dep, lastdep);
+			}
+			if (key) {
+				/* who vouches for this deploy: the distinct keys of its signed records
+				 * (whether they count is decided with gitops.yaml's reporters) */
+				json_t *keys = json_object_get(lastdep, "keys"), *k;
+				size_t i;
+				bool have = false;
+				if (!json_is_array(keys)) {
+					keys = json_array();
+					json_object_set_new(lastdep, "keys", keys);
+				}
+				json_array_foreach(keys, i, k)
+					have = have || streq_(json_string_value(k), key);
+				if (!have && json_array_size(keys) < 16)
+					json_array_append_new(keys, json_string(key));
 			}
 			while (json_array_size(dep) > HIST_DEPLOYED_KEEP)
 				json_array_remove(dep, 0);

@@ -222,9 +222,17 @@ static bool counted_deploy(const json_t *state, const char *sha, const struct mf
 {
 	size_t i;
 	json_t *d;
-	json_array_foreach(json_object_get(state, "deployed"), i, d)
-		if (streq(str(d, "sha"), sha) && (!e || !e->n_reporters || hist_key_listed(str(d, "key"), e->reporters, e->n_reporters, NULL)))
+	json_array_foreach(json_object_get(state, "deployed"), i, d) {
+		if (!streq(str(d, "sha"), sha))
+			continue;
+		if (!e || !e->n_reporters)
 			return true;
+		size_t k;
+		json_t *key;
+		json_array_foreach(json_object_get(d, "keys"), k, key)
+			if (hist_key_listed(json_string_value(key), e->reporters, e->n_reporters, NULL))
+				return true;
+	}
 	return false;
 }
 
