@@ -62,6 +62,8 @@ int rec_resolve_revision(char out[41], rec_workspace *ws, const struct mf_enviro
  * config there naming another `branch:` is followed once. Never a tag, never HEAD. */
 struct hist_policy;
 struct hist;
+/* The main branch's commit gitops.yaml was read from (40 hex, owned by ws). */
+const char *rec_workspace_main_sha(const rec_workspace *ws);
 /* The configs in effect over time (the main branch's history of gitops.yaml), for
  * history/'s verification. Valid while ws lives; not thread-safe (one workspace per thread). */
 void rec_workspace_policy(rec_workspace *ws, struct hist_policy *out);

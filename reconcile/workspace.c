@@ -147,6 +147,8 @@ void rec_workspace_free(rec_workspace *ws)
 
 const struct mf_config *rec_workspace_config(const rec_workspace *ws) { return ws->cfg; }
 
+const char *rec_workspace_main_sha(const rec_workspace *ws) { return ws->main_sha; }
+
 int rec_workspace_env(const struct mf_environment **out, rec_workspace *ws, const char *name)
 {
 	*out = mf_config_env(ws->cfg, name);
