@@ -668,23 +668,26 @@ static struct mf_config *entry_config(mf_config_log *l, size_t i)
 
 int mf_config_log_at(const struct mf_config **out, size_t max, mf_config_log *l, long long ms, long long skew_ms)
 {
-	/* walk until a commit at or before ms (or the root) */
-	while (!l->n || l->v[l->n - 1].ms > ms)
+	/* walk until a commit at or before ms - skew (or the root) */
+	while (!l->n || l->v[l->n - 1].ms > ms - skew_ms)
 		if (log_step(l))
 			break;
 	size_t n = 0;
-	/* the commit in effect at ms: the newest not after it; plus newer ones within the skew */
+	/* the commits in effect from ms - skew to ms + skew: the newest not after ms - skew, and
+	 * every one committed in the window (a change pushed a little before or after its commit
+	 * time, or clocks that differ) */
 	size_t at = l->n;
 	for (size_t i = 0; i < l->n; i++)
-		if (l->v[i].ms <= ms) {
+		if (l->v[i].ms <= ms - skew_ms) {
 			at = i;
 			break;
 		}
+	if (at == l->n && l->n) /* no commit that old: from the oldest one */
+		at = l->n - 1;
 	size_t first = at;
 	while (first > 0 && l->v[first - 1].ms <= ms + skew_ms)
 		first--;
-	if (at == l->n && l->n) /* older than the whole history: the oldest config */
-		first = at = l->n - 1;
+	/* newest first: the config of the main branch's tip wins a full list */
 	for (size_t i = first; i <= at && i < l->n && n < max; i++) {
 		const struct mf_config *c = entry_config(l, i);
 		bool dup = false;

@@ -238,8 +238,9 @@ int mf_repo_commit_signature(gitops_buf *sig, gitops_buf *payload, mf_repo *repo
 typedef struct mf_config_log mf_config_log;
 int mf_config_log_open(mf_config_log **out, mf_repo *repo, const char *main_sha);
 void mf_config_log_free(mf_config_log *l);
-/* The configs in effect at epoch ms `ms`: the newest commit not after ms, plus commits up to
- * skew_ms later (clocks differ); at most `max` distinct configs into out (owned by the log).
+/* The configs in effect around epoch ms `ms`: the newest commit not after ms - skew_ms, plus
+ * every commit up to ms + skew_ms (clocks and push delays differ); at most `max` distinct configs
+ * into out (owned by the log), newest first.
  * Returns how many (0: none readable). A gitops.yaml this version cannot parse is skipped. */
 int mf_config_log_at(const struct mf_config **out, size_t max, mf_config_log *l, long long ms, long long skew_ms);
 

@@ -24,7 +24,7 @@ cleanup() { for e in $dev $stg $prd $ci $qa $sig; do kubectl delete ns "$e" --wa
 trap cleanup EXIT
 j() { python3 -c "import json,sys; d=json.load(sys.stdin); print($1)"; }
 
-for k in alice mallory reporter stranger; do "$G" keygen --out "$tmp/$k.key" >/dev/null || fail "keygen $k"; done
+for k in alice carol mallory reporter stranger; do "$G" keygen --out "$tmp/$k.key" >/dev/null || fail "keygen $k"; done
 ssh-keygen -q -t ed25519 -N '' -C alice@example.com -f "$tmp/alice_ssh" || fail "ssh-keygen alice"
 ssh-keygen -q -t ed25519 -N '' -C eve@example.com -f "$tmp/eve_ssh" || fail "ssh-keygen eve"
 
@@ -181,6 +181,12 @@ expect_rc "forged rollback: sync refuses" 7 "$G" sync "$dev" --quiet
 expect_contains "forged rollback: names the commit" "${BAD:0:12}" "$out"
 restore "$BAD~1"
 expect_rc "restored: verify passes" 0 "$G" history verify
+
+# --- a legitimate approver added by a later commit on main: her approval verifies
+config main "        - {name: carol, key: \"$(cat "$tmp/carol.key.pub")\"}"
+gc commit -qam "prod: carol approves too"
+expect_rc "carol, listed since the last commit, approves" 0 "$G" approve "$P" --key "$tmp/carol.key"
+expect_rc "verify checks her against the gitops.yaml of that time" 0 "$G" history verify
 
 # --- attack: the promotion gate forged with history record (ci lists reporters)
 C3=$(commit 3)
