@@ -182,6 +182,14 @@ expect_contains "forged rollback: names the commit" "${BAD:0:12}" "$out"
 restore "$BAD~1"
 expect_rc "restored: verify passes" 0 "$G" history verify
 
+# --- an event older than the one before it (a replay of an old record, or a backdated one)
+old=$(python3 -c 'import json,sys; print(json.dumps({"v":1,"id":"0ld0ld0ld0ld","time":"2020-01-01T00:00:00.000Z","type":"drift.detected","environment":sys.argv[1],"actor":"x","trigger":"manual"}))' "$dev")
+BAD=$(git commit-tree "$(git rev-parse 'gitops/state^{tree}')" -p gitops/state -m "$old")
+git update-ref refs/heads/gitops/state "$BAD"
+expect_rc "a backdated event: verify refuses it" 7 "$G" history verify
+expect_contains "backdated: time order" "before the previous event" "$out"
+restore "$BAD~1"
+
 # --- a legitimate approver added by a later commit on main: her approval verifies
 config main "        - {name: carol, key: \"$(cat "$tmp/carol.key.pub")\"}"
 gc commit -qam "prod: carol approves too"

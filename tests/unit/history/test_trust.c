@@ -111,12 +111,14 @@ static int configs_at(void *ud, const struct mf_config **out, size_t max, long l
 }
 static const struct hist_policy policy = {configs_at, NULL};
 
-static hist *open_store(const char *name)
+/* A store on repository `name` (created when new), with its own data directory `data_name`
+ * (where the tip verified last is remembered: each machine has its own). */
+static hist *open_store_as(const char *name, const char *data_name)
 {
-	char *cmd = gitops_sprintf("git init -q --bare %s/%s.git", dir, name);
+	char *cmd = gitops_sprintf("test -d %s/%s.git || git init -q --bare %s/%s.git", dir, name, dir, name);
 	assert_int_equal(system(cmd), 0);
 	free(cmd);
-	char *repo = gitops_sprintf("%s/%s.git", dir, name), *data = gitops_sprintf("%s/data", dir);
+	char *repo = gitops_sprintf("%s/%s.git", dir, name), *data = gitops_sprintf("%s/%s", dir, data_name);
 	struct hist_options o = {.repo = repo, .data_dir = data};
 	hist *h = NULL;
 	assert_int_equal(hist_open(&h, &o), 0);
@@ -125,6 +127,8 @@ static hist *open_store(const char *name)
 	free(data);
 	return h;
 }
+
+static hist *open_store(const char *name) { return open_store_as(name, "data"); }
 
 static void load_config(const char *reporter_pub, const char *approver_pub)
 {
@@ -231,6 +235,59 @@ static void superseded_promotions_verify(void **state)
 	free(apub);
 }
 
+/* Events written under a gitops.yaml the main branch never had (the writer's checks passed) are
+ * refused by a reader that uses the real one: an ungated promotion of a gated environment, and an
+ * approval by a key listed only in the other config (it verifies with the key in the event). */
+static void events_under_another_config_are_refused(void **state)
+{
+	(void)state;
+	char *ak = gitops_sprintf("%s/a2.key", dir), *mk = gitops_sprintf("%s/m2.key", dir);
+	char *apub = NULL, *mpub = NULL;
+	assert_int_equal(hist_keygen(&apub, ak), 0);
+	assert_int_equal(hist_keygen(&mpub, mk), 0);
+	/* 1. the attacker's config: staging not gated */
+	load_config(NULL, NULL);
+	hist *h = open_store("ungated");
+	record(h, "dev", SHA1);
+	json_t *p = NULL;
+	bool existing;
+	assert_int_equal(hist_promote(&p, &existing, h, cfg, "staging", SHA1, NULL), 0);
+	assert_string_equal(json_string_value(json_object_get(p, "status")), "applied");
+	json_decref(p);
+	load_config(NULL, apub); /* the real one: staging needs alice */
+	struct hist_verify_report r;
+	assert_int_equal(hist_verify(&r, h), GITOPS_EPOLICY);
+	assert_non_null(strstr(r.problem, "required approvals"));
+	assert_non_null(strstr(r.problem, "commit "));
+	hist_verify_report_clear(&r);
+	hist_free(h);
+	h = open_store_as("ungated", "victim"); /* a reader on another machine refuses to obey it */
+	char pin[41];
+	assert_int_equal(hist_pin(pin, h, "staging"), GITOPS_EPOLICY);
+	hist_free(h);
+	/* 2. the attacker's config lists mallory as the approver */
+	load_config(NULL, mpub);
+	h = open_store("mallory");
+	record(h, "dev", SHA2);
+	assert_int_equal(hist_promote(&p, &existing, h, cfg, "staging", SHA2, NULL), 0);
+	char *id = gitops_strdup(json_string_value(json_object_get(p, "id")));
+	json_decref(p);
+	char *sig = NULL;
+	assert_int_equal(hist_sign(&sig, mk, "approve", id, "staging", SHA2), 0);
+	assert_int_equal(hist_decide(NULL, h, cfg, id, mpub, sig, false, NULL), 0);
+	load_config(NULL, apub);
+	assert_int_equal(hist_verify(&r, h), GITOPS_EPOLICY);
+	assert_non_null(strstr(r.problem, "not an approver of staging"));
+	hist_verify_report_clear(&r);
+	hist_free(h);
+	free(id);
+	free(sig);
+	free(ak);
+	free(mk);
+	free(apub);
+	free(mpub);
+}
+
 static int setup(void **state)
 {
 	(void)state;
@@ -255,6 +312,7 @@ int main(void)
 		cmocka_unit_test(key_lines),
 		cmocka_unit_test(reporter_signed_sync_opens_the_gate),
 		cmocka_unit_test(superseded_promotions_verify),
+		cmocka_unit_test(events_under_another_config_are_refused),
 	};
 	return cmocka_run_group_tests(tests, setup, teardown);
 }
