@@ -28,7 +28,8 @@ void cmd_sync_help(void)
 	     "                      default $GITOPS_SIGNING_KEY); see gitops.yaml `reporters`\n"
 	     CLI_COMMON_HELP "\n"
 	     "Exit codes: 0 synced; 2 usage; 3 bad input; 4 cluster error; 5 git error;\n"
-	     "6 some objects failed (the others were applied; each failure is printed).");
+	     "6 some objects failed (the others were applied; each failure is printed); 7 refused: the\n"
+	     "state branch does not verify, or the commit is not signed by the environment's commitSigners.");
 }
 
 int cmd_sync(int argc, char **argv)

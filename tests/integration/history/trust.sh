@@ -79,6 +79,12 @@ expect_rc "a bad reporter key is refused at load" 3 "$G" render "$dev"
 expect_contains "names gitops.yaml and the line" "gitops.yaml:$(grep -n ci-runner gitops.yaml | cut -d: -f1):" "$out"
 cp "$tmp/good.yaml" gitops.yaml; gc commit -qam "good keys"; C1=$(git rev-parse HEAD)
 
+# --- a CI clone without the local branch: refs/remotes/origin/main is the main branch
+git clone -q "$repo" "$tmp/clone" && git -C "$tmp/clone" checkout -q --detach && git -C "$tmp/clone" branch -q -D main
+expect_eq "the clone has no local main" "" "$(git -C "$tmp/clone" branch --list main)"
+expect_rc "gitops.yaml and the tracked branch come from origin/main" 0 "$G" render "$dev" --repo "$tmp/clone"
+expect_contains "renders main's content" 'version: "1"' "$out"
+
 # --- attack: a tag named main with another gitops.yaml (an extra approver) and other content
 expect_rc "sync dev" 0 "$G" sync "$dev" --quiet
 expect_rc "promote to staging" 0 "$G" promote "$C1" "$stg"
