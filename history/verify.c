@@ -382,6 +382,15 @@ static char *preconditions(struct vctx *v, const json_t *ev)
 
 /* ---- the walk ---------------------------------------------------------------------------- */
 
+/* Forgets what the last event changed, but keeps the markers of removed promotions: the replay
+ * may start from a verified tree where they were still pending, and must not read them back. */
+static void next_event(struct hist_snap *s)
+{
+	json_object_clear(s->dirty_envs);
+	json_object_clear(s->dirty_proms);
+	s->dirty_decided = false;
+}
+
 static int fail_at(hist *h, struct hist_verify_report *rep, const git_oid *id, const char *evid, char *problem)
 {
 	char hex[41];
@@ -526,7 +535,7 @@ static int walk(struct hist_verify_report *rep, hist *h, const git_oid *tip, boo
 			rc = fail_at(h, rep, &id, evid, p);
 			goto next;
 		}
-		hist_snap_clear_dirty(v.s);
+		next_event(v.s);
 		rep->events++;
 		git_tree_free(ptree);
 		ptree = tree;
