@@ -288,6 +288,65 @@ static void events_under_another_config_are_refused(void **state)
 	free(mpub);
 }
 
+/* A reader that verified the branch while a promotion was pending, then sees it rejected and an
+ * approval of it appended afterwards (alice's real signature, made while it was pending, and
+ * submitted by hand): the incremental replay knows the promotion is no longer pending. */
+static void approval_after_rejection_is_refused(void **state)
+{
+	(void)state;
+	char *ak = gitops_sprintf("%s/a3.key", dir), *bk = gitops_sprintf("%s/b3.key", dir);
+	char *apub = NULL, *bpub = NULL;
+	assert_int_equal(hist_keygen(&apub, ak), 0);
+	assert_int_equal(hist_keygen(&bpub, bk), 0);
+	mf_config_free(cfg);
+	cfg = NULL;
+	char *y = gitops_sprintf("apiVersion: gitops/v1\nkind: Pipeline\nenvironments:\n  - {name: dev, track: main}\n"
+				 "  - name: staging\n    from: dev\n    approval:\n      required: 1\n      approvers:\n"
+				 "        - {name: alice, key: \"%s\"}\n        - {name: bob, key: \"%s\"}\n", apub, bpub);
+	assert_int_equal(mf_config_parse(&cfg, y, strlen(y), "gitops.yaml"), 0);
+	free(y);
+	hist *h = open_store("late");
+	record(h, "dev", SHA1);
+	json_t *p = NULL;
+	bool existing;
+	assert_int_equal(hist_promote(&p, &existing, h, cfg, "staging", SHA1, NULL), 0);
+	char *id = gitops_strdup(json_string_value(json_object_get(p, "id")));
+	json_decref(p);
+	hist *victim = open_store_as("late", "victim");
+	struct hist_verify_report r;
+	assert_int_equal(hist_check(&r, victim), 0); /* remembers the tip with the promotion pending */
+	hist_verify_report_clear(&r);
+	char *asig = NULL, *bsig = NULL;
+	assert_int_equal(hist_sign(&asig, ak, "approve", id, "staging", SHA1), 0);
+	assert_int_equal(hist_sign(&bsig, bk, "reject", id, "staging", SHA1), 0);
+	assert_int_equal(hist_decide(NULL, h, cfg, id, bpub, bsig, true, NULL), 0);
+	/* the late approval, appended by hand on the rejection (same tree) */
+	json_t *ev = json_pack("{s:i, s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:i, s:[{s:s, s:s, s:s, s:s}]}", "v", 1, "id",
+			       "1a7e1a7e1a7e", "time", "2099-01-01T00:00:00.000Z", "type", "promotion.approved",
+			       "environment", "staging", "sha", SHA1, "actor", "ci", "trigger", "ci", "promotion", id,
+			       "required", 1, "approvals", "approver", "alice", "key", apub, "signature", asig, "decision",
+			       "approve");
+	char *msg = json_dumps(ev, JSON_COMPACT);
+	json_decref(ev);
+	char *cmd = gitops_sprintf("cd %s/late.git && c=$(git commit-tree 'gitops/state^{tree}' -p gitops/state -m '%s') "
+				   "&& git update-ref refs/heads/gitops/state $c", dir, msg);
+	assert_int_equal(system(cmd), 0);
+	free(cmd);
+	free(msg);
+	assert_int_equal(hist_check(&r, victim), GITOPS_EPOLICY);
+	assert_non_null(strstr(r.problem, "is not pending"));
+	hist_verify_report_clear(&r);
+	hist_free(victim);
+	hist_free(h);
+	free(id);
+	free(asig);
+	free(bsig);
+	free(ak);
+	free(bk);
+	free(apub);
+	free(bpub);
+}
+
 static int setup(void **state)
 {
 	(void)state;
@@ -313,6 +372,7 @@ int main(void)
 		cmocka_unit_test(reporter_signed_sync_opens_the_gate),
 		cmocka_unit_test(superseded_promotions_verify),
 		cmocka_unit_test(events_under_another_config_are_refused),
+		cmocka_unit_test(approval_after_rejection_is_refused),
 	};
 	return cmocka_run_group_tests(tests, setup, teardown);
 }
