@@ -526,8 +526,9 @@ int mf_repo_resolve(char out[41], mf_repo *r, const char *rev)
 
 int mf_repo_resolve_branch(char out[41], mf_repo *r, const char *branch)
 {
-	if (!branch || !*branch || branch[0] == '-')
-		return gitops_error_set(GITOPS_EINVALID, "invalid branch name \"%s\"", branch ? branch : "");
+	if (!branch || !*branch || branch[0] == '-' || !strcmp(branch, "HEAD"))
+		return gitops_error_set(GITOPS_EINVALID, "invalid branch name \"%s\" (a branch is named; HEAD is never "
+					"used)", branch ? branch : "");
 	const char *forms[] = {"refs/heads/%s", "refs/remotes/origin/%s"};
 	for (size_t i = 0; i < 2; i++) {
 		char *ref = gitops_sprintf(forms[i], branch);
