@@ -14,7 +14,7 @@ need kubectl
 need ssh-keygen
 G=${GITOPS_BIN:?run through make test}
 tmp=$(mktemp -d)
-p=tr$$
+p=tr$$x$RANDOM   # unique: a namespace of an earlier run with the same pid may still be terminating
 dev=$p-dev stg=$p-staging prd=$p-prod ci=$p-ci qa=$p-qa sig=$p-signed
 export GITOPS_DATA_DIR=$tmp/data
 unset GITLAB_USER_LOGIN GITHUB_ACTOR CI GITLAB_CI GITHUB_ACTIONS GITOPS_STATE_REPO GITOPS_STATE_BRANCH GITOPS_MAIN_BRANCH GITOPS_SIGNING_KEY
@@ -64,7 +64,7 @@ gc() { git -c user.name=dev -c user.email=dev@example.com "$@"; }
 commit() { version "$1"; git add -A && gc commit -qm "v$1" && git rev-parse HEAD; }
 signed_commit() { version "$1"; git add -A && gc -c gpg.format=ssh -c user.signingkey="$2" commit -S -qm "v$1" && git rev-parse HEAD; }
 live() { kubectl -n "$1" get cm web -o jsonpath='{.data.version}' 2>/dev/null; }
-for e in $dev $stg $prd $ci $qa $sig; do kubectl create ns "$e" >/dev/null; done
+for e in $dev $stg $prd $ci $qa $sig; do kubectl create ns "$e" >/dev/null || fail "create namespace $e"; done
 # an operator restoring the state branch on purpose (the reflog would flag the rewrite)
 restore() { git update-ref refs/heads/gitops/state "$1"; rm -f .git/logs/refs/heads/gitops/state; }
 git init -q -b main
@@ -210,6 +210,7 @@ expect_contains "forged gate: says why" "signed by one of them" "$out"
 expect_rc "signed by a stranger's key: still refused" 0 "$G" history record --type sync.succeeded --env "$ci" --sha "$C3" --failed 0 --signing-key "$tmp/stranger.key"
 expect_rc "stranger's record: promote refused" 7 "$G" promote "$C3" "$qa"
 expect_rc "a reporter-signed sync" 0 "$G" sync "$ci" --quiet --signing-key "$tmp/reporter.key"
+expect_eq "the sync was recorded" "" "$(echo "$out" | grep "not recorded")"
 expect_eq "the sync event carries the reporter's key" "$(cat "$tmp/reporter.key.pub")" "$("$G" history --env "$ci" --type sync.succeeded --limit 1 --json | j 'd[0]["signature"]["key"]')"
 expect_rc "reporter-signed sync: the gate opens" 0 "$G" promote "$C3" "$qa"
 expect_rc "GITOPS_SIGNING_KEY works too (history record)" 0 env GITOPS_SIGNING_KEY="$tmp/reporter.key" "$G" history record --type health.recovered --env ci
