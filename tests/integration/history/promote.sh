@@ -9,7 +9,7 @@ here=$(cd "$(dirname "$0")" && pwd)
 need kubectl
 G=${GITOPS_BIN:?run through make test}
 tmp=$(mktemp -d)
-p=hp$$; dev=$p-dev; stg=$p-staging; prd=$p-prod
+p=hp$$x$RANDOM; dev=$p-dev; stg=$p-staging; prd=$p-prod
 export GITOPS_DATA_DIR=$tmp/data
 unset GITLAB_USER_LOGIN GITHUB_ACTOR CI GITLAB_CI GITHUB_ACTIONS GITOPS_STATE_REPO GITOPS_STATE_BRANCH
 cleanup() { kubectl delete ns "$dev" "$stg" "$prd" --wait=false >/dev/null 2>&1
