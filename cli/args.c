@@ -39,8 +39,9 @@ int cli_parse_args(struct cli_args *a, int argc, char **argv, unsigned accepted)
 			continue;
 		/* The state branch's location reaches the library (history/, through reconcile/) the
 		 * same way the environment variables do. */
-		const char *state_opts[][2] = {{"--state-repo", "GITOPS_STATE_REPO"}, {"--state-branch", "GITOPS_STATE_BRANCH"}};
-		for (size_t k = 0; k < 2 && !done; k++) {
+		const char *state_opts[][2] = {{"--state-repo", "GITOPS_STATE_REPO"}, {"--state-branch", "GITOPS_STATE_BRANCH"},
+					       {"--signing-key", "GITOPS_SIGNING_KEY"}};
+		for (size_t k = 0; k < 3 && !done; k++) {
 			size_t n = strlen(state_opts[k][0]);
 			if (strncmp(arg, state_opts[k][0], n) || (arg[n] != '\0' && arg[n] != '='))
 				continue;

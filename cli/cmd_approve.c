@@ -94,7 +94,7 @@ static int decide(int argc, char **argv, bool reject)
 	char *pub = NULL, *sig = NULL;
 	int code = EXIT_OK, rc;
 	struct rec_workspace_options wo = {.repo = repo};
-	if ((rc = rec_workspace_open(&ws, &wo)) || (rc = hist_open_default(&h, state_repo, state_branch, repo)) ||
+	if ((rc = rec_workspace_open(&ws, &wo)) || (rc = rec_workspace_history(&h, ws, state_repo, state_branch)) ||
 	    (rc = hist_promotion_get(&p, h, id)))
 		goto fail;
 	const char *env = json_string_value(json_object_get(p, "environment"));

@@ -43,7 +43,7 @@ void cmd_history_help(void)
 	     "       gitops history verify [--json]\n"
 	     "       gitops history record --type T --env E [--sha SHA] [--app A] [--reason TEXT]\n"
 	     "                             [--trigger manual|auto|ci|webhook] [--actor NAME] [--failed N]\n"
-	     "                             [--duration MS]\n\n"
+	     "                             [--duration MS] [--signing-key FILE]\n\n"
 	     "The history is the state branch (gitops/state): one commit per event, the event as one\n"
 	     "JSON object in the message. Queries read a local index under the data directory, brought\n"
 	     "up to date from the branch first.\n\n"
@@ -52,8 +52,9 @@ void cmd_history_help(void)
 	     "  dora                deployment frequency, lead time for changes (commit time to first\n"
 	     "                      healthy deploy), change failure rate, time to restore\n"
 	     "  verify              checks the chain is linear and was never rewritten, every event's\n"
-	     "                      schema, every approval signature, and that every snapshot equals the\n"
-	     "                      replay of the events\n"
+	     "                      schema and time order, every approval against the approvers of\n"
+	     "                      gitops.yaml then, every record signature, every precondition, and\n"
+	     "                      that every snapshot equals the replay of the events\n"
 	     "  record              appends an event from outside (health checks, webhooks, drift\n"
 	     "                      watchers); promotion, rollback and resume events are refused here\n\n"
 	     "Options:\n"
@@ -65,10 +66,13 @@ void cmd_history_help(void)
 	     "  --limit N           at most N events (default 50 for the table, 0: all)\n"
 	     "  --json              JSON output\n"
 	     "  --quiet             no table header, no summary lines\n"
+	     "  --signing-key FILE  record: sign the event with this reporter key (gitops keygen;\n"
+	     "                      default $GITOPS_SIGNING_KEY); see gitops.yaml `reporters`\n"
 	     CLI_STATE_HELP "\n"
 	     "Exit codes: 0 ok; 2 usage; 3 bad input, unknown id, or an --env gitops.yaml does not\n"
 	     "know (and no event names); 5 git error;\n"
-	     "verify: 7 when the history is invalid (the first problem is printed).");
+	     "verify: 7 when the history is invalid (the first problem and its commit are printed);\n"
+	     "3 when the state branch never existed (\"no state branch\").");
 }
 
 struct hopts {
@@ -115,6 +119,17 @@ static int unknown_env(const struct hopts *o, const char *env)
 	gitops_error_clear();
 	rec_workspace_free(ws);
 	return code;
+}
+
+/* The store with the pipeline config's history attached (verify, record): what it checks
+ * approvers, reporters and upstreams against. The caller frees *ws after *h. */
+static int open_store_verified(hist **h, rec_workspace **ws, const struct hopts *o)
+{
+	struct rec_workspace_options wo = {.repo = o->repo};
+	int rc = rec_workspace_open(ws, &wo);
+	if (!rc)
+		rc = rec_workspace_history(h, *ws, o->state_repo, o->state_branch);
+	return rc ? cli_fail(cli_hist_exit(rc), "%s", gitops_error_last()) : 0;
 }
 
 static void print_json(json_t *j)
@@ -358,9 +373,12 @@ static int cmd_verify(int argc, char **argv)
 			return cli_fail(EXIT_USAGE, "unexpected %s; see 'gitops history --help'", argv[i]);
 	}
 	hist *h = NULL;
-	int code = open_store(&h, &o);
-	if (code)
+	rec_workspace *ws = NULL;
+	int code = open_store_verified(&h, &ws, &o);
+	if (code) {
+		rec_workspace_free(ws);
 		return code;
+	}
 	struct hist_verify_report r;
 	int rc = hist_verify(&r, h);
 	if (o.json) {
@@ -369,7 +387,7 @@ static int cmd_verify(int argc, char **argv)
 		print_json(j);
 		json_decref(j);
 	}
-	if (rc == GITOPS_EINVALID)
+	if (rc == GITOPS_EPOLICY)
 		code = cli_fail(EXIT_REFUSED, "history is NOT valid: %s", gitops_error_last());
 	else if (rc)
 		code = cli_fail(cli_hist_exit(rc), "%s", gitops_error_last());
@@ -377,6 +395,7 @@ static int cmd_verify(int argc, char **argv)
 		printf("%s: valid: %zu events, %zu signatures verified\n", hist_describe(h), r.events, r.signatures);
 	hist_verify_report_clear(&r);
 	hist_free(h);
+	rec_workspace_free(ws);
 	return code;
 }
 
@@ -384,7 +403,7 @@ static int cmd_record(int argc, char **argv)
 {
 	struct hopts o = {0};
 	struct hist_event ev = {.duration_ms = -1};
-	const char *failed = NULL, *dur = NULL;
+	const char *failed = NULL, *dur = NULL, *signing_key = getenv("GITOPS_SIGNING_KEY");
 	for (int i = 1; i < argc; i++) {
 		int r = common_opt(&o, argc, argv, &i);
 		if (!r && !(r = cli_opt("--type", argc, argv, &i, &ev.type)) &&
@@ -392,7 +411,8 @@ static int cmd_record(int argc, char **argv)
 		    !(r = cli_opt("--app", argc, argv, &i, &ev.app)) && !(r = cli_opt("--reason", argc, argv, &i, &ev.reason)) &&
 		    !(r = cli_opt("--trigger", argc, argv, &i, &ev.trigger)) &&
 		    !(r = cli_opt("--actor", argc, argv, &i, &ev.actor)) && !(r = cli_opt("--failed", argc, argv, &i, &failed)) &&
-		    !(r = cli_opt("--duration", argc, argv, &i, &dur)))
+		    !(r = cli_opt("--duration", argc, argv, &i, &dur)) &&
+		    !(r = cli_opt("--signing-key", argc, argv, &i, &signing_key)))
 			return cli_fail(EXIT_USAGE, "unknown option or argument %s; see 'gitops history --help'", argv[i]);
 		if (r < 0)
 			return EXIT_USAGE;
@@ -406,9 +426,15 @@ static int cmd_record(int argc, char **argv)
 	if (dur)
 		ev.duration_ms = strtoll(dur, NULL, 10);
 	hist *h = NULL;
-	int code = open_store(&h, &o);
-	if (code)
+	rec_workspace *ws = NULL;
+	int code = open_store_verified(&h, &ws, &o);
+	if (!code && signing_key && *signing_key && hist_set_signing_key(h, signing_key))
+		code = cli_fail(EXIT_INPUT, "%s", gitops_error_last());
+	if (code) {
+		hist_free(h);
+		rec_workspace_free(ws);
 		return code;
+	}
 	json_t *j = NULL;
 	int rc = hist_record(&j, h, &ev);
 	if (rc)
@@ -419,6 +445,7 @@ static int cmd_record(int argc, char **argv)
 		printf("%s\n", s_(j, "id"));
 	json_decref(j);
 	hist_free(h);
+	rec_workspace_free(ws);
 	return code;
 }
 

@@ -1,4 +1,4 @@
-/* cli: `gitops keygen --out FILE`: an approver's Ed25519 key pair: the private key in FILE (PEM,
+/* cli: `gitops keygen --out FILE`: an approver's or a reporter's Ed25519 key pair: the private key in FILE (PEM,
  * mode 0600) and the public key line for gitops.yaml in FILE.pub. */
 #include "cmd.h"
 #include "history/history.h"
@@ -16,6 +16,9 @@ void cmd_keygen_help(void)
 	     "and the public key, one line (ed25519:<base64>), in FILE.pub, also printed on stdout.\n"
 	     "Add the line to gitops.yaml under the environment's approval.approvers:\n"
 	     "  approval: {required: 2, approvers: [{name: alice, key: \"ed25519:...\"}]}\n"
+	     "or, for a reconciler or CI job whose signed sync records should count (gitops sync\n"
+	     "--signing-key FILE), under the environment's reporters:\n"
+	     "  reporters: [{name: ci-runner, key: \"ed25519:...\"}]\n"
 	     "Existing files are never overwritten.\n\n"
 	     "Options:\n"
 	     "  --out FILE          where the private key goes (its directory must exist)\n"

@@ -30,7 +30,8 @@ void cmd_promote_help(void)
 	     CLI_STATE_HELP "\n"
 	     "Exit codes: 0 promoted (or pending approvals); 1 --wait timed out; 2 usage;\n"
 	     "3 unknown environment or an environment without `from`; 5 unknown SHA or git error;\n"
-	     "7 refused (not healthy upstream; with --wait: rejected or superseded).");
+	     "7 refused (not healthy upstream, a commit not signed by the environment's commitSigners,\n"
+	     "a state branch that does not verify; with --wait: rejected or superseded).");
 }
 
 /* Polls the state branch until env ran `sha` healthy or the promotion was decided against. */
@@ -110,7 +111,9 @@ int cmd_promote(int argc, char **argv)
 	if (!rc && (rc = rec_resolve_revision(sha, ws, env, pos[0])))
 		rc = gitops_error_set(GITOPS_EGIT, "%s", gitops_error_last());
 	if (!rc)
-		rc = hist_open_default(&h, state_repo, state_branch, repo);
+		rc = rec_commit_trusted(ws, env, sha);
+	if (!rc)
+		rc = rec_workspace_history(&h, ws, state_repo, state_branch);
 	bool existing = false;
 	if (!rc)
 		rc = hist_promote(&p, &existing, h, rec_workspace_config(ws), env->name, sha, &act);

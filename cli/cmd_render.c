@@ -64,7 +64,7 @@ int cmd_render(int argc, char **argv)
 		/* An environment promoted `from` another with nothing promoted yet: show the main
 		 * branch, which is what its first promotion would be made from. */
 		if (rc == GITOPS_EINVALID && !a.revision && !env->track)
-			rc = rec_resolve_revision(sha, ws, env, rec_workspace_config(ws)->branch);
+			rc = rec_resolve_revision(sha, ws, env, rec_workspace_main_sha(ws));
 	}
 	if (!rc)
 		rc = rec_render_env(&set, ws, env, sha, a.app);

@@ -27,7 +27,8 @@ void cmd_rollback_help(void)
 	     "  --quiet             print nothing (the exit code tells)\n"
 	     CLI_STATE_HELP "\n"
 	     "Exit codes: 0 pinned; 2 usage; 3 unknown environment; 5 git error;\n"
-	     "7 refused (no such earlier healthy deploy, already pinned there).");
+	     "7 refused (no such earlier healthy deploy, already pinned there, a state branch that does\n"
+	     "not verify).");
 }
 
 void cmd_resume_help(void)
@@ -96,7 +97,7 @@ static int pin_command(int argc, char **argv, bool resume)
 	if (!rc)
 		rc = rec_workspace_env(&env, ws, envname);
 	if (!rc)
-		rc = hist_open_default(&h, state_repo, state_branch, repo);
+		rc = rec_workspace_history(&h, ws, state_repo, state_branch);
 	if (!rc)
 		rc = resume ? hist_resume(&ev, h, env, &act) : hist_rollback(&ev, h, env, to, steps, &act);
 	if (rc) {

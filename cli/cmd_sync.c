@@ -64,9 +64,12 @@ void cmd_sync_help(void)
 	     "                      counts {created, updated, unchanged, pruned, failed, extra, skipped},\n"
 	     "                      failures [{object, reason}], durationMs\n"
 	     "  --quiet             no progress lines; failed objects are still printed with why\n"
+	     "  --signing-key FILE  sign the recorded sync event with this reporter key (gitops keygen;\n"
+	     "                      default $GITOPS_SIGNING_KEY); see gitops.yaml `reporters`\n"
 	     CLI_COMMON_HELP "\n"
 	     "Exit codes: 0 synced; 2 usage; 3 bad input; 4 cluster error; 5 git error;\n"
-	     "6 some objects failed (the others were applied; each failure is printed).");
+	     "6 some objects failed (the others were applied; each failure is printed); 7 refused: the\n"
+	     "state branch does not verify, or the commit is not signed by the environment's commitSigners.");
 }
 
 int cmd_sync(int argc, char **argv)
@@ -77,9 +80,14 @@ int cmd_sync(int argc, char **argv)
 		return code;
 	struct sync_progress sp = {.a = &a};
 	struct rec_workspace_options wo = {.repo = a.repo, .kubeconfig = a.kubeconfig, .context = a.context,
-					   .progress = sync_progress_line, .progress_ud = &sp};
+					   .progress = sync_progress_line, .progress_ud = &sp, .deploy = true};
 	const char *apps[256];
 	size_t n_apps = 0;
+	const char *signing_key = getenv("GITOPS_SIGNING_KEY");
+	char *signer = NULL; /* a bad key fails before anything is applied */
+	if (signing_key && *signing_key && !a.dry_run && hist_key_public(&signer, signing_key))
+		return cli_fail(EXIT_INPUT, "--signing-key: %s", gitops_error_last());
+	free(signer);
 	rec_workspace *ws = NULL;
 	rec_plan *plan = NULL;
 	const struct mf_environment *env = NULL;
@@ -111,7 +119,9 @@ int cmd_sync(int argc, char **argv)
 		/* the deploy history (state branch): sync.succeeded / sync.failed; keep the sync's error */
 		char *err = rc ? gitops_strdup(gitops_error_last()) : NULL;
 		hist *h = NULL;
-		int hrc = hist_open_default(&h, NULL, NULL, a.repo);
+		int hrc = rec_workspace_history(&h, ws, NULL, NULL);
+		if (!hrc && signing_key && *signing_key)
+			hrc = hist_set_signing_key(h, signing_key);
 		struct hist_event ev = {
 			.type = rc == 0 && rep.failed == 0 ? "sync.succeeded" : "sync.failed", .environment = a.env,
 			.app = a.app, .sha = rec_plan_revision(plan), .has_counts = true, .created = rep.created,

@@ -76,6 +76,7 @@ int cli_exit_for(int err)
 	case GITOPS_ECONFLICT: case GITOPS_EGONE: case GITOPS_ETOOMANY: case GITOPS_ESERVER:
 	case GITOPS_EAUTH: case GITOPS_ETIMEOUT: return EXIT_CLUSTER;
 	case GITOPS_EGIT: return EXIT_GIT;
+	case GITOPS_EPOLICY: return EXIT_REFUSED;
 	default: return EXIT_INTERNAL;
 	}
 }

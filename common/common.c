@@ -74,6 +74,7 @@ const char *gitops_error_name(int code)
 	case GITOPS_EUNSUPPORTED: return "Unsupported";
 	case GITOPS_EAUTH: return "Auth";
 	case GITOPS_EGIT: return "Git";
+	case GITOPS_EPOLICY: return "Policy";
 	default: return "Error";
 	}
 }

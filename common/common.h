@@ -31,6 +31,7 @@ enum gitops_error {
 	GITOPS_EUNSUPPORTED = -16,/* not supported (unknown kind, unknown option) */
 	GITOPS_EAUTH = -17,       /* credentials could not be obtained (exec plugin, token file) */
 	GITOPS_EGIT = -18,        /* git: unknown revision, unreachable remote, repository error */
+	GITOPS_EPOLICY = -19,     /* refused by trust policy: unverified state branch, unsigned commit */
 };
 
 /* Sets the thread's last error (printf format) and returns `code`, so a failure site reads

@@ -289,7 +289,7 @@ int hist_event_validate(const json_t *ev)
 		return gitops_error_set(GITOPS_EINVALID, "event is not a JSON object");
 	static const char *const known[] = {"v", "id", "time", "type", "environment", "app", "sha", "actor",
 					    "trigger", "reason", "counts", "durationMs", "commitTime", "promotion",
-					    "approvals", "status", "required", "from", "previous", "apps", "failures", NULL};
+					    "approvals", "status", "required", "from", "previous", "apps", "failures", "signature", NULL};
 	const char *key;
 	json_t *val;
 	json_object_foreach((json_t *)ev, key, val) {
@@ -374,6 +374,13 @@ int hist_event_validate(const json_t *ev)
 			return bad(ev, "approvals", "must hold exactly one signed record");
 	} else if (ap) {
 		return bad(ev, "approvals", "only belongs to promotion.approved / promotion.rejected");
+	}
+	json_t *sg = json_object_get(ev, "signature");
+	if (sg) {
+		if (!strncmp(type, "promotion.", 10) || !strcmp(type, "rollback") || !strcmp(type, "resume"))
+			return bad(ev, "signature", "only belongs to sync, health and drift records");
+		if (!json_is_object(sg) || json_object_size(sg) != 2 || !is_str(sg, "key") || !is_str(sg, "value"))
+			return bad(ev, "signature", "must be {key, value}");
 	}
 	size_t i;
 	json_t *a;

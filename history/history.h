@@ -212,14 +212,57 @@ int hist_dora(struct hist_dora *out, hist *h, const char *env, long long since_m
 
 struct hist_verify_report {
 	size_t events, signatures;
+	bool absent;   /* the branch does not exist and was never seen */
 	char *problem; /* NULL when valid; else the first problem (owned: hist_verify_report_clear) */
 };
-/* Walks the whole branch: a linear chain, every event valid and unique, every signature valid,
- * every snapshot equal to the replay of the events, and no rewrite of a tip seen before (the
- * reflog and the last verified tip). 0 when valid (report filled); GITOPS_EINVALID with the
- * problem in the message and the report otherwise. An absent branch is valid (0 events). */
+/* ---- Trust: what readers check before they obey (README "Trust model") ------------------
+ *
+ * The policy gives the pipeline configs (gitops.yaml of the main branch) in effect at a time:
+ * approvers, reporters, upstreams and approval counts are checked against them, never against
+ * keys stored in events. reconcile's rec_workspace_policy provides it from the main branch's
+ * history. Without a policy, hist_check and hist_verify refuse (GITOPS_EINVALID). */
+struct hist_policy {
+	/* Fills out[0, max) with the configs in effect at epoch ms `ms` (borrowed until the
+	 * policy's owner frees them); returns how many (0: none). */
+	int (*configs_at)(void *ud, const struct mf_config **out, size_t max, long long ms);
+	void *ud;
+};
+/* Attaches a policy: from then on every read of the snapshot (pins, promotions, env state) and
+ * every append first verifies the chain incrementally (hist_check). */
+void hist_set_policy(hist *h, const struct hist_policy *pol);
+/* Sync, health and drift events appended through `h` are signed with this Ed25519 private key
+ * (gitops keygen; a reporter's key). GITOPS_EINVALID / GITOPS_ENOTFOUND for a bad key file. */
+int hist_set_signing_key(hist *h, const char *key_file);
+
+/* Verifies the branch incrementally, from the tip last verified (remembered under the data
+ * directory, per repository and branch) to the current tip: a linear chain, the tip verified
+ * before still in it (else: rewound or rewritten), every event valid, times not decreasing,
+ * every approval signed by an approver of that environment in the gitops.yaml in effect at
+ * that time, every record signature valid, every precondition replayed (a promotion only of a
+ * SHA healthy upstream, with the required count and status of that config; a rollback only to
+ * a SHA deployed healthy there; a pin only from an applied promotion or a rollback), and every
+ * snapshot tree equal to the replay (nothing else changed). A branch that was seen and is gone:
+ * an error. Never seen and absent: 0 with report->absent. Problems are GITOPS_EPOLICY naming
+ * the offending commit (report->problem too).
+ * Thread-safety: not for one hist from two threads; separate hist handles (one per thread, as
+ * the daemon does per fetch) may check the same branch at once (the remembered tip is
+ * replaced atomically). */
+int hist_check(struct hist_verify_report *out, hist *h);
+/* The same over the whole branch from its first event (the remembered tip must still be in
+ * it). A branch that never existed: GITOPS_ENOTFOUND "no state branch X". */
 int hist_verify(struct hist_verify_report *out, hist *h);
 void hist_verify_report_clear(struct hist_verify_report *r);
+
+/* Checks an OpenSSH signature (sshsig armor, as git writes with gpg.format=ssh) over msg in
+ * namespace `ns` ("git"), with OpenSSL; *out_blob (may be NULL) receives the signer's public key
+ * (SSH wire encoding, 51 bytes) to compare with mf_signer.blob. 0 valid; GITOPS_EFORBIDDEN it
+ * does not verify; GITOPS_EINVALID malformed or not ssh-ed25519. Thread-safe. */
+int hist_sshsig_verify(unsigned char out_blob[51], const char *armored, size_t alen, const void *msg, size_t mlen,
+		       const char *ns);
+/* "SHA256:<base64>" of an SSH public key blob, as ssh-keygen and git print it. */
+void hist_ssh_fingerprint(char out[64], const unsigned char blob[51]);
+/* True when the public key line `pub` (ed25519:...) is one of v[0, n); *name gets its name. */
+bool hist_key_listed(const char *pub, const struct mf_signer *v, size_t n, const char **name);
 
 /* Parses "30d", "12h", "90m", "45s", "2w" (ago, from now) or an RFC 3339 date/time into epoch
  * ms. GITOPS_EINVALID. */

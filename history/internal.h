@@ -3,6 +3,7 @@
 #define GITOPS_HISTORY_INTERNAL_H
 
 #include <git2.h>
+#include <openssl/evp.h>
 
 #include "history/history.h"
 
@@ -18,6 +19,13 @@ struct hist {
 	git_oid cache_tip;
 	struct hist_snap *cache;
 	bool log_ensured;
+	/* trust */
+	struct hist_policy policy;
+	bool has_policy;
+	EVP_PKEY *signer;  /* reporter key: sync/health/drift events are signed */
+	char *signer_pub;
+	git_oid checked;   /* the tip verified in this process (skip re-checking it) */
+	bool has_checked;
 };
 
 /* ---- snapshot.c: the state as JSON, loaded lazily from a tree ---------------------------- */
@@ -61,6 +69,27 @@ int hist_tip(git_oid *out, bool *exists, hist *h);
 /* A snapshot of the tip (caller frees). */
 int hist_snapshot(struct hist_snap **out, hist *h);
 int hist_git_fail(int gerr, int code, const char *what);
+
+/* ---- verify.c ---------------------------------------------------------------------------- */
+
+/* The path prefix of this store's local files (index, remembered tip) under the data dir. */
+char *hist_index_base(hist *h);
+/* hist_tip, then hist_check_tip, read again while another process moves the branch. */
+int hist_tip_verified(git_oid *tip, bool *exists, hist *h);
+/* With a policy attached: verifies up to `tip` (incremental; no-op when already checked).
+ * GITOPS_ECONFLICT: the branch moved on since `tip` was read (read it again). */
+int hist_check_tip(hist *h, const git_oid *tip, bool exists);
+/* After an append landed: verifies it (with a policy) so the branch counts as seen. */
+int hist_checked_append(hist *h, const git_oid *commit);
+/* Errors when the branch is absent or rewound although a tip was verified before. */
+int hist_seen_check(hist *h, const git_oid *tip, bool exists);
+
+/* ---- sign.c ------------------------------------------------------------------------------ */
+
+int hist_load_key(EVP_PKEY **out, char **out_pub, const char *key_file);
+int hist_event_sign(json_t *ev, EVP_PKEY *k, const char *pub);
+/* 0 when the event's "signature" verifies with its own key; GITOPS_EFORBIDDEN / EINVALID. */
+int hist_event_verify_signature(const json_t *ev);
 
 /* ---- event.c ----------------------------------------------------------------------------- */
 

@@ -210,18 +210,31 @@ int hist_pending(json_t **out, hist *h, const char *env)
 /* ---- promote ----------------------------------------------------------------------------- */
 
 struct promote_ctx {
-	const struct mf_environment *env;
+	const struct mf_environment *env, *up;
 	const char *sha;
 	json_t *result;
 	bool existing;
 };
 
-static bool deployed_healthy(json_t *envstate, const char *sha)
+/* A healthy deploy counts when the environment lists no reporters, or one of them signed it. */
+static bool counts(const json_t *deploy, const struct mf_environment *e)
+{
+	if (!e || !e->n_reporters)
+		return true;
+	size_t i;
+	json_t *k;
+	json_array_foreach(json_object_get(deploy, "keys"), i, k)
+		if (hist_key_listed(json_string_value(k), e->reporters, e->n_reporters, NULL))
+			return true;
+	return false;
+}
+
+static bool deployed_healthy(json_t *envstate, const char *sha, const struct mf_environment *e)
 {
 	size_t i;
 	json_t *d;
 	json_array_foreach(json_object_get(envstate, "deployed"), i, d)
-		if (streq(str(d, "sha"), sha))
+		if (streq(str(d, "sha"), sha) && counts(d, e))
 			return true;
 	return false;
 }
@@ -255,8 +268,12 @@ static int promote_prep(void *ud, struct hist_snap *s, json_t *ev, bool *skip)
 	}
 	if ((rc = hist_snap_env(&up, s, c->env->from)))
 		return rc;
-	if (!deployed_healthy(up, c->sha)) {
+	if (!deployed_healthy(up, c->sha, c->up)) {
 		const char *last = str(up, "lastHealthy");
+		if (c->up && c->up->n_reporters && deployed_healthy(up, c->sha, NULL))
+			return gitops_error_set(GITOPS_EFORBIDDEN, "promotion of %.12s to %s refused: %s lists reporters and "
+						"no healthy record of it there is signed by one of them (an unsigned or "
+						"unlisted record does not count)", c->sha, c->env->name, c->env->from);
 		return gitops_error_set(GITOPS_EFORBIDDEN, "promotion of %.12s to %s refused: it never ran healthy in %s, "
 					"the upstream environment (%s%.12s)", c->sha, c->env->name, c->env->from,
 					last ? "last healthy there: " : "nothing deployed healthy there yet", last ? last : "");
@@ -309,7 +326,7 @@ int hist_promote(json_t **out, bool *existing, hist *h, const struct mf_config *
 	json_object_set(ev, "promotion", json_object_get(ev, "id"));
 	json_object_set_new(ev, "from", json_string(e->from));
 	json_object_set_new(ev, "required", json_integer(e->approval_required));
-	struct promote_ctx c = {.env = e, .sha = sha};
+	struct promote_ctx c = {.env = e, .up = mf_config_env(cfg, e->from), .sha = sha};
 	int rc = hist_append(h, ev, promote_prep, &c, NULL);
 	json_decref(ev);
 	if (rc) {
@@ -494,6 +511,8 @@ static int rollback_prep(void *ud, struct hist_snap *s, json_t *ev, bool *skip)
 	size_t m = 0;
 	for (size_t i = 0; i < n; i++) {
 		const char *sh = str(json_array_get(dep, i), "sha");
+		if (!counts(json_array_get(dep, i), c->env))
+			continue; /* not vouched for by a listed reporter */
 		bool seen = false;
 		for (size_t j = 0; j < m && !seen; j++)
 			seen = !strcmp(list[j], sh);

@@ -1,6 +1,6 @@
 /* history/query.c: reading the log: a local index (one tab-separated line per event, rebuilt
  * from the branch, brought up to date incrementally), filtered queries, `history show`, DORA
- * metrics, and `history verify` (chain, schema, signatures, snapshot replay, no rewrite). */
+ * metrics (`history verify` is in verify.c). */
 #include "history/internal.h"
 
 #include <errno.h>
@@ -16,7 +16,7 @@ static const char *str(const json_t *o, const char *k) { return json_string_valu
 
 /* ---- index files ------------------------------------------------------------------------- */
 
-static char *index_base(hist *h)
+char *hist_index_base(hist *h)
 {
 	unsigned char md[32];
 	unsigned int n = 0;
@@ -128,10 +128,13 @@ static int index_load(struct index *x, hist *h)
 	memset(x, 0, sizeof(*x));
 	git_oid tip;
 	bool exists;
-	int rc = hist_tip(&tip, &exists, h);
+	int rc = hist_tip_verified(&tip, &exists, h);
+	if (!rc && !exists)
+		rc = gitops_error_set(GITOPS_ENOTFOUND, "no state branch %s: nothing was recorded there yet (a mistyped "
+				      "--state-branch or --state-repo?)", h->desc);
 	if (rc)
 		return rc;
-	char *base = index_base(h);
+	char *base = hist_index_base(h);
 	char *datap = gitops_sprintf("%s.idx", base), *metap = gitops_sprintf("%s.meta", base);
 	gitops_buf meta = GITOPS_BUF_INIT;
 	git_oid old;
@@ -539,209 +542,3 @@ int hist_dora(struct hist_dora *out, hist *h, const char *env, long long since_m
 	return 0;
 }
 
-/* ---- verify ------------------------------------------------------------------------------ */
-
-void hist_verify_report_clear(struct hist_verify_report *r)
-{
-	if (r) {
-		free(r->problem);
-		r->problem = NULL;
-	}
-}
-
-static int blob_json(json_t **out, git_repository *repo, git_tree *tree, const char *path)
-{
-	*out = NULL;
-	git_tree_entry *e = NULL;
-	if (git_tree_entry_bypath(&e, tree, path) < 0) {
-		git_error_clear();
-		return 0;
-	}
-	git_blob *b = NULL;
-	if (git_blob_lookup(&b, repo, git_tree_entry_id(e)) == 0)
-		*out = json_loadb(git_blob_rawcontent(b), (size_t)git_blob_rawsize(b), 0, NULL);
-	git_blob_free(b);
-	git_tree_entry_free(e);
-	git_error_clear();
-	return 0;
-}
-
-/* Compares the replayed state's changed entries with the commit's tree. */
-static char *compare_snapshot(struct hist_snap *s, git_repository *repo, git_tree *tree)
-{
-	const char *k;
-	json_t *v, *got;
-	char *problem = NULL;
-	json_object_foreach(s->dirty_envs, k, v) {
-		char *path = gitops_sprintf("environments/%s.json", k);
-		blob_json(&got, repo, tree, path);
-		if (!got || !json_equal(got, json_object_get(s->envs, k)))
-			problem = gitops_sprintf("%s does not match the replay of the events", path);
-		json_decref(got);
-		free(path);
-		if (problem)
-			return problem;
-	}
-	json_object_foreach(s->dirty_proms, k, v) {
-		char *path = gitops_sprintf("promotions/%s.json", k);
-		json_t *want = json_object_get(s->proms, k);
-		blob_json(&got, repo, tree, path);
-		bool same = (!want || json_is_null(want)) ? !got : (got && json_equal(got, want));
-		if (!same)
-			problem = gitops_sprintf("%s does not match the replay of the events", path);
-		json_decref(got);
-		free(path);
-		if (problem)
-			return problem;
-	}
-	if (s->dirty_decided) {
-		blob_json(&got, repo, tree, "decided.json");
-		if (!got || !json_equal(got, s->decided))
-			problem = gitops_strdup("decided.json does not match the replay of the events");
-		json_decref(got);
-	}
-	return problem;
-}
-
-static bool contains(git_repository *repo, const git_oid *tip, const git_oid *id)
-{
-	if (git_oid_equal(tip, id))
-		return true;
-	int g = git_graph_descendant_of(repo, tip, id);
-	git_error_clear();
-	return g == 1;
-}
-
-int hist_verify(struct hist_verify_report *out, hist *h)
-{
-	memset(out, 0, sizeof(*out));
-	git_oid tip;
-	bool exists;
-	int rc = hist_tip(&tip, &exists, h);
-	if (rc)
-		return rc;
-	char *base = index_base(h);
-	char *verp = gitops_sprintf("%s.verified", base);
-	free(base);
-	gitops_buf msgbuf = GITOPS_BUF_INIT;
-	char *problem = NULL;
-	struct hist_snap *s = hist_snap_new(NULL, NULL);
-	struct sset ids = {0};
-	git_revwalk *w = NULL;
-	if (!exists)
-		goto done;
-	/* 1. no rewrite: every value the branch had (reflog) and the last verified tip are in it */
-	git_reflog *log = NULL;
-	if (git_reflog_read(&log, h->repo, h->ref) == 0) {
-		for (size_t i = 0; i < git_reflog_entrycount(log) && !problem; i++) {
-			const git_oid *id = git_reflog_entry_id_new(git_reflog_entry_byindex(log, i));
-			if (!git_oid_is_zero(id) && !contains(h->repo, &tip, id)) {
-				char hex[41];
-				git_oid_tostr(hex, sizeof(hex), id);
-				problem = gitops_sprintf("the branch was rewritten: %.12s, which %s pointed to before, is no "
-							 "longer in its history", hex, h->ref);
-			}
-		}
-		git_reflog_free(log);
-	}
-	git_error_clear();
-	gitops_buf vb = GITOPS_BUF_INIT;
-	git_oid ver;
-	if (!problem && gitops_read_file(&vb, verp, 100) == 0 && vb.len >= 40 && git_oid_fromstrn(&ver, vb.ptr, 40) == 0 &&
-	    !contains(h->repo, &tip, &ver))
-		problem = gitops_sprintf("the branch was rewritten: the tip verified before (%.12s) is no longer in its "
-					 "history", vb.ptr);
-	gitops_buf_free(&vb);
-	gitops_error_clear();
-	if (problem)
-		goto done;
-	/* 2. the chain, oldest first */
-	int g = git_revwalk_new(&w, h->repo);
-	if (g == 0)
-		g = git_revwalk_push(w, &tip);
-	if (g < 0) {
-		rc = hist_git_fail(g, GITOPS_EGIT, h->ref);
-		goto done;
-	}
-	git_revwalk_sorting(w, GIT_SORT_TOPOLOGICAL | GIT_SORT_REVERSE);
-	git_oid id, prev;
-	bool have_prev = false;
-	while (!problem && (g = git_revwalk_next(&id, w)) == 0) {
-		char hex[41];
-		git_oid_tostr(hex, sizeof(hex), &id);
-		git_commit *c = NULL;
-		git_tree *tree = NULL;
-		if (git_commit_lookup(&c, h->repo, &id) < 0 || git_commit_tree(&tree, c) < 0) {
-			problem = gitops_sprintf("commit %.12s cannot be read", hex);
-			git_commit_free(c);
-			break;
-		}
-		unsigned pc = git_commit_parentcount(c);
-		if (pc > 1 || (have_prev && (pc != 1 || !git_oid_equal(git_commit_parent_id(c, 0), &prev))) ||
-		    (!have_prev && pc != 0)) {
-			problem = gitops_sprintf("commit %.12s breaks the chain (%u parents): the log must be linear", hex, pc);
-		} else {
-			json_error_t je;
-			json_t *ev = json_loads(git_commit_message(c), 0, &je);
-			if (!ev) {
-				problem = gitops_sprintf("commit %.12s: the message is not one JSON event: %s", hex, je.text);
-			} else if (hist_event_validate(ev)) {
-				problem = gitops_sprintf("commit %.12s: %s", hex, gitops_error_last());
-			} else if (!sset_add(&ids, "", str(ev, "id"))) {
-				problem = gitops_sprintf("commit %.12s: event id %s appears twice", hex, str(ev, "id"));
-			} else {
-				size_t i;
-				json_t *a;
-				json_array_foreach(json_object_get(ev, "approvals"), i, a) {
-					if (problem)
-						break;
-					if (hist_verify_signature(str(a, "key"), str(a, "signature"), str(a, "decision"),
-								  str(ev, "promotion"), str(ev, "environment"), str(ev, "sha")))
-						problem = gitops_sprintf("commit %.12s: event %s: %s's signature does not verify "
-									 "(tampered event or forged approval)", hex,
-									 str(ev, "id"), str(a, "approver"));
-					else
-						out->signatures++;
-				}
-				if (!problem && hist_snap_apply(s, ev))
-					problem = gitops_sprintf("commit %.12s: %s", hex, gitops_error_last());
-				if (!problem) {
-					char *p = compare_snapshot(s, h->repo, tree);
-					if (p) {
-						problem = gitops_sprintf("commit %.12s (event %s): %s (tampered event or snapshot)",
-									 hex, str(ev, "id"), p);
-						free(p);
-					}
-				}
-				hist_snap_clear_dirty(s);
-				out->events++;
-			}
-			json_decref(ev);
-		}
-		git_tree_free(tree);
-		git_commit_free(c);
-		prev = id;
-		have_prev = true;
-	}
-	git_error_clear();
-	gitops_error_clear();
-done:
-	if (!rc && !problem && exists) {
-		char hex[41];
-		git_oid_tostr(hex, sizeof(hex), &tip);
-		gitops_write_file(verp, hex, 40, 0600);
-		gitops_error_clear();
-	}
-	if (!rc && problem) {
-		rc = gitops_error_set(GITOPS_EINVALID, "%s: %s", h->desc, problem);
-		out->problem = problem;
-		problem = NULL;
-	}
-	free(problem);
-	git_revwalk_free(w);
-	sset_free(&ids);
-	hist_snap_free(s);
-	gitops_buf_free(&msgbuf);
-	free(verp);
-	return rc;
-}

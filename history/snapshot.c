@@ -170,6 +170,7 @@ int hist_snap_decided(json_t **out, struct hist_snap *s)
 /* ---- the rules --------------------------------------------------------------------------- */
 
 static const char *str(const json_t *o, const char *k) { return json_string_value(json_object_get(o, k)); }
+static bool streq_(const char *a, const char *b) { return a && b && !strcmp(a, b); }
 
 static int touch_env(json_t **out, struct hist_snap *s, const char *env)
 {
@@ -211,6 +212,8 @@ static int decide(struct hist_snap *s, json_t *p, const char *status, const json
 	return 0;
 }
 
+static int cmp_str(const void *a, const void *b) { return strcmp(*(char *const *)a, *(char *const *)b); }
+
 /* Applies a promotion to its environment: pin, and supersede the other pending ones. */
 static int apply_promotion(struct hist_snap *s, const json_t *ev, const char *env, const char *sha, const char *id)
 {
@@ -221,16 +224,24 @@ static int apply_promotion(struct hist_snap *s, const json_t *ev, const char *en
 	if (rc)
 		return rc;
 	pin(e, ev, sha, "promotion", id);
+	/* supersede the others in id order: the writer's snapshot lists them from the tree (sorted
+	 * by name), the replay in creation order; both must append them to decided.json alike */
 	const char *k;
 	json_t *p;
-	void *tmp;
-	json_object_foreach_safe(pending, tmp, k, p) {
+	size_t n = 0, i;
+	char **ids = gitops_calloc(json_object_size(pending) + 1, sizeof(*ids));
+	json_object_foreach(pending, k, p) {
 		if (json_is_null(p) || !str(p, "environment") || strcmp(str(p, "environment"), env) || !strcmp(k, id))
 			continue;
-		if ((rc = decide(s, p, "superseded", ev)))
-			return rc;
+		ids[n++] = gitops_strdup(k);
 	}
-	return 0;
+	qsort(ids, n, sizeof(*ids), cmp_str);
+	for (i = 0; i < n && !rc; i++)
+		rc = decide(s, json_object_get(pending, ids[i]), "superseded", ev);
+	for (i = 0; i < n; i++)
+		free(ids[i]);
+	free(ids);
+	return rc;
 }
 
 int hist_snap_apply(struct hist_snap *s, const json_t *ev)
@@ -258,6 +269,9 @@ int hist_snap_apply(struct hist_snap *s, const json_t *ev)
 			json_object_set_new(apps, app, last);
 			return 0;
 		}
+		const char *key = json_string_value(json_object_get(json_object_get(ev, "signature"), "key"));
+		if (key)
+			json_object_set_new(last, "key", json_string(key));
 		json_object_set_new(e, "lastSync", last);
 		if (healthy) {
 			json_object_set_new(e, "lastHealthy", json_string(sha));
@@ -268,8 +282,26 @@ int hist_snap_apply(struct hist_snap *s, const json_t *ev)
 				json_object_set_new(e, "deployed", dep);
 			}
 			size_t n = json_array_size(dep);
-			if (!n || strcmp(str(json_array_get(dep, n - 1), "sha"), sha))
-				json_array_append_new(dep, json_pack("{s:s, s:s, s:s}", "sha", sha, "time", time, "event", id));
+			json_t *lastdep = n ? json_array_get(dep, n - 1) : NULL;
+			if (!lastdep || strcmp(str(lastdep, "sha"), sha)) {
+				lastdep = json_pack("{s:s, s:s, s:s}", "sha", sha, "time", time, "event", id);
+				json_array_append_new(dep, lastdep);
+			}
+			if (key) {
+				/* who vouches for this deploy: the distinct keys of its signed records
+				 * (whether they count is decided with gitops.yaml's reporters) */
+				json_t *keys = json_object_get(lastdep, "keys"), *k;
+				size_t i;
+				bool have = false;
+				if (!json_is_array(keys)) {
+					keys = json_array();
+					json_object_set_new(lastdep, "keys", keys);
+				}
+				json_array_foreach(keys, i, k)
+					have = have || streq_(json_string_value(k), key);
+				if (!have && json_array_size(keys) < 16)
+					json_array_append_new(keys, json_string(key));
+			}
 			while (json_array_size(dep) > HIST_DEPLOYED_KEEP)
 				json_array_remove(dep, 0);
 		}

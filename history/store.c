@@ -104,6 +104,8 @@ void hist_free(hist *h)
 	if (!h)
 		return;
 	hist_snap_free(h->cache);
+	EVP_PKEY_free(h->signer);
+	free(h->signer_pub);
 	git_repository_free(h->repo);
 	free(h->url);
 	free(h->path);
@@ -116,6 +118,28 @@ void hist_free(hist *h)
 }
 
 const char *hist_describe(const hist *h) { return h->desc; }
+
+void hist_set_policy(hist *h, const struct hist_policy *pol)
+{
+	h->has_policy = pol && pol->configs_at;
+	if (h->has_policy)
+		h->policy = *pol;
+	h->has_checked = false;
+}
+
+int hist_set_signing_key(hist *h, const char *key_file)
+{
+	EVP_PKEY *k = NULL;
+	char *pub = NULL;
+	int rc = hist_load_key(&k, &pub, key_file);
+	if (rc)
+		return gitops_error_prefix("--signing-key");
+	EVP_PKEY_free(h->signer);
+	free(h->signer_pub);
+	h->signer = k;
+	h->signer_pub = pub;
+	return 0;
+}
 
 static int fetch(hist *h)
 {
@@ -180,8 +204,40 @@ int hist_snapshot(struct hist_snap **out, hist *h)
 {
 	git_oid tip;
 	bool exists;
-	int rc = hist_tip(&tip, &exists, h);
+	int rc = hist_tip_verified(&tip, &exists, h);
 	return rc ? rc : snapshot_at(out, h, &tip, exists);
+}
+
+/* The time of the event at `tip` (epoch ms), 0 when unknown. */
+static long long tip_time(hist *h, const git_oid *tip)
+{
+	git_commit *c = NULL;
+	long long t = 0;
+	if (git_commit_lookup(&c, h->repo, tip) == 0) {
+		json_t *ev = json_loads(git_commit_message(c), 0, NULL);
+		t = hist_time_ms(json_string_value(json_object_get(ev, "time")));
+		json_decref(ev);
+	}
+	git_commit_free(c);
+	git_error_clear();
+	return t > 0 ? t : 0;
+}
+
+/* An event's time is taken when its append is attempted on the tip it will follow, and never
+ * before that tip's event: the chain is in time order (verify checks it), whatever the retries
+ * and clock differences between writers. */
+static void stamp(hist *h, json_t *ev, const git_oid *tip, bool exists)
+{
+	long long now = hist_now_wall_ms(), parent = exists ? tip_time(h, tip) : 0;
+	char t[32];
+	hist_format_time(t, now > parent ? now : parent);
+	json_object_set_new(ev, "time", json_string(t));
+}
+
+static bool signable(const json_t *ev)
+{
+	const char *t = json_string_value(json_object_get(ev, "type"));
+	return t && (!strncmp(t, "sync.", 5) || !strncmp(t, "health.", 7) || !strncmp(t, "drift.", 6));
 }
 
 /* ---- append ------------------------------------------------------------------------------ */
@@ -386,8 +442,9 @@ int hist_append(hist *h, json_t *ev, hist_prepare_fn prep, void *ud, bool *skipp
 		git_oid tip, tree_id, commit;
 		bool exists, skip = false;
 		struct hist_snap *s = NULL;
-		if ((rc = hist_tip(&tip, &exists, h)) || (rc = snapshot_at(&s, h, &tip, exists)))
+		if ((rc = hist_tip_verified(&tip, &exists, h)) || (rc = snapshot_at(&s, h, &tip, exists)))
 			return rc;
+		stamp(h, ev, &tip, exists);
 		if (prep && (rc = prep(ud, s, ev, &skip))) {
 			hist_snap_free(s);
 			return rc;
@@ -397,6 +454,10 @@ int hist_append(hist *h, json_t *ev, hist_prepare_fn prep, void *ud, bool *skipp
 			if (skipped)
 				*skipped = true;
 			return 0;
+		}
+		if (h->signer && signable(ev) && (rc = hist_event_sign(ev, h->signer, h->signer_pub))) {
+			hist_snap_free(s);
+			return rc;
 		}
 		if ((rc = hist_event_validate(ev)) || (rc = hist_snap_apply(s, ev)) || (rc = hist_snap_write(&tree_id, s)) ||
 		    (rc = make_commit(&commit, h, &tree_id, exists ? &tip : NULL, ev))) {
@@ -410,7 +471,7 @@ int hist_append(hist *h, json_t *ev, hist_prepare_fn prep, void *ud, bool *skipp
 		free(what);
 		if (rc == 0) {
 			keep_cache(h, s, &tree_id, &commit);
-			return 0;
+			return hist_checked_append(h, &commit);
 		}
 		hist_snap_free(s);
 		if (rc != GITOPS_ECONFLICT)
@@ -513,13 +574,21 @@ int hist_record_batch(hist *h, const struct hist_event *evs, size_t n)
 		git_oid tip, commit, tree_id;
 		bool exists;
 		struct hist_snap *s = NULL;
-		if ((rc = hist_tip(&tip, &exists, h)) || (rc = batch_once(h, js, n, &tip, exists, &commit, &tree_id, &s)))
+		if ((rc = hist_tip_verified(&tip, &exists, h)))
+			break;
+		for (size_t i = 0; i < n && !rc; i++) {
+			stamp(h, js[i], &tip, exists);
+			if (h->signer && signable(js[i]))
+				rc = hist_event_sign(js[i], h->signer, h->signer_pub);
+		}
+		if (rc || (rc = batch_once(h, js, n, &tip, exists, &commit, &tree_id, &s)))
 			break;
 		char *what = gitops_sprintf("batch of %zu events", n);
 		rc = land(h, &commit, exists, &tip, what);
 		free(what);
 		if (rc == 0) {
 			keep_cache(h, s, &tree_id, &commit);
+			rc = hist_checked_append(h, &commit);
 			break;
 		}
 		hist_snap_free(s);

@@ -4,6 +4,7 @@
 
 #include <ctype.h>
 #include <libfyaml.h>
+#include <openssl/evp.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -458,6 +459,104 @@ static void approval_pair(struct cctx *c, const char *key, struct fy_node *val, 
 		walk_seq(c, val, kw, "approval.approvers", approver_item, e);
 }
 
+/* ---- public keys: reporters (ed25519:<base64>) and commit signers (OpenSSH lines) -------- */
+
+/* Strict base64 (EVP_DecodeInit/Update/Final: exact length, no newlines inside a key line) into
+ * out; returns the decoded length or -1. */
+static long b64_exact(unsigned char *out, size_t max, const char *s, size_t n)
+{
+	if (!n || n % 4 || n / 4 * 3 > max + 2)
+		return -1;
+	for (size_t i = 0; i < n; i++)
+		if (!(isalnum((unsigned char)s[i]) || s[i] == '+' || s[i] == '/' || (s[i] == '=' && i >= n - 2)))
+			return -1;
+	unsigned char *tmp = gitops_malloc(n / 4 * 3 + 3);
+	EVP_ENCODE_CTX *ctx = EVP_ENCODE_CTX_new();
+	int l1 = 0, l2 = 0;
+	long got = -1;
+	EVP_DecodeInit(ctx);
+	if (EVP_DecodeUpdate(ctx, tmp, &l1, (const unsigned char *)s, (int)n) >= 0 && EVP_DecodeFinal(ctx, tmp + l1, &l2) == 1 &&
+	    (size_t)(l1 + l2) <= max) {
+		got = l1 + l2;
+		memcpy(out, tmp, (size_t)got);
+	}
+	EVP_ENCODE_CTX_free(ctx);
+	free(tmp);
+	return got;
+}
+
+int mf_key_parse_ed25519(unsigned char out[32], const char *line)
+{
+	static const char pre[] = "ed25519:";
+	if (!line || strncmp(line, pre, sizeof(pre) - 1))
+		return gitops_error_set(GITOPS_EINVALID, "not an Ed25519 public key line (want ed25519:<base64>, from gitops keygen)");
+	const char *b = line + sizeof(pre) - 1;
+	size_t n = strcspn(b, " \t\r\n");
+	if (b[n] && b[n + strspn(b + n, " \t\r\n")])
+		return gitops_error_set(GITOPS_EINVALID, "unexpected text after the Ed25519 key");
+	if (b64_exact(out, 32, b, n) != 32)
+		return gitops_error_set(GITOPS_EINVALID, "malformed Ed25519 key: want the base64 of 32 bytes");
+	return 0;
+}
+
+int mf_key_parse_ssh(unsigned char out[32], unsigned char blob[51], const char *line)
+{
+	static const char pre[] = "ssh-ed25519 ";
+	if (!line || strncmp(line, pre, sizeof(pre) - 1))
+		return gitops_error_set(GITOPS_EINVALID, "not an OpenSSH Ed25519 public key line (want \"ssh-ed25519 AAAA... "
+					"[comment]\", e.g. ~/.ssh/id_ed25519.pub; other key types are not supported)");
+	const char *b = line + sizeof(pre) - 1;
+	b += strspn(b, " \t");
+	size_t n = strcspn(b, " \t\r\n");
+	unsigned char raw[64];
+	/* string "ssh-ed25519" (4 + 11) + string key (4 + 32) = 51 bytes */
+	static const unsigned char head[] = {0, 0, 0, 11, 's', 's', 'h', '-', 'e', 'd', '2', '5', '5', '1', '9', 0, 0, 0, 32};
+	if (b64_exact(raw, sizeof(raw), b, n) != 51 || memcmp(raw, head, sizeof(head)))
+		return gitops_error_set(GITOPS_EINVALID, "malformed ssh-ed25519 key: the base64 blob is not an Ed25519 public key");
+	memcpy(out, raw + sizeof(head), 32);
+	if (blob)
+		memcpy(blob, raw, 51);
+	return 0;
+}
+
+struct signer_list {
+	struct mf_signer **v;
+	size_t *n;
+	const char *what; /* "reporters" or "commitSigners" */
+	bool ssh;
+};
+
+static void signer_pair(struct cctx *c, const char *key, struct fy_node *val, struct where kw, void *data)
+{
+	struct mf_signer *a = data;
+	if (!strcmp(key, "name")) {
+		a->name = get_str(c, val, kw, "name");
+	} else if (!strcmp(key, "key")) {
+		a->key = get_str(c, val, kw, "key");
+		a->key_line = node_where(val, kw).line;
+	}
+}
+
+static void signer_item(struct cctx *c, struct fy_node *item, struct where at, size_t i, void *data)
+{
+	struct signer_list *l = data;
+	static const char *const keys[] = {"name", "key", NULL};
+	*l->v = gitops_realloc(*l->v, (*l->n + 1) * sizeof(**l->v));
+	struct mf_signer *a = &(*l->v)[(*l->n)++];
+	memset(a, 0, sizeof(*a));
+	walk_map(c, item, at, l->what, keys, signer_pair, a);
+	if (!c->rc && (!a->name || !a->key))
+		cerr(c, at, "%s: name and key are required", l->what);
+	if (!c->rc && (l->ssh ? mf_key_parse_ssh(a->raw, a->blob, a->key) : mf_key_parse_ed25519(a->raw, a->key)))
+		cerr(c, (struct where){a->key_line, at.col}, "%s %s: %s", l->what, a->name, gitops_error_last());
+	for (size_t k = 0; !c->rc && k + 1 < *l->n; k++) {
+		if (!strcmp((*l->v)[k].name, a->name))
+			cerr(c, at, "%s: \"%s\" is listed twice", l->what, a->name);
+		else if (!memcmp((*l->v)[k].raw, a->raw, 32))
+			cerr(c, at, "%s: %s has the same key as %s", l->what, a->name, (*l->v)[k].name);
+	}
+}
+
 static void rollback_pair(struct cctx *c, const char *key, struct fy_node *val, struct where kw, void *data)
 {
 	struct mf_environment *e = data;
@@ -512,6 +611,12 @@ static void env_pair(struct cctx *c, const char *key, struct fy_node *val, struc
 	} else if (!strcmp(key, "ignore")) {
 		struct ignore_list l = {&e->ignore, &e->n_ignore};
 		walk_seq(c, val, kw, "ignore", ignore_item, &l);
+	} else if (!strcmp(key, "reporters")) {
+		struct signer_list l = {&e->reporters, &e->n_reporters, "reporters", false};
+		walk_seq(c, val, kw, "reporters", signer_item, &l);
+	} else if (!strcmp(key, "commitSigners")) {
+		struct signer_list l = {&e->commit_signers, &e->n_commit_signers, "commitSigners", true};
+		walk_seq(c, val, kw, "commitSigners", signer_item, &l);
 	}
 }
 
@@ -526,7 +631,7 @@ static void env_item(struct cctx *c, struct fy_node *item, struct where at, size
 {
 	struct mf_config *cfg = data;
 	static const char *const keys[] = {"name", "track", "from", "namespace", "cluster", "apps",
-					   "sync", "approval", "rollback", "ignore", NULL};
+					   "sync", "approval", "rollback", "ignore", "reporters", "commitSigners", NULL};
 	cfg->envs = gitops_realloc(cfg->envs, (cfg->n_envs + 1) * sizeof(*cfg->envs));
 	struct mf_environment *e = &cfg->envs[cfg->n_envs++];
 	memset(e, 0, sizeof(*e));
@@ -746,6 +851,16 @@ void mf_config_free(struct mf_config *cfg)
 			free(e->approvers[k].key);
 		}
 		free(e->approvers);
+		for (size_t k = 0; k < e->n_reporters; k++) {
+			free(e->reporters[k].name);
+			free(e->reporters[k].key);
+		}
+		free(e->reporters);
+		for (size_t k = 0; k < e->n_commit_signers; k++) {
+			free(e->commit_signers[k].name);
+			free(e->commit_signers[k].key);
+		}
+		free(e->commit_signers);
 		for (size_t k = 0; k < e->n_ignore; k++)
 			ignore_free(&e->ignore[k]);
 		free(e->ignore);

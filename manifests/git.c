@@ -447,8 +447,10 @@ static int fetch_locked(mf_repo *r)
 	int g = git_remote_create_with_opts(&remote, r->url, &copts);
 	if (g < 0)
 		return git_fail(g, GITOPS_EIO, r->url);
-	char *specs[] = {"+refs/heads/*:refs/heads/*", "+refs/tags/*:refs/tags/*"};
-	git_strarray refspecs = {specs, 2};
+	/* origin's remote-tracking branches: a CI clone often has no local branch */
+	char *specs[] = {"+refs/heads/*:refs/heads/*", "+refs/tags/*:refs/tags/*",
+			 "+refs/remotes/origin/*:refs/remotes/origin/*"};
+	git_strarray refspecs = {specs, 3};
 	struct fetch_ctx ctx = {r->url, 0, false, NULL};
 	git_fetch_options opts;
 	git_fetch_options_init(&opts, GIT_FETCH_OPTIONS_VERSION);
@@ -520,6 +522,182 @@ int mf_repo_resolve(char out[41], mf_repo *r, const char *rev)
 	git_oid_tostr(out, 41, git_object_id(commit));
 	git_object_free(commit);
 	return 0;
+}
+
+int mf_repo_resolve_branch(char out[41], mf_repo *r, const char *branch)
+{
+	if (!branch || !*branch || branch[0] == '-' || !strcmp(branch, "HEAD"))
+		return gitops_error_set(GITOPS_EINVALID, "invalid branch name \"%s\" (a branch is named; HEAD is never "
+					"used)", branch ? branch : "");
+	const char *forms[] = {"refs/heads/%s", "refs/remotes/origin/%s"};
+	for (size_t i = 0; i < 2; i++) {
+		char *ref = gitops_sprintf(forms[i], branch);
+		git_oid oid;
+		git_object *c = NULL;
+		int g = git_reference_is_valid_name(ref) ? git_reference_name_to_id(&oid, r->repo, ref) : GIT_EINVALIDSPEC;
+		free(ref);
+		if (g == 0 && git_object_lookup(&c, r->repo, &oid, GIT_OBJECT_COMMIT) == 0) {
+			git_oid_tostr(out, 41, git_object_id(c));
+			git_object_free(c);
+			return 0;
+		}
+		git_object_free(c);
+		git_error_clear();
+		if (g == GIT_EINVALIDSPEC)
+			return gitops_error_set(GITOPS_EINVALID, "invalid branch name \"%s\"", branch);
+	}
+	return gitops_error_set(GITOPS_ENOTFOUND, "no branch %s in %s (refs/heads/%s or refs/remotes/origin/%s; tags and "
+				"HEAD are never used for a branch)", branch, r->url, branch, branch);
+}
+
+int mf_repo_commit_signature(gitops_buf *sig, gitops_buf *payload, mf_repo *r, const char *commit)
+{
+	git_oid oid;
+	if (git_oid_fromstr(&oid, commit) < 0)
+		return gitops_error_set(GITOPS_EINVALID, "\"%s\" is not a full commit id", commit);
+	git_buf s = {0}, p = {0};
+	int g = git_commit_extract_signature(&s, &p, r->repo, &oid, NULL);
+	int rc = 0;
+	if (g == GIT_ENOTFOUND) {
+		rc = gitops_error_set(GITOPS_ENOTFOUND, "commit %.12s is not signed", commit);
+	} else if (g < 0) {
+		rc = git_fail(g, 0, commit);
+	} else {
+		gitops_buf_put(sig, s.ptr, s.size);
+		gitops_buf_put(payload, p.ptr, p.size);
+	}
+	git_buf_dispose(&s);
+	git_buf_dispose(&p);
+	git_error_clear();
+	return rc;
+}
+
+/* ---- gitops.yaml over time: the main branch's first-parent history ----------------------- */
+
+struct cfg_entry {
+	long long ms;        /* commit time */
+	git_oid blob;        /* gitops.yaml; zero when absent */
+	struct mf_config *cfg;
+	bool parsed;
+};
+
+struct mf_config_log {
+	mf_repo *repo;       /* borrowed */
+	git_oid next;        /* the next commit to walk (first parent) */
+	bool more;
+	struct cfg_entry *v; /* newest first */
+	size_t n;
+};
+
+int mf_config_log_open(mf_config_log **out, mf_repo *repo, const char *main_sha)
+{
+	*out = NULL;
+	mf_config_log *l = gitops_calloc(1, sizeof(*l));
+	l->repo = repo;
+	if (git_oid_fromstr(&l->next, main_sha) < 0) {
+		free(l);
+		return gitops_error_set(GITOPS_EINVALID, "\"%s\" is not a full commit id", main_sha);
+	}
+	l->more = true;
+	*out = l;
+	return 0;
+}
+
+void mf_config_log_free(mf_config_log *l)
+{
+	if (!l)
+		return;
+	for (size_t i = 0; i < l->n; i++)
+		if (!i || l->v[i].cfg != l->v[i - 1].cfg)
+			mf_config_free(l->v[i].cfg);
+	free(l->v);
+	free(l);
+}
+
+/* Walks one more first-parent commit. 0, or 1 when there is none. */
+static int log_step(mf_config_log *l)
+{
+	if (!l->more)
+		return 1;
+	git_commit *c = NULL;
+	git_tree *t = NULL;
+	git_tree_entry *e = NULL;
+	if (git_commit_lookup(&c, l->repo->repo, &l->next) < 0 || git_commit_tree(&t, c) < 0) {
+		git_commit_free(c);
+		git_error_clear();
+		l->more = false; /* a shallow mirror: the history ends here */
+		return 1;
+	}
+	l->v = gitops_realloc(l->v, (l->n + 1) * sizeof(*l->v));
+	struct cfg_entry *x = &l->v[l->n++];
+	memset(x, 0, sizeof(*x));
+	x->ms = (long long)git_commit_time(c) * 1000;
+	if (git_tree_entry_bypath(&e, t, "gitops.yaml") == 0)
+		git_oid_cpy(&x->blob, git_tree_entry_id(e));
+	git_error_clear();
+	if (git_commit_parentcount(c) > 0)
+		git_oid_cpy(&l->next, git_commit_parent_id(c, 0));
+	else
+		l->more = false;
+	git_tree_entry_free(e);
+	git_tree_free(t);
+	git_commit_free(c);
+	return 0;
+}
+
+static struct mf_config *entry_config(mf_config_log *l, size_t i)
+{
+	struct cfg_entry *x = &l->v[i];
+	if (x->parsed)
+		return x->cfg;
+	x->parsed = true;
+	if (i && git_oid_equal(&l->v[i - 1].blob, &x->blob) && l->v[i - 1].parsed) {
+		x->cfg = l->v[i - 1].cfg; /* shared: freed once (see mf_config_log_free) */
+		return x->cfg;
+	}
+	if (git_oid_is_zero(&x->blob))
+		return NULL;
+	git_blob *b = NULL;
+	if (git_blob_lookup(&b, l->repo->repo, &x->blob) == 0 && (size_t)git_blob_rawsize(b) <= MF_REPO_MAX_BLOB &&
+	    mf_config_parse(&x->cfg, git_blob_rawcontent(b), (size_t)git_blob_rawsize(b), "gitops.yaml"))
+		x->cfg = NULL; /* an old config this version cannot read: not in effect */
+	git_blob_free(b);
+	git_error_clear();
+	gitops_error_clear();
+	return x->cfg;
+}
+
+int mf_config_log_at(const struct mf_config **out, size_t max, mf_config_log *l, long long ms, long long skew_ms)
+{
+	/* walk until a commit at or before ms - skew (or the root) */
+	while (!l->n || l->v[l->n - 1].ms > ms - skew_ms)
+		if (log_step(l))
+			break;
+	size_t n = 0;
+	/* the commits in effect from ms - skew to ms + skew: the newest not after ms - skew, and
+	 * every one committed in the window (a change pushed a little before or after its commit
+	 * time, or clocks that differ) */
+	size_t at = l->n;
+	for (size_t i = 0; i < l->n; i++)
+		if (l->v[i].ms <= ms - skew_ms) {
+			at = i;
+			break;
+		}
+	if (at == l->n && l->n) /* no commit that old: from the oldest one */
+		at = l->n - 1;
+	size_t first = at;
+	while (first > 0 && l->v[first - 1].ms <= ms + skew_ms)
+		first--;
+	/* newest first: the config of the main branch's tip wins a full list */
+	for (size_t i = first; i <= at && i < l->n && n < max; i++) {
+		const struct mf_config *c = entry_config(l, i);
+		bool dup = false;
+		for (size_t k = 0; k < n && !dup; k++)
+			dup = out[k] == c;
+		if (c && !dup)
+			out[n++] = c;
+	}
+	return (int)n;
 }
 
 static int commit_tree(git_tree **out, mf_repo *r, const char *commit)

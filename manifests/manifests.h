@@ -143,6 +143,16 @@ struct mf_approver {
 	char *key; /* Ed25519 public key as written in the config */
 };
 
+/* A reporter (Ed25519 key from gitops keygen, "ed25519:<base64>") or a commit signer (OpenSSH
+ * line "ssh-ed25519 AAAA... [comment]"); the key is checked when the config is parsed. */
+struct mf_signer {
+	char *name;
+	char *key;               /* as written in the config */
+	unsigned char raw[32];   /* the Ed25519 public key */
+	unsigned char blob[51];  /* commit signers: the SSH wire encoding (sshsig's publickey) */
+	int key_line;
+};
+
 struct mf_environment {
 	char *name;
 	char *track;     /* branch followed; NULL when the environment is promoted `from` another */
@@ -161,6 +171,13 @@ struct mf_environment {
 	struct mf_ignore_rule *ignore; /* the file's top-level rules first, then the environment's */
 	size_t n_ignore;
 	int line;
+	/* reporters: whose signed sync/health records count here (promotion gate, rollback);
+	 * none listed: any record counts. commit_signers: whose git SSH signature a commit needs
+	 * to deploy here; none listed: any commit. */
+	struct mf_signer *reporters;
+	size_t n_reporters;
+	struct mf_signer *commit_signers;
+	size_t n_commit_signers;
 };
 
 struct mf_config {
@@ -180,6 +197,11 @@ void mf_config_free(struct mf_config *cfg);
 const struct mf_environment *mf_config_env(const struct mf_config *cfg, const char *name);
 /* The app named `name` in env (owned by cfg), or NULL. */
 const struct mf_app *mf_environment_app(const struct mf_environment *env, const char *name);
+/* Public key lines: "ed25519:<base64 of 32 bytes>" (gitops keygen) and "ssh-ed25519 <base64>
+ * [comment]" (OpenSSH; *blob, may be NULL, receives its 51-byte wire encoding). 0 or
+ * GITOPS_EINVALID with the reason. Thread-safe. */
+int mf_key_parse_ed25519(unsigned char out[32], const char *line);
+int mf_key_parse_ssh(unsigned char out[32], unsigned char blob[51], const char *line);
 /* Parses a duration "90s", "5m", "1h30m", "250ms" into milliseconds. */
 int mf_parse_duration(long long *out_ms, const char *text);
 
@@ -203,6 +225,25 @@ int mf_repo_fetch(mf_repo *repo);
 /* Resolves a branch, tag, full or unique short SHA (or HEAD) to a commit; writes the 40-hex id
  * into out (41 bytes). GITOPS_ENOTFOUND for an unknown ref, GITOPS_EINVALID for an ambiguous one. */
 int mf_repo_resolve(char out[41], mf_repo *repo, const char *rev);
+/* Resolves a branch exactly: refs/heads/<branch>, else refs/remotes/origin/<branch> (a clone
+ * without the local branch); never a tag, HEAD or a SHA. GITOPS_ENOTFOUND naming both. */
+int mf_repo_resolve_branch(char out[41], mf_repo *repo, const char *branch);
+/* The git signature of `commit` (header gpgsig, continuation spaces removed, no trailing newline)
+ * and the signed payload (the commit object without that header). GITOPS_ENOTFOUND when the
+ * commit is unsigned. Appends to both buffers. */
+int mf_repo_commit_signature(gitops_buf *sig, gitops_buf *payload, mf_repo *repo, const char *commit);
+
+/* gitops.yaml over time: the main branch's first-parent history, walked lazily from `main_sha`,
+ * each distinct gitops.yaml parsed once. Not thread-safe; borrows `repo`. */
+typedef struct mf_config_log mf_config_log;
+int mf_config_log_open(mf_config_log **out, mf_repo *repo, const char *main_sha);
+void mf_config_log_free(mf_config_log *l);
+/* The configs in effect around epoch ms `ms`: the newest commit not after ms - skew_ms, plus
+ * every commit up to ms + skew_ms (clocks and push delays differ); at most `max` distinct configs
+ * into out (owned by the log), newest first.
+ * Returns how many (0: none readable). A gitops.yaml this version cannot parse is skipped. */
+int mf_config_log_at(const struct mf_config **out, size_t max, mf_config_log *l, long long ms, long long skew_ms);
+
 /* Reads the blob at `path` in commit `commit` (40 hex) into out. GITOPS_ENOTFOUND when absent. */
 int mf_repo_read(gitops_buf *out, mf_repo *repo, const char *commit, const char *path);
 /* Writes the id (40 hex) of the tree or blob at `path` ("" or "." for the root) into out. */

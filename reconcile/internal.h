@@ -17,6 +17,7 @@ struct rec_workspace {
 	mf_repo *repo;
 	char main_sha[41];
 	struct mf_config *cfg;
+	mf_config_log *cfglog; /* gitops.yaml over time, for history/'s verification (lazy) */
 	mf_renderer *renderer;
 	struct rec_client_entry *clients;
 	size_t n_clients;

@@ -33,6 +33,9 @@ struct rec_workspace_options {
 	/* Read-only callers (render): when the state branch cannot be read, warn and resolve
 	 * without pins. Writers never set it: a rollback's pin must not be silently skipped. */
 	bool pins_best_effort;
+	/* Sync and the daemon: the revision resolved is what deploys, so it must carry a valid git
+	 * SSH signature by one of the environment's commitSigners (when any are listed). */
+	bool deploy;
 	/* Progress lines ("applying 12 objects..."); may be NULL. */
 	void (*progress)(void *ud, const char *line);
 	void *progress_ud;
@@ -47,10 +50,31 @@ const struct mf_config *rec_workspace_config(const rec_workspace *ws);
 /* The environment `name`; GITOPS_EINVALID naming the known ones when there is none. */
 int rec_workspace_env(const struct mf_environment **out, rec_workspace *ws, const char *name);
 /* The revision to deploy: `rev` when given (branch, tag, SHA), else the environment's pin in the
- * state branch (history/: a promotion or a rollback), else the tracked branch's head.
+ * state branch (history/: a promotion or a rollback; the branch is verified first, GITOPS_EPOLICY
+ * when it does not verify), else the tracked branch's head (refs/heads/<track> exactly). With
+ * opt.deploy the commit must pass rec_commit_trusted.
  * An environment promoted `from` another without a pin: GITOPS_EINVALID asks to promote.
  * Unknown revisions are GITOPS_EGIT. */
 int rec_resolve_revision(char out[41], rec_workspace *ws, const struct mf_environment *env, const char *rev);
+/* ---- Trust (README "Trust model") --------------------------------------------------------
+ * gitops.yaml is read from the main branch only: $GITOPS_MAIN_BRANCH, else refs/heads/main, else
+ * refs/heads/master (or refs/remotes/origin/<name> in a clone without the local branch); a
+ * config there naming another `branch:` is followed once. Never a tag, never HEAD. */
+struct hist_policy;
+struct hist;
+/* The main branch's commit gitops.yaml was read from (40 hex, owned by ws). */
+const char *rec_workspace_main_sha(const rec_workspace *ws);
+/* The configs in effect over time (the main branch's history of gitops.yaml), for
+ * history/'s verification. Valid while ws lives; not thread-safe (one workspace per thread). */
+void rec_workspace_policy(rec_workspace *ws, struct hist_policy *out);
+/* Opens the state branch (--state-repo / --state-branch, else $GITOPS_STATE_REPO /
+ * $GITOPS_STATE_BRANCH, else the manifests repository) with the workspace's policy attached:
+ * every read and append through it is verified first (history.h, hist_check). */
+int rec_workspace_history(struct hist **out, rec_workspace *ws, const char *state_repo, const char *state_branch);
+/* 0 when `sha` may deploy to `env`: no commitSigners listed, or a valid git SSH signature
+ * (sshsig, namespace "git", ssh-ed25519) by one of them. Else GITOPS_EPOLICY naming the commit. */
+int rec_commit_trusted(rec_workspace *ws, const struct mf_environment *env, const char *sha);
+
 /* Renders `env` at commit `sha` (every app, or only `only_app`) through the workspace's render
  * cache, with namespaces filled in without asking a cluster (kinds neither the built-in table
  * nor the render's CRDs know are taken as namespaced). Render failures are GITOPS_EINVALID

@@ -47,6 +47,48 @@ static int read_config(rec_workspace *ws, const char *sha, struct mf_config **ou
 	return rc;
 }
 
+/* gitops.yaml comes from the main branch, resolved exactly (never a tag or HEAD, which whoever
+ * can push a tag or check out a branch controls): $GITOPS_MAIN_BRANCH, else main, else master.
+ * A config there that names another `branch:` is followed once; that one must agree. */
+static int read_main_config(rec_workspace *ws)
+{
+	const char *env = getenv("GITOPS_MAIN_BRANCH");
+	const char *cands[] = {env && *env ? env : "main", env && *env ? NULL : "master"};
+	const char *branch = NULL;
+	int rc = GITOPS_ENOTFOUND;
+	for (size_t i = 0; i < 2 && rc; i++)
+		if (cands[i] && (rc = mf_repo_resolve_branch(ws->main_sha, ws->repo, cands[i])) == 0)
+			branch = cands[i];
+	if (rc)
+		return gitops_error_set(GITOPS_EGIT, "no main branch in %s: %s%s", ws->repo_url, gitops_error_last(),
+					env && *env ? "" : " (neither main nor master; set GITOPS_MAIN_BRANCH)");
+	if ((rc = read_config(ws, ws->main_sha, &ws->cfg)))
+		return rc;
+	if (!strcmp(ws->cfg->branch, branch))
+		return 0;
+	if (env && *env)
+		return gitops_error_set(GITOPS_EINVALID, "gitops.yaml on %s says branch: %s, but GITOPS_MAIN_BRANCH is %s; "
+					"make them agree", branch, ws->cfg->branch, env);
+	char *named = gitops_strdup(ws->cfg->branch);
+	struct mf_config *c2 = NULL;
+	if ((rc = mf_repo_resolve_branch(ws->main_sha, ws->repo, named))) {
+		rc = gitops_error_set(GITOPS_EGIT, "gitops.yaml on %s says the main branch is %s%s, but %s; add `branch: %s` "
+				      "or set GITOPS_MAIN_BRANCH", branch, named, strcmp(named, "main") ? "" : " (the default)",
+				      gitops_error_last(), branch);
+	} else if (!(rc = read_config(ws, ws->main_sha, &c2)) && strcmp(c2->branch, named)) {
+		rc = gitops_error_set(GITOPS_EINVALID, "gitops.yaml on %s says the main branch is %s, the one on %s says %s; "
+				      "make them agree or set GITOPS_MAIN_BRANCH", branch, named, named, c2->branch);
+	}
+	if (!rc) {
+		mf_config_free(ws->cfg);
+		ws->cfg = c2;
+		c2 = NULL;
+	}
+	mf_config_free(c2);
+	free(named);
+	return rc;
+}
+
 int rec_workspace_open(rec_workspace **out, const struct rec_workspace_options *opt)
 {
 	struct rec_workspace_options none = {0};
@@ -67,8 +109,8 @@ int rec_workspace_open(rec_workspace **out, const struct rec_workspace_options *
 	}
 	if (!ws->opt.no_fetch && mf_repo_fetch(ws->repo)) {
 		/* The mirror keeps its last good state: go on with it if it has anything. */
-		char *why = gitops_strdup(gitops_error_last()), probe[41];
-		if (mf_repo_resolve(probe, ws->repo, "HEAD")) {
+		char *why = gitops_strdup(gitops_error_last());
+		if (!mf_repo_has_refs(ws->repo)) {
 			rc = gitops_error_set(GITOPS_EGIT, "%s", why);
 			free(why);
 			goto fail;
@@ -76,23 +118,8 @@ int rec_workspace_open(rec_workspace **out, const struct rec_workspace_options *
 		rec_progress(ws, "warning: %s", why);
 		free(why);
 	}
-	/* gitops.yaml lives on the main branch: HEAD first, then the branch it names. */
-	if ((rc = mf_repo_resolve(ws->main_sha, ws->repo, "HEAD"))) {
-		rc = git_error(rc);
+	if ((rc = read_main_config(ws)))
 		goto fail;
-	}
-	if ((rc = read_config(ws, ws->main_sha, &ws->cfg)))
-		goto fail;
-	char branch_sha[41];
-	if (mf_repo_resolve(branch_sha, ws->repo, ws->cfg->branch) == 0 && strcmp(branch_sha, ws->main_sha)) {
-		struct mf_config *c2 = NULL;
-		if ((rc = read_config(ws, branch_sha, &c2)))
-			goto fail;
-		mf_config_free(ws->cfg);
-		ws->cfg = c2;
-		memcpy(ws->main_sha, branch_sha, sizeof(branch_sha));
-	}
-	gitops_error_clear();
 	struct mf_render_options ro = {.data_dir = ws->opt.data_dir};
 	if ((rc = mf_renderer_new(&ws->renderer, &ro)))
 		goto fail;
@@ -113,6 +140,7 @@ void rec_workspace_free(rec_workspace *ws)
 	}
 	free(ws->clients);
 	mf_renderer_free(ws->renderer);
+	mf_config_log_free(ws->cfglog);
 	mf_config_free(ws->cfg);
 	mf_repo_free(ws->repo);
 	free(ws->repo_url);
@@ -121,6 +149,8 @@ void rec_workspace_free(rec_workspace *ws)
 }
 
 const struct mf_config *rec_workspace_config(const rec_workspace *ws) { return ws->cfg; }
+
+const char *rec_workspace_main_sha(const rec_workspace *ws) { return ws->main_sha; }
 
 int rec_workspace_env(const struct mf_environment **out, rec_workspace *ws, const char *name)
 {
@@ -136,20 +166,87 @@ int rec_workspace_env(const struct mf_environment **out, rec_workspace *ws, cons
 	return rc;
 }
 
+/* A gitops.yaml committed this long after an event still counts for it (clocks differ). */
+#define CONFIG_SKEW_MS (5 * 60 * 1000LL)
+
+static int configs_at(void *ud, const struct mf_config **out, size_t max, long long ms)
+{
+	rec_workspace *ws = ud;
+	if (!ws->cfglog && mf_config_log_open(&ws->cfglog, ws->repo, ws->main_sha))
+		return 0;
+	return mf_config_log_at(out, max, ws->cfglog, ms, CONFIG_SKEW_MS);
+}
+
+void rec_workspace_policy(rec_workspace *ws, struct hist_policy *out)
+{
+	out->configs_at = configs_at;
+	out->ud = ws;
+}
+
+int rec_workspace_history(hist **out, rec_workspace *ws, const char *state_repo, const char *state_branch)
+{
+	int rc = hist_open_default(out, state_repo, state_branch, ws->repo_url);
+	if (rc)
+		return rc;
+	struct hist_policy pol;
+	rec_workspace_policy(ws, &pol);
+	hist_set_policy(*out, &pol);
+	return 0;
+}
+
+int rec_commit_trusted(rec_workspace *ws, const struct mf_environment *env, const char *sha)
+{
+	if (!env->n_commit_signers)
+		return 0;
+	gitops_buf sig = GITOPS_BUF_INIT, payload = GITOPS_BUF_INIT;
+	gitops_buf names = GITOPS_BUF_INIT;
+	for (size_t i = 0; i < env->n_commit_signers; i++)
+		gitops_buf_printf(&names, "%s%s", i ? ", " : "", env->commit_signers[i].name);
+	unsigned char blob[51];
+	int rc = mf_repo_commit_signature(&sig, &payload, ws->repo, sha);
+	if (rc == GITOPS_ENOTFOUND) {
+		rc = gitops_error_set(GITOPS_EPOLICY, "commit %.12s is not signed: %s deploys only commits with a git SSH "
+				      "signature by one of its commitSigners (%s)", sha, env->name, gitops_buf_cstr(&names));
+	} else if (rc) {
+		rc = gitops_error_set(GITOPS_EGIT, "%s", gitops_error_last());
+	} else if ((rc = hist_sshsig_verify(blob, sig.ptr, sig.len, payload.ptr, payload.len, "git"))) {
+		rc = gitops_error_set(GITOPS_EPOLICY, "commit %.12s: %s; %s deploys only commits signed by one of its "
+				      "commitSigners (%s)", sha, gitops_error_last(), env->name, gitops_buf_cstr(&names));
+	} else {
+		rc = -1;
+		for (size_t i = 0; i < env->n_commit_signers && rc; i++)
+			if (!memcmp(env->commit_signers[i].blob, blob, sizeof(blob)))
+				rc = 0;
+		if (rc) {
+			char fp[64];
+			hist_ssh_fingerprint(fp, blob);
+			rc = gitops_error_set(GITOPS_EPOLICY, "commit %.12s is signed by %s, which is not one of the "
+					      "commitSigners of %s (%s)", sha, fp, env->name, gitops_buf_cstr(&names));
+		}
+	}
+	gitops_buf_free(&sig);
+	gitops_buf_free(&payload);
+	gitops_buf_free(&names);
+	return rc;
+}
+
 int rec_resolve_revision(char out[41], rec_workspace *ws, const struct mf_environment *env, const char *rev)
 {
 	/* Without --revision, a pin in the state branch wins (a promotion, or a rollback that a new
-	 * commit on the tracked branch must not override). */
+	 * commit on the tracked branch must not override); the branch is verified before it is
+	 * obeyed. */
 	char pin[41] = "";
 	if (!rev) {
 		hist *h = NULL;
-		int hrc = hist_open_default(&h, NULL, NULL, ws->repo_url);
+		int hrc = rec_workspace_history(&h, ws, NULL, NULL);
 		if (!hrc)
 			hrc = hist_pin(pin, h, env->name);
 		hist_free(h);
 		if (hrc && hrc != GITOPS_ENOTFOUND) {
 			if (!ws->opt.pins_best_effort)
-				return gitops_error_set(GITOPS_EGIT, "reading the pin of %s: %s", env->name, gitops_error_last());
+				return hrc == GITOPS_EPOLICY ? hrc
+							     : gitops_error_set(GITOPS_EGIT, "reading the pin of %s: %s", env->name,
+										gitops_error_last());
 			rec_progress(ws, "warning: reading the pin of %s: %s; showing it as if unpinned", env->name,
 				     gitops_error_last());
 			pin[0] = '\0';
@@ -161,9 +258,20 @@ int rec_resolve_revision(char out[41], rec_workspace *ws, const struct mf_enviro
 					"healthy in %s (gitops promote <sha> %s), get a pending promotion approved (gitops "
 					"history --env %s --type promotion.), or pass --revision SHA",
 					env->name, env->from ? env->from : "?", env->name, env->name);
-	const char *want = rev ? rev : *pin ? pin : env->track;
-	int rc = mf_repo_resolve(out, ws->repo, want);
-	return rc ? git_error(rc) : GITOPS_OK;
+	int rc;
+	if (rev) {
+		rc = mf_repo_resolve(out, ws->repo, rev);
+	} else if (*pin) {
+		/* a commit id, never a ref that happens to look like one */
+		rc = mf_repo_resolve(out, ws->repo, pin);
+		if (!rc && strcmp(out, pin))
+			rc = gitops_error_set(GITOPS_EGIT, "pinned commit %s is not in %s", pin, ws->repo_url);
+	} else {
+		rc = mf_repo_resolve_branch(out, ws->repo, env->track);
+	}
+	if (rc)
+		return git_error(rc);
+	return ws->opt.deploy ? rec_commit_trusted(ws, env, out) : GITOPS_OK;
 }
 
 int rec_render_env(mf_objects **out, rec_workspace *ws, const struct mf_environment *env, const char *sha,

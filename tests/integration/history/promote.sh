@@ -9,7 +9,7 @@ here=$(cd "$(dirname "$0")" && pwd)
 need kubectl
 G=${GITOPS_BIN:?run through make test}
 tmp=$(mktemp -d)
-p=hp$$; dev=$p-dev; stg=$p-staging; prd=$p-prod
+p=hp$$x$RANDOM; dev=$p-dev; stg=$p-staging; prd=$p-prod
 export GITOPS_DATA_DIR=$tmp/data
 unset GITLAB_USER_LOGIN GITHUB_ACTOR CI GITLAB_CI GITHUB_ACTIONS GITOPS_STATE_REPO GITOPS_STATE_BRANCH
 cleanup() { kubectl delete ns "$dev" "$stg" "$prd" --wait=false >/dev/null 2>&1
@@ -62,7 +62,8 @@ expect_contains "refusal names the upstream" "never ran healthy in $p-dev" "$out
 expect_rc "unknown environment exits 3" 3 "$G" promote "$C1" nowhere
 expect_rc "unknown SHA exits 5" 5 "$G" promote 0123456789abcdef0123456789abcdef01234567 "$p-staging"
 expect_rc "dry-run sync is not recorded" 0 "$G" sync "$p-dev" --dry-run --quiet
-expect_eq "nothing recorded yet" 0 "$("$G" history --json | python3 -c 'import json,sys; print(len(json.load(sys.stdin)))')"
+expect_rc "nothing recorded yet: no state branch" 3 "$G" history --json
+expect_contains "says there is no state branch" "no state branch" "$out"
 expect_rc "sync dev" 0 "$G" sync "$p-dev" --quiet
 expect_eq "dev runs v1" 1 "$(live "$dev")"
 expect_eq "sync.succeeded recorded with the SHA" "sync.succeeded $C1" \

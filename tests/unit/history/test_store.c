@@ -19,6 +19,17 @@
 
 static char dir[64];
 static hist *h;
+static struct mf_config *cfg;
+
+/* The policy: one gitops.yaml in effect at every time. */
+static int configs_at(void *ud, const struct mf_config **out, size_t max, long long ms)
+{
+	(void)ud;
+	(void)ms;
+	out[0] = cfg;
+	return max ? 1 : 0;
+}
+static const struct hist_policy policy = {configs_at, NULL};
 
 static int setup(void **state)
 {
@@ -32,6 +43,11 @@ static int setup(void **state)
 	char *repo = gitops_sprintf("%s/state.git", dir), *data = gitops_sprintf("%s/data", dir);
 	struct hist_options o = {.repo = repo, .data_dir = data};
 	rc = rc ? rc : hist_open(&h, &o);
+	static const char y[] = "apiVersion: gitops/v1\nkind: Pipeline\nenvironments:\n  - {name: dev, track: main}\n"
+				"  - {name: staging, track: main}\n  - {name: prod, track: main}\n";
+	rc = rc ? rc : mf_config_parse(&cfg, y, sizeof(y) - 1, "gitops.yaml");
+	if (!rc)
+		hist_set_policy(h, &policy);
 	free(repo);
 	free(data);
 	return rc;
@@ -41,6 +57,7 @@ static int teardown(void **state)
 {
 	(void)state;
 	hist_free(h);
+	mf_config_free(cfg);
 	char *cmd = gitops_sprintf("rm -rf %s", dir);
 	int rc = system(cmd);
 	free(cmd);
@@ -68,7 +85,10 @@ static void appends_update_snapshot_and_index(void **state)
 {
 	(void)state;
 	struct hist_filter all = {0};
-	assert_int_equal(count(&all), 0); /* no branch yet: empty, not an error */
+	json_t *none = NULL;
+	/* no branch yet: "no state branch", not an empty history */
+	assert_int_equal(hist_query(&none, h, &all), GITOPS_ENOTFOUND);
+	assert_non_null(strstr(gitops_error_last(), "no state branch"));
 	struct hist_event e = sync_ev("dev", SHA1, 0);
 	assert_int_equal(hist_record(NULL, h, &e), 0);
 	e = sync_ev("dev", SHA2, 2);
