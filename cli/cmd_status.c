@@ -13,7 +13,8 @@ void cmd_status_help(void)
 	puts("usage: gitops status [<env>] [--json]\n\n"
 	     "For each environment (or one): the revision it should run (its pin after a promotion or\n"
 	     "rollback, else the head of the branch it tracks), the revision last synced and when, the sync state (Synced, OutOfSync, Never),\n"
-	     "and counts of objects in sync, modified, missing and extra.\n\n"
+	     "and counts of objects in sync, modified, missing and extra. The first line names the\n"
+	     "pipeline (gitops.yaml's `name`, else derived from the repository's root commit).\n\n"
 	     "Options:\n"
 	     "  --json              a JSON array of per-environment objects\n"
 	     CLI_COMMON_HELP "\n"
@@ -42,6 +43,15 @@ int cmd_status(int argc, char **argv)
 	}
 	json_t *arr = json_array();
 	code = EXIT_OK;
+	const char *pipeline = NULL;
+	if ((rc = rec_workspace_pipeline(&pipeline, NULL, ws))) {
+		code = cli_fail(cli_exit_for(rc), "%s", gitops_error_last());
+		json_decref(arr);
+		rec_workspace_free(ws);
+		return code;
+	}
+	if (!a.json)
+		printf("pipeline %s\n", pipeline);
 	if (!a.json)
 		printf("%-10s %-12s %-12s %-20s %-10s %s\n", "ENV", "TARGET", "SYNCED", "SYNCED AT", "STATE",
 		       "IN-SYNC/MODIFIED/MISSING/EXTRA");
@@ -82,6 +92,7 @@ int cmd_status(int argc, char **argv)
 						     info.synced_at, "state", state, "objects", "inSync", (int)counts[0],
 						     "modified", (int)counts[1], "missing", (int)counts[2], "extra",
 						     (int)counts[3]));
+		json_object_set_new(json_array_get(arr, json_array_size(arr) - 1), "pipeline", json_string(pipeline));
 		if (!a.json)
 			printf("%-10s %-12.12s %-12.12s %-20s %-10s %zu/%zu/%zu/%zu\n", env->name, target[0] ? target : "-",
 			       info.revision[0] ? info.revision : "-", info.synced_at[0] ? info.synced_at : "-", state,
