@@ -10,6 +10,7 @@ G=${GITOPS_BIN:?run through make test}
 N=${KILLSYNC_OBJECTS:-2000}
 tmp=$(mktemp -d)
 export GITOPS_DATA_DIR=$tmp/data
+export GIT_AUTHOR_NAME=t GIT_AUTHOR_EMAIL=t@t GIT_COMMITTER_NAME=t GIT_COMMITTER_EMAIL=t@t
 ns=kill-$$; env=k$$
 cleanup() {
   kubectl delete --raw "/api/v1/namespaces/$ns/configmaps" >/dev/null 2>&1
@@ -52,7 +53,7 @@ for round in 1 2 3 4; do
 done
 expect_eq "every sync was killed before it finished" 4 "$killed_mid"
 expect_eq "the killed syncs left objects behind" yes "$([ "$(live)" -gt 1 ] && [ "$(live)" -lt $((N + 1)) ] && echo yes || echo "no: $(live)")"
-git revert -q --no-edit HEAD
+git revert --no-edit HEAD >/dev/null
 expect_rc "sync --prune after the revert" 0 "$G" sync "$env" --prune
 expect_eq "nothing the killed syncs created is left" "configmap/keep" "$(kubectl -n "$ns" get cm -o name | xargs)"
 expect_eq "the inventory holds only what git has" "keep" \
