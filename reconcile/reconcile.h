@@ -1,7 +1,16 @@
 /* reconcile: one environment's loop: resolve the revision, render, plan (compare desired with
  * live), apply the difference with server-side apply, prune what gitops created and no longer
  * wants, and keep the inventory of what it applied. The CLI's diff, sync, drift and status
- * commands and the daemon are thin layers over this module. */
+ * commands and the daemon are thin layers over this module.
+ *
+ * Ownership: every applied object is labelled with the pipeline, environment and app, and listed
+ * in the inventory of its pipeline and environment (a ConfigMap written compare-and-swap, intent
+ * recorded before acting); prune, adoption and every inventory write are checked against it.
+ *
+ * Thread-safety: a workspace, and the plans made from it, belong to one thread at a time (the
+ * daemon gives each worker its own workspace); the kube clients under them are thread-safe.
+ * Syncs of one pipeline and environment from several threads or processes serialize on the
+ * environment's sync lock (a Lease in the cluster). */
 #ifndef GITOPS_RECONCILE_H
 #define GITOPS_RECONCILE_H
 

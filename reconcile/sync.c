@@ -592,6 +592,6 @@ int rec_sync(struct rec_sync_report *rep, rec_workspace *ws, rec_plan *p, const 
 		rc = gitops_error_set(GITOPS_ERROR, "%s: %u object(s) failed to sync", p->env, rep->failed);
 	else if (!rc && rep->unmanaged)
 		rc = gitops_error_set(GITOPS_ERROR, "%s: %u object(s) exist and are not managed by this pipeline and "
-				      "environment: skipped (see the lines above)", p->env, rep->unmanaged);
+				      "environment: skipped (to take over what no pipeline owns: --adopt)", p->env, rep->unmanaged);
 	return rc;
 }
