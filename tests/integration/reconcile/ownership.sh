@@ -240,7 +240,7 @@ print(json.dumps({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": 
 PY
 cm keep > app/o.yaml; commit "old leaves git"
 expect_rc "first sync with an earlier release's inventory" 0 "$G" sync "old$$" --prune
-expect_contains "takes the earlier entries over" "taking over 2 entries" "$out"
+expect_contains "takes the earlier entries over" "using 2 entries of the inventory gitops-system/gitops-inventory-old$$" "$out"
 expect_eq "an object it recorded is pruned" "" "$(exists "$nsl" old)"
 expect_eq "an object it did not record is not" configmap/foreign "$(exists "$nsl" foreign)"
 expect_eq "the kept object now has the pipeline label" "repo-$(git rev-list --max-parents=0 HEAD | cut -c1-16)" \
