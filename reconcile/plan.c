@@ -401,8 +401,8 @@ size_t rec_plan_count(const rec_plan *p) { return p->n_visible; }
 const struct rec_item *rec_plan_item(const rec_plan *p, size_t i) { return &p->entries[i].item; }
 const char *rec_plan_revision(const rec_plan *p) { return p->revision; }
 const char *rec_plan_env_name(const rec_plan *p) { return p->env; }
-const char *rec_plan_inventory_name(const rec_plan *p) { return p->inv->name; }
-const char *rec_plan_pipeline(const rec_plan *p) { return p->inv->pipeline; }
+const char *rec_plan_inventory_name(const rec_plan *p) { return p->inv ? p->inv->name : ""; }
+const char *rec_plan_pipeline(const rec_plan *p) { return p->inv ? p->inv->pipeline : ""; }
 
 void rec_plan_counts(const rec_plan *p, size_t counts[4])
 {

@@ -169,6 +169,7 @@ expect_contains "diff --json: managed false" '"managed": false' "$jout"
 expect_rc "sync skips it (exit 6)" 6 "$G" sync "$env"
 expect_contains "the skip says how to adopt" "--adopt" "$out"
 expect_eq "the hand-made object is untouched" "hand" "$(kubectl -n "$nsx" get cm handmade -o jsonpath='{.data.v}')"
+case $("$G" drift "$env" 2>&1) in *handmade*) fail "drift reports an object gitops does not manage" ;; *) ok "drift ignores the unmanaged object" ;; esac
 expect_rc "sync --adopt takes it over" 0 "$G" sync "$env" --adopt
 expect_contains "reported as adopted" "adopted ConfigMap $nsx/handmade" "$out"
 expect_eq "now gitops' (value and labels)" "2 own$$" "$(kubectl -n "$nsx" get cm handmade -o jsonpath='{.data.v} {.metadata.labels.gitops\.dev/pipeline}')"
