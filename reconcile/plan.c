@@ -203,7 +203,9 @@ static int plan_build(rec_plan *p)
 		set_label(e->item.desired, REC_LABEL_APP, mo->app);
 		e->app_s = gitops_strdup(mo->app);
 		e->source_s = gitops_sprintf("%s:%d", mo->file, mo->line);
-		e->item.in_inventory = json_object_get(inv_keys, e->key) != NULL;
+		json_t *iref = json_object_get(inv_keys, e->key);
+		e->item.in_inventory = iref != NULL;
+		e->app_moved = iref && strcmp(json_string_value(json_object_get(iref, "app")) ?: "", mo->app);
 		const char *av = json_string_value(json_object_get(e->item.desired, "apiVersion"));
 		const char *kind = json_string_value(json_object_get(e->item.desired, "kind"));
 		rc = kube_resource_for(&e->resource, p->client, av, kind);

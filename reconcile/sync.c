@@ -115,21 +115,6 @@ static const char *kind_of(const struct rec_entry *e)
 	return json_string_value(json_object_get(o, "kind")) ?: "";
 }
 
-/* The inventory entry of e records another app (moved between apps in git). */
-static bool app_differs(rec_plan *p, const struct rec_entry *e)
-{
-	size_t i;
-	json_t *ref;
-	json_array_foreach(json_object_get(p->inv->doc, "objects"), i, ref) {
-		char *k = rec_ref_key(ref);
-		bool same = !strcmp(k, e->key);
-		free(k);
-		if (same)
-			return strcmp(json_string_value(json_object_get(ref, "app")) ?: "", e->app_s);
-	}
-	return false;
-}
-
 /* Decides, per desired object that exists without an entry in this inventory, whether it is
  * skipped or adopted. */
 static void classify(rec_plan *p, bool adopt)
@@ -157,7 +142,7 @@ static bool needs_write(rec_plan *p, const struct rec_sync_options *opt)
 			return true; /* an inventory entry whose object is gone */
 		if (e->item.desired && !e->skip) {
 			any_desired = true;
-			if (wants_write(e) || e->adopt || app_differs(p, e))
+			if (wants_write(e) || e->adopt || e->app_moved)
 				return true;
 		}
 		if (is_extra(e) && opt->prune)
@@ -246,7 +231,12 @@ static void count_object(struct holds *h, const char *kind, const json_t *it)
 	json_t *meta = json_object_get(it, "metadata");
 	const char *ns = json_string_value(json_object_get(meta, "namespace"));
 	const char *name = json_string_value(json_object_get(meta, "name")) ?: "";
-	if (json_object_get(h->going, k)) {
+	char *svc = !strcmp(kind, "Endpoints") ? gitops_sprintf("/Service/%s/%s", ns ? ns : "", name) : NULL;
+	bool follows_service = svc && (json_object_get(h->going, svc) || json_object_get(h->managed, svc));
+	free(svc);
+	if (follows_service) {
+		/* the Endpoints the control plane keeps for a Service of ours (no owner reference) */
+	} else if (json_object_get(h->going, k)) {
 		/* deleted by this prune anyway */
 	} else if (json_object_get(h->managed, k)) {
 		if (!h->example_still)
@@ -262,8 +252,8 @@ static void count_object(struct holds *h, const char *kind, const json_t *it)
 
 /* Counts the objects in Namespace `ns` that gitops does not own (not in `owned`): one list per
  * namespaced resource. Not counted: objects with an owner reference (their owner is counted),
- * Events, and what Kubernetes puts in every Namespace (ConfigMap kube-root-ca.crt,
- * ServiceAccount default). *example names one. */
+ * Events, the Endpoints of a Service gitops owns, and what Kubernetes puts in every Namespace
+ * (ConfigMap kube-root-ca.crt, ServiceAccount default). */
 static int foreign_in_namespace(struct holds *h, kube_client *c, const char *ns)
 {
 	const struct kube_resource **res;

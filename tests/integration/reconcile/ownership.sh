@@ -102,7 +102,7 @@ environments:
     namespace: $nsx
     apps: [{name: a, path: a}]
 Y
-printf 'apiVersion: v1\nkind: Namespace\nmetadata: {name: %s}\n' "$nsx" > a/ns.yaml
+printf 'apiVersion: v1\nkind: Namespace\nmetadata: {name: %s}\n---\napiVersion: v1\nkind: Service\nmetadata: {name: web}\nspec: {ports: [{port: 80}]}\n' "$nsx" > a/ns.yaml
 { cm moving; cm stays-a; } > a/objects.yaml
 cm stays-b > b/objects.yaml
 cat > crd/crd.yaml <<Y
@@ -125,7 +125,7 @@ metadata: {name: ours}
 Y
 git init -q -b main && commit init
 expect_rc "sync e" 0 "$G" sync "$env"
-expect_contains "e created everything" "6 created" "$out"
+expect_contains "e created everything" "7 created" "$out"
 
 # --dry-run deletes and writes nothing
 rv0=$(kubectl -n gitops-system get configmap "gitops-inventory.own$$.$env" -o jsonpath='{.metadata.resourceVersion}')
@@ -203,6 +203,8 @@ case " $(inv "own$$" "$env") " in *" handmade "*) fail "a kept object stays in t
 kubectl -n "$nsx" create configmap theirs --from-literal=x=1 >/dev/null
 kubectl -n "$nsx" create secret generic their-secret --from-literal=x=1 >/dev/null
 kubectl -n "$nsx" delete configmap handmade >/dev/null
+# what the endpoints controller keeps for our Service (no owner reference): not someone else's
+printf '{"apiVersion":"v1","kind":"Endpoints","metadata":{"name":"web","namespace":"%s"}}' "$nsx" | kubectl create -f - >/dev/null
 printf 'apiVersion: %s/v1\nkind: Widget\nmetadata: {name: theirs, namespace: %s}\n' "$group" "$nsx" | kubectl apply -f - >/dev/null
 git rm -q -r a crd && mkdir a crd && echo "(empty)" > a/README.md && echo "(empty)" > crd/README.md && commit "a and crd leave git"
 expect_rc "sync --prune (Namespace and CRD hold others' objects)" 0 "$G" sync "$env" --prune
