@@ -117,6 +117,13 @@ const char *rec_plan_inventory_name(const rec_plan *p);
 const char *rec_plan_pipeline(const rec_plan *p);
 /* True when every desired object is in sync and managed, and nothing extra is live. */
 bool rec_plan_in_sync(const rec_plan *p);
+/* For `gitops diff` (reconcile/validate.c): sends every object the plan would write (MISSING,
+ * MODIFIED) to the apiserver as a server-side apply dry run, and calls refused(ud, item index,
+ * masked message) for each one the apiserver refuses (Invalid, BadRequest, admission, a
+ * namespace that neither exists nor is created by the plan). Kinds and namespaces the sync
+ * would create first are not refusals. Returns 0, or the error reaching the cluster. */
+typedef void (*rec_refused_fn)(void *ud, size_t item, const char *message);
+int rec_plan_validate(rec_workspace *ws, const rec_plan *plan, rec_refused_fn refused, void *ud);
 
 /* ---- Sync -------------------------------------------------------------------------------- */
 
