@@ -117,8 +117,8 @@ expect_rc "history --quiet" 0 "$G" history --quiet
 expect_rc "history dora --quiet --json" 0 "$G" history dora --quiet --json
 
 # --- sync: counts in JSON; app syncs; history --app
-sj=$("$G" sync "$p-a" --json --quiet)
-expect_eq "sync --json: counts (the namespace exists)" "2 0" "$(jq -r '"\(.counts.created) \(.counts.failed)"' <<<"$sj")"
+sj=$("$G" sync "$p-a" --json --quiet --adopt)   # the Namespace was made with kubectl: adopted
+expect_eq "sync --json: counts (the namespace exists)" "2 0 1" "$(jq -r '"\(.counts.created) \(.counts.failed) \(.counts.adopted)"' <<<"$sj")"
 expect_eq "the environment-wide sync recorded the apps it changed" "api,web" \
   "$("$G" history --env "$p-a" --json | jq -r '.[0].apps | sort | join(",")')"
 cm api 2 api/cm.yaml; C2=$(commit two)
