@@ -104,7 +104,10 @@ int cmd_sync(int argc, char **argv)
 		goto done;
 	}
 	struct rec_sync_options so = {.prune = a.prune || env->sync_prune, .dry_run = a.dry_run, .adopt = a.adopt};
-	/* the apps this sync changes, for the event (history --app finds environment-wide syncs) */
+	struct rec_sync_report rep;
+	rc = rec_sync(&rep, ws, plan, &so);
+	/* the apps this sync changes, for the event (history --app finds environment-wide syncs); read
+	 * after rec_sync, which plans again when another sync changed the environment meanwhile */
 	for (size_t i = 0; i < rec_plan_count(plan) && !a.app; i++) {
 		const struct rec_item *it = rec_plan_item(plan, i);
 		drift_state s = drift_result_state(it->result);
@@ -116,8 +119,6 @@ int cmd_sync(int argc, char **argv)
 		if (!seen && n_apps < sizeof(apps) / sizeof(apps[0]))
 			apps[n_apps++] = it->app;
 	}
-	struct rec_sync_report rep;
-	rc = rec_sync(&rep, ws, plan, &so);
 	if (!a.dry_run) {
 		/* the deploy history (state branch): sync.succeeded / sync.failed; keep the sync's error */
 		char *err = rc ? gitops_strdup(gitops_error_last()) : NULL;
