@@ -256,7 +256,7 @@ cm base > app/base.yaml; git init -q -b main && commit base
 git checkout -q -b r1 && for i in $(seq 1 20); do cm "r1-$i"; done > app/r.yaml && commit r1
 git checkout -q main && git checkout -q -b r2 && for i in $(seq 1 20); do cm "r2-$i"; done > app/r.yaml && commit r2
 git checkout -q main
-for round in 1 2 3; do
+for round in 1 2 3 4 5; do
   "$G" sync "c$$" --revision r1 --prune >"$tmp/s1.$round" 2>&1 & p1=$!
   "$G" sync "c$$" --revision r2 --prune >"$tmp/s2.$round" 2>&1 & p2=$!
   wait $p1; r1=$?; wait $p2; r2=$?
