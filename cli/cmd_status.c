@@ -18,7 +18,8 @@ void cmd_status_help(void)
 	     "when the cluster cannot be read), counts of objects in sync, modified, missing and extra,\n"
 	     "and notes: why it is pinned (promotion or rollback, by whom), pending promotions, a\n"
 	     "failed last sync, or the error that kept it from being read. One unreachable\n"
-	     "environment does not hide the others.\n\n"
+	     "environment does not hide the others. The first line names the pipeline (gitops.yaml's\n"
+	     "`name`, else derived from the repository's root commit).\n\n"
 	     "Options:\n"
 	     "  --json              a JSON array of per-environment objects (see README, \"JSON output\")\n"
 	     CLI_COMMON_HELP "\n"
@@ -145,6 +146,16 @@ int cmd_status(int argc, char **argv)
 	}
 	json_t *arr = json_array();
 	code = EXIT_OK;
+	const char *pipeline = NULL;
+	if ((rc = rec_workspace_pipeline(&pipeline, NULL, ws))) {
+		code = cli_fail(cli_exit_for(rc), "%s", gitops_error_last());
+		json_decref(arr);
+		hist_free(h);
+		rec_workspace_free(ws);
+		return code;
+	}
+	if (!a.json)
+		printf("pipeline %s\n", pipeline);
 	if (!a.json)
 		printf("%-10s %-12s %-12s %-24s %-10s %-31s %s\n", "ENV", "TARGET", "SYNCED", "SYNCED AT", "STATE",
 		       "IN-SYNC/MODIFIED/MISSING/EXTRA", "NOTES");
@@ -171,6 +182,7 @@ int cmd_status(int argc, char **argv)
 			       *sv(row, "syncedAt") ? sv(row, "syncedAt") : "-", sv(row, "state"), counts, gitops_buf_cstr(&nb));
 			gitops_buf_free(&nb);
 		}
+		json_object_set_new(row, "pipeline", json_string(pipeline));
 		json_array_append_new(arr, row);
 	}
 	if (a.json) {

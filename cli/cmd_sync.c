@@ -21,7 +21,8 @@ static void keep_failure(struct sync_progress *p, const char *line)
 {
 	if (p->n_failures == HIST_MAX_FAILURES)
 		return;
-	line += strspn(line + 6, " ") + 6;
+	line += strcspn(line, " "); /* "failed  " or "skipped " */
+	line += strspn(line, " ");
 	const char *src = strstr(line, " ("), *why = strstr(line, "): ");
 	const char *colon = strstr(line, ": ");
 	bool with_source = src && why && src < why && (!colon || src < colon); /* "(file:line): " */
@@ -32,11 +33,12 @@ static void keep_failure(struct sync_progress *p, const char *line)
 	p->n_failures++;
 }
 
-/* --quiet hides progress, never why an object failed. */
+/* --quiet hides progress, never why an object failed or was skipped as not gitops'. */
 static void sync_progress_line(void *ud, const char *line)
 {
 	struct sync_progress *p = ud;
-	bool failed = !strncmp(line, "failed ", 7);
+	bool failed = !strncmp(line, "failed ", 7) ||
+		      (!strncmp(line, "skipped ", 8) && (strstr(line, "not managed by gitops") || strstr(line, "belongs to")));
 	if (failed)
 		keep_failure(p, line);
 	if (failed || !p->a->quiet)
@@ -45,37 +47,46 @@ static void sync_progress_line(void *ud, const char *line)
 
 void cmd_sync_help(void)
 {
-	puts("usage: gitops sync <env> [--app A] [--revision REV] [--prune] [--dry-run] [--json]\n\n"
+	puts("usage: gitops sync <env> [--app A] [--revision REV] [--prune] [--dry-run] [--adopt] [--json]\n\n"
 	     "Renders the environment, compares it with the cluster and applies only what is missing\n"
 	     "or different, with server-side apply (field manager \"gitops\", forcing the fields git\n"
 	     "sets): Namespaces and CRDs first, then cluster-scoped, then namespaced objects, in\n"
 	     "parallel. Unchanged objects are not written. Every applied object is labelled\n"
-	     "app.kubernetes.io/managed-by=gitops, gitops.dev/environment and gitops.dev/app, and\n"
-	     "recorded in the inventory (ConfigMap gitops-system/gitops-inventory-<env>).\n\n"
+	     "app.kubernetes.io/managed-by=gitops, gitops.dev/pipeline, gitops.dev/environment and\n"
+	     "gitops.dev/app, and recorded in the inventory of the pipeline and environment (ConfigMap\n"
+	     "gitops-system/gitops-inventory.<pipeline>.<env>) before it is applied. An object that\n"
+	     "exists but is not in that inventory is skipped (exit 6) unless adopted.\n\n"
 	     "Options:\n"
 	     "  --app A             sync one app of the environment\n"
 	     "  --revision REV      branch, tag or commit (default: what the environment runs: its pin\n"
 	     "                      after a promotion or rollback, else the head of the branch it tracks)\n"
-	     "  --prune             delete objects gitops applied before that git no longer has (only\n"
-	     "                      those in the inventory and labelled as this environment's); the\n"
-	     "                      environment's `sync.prune: true` turns it on too\n"
-	     "  --dry-run           server-side dry run: nothing is written\n"
-	     "  --json              print the summary as JSON: environment, app, revision, dryRun,\n"
-	     "                      counts {created, updated, unchanged, pruned, failed, extra, skipped},\n"
-	     "                      failures [{object, reason}], durationMs\n"
-	     "  --quiet             no progress lines; failed objects are still printed with why\n"
+	     "  --prune             delete objects gitops applied before that no app of the environment\n"
+	     "                      has any more (only those in the inventory and labelled as this\n"
+	     "                      pipeline's and environment's); the environment's `sync.prune: true`\n"
+	     "                      turns it on too. Kept: objects annotated gitops.dev/prune=disabled,\n"
+	     "                      Namespaces and CRDs still holding objects gitops does not manage\n"
+	     "  --dry-run           server-side dry run: nothing is written or deleted, inventory included\n"
+	     "  --adopt             take over existing objects that no gitops pipeline owns (also\n"
+	     "                      `sync: {adopt: true}`); objects of another pipeline or environment\n"
+	     "                      are never taken over\n"
+	     "  --json              print the summary as JSON: environment, app, pipeline, revision,\n"
+	     "                      dryRun, counts {created, updated, unchanged, pruned, failed, extra,\n"
+	     "                      skipped, unmanaged, adopted, kept}, failures [{object, reason}],\n"
+	     "                      durationMs\n"
+	     "  --quiet             no progress lines; failed and unmanaged objects are still printed\n"
 	     "  --signing-key FILE  sign the recorded sync event with this reporter key (gitops keygen;\n"
 	     "                      default $GITOPS_SIGNING_KEY); see gitops.yaml `reporters`\n"
 	     CLI_COMMON_HELP "\n"
 	     "Exit codes: 0 synced; 2 usage; 3 bad input; 4 cluster error; 5 git error;\n"
-	     "6 some objects failed (the others were applied; each failure is printed); 7 refused: the\n"
-	     "state branch does not verify, or the commit is not signed by the environment's commitSigners.");
+	     "6 some objects failed or were skipped as not managed by gitops (the others were\n"
+	     "applied; each one is printed); 7 refused: the state branch does not verify, or the\n"
+	     "commit is not signed by the environment's commitSigners.");
 }
 
 int cmd_sync(int argc, char **argv)
 {
 	struct cli_args a;
-	int code = cli_parse_args(&a, argc, argv, ARG_APP | ARG_REVISION | ARG_PRUNE | ARG_DRY_RUN | ARG_JSON);
+	int code = cli_parse_args(&a, argc, argv, ARG_APP | ARG_REVISION | ARG_PRUNE | ARG_DRY_RUN | ARG_JSON | ARG_ADOPT);
 	if (code >= 0)
 		return code;
 	struct sync_progress sp = {.a = &a};
@@ -100,8 +111,11 @@ int cmd_sync(int argc, char **argv)
 		code = cli_fail(cli_exit_for(rc), "%s", gitops_error_last());
 		goto done;
 	}
-	struct rec_sync_options so = {.prune = a.prune || env->sync_prune, .dry_run = a.dry_run};
-	/* the apps this sync changes, for the event (history --app finds environment-wide syncs) */
+	struct rec_sync_options so = {.prune = a.prune || env->sync_prune, .dry_run = a.dry_run, .adopt = a.adopt};
+	struct rec_sync_report rep;
+	rc = rec_sync(&rep, ws, plan, &so);
+	/* the apps this sync changes, for the event (history --app finds environment-wide syncs); read
+	 * after rec_sync, which plans again when another sync changed the environment meanwhile */
 	for (size_t i = 0; i < rec_plan_count(plan) && !a.app; i++) {
 		const struct rec_item *it = rec_plan_item(plan, i);
 		drift_state s = drift_result_state(it->result);
@@ -113,8 +127,6 @@ int cmd_sync(int argc, char **argv)
 		if (!seen && n_apps < sizeof(apps) / sizeof(apps[0]))
 			apps[n_apps++] = it->app;
 	}
-	struct rec_sync_report rep;
-	rc = rec_sync(&rep, ws, plan, &so);
 	if (!a.dry_run) {
 		/* the deploy history (state branch): sync.succeeded / sync.failed; keep the sync's error */
 		char *err = rc ? gitops_strdup(gitops_error_last()) : NULL;
@@ -148,6 +160,11 @@ int cmd_sync(int argc, char **argv)
 				      "created", rep.created, "updated", rep.updated, "unchanged", rep.unchanged, "pruned",
 				      rep.pruned, "failed", rep.failed, "extra", rep.extra_kept, "skipped", rep.skipped,
 				      "failures", fails, "durationMs", (json_int_t)rep.ms);
+		json_object_set_new(j, "pipeline", json_string(rec_plan_pipeline(plan)));
+		json_t *counts = json_object_get(j, "counts");
+		json_object_set_new(counts, "unmanaged", json_integer(rep.unmanaged));
+		json_object_set_new(counts, "adopted", json_integer(rep.adopted));
+		json_object_set_new(counts, "kept", json_integer(rep.kept));
 		char *s = json_dumps(j, JSON_INDENT(2));
 		puts(s);
 		free(s);
@@ -160,13 +177,19 @@ int cmd_sync(int argc, char **argv)
 			printf(", %u extra kept (prune is off)", rep.extra_kept);
 		if (rep.skipped)
 			printf(", %u skipped (dry run: their Namespace or CRD does not exist yet)", rep.skipped);
+		if (rep.unmanaged)
+			printf(", %u skipped (exist, not managed by gitops)", rep.unmanaged);
+		if (rep.adopted)
+			printf(", %u adopted", rep.adopted);
+		if (rep.kept)
+			printf(", %u kept", rep.kept);
 		if (rep.ms < 1000)
 			printf(" in %lldms\n", rep.ms);
 		else
 			printf(" in %.1fs\n", (double)rep.ms / 1000.0);
 	}
 	if (rc)
-		code = rep.failed ? cli_fail(EXIT_PARTIAL, "%s; see the lines above", gitops_error_last())
+		code = (rep.failed || rep.unmanaged) ? cli_fail(EXIT_PARTIAL, "%s; see the lines above", gitops_error_last())
 				  : cli_fail(cli_exit_for(rc), "%s", gitops_error_last());
 	else
 		code = EXIT_OK;

@@ -17,15 +17,16 @@ unset GITOPS_GIT_TOKEN GITOPS_GIT_TOKEN_FILE GITOPS_GIT_USERNAME GITOPS_GIT_PASS
   GITOPS_STATE_REPO GITOPS_STATE_BRANCH GITLAB_USER_LOGIN GITHUB_ACTOR CI GITLAB_CI GITHUB_ACTIONS
 cleanup() { [ -n "$srv" ] && kill "$srv" 2>/dev/null
   kubectl delete ns "$p-dev" "$p-staging" "$p-prod" --wait=false >/dev/null 2>&1
-  for e in dev staging prod; do kubectl -n gitops-system delete configmap "gitops-inventory-$e" >/dev/null 2>&1; done
+  kubectl -n gitops-system get configmap,lease -o name 2>/dev/null | grep "\.$p\." |
+    xargs -r kubectl -n gitops-system delete >/dev/null 2>&1
   rm -rf "$tmp"; }
 trap cleanup EXIT
-for e in dev staging prod; do kubectl -n gitops-system delete configmap "gitops-inventory-$e" >/dev/null 2>&1; done
 
 # the manifests repository: examples/shop with the CI file at its root, as its header says
 "$G" keygen --out "$tmp/alice.key" >/dev/null 2>&1 || fail "keygen"
 work=$tmp/work; mkdir -p "$work" && cp -r "$root/examples/shop/." "$work/" && cp "$root/examples/.gitlab-ci.yml" "$work/"
 sed -i "s/shop-\(dev\|staging\|prod\)/$p-\1/" "$work/gitops.yaml" "$work"/platform/*/namespace.yaml
+sed -i "s/^name: shop /name: $p /" "$work/gitops.yaml"   # a pipeline of its own on this cluster
 sed -i "s|REPLACE-WITH-ED25519-PUBLIC-KEY|$(cat "$tmp/alice.key.pub")|" "$work/gitops.yaml"
 git -C "$work" init -q -b main && git -C "$work" add -A &&
   git -C "$work" -c user.name=dev -c user.email=dev@example.com commit -qm "shop" || fail "repository"

@@ -15,7 +15,8 @@ p=out$$; ns=$p-ns; secret=918273645
 export GITOPS_DATA_DIR=$tmp/data
 unset GITLAB_USER_LOGIN GITHUB_ACTOR CI GITLAB_CI GITHUB_ACTIONS GITOPS_STATE_REPO GITOPS_STATE_BRANCH
 cleanup() { kubectl delete ns "$ns" --wait=false >/dev/null 2>&1
-  for e in a b down; do kubectl -n gitops-system delete configmap "gitops-inventory-$p-$e" >/dev/null 2>&1; done
+  kubectl -n gitops-system get configmap,lease -o name 2>/dev/null | grep "\.$p-" |
+    xargs -r kubectl -n gitops-system delete >/dev/null 2>&1
   rm -rf "$tmp"; }
 trap cleanup EXIT
 
@@ -116,8 +117,8 @@ expect_rc "history --quiet" 0 "$G" history --quiet
 expect_rc "history dora --quiet --json" 0 "$G" history dora --quiet --json
 
 # --- sync: counts in JSON; app syncs; history --app
-sj=$("$G" sync "$p-a" --json --quiet)
-expect_eq "sync --json: counts (the namespace exists)" "2 0" "$(jq -r '"\(.counts.created) \(.counts.failed)"' <<<"$sj")"
+sj=$("$G" sync "$p-a" --json --quiet --adopt)   # the Namespace was made with kubectl: adopted
+expect_eq "sync --json: counts (the namespace exists)" "2 0 1" "$(jq -r '"\(.counts.created) \(.counts.failed) \(.counts.adopted)"' <<<"$sj")"
 expect_eq "the environment-wide sync recorded the apps it changed" "api,web" \
   "$("$G" history --env "$p-a" --json | jq -r '.[0].apps | sort | join(",")')"
 cm api 2 api/cm.yaml; C2=$(commit two)
