@@ -47,6 +47,72 @@ const struct mf_object *mf_objects_at(const mf_objects *set, size_t i)
 	return i < set->n ? &set->v[i].pub : NULL;
 }
 
+/* Reads the hook annotations into e (see enum mf_hook). GITOPS_EINVALID for a hook type gitops
+ * does not run (Argo CD's Sync, SyncFail, PreDelete, PostDelete): refused, never ignored. */
+static int read_hook(struct mf_object *e, json_t *obj, const char *file, int line)
+{
+	json_t *ann = json_object_get(json_object_get(obj, "metadata"), "annotations");
+	const char *argo = json_string_value(json_object_get(ann, "argocd.argoproj.io/hook"));
+	const char *helm = json_string_value(json_object_get(ann, "helm.sh/hook"));
+	const char *policy = NULL;
+	e->hook = MF_HOOK_NONE;
+	if (argo) {
+		policy = json_string_value(json_object_get(ann, "argocd.argoproj.io/hook-delete-policy"));
+		char *list = gitops_strdup(argo), *save = NULL;
+		for (char *t = strtok_r(list, ", ", &save); t; t = strtok_r(NULL, ", ", &save)) {
+			if (!strcmp(t, "PreSync"))
+				e->hook = MF_HOOK_PRE_SYNC;
+			else if (!strcmp(t, "PostSync"))
+				e->hook = e->hook ? e->hook : MF_HOOK_POST_SYNC;
+			else if (!strcmp(t, "Skip"))
+				e->hook = MF_HOOK_SKIP;
+			else {
+				int rc = gitops_error_set(GITOPS_EINVALID, "%s:%d: annotation argocd.argoproj.io/hook: %s hooks "
+							  "are not supported (PreSync, PostSync and Skip are)", file, line, t);
+				free(list);
+				return rc;
+			}
+			if (e->hook == MF_HOOK_SKIP)
+				break;
+		}
+		free(list);
+	} else if (helm) {
+		policy = json_string_value(json_object_get(ann, "helm.sh/hook-delete-policy"));
+		bool pre = false, post = false, other = false;
+		char *list = gitops_strdup(helm), *save = NULL;
+		for (char *t = strtok_r(list, ", ", &save); t; t = strtok_r(NULL, ", ", &save)) {
+			if (!strcmp(t, "pre-install") || !strcmp(t, "pre-upgrade"))
+				pre = true;
+			else if (!strcmp(t, "post-install") || !strcmp(t, "post-upgrade"))
+				post = true;
+			else if (strcmp(t, "crd-install")) /* helm 2's crd-install: an ordinary object */
+				other = true;
+		}
+		free(list);
+		e->hook = pre ? MF_HOOK_PRE_SYNC : post ? MF_HOOK_POST_SYNC : other ? MF_HOOK_SKIP : MF_HOOK_NONE;
+	}
+	if (!e->hook)
+		return 0;
+	const char *w = json_string_value(json_object_get(ann, argo ? "argocd.argoproj.io/sync-wave" : "helm.sh/hook-weight"));
+	e->hook_weight = w ? atoi(w) : 0;
+	e->hook_delete = 0;
+	if (policy) {
+		char *list = gitops_strdup(policy), *save = NULL;
+		for (char *t = strtok_r(list, ", ", &save); t; t = strtok_r(NULL, ", ", &save)) {
+			if (!strcmp(t, "before-hook-creation") || !strcmp(t, "BeforeHookCreation"))
+				e->hook_delete |= MF_HOOK_DELETE_BEFORE_CREATION;
+			else if (!strcmp(t, "hook-succeeded") || !strcmp(t, "HookSucceeded"))
+				e->hook_delete |= MF_HOOK_DELETE_SUCCEEDED;
+			else if (!strcmp(t, "hook-failed") || !strcmp(t, "HookFailed"))
+				e->hook_delete |= MF_HOOK_DELETE_FAILED;
+		}
+		free(list);
+	}
+	if (!e->hook_delete)
+		e->hook_delete = MF_HOOK_DELETE_BEFORE_CREATION;
+	return 0;
+}
+
 static void push(mf_objects *set, json_t *obj, const char *file, int line, const char *app,
 		 const char *default_ns)
 {
@@ -63,6 +129,7 @@ static void push(mf_objects *set, json_t *obj, const char *file, int line, const
 	e->pub.file = e->file;
 	e->pub.line = line;
 	e->pub.default_ns = e->default_ns;
+	read_hook(&e->pub, obj, e->file, line); /* checked by add_one before the push */
 }
 
 static const char *str_field(json_t *o, const char *k)
@@ -222,6 +289,9 @@ static int add_one(mf_objects *set, json_t *obj, const char *file, int line, con
 		return gitops_error_set(GITOPS_EINVALID, "%s:%d: %s %s: metadata.namespace must be a string",
 					file, line, kind, name);
 	int rc = string_fields(obj, file, line, api, kind, name);
+	struct mf_object hook;
+	if (!rc)
+		rc = read_hook(&hook, obj, file, line);
 	if (rc)
 		return rc;
 	push(set, obj, file, line, app, default_ns);

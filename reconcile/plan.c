@@ -157,6 +157,12 @@ int rec_plan_env(rec_plan **out, rec_workspace *ws, const char *env_name, const 
 	/* Desired objects, labelled as gitops' own. */
 	for (i = 0; i < mf_objects_count(set); i++) {
 		const struct mf_object *mo = mf_objects_at(set, i);
+		if (mo->hook) { /* hooks are not desired state: the sync runs them (hooks.c) */
+			char *src = gitops_sprintf("%s:%d", mo->file, mo->line);
+			rec_hook_add(p, json_deep_copy(mo->obj), mo, src);
+			free(src);
+			continue;
+		}
 		struct rec_entry *e = add_entry(p);
 		e->item.desired = json_deep_copy(mo->obj);
 		set_label(e->item.desired, REC_LABEL_MANAGED_BY, "gitops");
@@ -315,6 +321,7 @@ void rec_plan_free(rec_plan *p)
 		free(e->source_s);
 	}
 	free(p->entries);
+	rec_hooks_free(p);
 	json_decref(p->inventory);
 	free(p->only_app);
 	free(p);

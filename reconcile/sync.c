@@ -142,6 +142,17 @@ int rec_sync(struct rec_sync_report *rep, rec_workspace *ws, rec_plan *p, const 
 			rep->unchanged++;
 	rec_progress(ws, "%s: syncing %.12s: %zu to apply, %u unchanged%s", p->env, p->revision, todo, rep->unchanged,
 		     opt->dry_run ? " (dry run)" : "");
+	/* PreSync hooks run before anything else is written, and only when the sync writes: a sync
+	 * with nothing to do (the daemon's steady state) runs no hook */
+	bool writes = todo > 0;
+	for (size_t i = 0; i < p->n && !writes; i++)
+		writes = opt->prune && drift_result_state(p->entries[i].item.result) == DRIFT_EXTRA;
+	if (writes && rec_hooks_run(ws, p, MF_HOOK_PRE_SYNC, opt->dry_run)) {
+		free(idx);
+		rep->failed++;
+		rep->ms = gitops_now_ms() - t0;
+		return gitops_error_set(GITOPS_ERROR, "%s: %s; nothing else was applied", p->env, gitops_error_last());
+	}
 	json_t *new_namespaces = json_object();
 	for (size_t i = 0; i < p->n; i++) {
 		const struct rec_entry *e = &p->entries[i];
@@ -230,6 +241,9 @@ int rec_sync(struct rec_sync_report *rep, rec_workspace *ws, rec_plan *p, const 
 	}
 	free(idx);
 	json_decref(new_namespaces);
+	/* PostSync hooks once everything else is in (as Argo CD: only after a sync without failures) */
+	if (writes && !rep->failed && rec_hooks_run(ws, p, MF_HOOK_POST_SYNC, opt->dry_run))
+		rep->failed++;
 	int rc = GITOPS_OK;
 	if (!opt->dry_run) {
 		json_t *inv = next_inventory(p);

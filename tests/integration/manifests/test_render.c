@@ -110,6 +110,16 @@ static long long jint(json_t *o, const char *path)
 	return json_integer_value(v);
 }
 
+/* The sandbox probe (tests/fixtures/manifests/sandbox/probe.c), built statically once per run: a
+ * stand-in renderer that reports what it can see and do. The caller frees the path. */
+static char *probe_binary(void)
+{
+	char *bin = gitops_sprintf("%s/probe", tmp);
+	if (access(bin, X_OK))
+		assert_int_equal(sh("cc -static -O1 -o '%s' tests/fixtures/manifests/sandbox/probe.c", bin), 0);
+	return bin;
+}
+
 /* ---- git source ------------------------------------------------------------------------------ */
 
 static void git_source_resolves_reads_lists_and_checks_out(void **state)
@@ -504,9 +514,9 @@ static void renderer_failures_are_clear_errors(void **state)
 	put(root, "kust/kustomization.yaml", "resources: [cm.yaml]\n");
 	put(root, "kust/cm.yaml", cm("k"));
 	put(root, "remote/kustomization.yaml", "resources: [https://github.com/kubernetes-sigs/kustomize//examples/helloWorld?ref=v5.0.0]\n");
-	put(root, "bin/fail", "#!/bin/sh\necho 'boom: the kustomization is broken' >&2\nexit 1\n");
-	put(root, "bin/slow", "#!/bin/sh\nsleep 30\n");
-	assert_int_equal(sh("chmod +x '%s/bin/fail' '%s/bin/slow'", root, root), 0);
+	/* renderers run in a sandbox and must be static executables: the stand-in is one */
+	put(root, "bin/script", "#!/bin/sh\necho 'apiVersion: v1'\n");
+	assert_int_equal(sh("chmod +x '%s/bin/script'", root), 0);
 	struct mf_render_options o = {.data_dir = "", .timeout_ms = 20000};
 	mf_renderer *r;
 	mf_renderer_new(&r, &o);
@@ -523,14 +533,14 @@ static void renderer_failures_are_clear_errors(void **state)
 	char *gen = gitops_sprintf("apiVersion: example.com/v1\nkind: Gen\nmetadata:\n  name: g\n  annotations:\n"
 				   "    config.kubernetes.io/function: |\n      exec:\n        path: ./gen.sh\n");
 	put(root, "kexec/gen.yaml", gen);
-	char *script = gitops_sprintf("#!/bin/sh\ntouch '%s'\necho 'apiVersion: v1'\n", marker);
-	put(root, "kexec/gen.sh", script);
+	char *gen_sh = gitops_sprintf("#!/bin/sh\ntouch '%s'\necho 'apiVersion: v1'\n", marker);
+	put(root, "kexec/gen.sh", gen_sh);
 	assert_int_equal(sh("chmod +x '%s/kexec/gen.sh'", root), 0);
 	struct mf_app kexec = {.name = "kexec", .path = "kexec", .renderer = MF_RENDERER_AUTO};
 	assert_int_not_equal(mf_render_dir(set, r, root, &kexec, NULL), 0);
 	assert_non_null(strstr(gitops_error_last(), "app kexec: kustomize build kexec"));
 	assert_int_not_equal(access(marker, F_OK), 0);
-	free(script);
+	free(gen_sh);
 	free(gen);
 	free(marker);
 
@@ -542,21 +552,34 @@ static void renderer_failures_are_clear_errors(void **state)
 	mf_renderer_free(r);
 
 	struct mf_app kust = {.name = "k", .path = "kust", .renderer = MF_RENDERER_AUTO};
-	char *fail = gitops_sprintf("%s/bin/fail", root), *slow = gitops_sprintf("%s/bin/slow", root);
-	setenv("GITOPS_KUSTOMIZE", fail, 1);
+	struct mf_app kfail = {.name = "k", .path = "kfail", .renderer = MF_RENDERER_KUSTOMIZE};
+	struct mf_app kslow = {.name = "k", .path = "kslow", .renderer = MF_RENDERER_KUSTOMIZE};
+	put(root, "kfail/probe-fail", "");
+	put(root, "kslow/probe-sleep", "");
+	char *probe = probe_binary();
+	setenv("GITOPS_KUSTOMIZE", probe, 1);
 	mf_renderer_new(&r, &o);
-	assert_int_equal(mf_render_dir(set, r, root, &kust, NULL), GITOPS_EINVALID);
-	assert_non_null(strstr(gitops_error_last(), "boom: the kustomization is broken"));
+	assert_int_equal(mf_render_dir(set, r, root, &kfail, NULL), GITOPS_EINVALID);
+	assert_non_null(strstr(gitops_error_last(), "probe: failing as asked"));
 	mf_renderer_free(r);
 
-	setenv("GITOPS_KUSTOMIZE", slow, 1);
 	o.timeout_ms = 300;
 	mf_renderer_new(&r, &o);
 	t0 = gitops_now_ms();
-	assert_int_equal(mf_render_dir(set, r, root, &kust, NULL), GITOPS_ETIMEOUT);
+	assert_int_equal(mf_render_dir(set, r, root, &kslow, NULL), GITOPS_ETIMEOUT);
 	assert_true(gitops_now_ms() - t0 < 5000);
 	assert_non_null(strstr(gitops_error_last(), "did not finish within 300 ms"));
 	mf_renderer_free(r);
+
+	char *script = gitops_sprintf("%s/bin/script", root);
+	setenv("GITOPS_KUSTOMIZE", script, 1);
+	mf_renderer_new(&r, &o);
+	assert_int_equal(mf_render_dir(set, r, root, &kust, NULL), GITOPS_EINVALID);
+	assert_non_null(strstr(gitops_error_last(), "not a 64-bit ELF executable (a script?)"));
+	assert_non_null(strstr(gitops_error_last(), "statically linked"));
+	mf_renderer_free(r);
+	free(script);
+	free(probe);
 
 	setenv("GITOPS_KUSTOMIZE", "/nonexistent/kustomize", 1);
 	mf_renderer_new(&r, &o);
@@ -581,8 +604,6 @@ static void renderer_failures_are_clear_errors(void **state)
 	assert_int_equal(mf_objects_count(set), 1);
 	mf_renderer_free(r);
 	mf_objects_free(set);
-	free(fail);
-	free(slow);
 	free(root);
 }
 
