@@ -236,11 +236,9 @@ static void sb_child(const struct sb_plan *p, int st, char *const argv[], char *
 	if (pid < 0)
 		sb_fail(st, SB_FORK);
 	if (pid > 0) {
-		/* outside the PID namespace: wait for its init (the renderer) and pass its end on */
-		close(st);
-		close(0);
-		close(1);
-		close(2);
+		/* outside the PID namespace: wait for its init (the renderer) and pass its end on,
+		 * holding no descriptor (a lock of the parent's must end with the parent) */
+		syscall(SYS_close_range, 0U, ~0U, 0U);
 		int status = 0;
 		while (waitpid(pid, &status, 0) < 0 && errno == EINTR)
 			;

@@ -45,6 +45,35 @@ struct mf_renderer {
 	char *co_dir;
 };
 
+/* Removes the work directories of renderers that are gone (killed, crashed): each live one holds
+ * an flock on its `lock` file, released by the kernel when its process ends. */
+static void sweep_work(const char *root)
+{
+	DIR *d = opendir(root);
+	if (!d)
+		return;
+	struct dirent *de;
+	while ((de = readdir(d))) {
+		if (de->d_name[0] == '.')
+			continue;
+		char *dir = gitops_sprintf("%s/%s", root, de->d_name);
+		char *lock = gitops_sprintf("%s/lock", dir);
+		struct stat st;
+		int fd = open(lock, O_RDWR | O_CLOEXEC | O_NOFOLLOW);
+		/* a directory without its lock is either being created (give it a minute) or left over */
+		bool dead = fd < 0 ? (!lstat(dir, &st) && S_ISDIR(st.st_mode) && time(NULL) - st.st_mtime > 60)
+				   : flock(fd, LOCK_EX | LOCK_NB) == 0;
+		if (dead)
+			mf_rmtree(dir);
+		if (fd >= 0)
+			close(fd);
+		free(lock);
+		free(dir);
+	}
+	closedir(d);
+	gitops_error_clear();
+}
+
 int mf_renderer_new(mf_renderer **out, const struct mf_render_options *opts)
 {
 	mf_renderer *r = gitops_calloc(1, sizeof(*r));
@@ -65,6 +94,12 @@ int mf_renderer_new(mf_renderer **out, const struct mf_render_options *opts)
 	r->scope = opts ? opts->scope : NULL;
 	r->scope_data = opts ? opts->scope_data : NULL;
 	r->work_lock = -1;
+	/* what renderers that died (killed, crashed) left under the data directory goes now */
+	char *base = r->data_dir ? gitops_strdup(r->data_dir) : mf_data_dir();
+	char *root = gitops_sprintf("%s/work", base);
+	sweep_work(root);
+	free(root);
+	free(base);
 	r->caps_fn = opts ? opts->capabilities : NULL;
 	r->caps_data = opts ? opts->capabilities_data : NULL;
 	*out = r;
@@ -123,35 +158,6 @@ static int tool(mf_renderer *r, int which, const char **bin)
 }
 
 /* ---- the work directory: checkouts and sandbox roots under the data directory ------------------ */
-
-/* Removes the work directories of renderers that are gone (killed, crashed): each live one holds
- * an flock on its `lock` file, released by the kernel when its process ends. */
-static void sweep_work(const char *root)
-{
-	DIR *d = opendir(root);
-	if (!d)
-		return;
-	struct dirent *de;
-	while ((de = readdir(d))) {
-		if (de->d_name[0] == '.')
-			continue;
-		char *dir = gitops_sprintf("%s/%s", root, de->d_name);
-		char *lock = gitops_sprintf("%s/lock", dir);
-		struct stat st;
-		int fd = open(lock, O_RDWR | O_CLOEXEC | O_NOFOLLOW);
-		/* a directory without its lock is either being created (give it a minute) or left over */
-		bool dead = fd < 0 ? (!lstat(dir, &st) && S_ISDIR(st.st_mode) && time(NULL) - st.st_mtime > 60)
-				   : flock(fd, LOCK_EX | LOCK_NB) == 0;
-		if (dead)
-			mf_rmtree(dir);
-		if (fd >= 0)
-			close(fd);
-		free(lock);
-		free(dir);
-	}
-	closedir(d);
-	gitops_error_clear();
-}
 
 static int ensure_work(mf_renderer *r)
 {
@@ -721,7 +727,8 @@ static int kustomize_check(const struct kctx *c, const char *dir_in, int depth)
 					if (!pass && strcmp(p, dir))
 						rc = kustomize_check(c, p, depth + 1);
 				}
-				gitops_error_clear();
+				if (!rc)
+					gitops_error_clear();
 				free(p);
 				if (rc)
 					break;
