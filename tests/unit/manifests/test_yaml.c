@@ -363,6 +363,51 @@ static void syntax_errors_name_the_line_to_fix(void **state)
 	expect_error("a: 1\n- b\n", "bad.yaml:2:");
 }
 
+/* Hook annotations as Argo CD reads them (its own first, then Helm's): phase, weight, policy. */
+static void hooks_are_read_as_argo_cd_reads_them(void **state)
+{
+	(void)state;
+	static const struct {
+		const char *ann;
+		enum mf_hook hook;
+		int weight;
+		unsigned del;
+	} cases[] = {
+		{"{}", MF_HOOK_NONE, 0, 0},
+		{"{helm.sh/hook: pre-install}", MF_HOOK_PRE_SYNC, 0, MF_HOOK_DELETE_BEFORE_CREATION},
+		{"{helm.sh/hook: \"post-install,post-upgrade\", helm.sh/hook-weight: \"-3\"}", MF_HOOK_POST_SYNC, -3,
+		 MF_HOOK_DELETE_BEFORE_CREATION},
+		{"{helm.sh/hook: pre-upgrade, helm.sh/hook-delete-policy: \"hook-succeeded,hook-failed\"}", MF_HOOK_PRE_SYNC, 0,
+		 MF_HOOK_DELETE_SUCCEEDED | MF_HOOK_DELETE_FAILED},
+		{"{helm.sh/hook: test}", MF_HOOK_SKIP, 0, MF_HOOK_DELETE_BEFORE_CREATION},
+		{"{helm.sh/hook: test-success}", MF_HOOK_SKIP, 0, MF_HOOK_DELETE_BEFORE_CREATION},
+		{"{helm.sh/hook: pre-delete}", MF_HOOK_SKIP, 0, MF_HOOK_DELETE_BEFORE_CREATION},
+		{"{helm.sh/hook: crd-install}", MF_HOOK_NONE, 0, 0},
+		{"{argocd.argoproj.io/hook: PostSync, argocd.argoproj.io/hook-delete-policy: HookSucceeded, "
+		 "argocd.argoproj.io/sync-wave: \"2\", helm.sh/hook: pre-install}", MF_HOOK_POST_SYNC, 2, MF_HOOK_DELETE_SUCCEEDED},
+		{"{argocd.argoproj.io/hook: Skip}", MF_HOOK_SKIP, 0, MF_HOOK_DELETE_BEFORE_CREATION},
+	};
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		char *y = gitops_sprintf("apiVersion: batch/v1\nkind: Job\nmetadata: {name: j, annotations: %s}\n", cases[i].ann);
+		mf_objects *set;
+		mf_objects_new(&set);
+		if (mf_objects_add_yaml(set, y, strlen(y), "h.yaml", "a", NULL, NULL))
+			fail_msg("case %zu: %s", i, gitops_error_last());
+		const struct mf_object *o = mf_objects_at(set, 0);
+		if (o->hook != cases[i].hook || (o->hook && (o->hook_weight != cases[i].weight || o->hook_delete != cases[i].del)))
+			fail_msg("case %zu: hook %d weight %d delete %u", i, o->hook, o->hook_weight, o->hook_delete);
+		mf_objects_free(set);
+		free(y);
+	}
+	/* a hook type gitops does not run is refused, not ignored */
+	const char *y = "apiVersion: batch/v1\nkind: Job\nmetadata: {name: j, annotations: {argocd.argoproj.io/hook: SyncFail}}\n";
+	mf_objects *set;
+	mf_objects_new(&set);
+	assert_int_equal(mf_objects_add_yaml(set, y, strlen(y), "h.yaml", "a", NULL, NULL), GITOPS_EINVALID);
+	assert_non_null(strstr(gitops_error_last(), "h.yaml:1: annotation argocd.argoproj.io/hook: SyncFail hooks are not supported"));
+	mf_objects_free(set);
+}
+
 static int counting_scope(void *data, const char *api, const char *kind, bool *namespaced)
 {
 	(void)api;
@@ -417,6 +462,7 @@ int main(void)
 		cmocka_unit_test(non_strings_where_kubernetes_wants_strings_are_refused),
 		cmocka_unit_test(resolve_asks_scope_once_per_kind),
 		cmocka_unit_test(syntax_errors_name_the_line_to_fix),
+		cmocka_unit_test(hooks_are_read_as_argo_cd_reads_them),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
