@@ -18,9 +18,9 @@ struct mf_sandbox {
 
 /* Runs argv[0] (absolute host path) with envp in cwd (NULL: inherit); stdout is appended to out
  * (at most max_out bytes), stderr becomes the one-line error message on a non-zero exit.
- * GITOPS_ETIMEOUT after timeout_ms (the process group is killed). With `sb`, the program runs
- * in that sandbox (cwd is then a path inside it) and must be a static executable; when the
- * sandbox cannot be set up the run fails with GITOPS_EUNSUPPORTED saying why (never unconfined). */
+ * GITOPS_ETIMEOUT after timeout_ms (the process group is killed). The program runs in the sandbox
+ * `sb` (required; cwd is a path inside it) and must be a static executable; when the sandbox
+ * cannot be set up the run fails with GITOPS_EUNSUPPORTED saying why (never unconfined). */
 int mf_proc_run(gitops_buf *out, char *const argv[], char *const envp[], const char *cwd,
 		int timeout_ms, size_t max_out, const struct mf_sandbox *sb);
 /* 0 when `path` is a statically linked 64-bit ELF executable, else GITOPS_EINVALID saying why. */

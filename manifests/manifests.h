@@ -265,8 +265,8 @@ typedef struct mf_renderer mf_renderer;
 /* The target cluster of `env` as `helm install` would see it, for `helm template --kube-version
  * --api-versions`: sets *kube_version ("v1.36.3"; caller frees; NULL: unknown) and *api_versions
  * (a JSON array of "group/version" and "group/version/Kind" strings; caller decrefs; NULL:
- * unknown). Asked at most once per environment per mf_render_env, and only when a helm app is
- * rendered. A non-zero return fails the render. */
+ * unknown). Asked once per environment per mf_render_env (and at most once a minute for renders
+ * of single apps), only when a helm app is rendered. A non-zero return fails the render. */
 typedef int (*mf_capabilities_fn)(void *data, const struct mf_environment *env, char **kube_version,
 				  json_t **api_versions);
 

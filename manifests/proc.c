@@ -6,6 +6,7 @@
  * Thread-safe: fork() is followed only by async-signal-safe system calls until execve. */
 #include "manifests/internal.h"
 
+#include <assert.h>
 #include <elf.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -15,7 +16,6 @@
 #include <pthread.h>
 #include <sched.h>
 #include <signal.h>
-#include <spawn.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -375,43 +375,16 @@ int mf_proc_run(gitops_buf *out, char *const argv[], char *const envp[], const c
 		}
 		return rc;
 	}
-	pid_t pid;
-	if (sb) {
-		int src = spawn_sandboxed(&pid, argv, envp, cwd, sb, op[1], ep[1]);
-		close(op[1]);
-		close(ep[1]);
-		if (src) {
-			close(op[0]);
-			close(ep[0]);
-			return src;
-		}
-	} else {
-		posix_spawn_file_actions_t fa;
-		posix_spawnattr_t at;
-		posix_spawn_file_actions_init(&fa);
-		posix_spawnattr_init(&at);
-		posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
-		posix_spawn_file_actions_adddup2(&fa, op[1], 1);
-		posix_spawn_file_actions_adddup2(&fa, ep[1], 2);
-		if (cwd)
-			posix_spawn_file_actions_addchdir_np(&fa, cwd);
-		posix_spawnattr_setflags(&at, POSIX_SPAWN_SETPGROUP | POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF);
-		posix_spawnattr_setpgroup(&at, 0);
-		sigset_t none, all;
-		sigemptyset(&none);
-		sigfillset(&all);
-		posix_spawnattr_setsigmask(&at, &none);
-		posix_spawnattr_setsigdefault(&at, &all);
-		int err = posix_spawn(&pid, argv[0], &fa, &at, argv, envp);
-		posix_spawn_file_actions_destroy(&fa);
-		posix_spawnattr_destroy(&at);
-		close(op[1]);
-		close(ep[1]);
-		if (err) {
-			close(op[0]);
-			close(ep[0]);
-			return gitops_error_set(GITOPS_EIO, "cannot run %s: %s", argv[0], strerror(err));
-		}
+	/* renderers only ever run in their sandbox: there is no unconfined path to fall back to */
+	assert(sb);
+	pid_t pid = -1;
+	int src = spawn_sandboxed(&pid, argv, envp, cwd, sb, op[1], ep[1]);
+	close(op[1]);
+	close(ep[1]);
+	if (src) {
+		close(op[0]);
+		close(ep[0]);
+		return src;
 	}
 	gitops_buf eb = GITOPS_BUF_INIT;
 	long long deadline = gitops_now_ms() + timeout_ms;

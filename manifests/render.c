@@ -38,6 +38,7 @@ struct mf_renderer {
 	mf_capabilities_fn caps_fn;
 	void *caps_data;
 	const struct mf_environment *caps_env; /* whose capabilities caps_* hold; NULL: none asked */
+	long long caps_at;                     /* when they were asked (a cluster gets upgraded) */
 	char *caps_version;                    /* --kube-version, or NULL */
 	char *caps_apis;                       /* --api-versions (comma-separated), or NULL */
 	mf_repo *co_repo;
@@ -442,7 +443,7 @@ static void caps_forget(mf_renderer *r)
 /* The capabilities of env's cluster (mf_capabilities_fn), asked once per environment and render. */
 static int caps_get(mf_renderer *r, const struct mf_environment *env)
 {
-	if (!r->caps_fn || !env || r->caps_env == env)
+	if (!r->caps_fn || !env || (r->caps_env == env && gitops_now_ms() - r->caps_at < 60000))
 		return 0;
 	caps_forget(r);
 	char *ver = NULL;
@@ -454,6 +455,7 @@ static int caps_get(mf_renderer *r, const struct mf_environment *env)
 		return rc;
 	}
 	r->caps_env = env;
+	r->caps_at = gitops_now_ms();
 	r->caps_version = ver;
 	if (json_array_size(apis)) {
 		gitops_buf b = GITOPS_BUF_INIT;
