@@ -1,6 +1,7 @@
 /* reconcile: hooks, as Argo CD runs Helm's and its own: PreSync hooks before the app's other
  * objects, PostSync hooks after them, each waited for (a Job until complete, a Pod until it
- * ends) and deleted as its policy says; never desired state, so never drift, inventory or prune. */
+ * ends) and deleted as its policy says; never desired state, so never drift, inventory or prune.
+ * Runs on the syncing thread, with the plan it belongs to (not shared). */
 #include "reconcile/internal.h"
 
 #include <stdlib.h>
