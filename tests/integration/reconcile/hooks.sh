@@ -104,6 +104,19 @@ expect_contains "the failure says it is not ours" "is not this environment's" "$
 expect_eq "nothing else was applied" 2 "$(kubectl -n "$ns" get cm main -o jsonpath='{.data.rev}')"
 expect_eq "the other owner's object is untouched" someone-else "$(kubectl -n "$ns" get cm migrate -o jsonpath='{.data.owner}')"
 
+# podinfo's real chart (kubeVersion >=1.23.0-0; seven test-hook Pods with random names): synced,
+# no test Pod created, in sync afterwards, a second gitops with its own render cache agrees
+cp -r "$root/tests/fixtures/manifests/podinfo/podinfo" "$repo/podinfo"
+cat >> "$repo/gitops.yaml" <<Y
+      - {name: podinfo, path: podinfo}
+Y
+commit podinfo
+expect_rc "podinfo syncs" 0 "$G" sync "$env" --app podinfo
+expect_eq "podinfo's Deployment is there" podinfo "$(kubectl -n "$ns" get deploy podinfo -o jsonpath='{.metadata.name}' 2>&1)"
+expect_eq "none of podinfo's test Pods was created" "" "$(kubectl -n "$ns" get pods -o name 2>&1)"
+expect_rc "podinfo in sync after the sync" 0 "$G" diff "$env" --app podinfo
+expect_rc "another render cache sees it in sync too" 0 env GITOPS_DATA_DIR="$tmp/data2" "$G" diff "$env" --app podinfo
+
 # helm without the cluster: the capabilities last seen (same kubeconfig), said on stderr
 cp "$KUBECONFIG" "$tmp/kubeconfig"
 expect_rc "render with the cluster" 0 "$G" render "$env" --kubeconfig "$tmp/kubeconfig"
