@@ -50,7 +50,9 @@ int cmd_render(int argc, char **argv)
 	int code = cli_parse_args(&a, argc, argv, ARG_APP | ARG_REVISION | ARG_JSON);
 	if (code >= 0)
 		return code;
-	struct rec_workspace_options wo = {.repo = a.repo, .progress = warn, .progress_ud = &a, .pins_best_effort = true};
+	/* the cluster is read (never written) for helm's capabilities: --kubeconfig and --context count */
+	struct rec_workspace_options wo = {.repo = a.repo, .kubeconfig = a.kubeconfig, .context = a.context,
+					   .progress = warn, .progress_ud = &a, .pins_best_effort = true};
 	rec_workspace *ws = NULL;
 	mf_objects *set = NULL;
 	gitops_buf out = GITOPS_BUF_INIT;

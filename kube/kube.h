@@ -86,6 +86,13 @@ int kube_resource_for(const struct kube_resource **out, kube_client *c, const ch
 		      const char *kind);
 /* Re-reads discovery (aggregated v2 when served, else per-group lists). */
 int kube_discovery_refresh(kube_client *c);
+/* The served API versions as helm's .Capabilities.APIVersions lists them for `helm install`:
+ * every "group/version" ("v1" for the core group) and "group/version/Kind", sorted. Loads
+ * discovery when it has not been. *out is a JSON array of strings (caller owns: json_decref).
+ * Thread-safe like discovery itself (the client's discovery lock). */
+int kube_api_versions(json_t **out, kube_client *c);
+/* The server's version (GET /version: gitVersion, e.g. "v1.36.3"). The caller frees *out. */
+int kube_server_version(char **out, kube_client *c);
 /* Waits until CustomResourceDefinition `name` is Established and its kind is discoverable. */
 int kube_wait_crd(kube_client *c, const char *name, long timeout_ms);
 

@@ -784,3 +784,64 @@ int kube_resources(const struct kube_resource ***out, size_t *n, kube_client *c)
 	*n = k;
 	return GITOPS_OK;
 }
+
+/* ---- What helm's .Capabilities sees ---- */
+
+static int cmp_json_str(const void *a, const void *b)
+{
+	return strcmp(json_string_value(*(json_t *const *)a), json_string_value(*(json_t *const *)b));
+}
+
+int kube_api_versions(json_t **out, kube_client *c)
+{
+	*out = NULL;
+	if (!c->discovered) {
+		int rc = kube_discovery_refresh(c);
+		if (rc)
+			return rc;
+	}
+	pthread_mutex_lock(&c->disc_lock);
+	json_t *seen = json_object();
+	for (size_t i = 0; i < c->n_resources; i++) {
+		const struct kube_resource *r = &c->resources[i]->r;
+		if (!c->resources[i]->current)
+			continue;
+		char *gv = *r->group ? gitops_sprintf("%s/%s", r->group, r->version) : gitops_strdup(r->version);
+		char *gvk = gitops_sprintf("%s/%s", gv, r->kind);
+		json_object_set_new(seen, gv, json_true());
+		json_object_set_new(seen, gvk, json_true());
+		free(gv);
+		free(gvk);
+	}
+	pthread_mutex_unlock(&c->disc_lock);
+	size_t n = json_object_size(seen), i = 0;
+	json_t **v = gitops_malloc((n ? n : 1) * sizeof(*v));
+	const char *k;
+	json_t *val;
+	json_object_foreach(seen, k, val)
+		v[i++] = json_string(k);
+	qsort(v, n, sizeof(*v), cmp_json_str);
+	*out = json_array();
+	for (i = 0; i < n; i++)
+		json_array_append_new(*out, v[i]);
+	free(v);
+	json_decref(seen);
+	return GITOPS_OK;
+}
+
+int kube_server_version(char **out, kube_client *c)
+{
+	*out = NULL;
+	long status = 0;
+	json_t *v = NULL;
+	int rc = kube_request(c, "GET", "/version", NULL, NULL, &status, &v);
+	if (rc)
+		return gitops_error_prefix("GET /version");
+	const char *gv = json_string_value(json_object_get(v, "gitVersion"));
+	if (status != 200 || !gv || gv[0] != 'v')
+		rc = gitops_error_set(GITOPS_ESERVER, "GET /version: HTTP %ld without a gitVersion", status);
+	else
+		*out = gitops_strdup(gv);
+	json_decref(v);
+	return rc;
+}

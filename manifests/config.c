@@ -158,6 +158,30 @@ static bool safe_rel_path(const char *p)
 	return true;
 }
 
+/* Rewrites a relative path in place without "." components, repeated or trailing slashes
+ * ("./apps//a/" -> "apps/a"); "." stays for the root. '..' is left for safe_rel_path to refuse. */
+static void normalize_rel(char *p)
+{
+	char *w = p;
+	const char *s = p;
+	while (*s) {
+		while (*s == '/')
+			s++;
+		const char *e = strchr(s, '/');
+		size_t n = e ? (size_t)(e - s) : strlen(s);
+		if (n && !(n == 1 && s[0] == '.')) {
+			if (w != p)
+				*w++ = '/';
+			memmove(w, s, n);
+			w += n;
+		}
+		s += n;
+	}
+	if (w == p && *p)
+		*w++ = '.';
+	*w = '\0';
+}
+
 int mf_parse_duration(long long *out_ms, const char *text)
 {
 	const char *p = text;
@@ -339,7 +363,7 @@ static void helm_pair(struct cctx *c, const char *key, struct fy_node *val, stru
 	} else if (!strcmp(key, "values")) {
 		read_strv(c, val, kw, "helm.values", &a->values, &a->n_values);
 		for (size_t i = 0; !c->rc && i < a->n_values; i++)
-			if (!safe_rel_path(a->values[i]))
+			if (!safe_rel_path(a->values[i]) || (normalize_rel(a->values[i]), !strcmp(a->values[i], ".")))
 				cerr(c, node_where(val, kw), "helm.values: \"%s\" must be a path relative to the repository root, without '..'",
 				     a->values[i]);
 	}
@@ -355,10 +379,9 @@ static void app_pair(struct cctx *c, const char *key, struct fy_node *val, struc
 	} else if (!strcmp(key, "path")) {
 		a->path = get_str(c, val, kw, "path");
 		if (a->path) {
-			size_t n = strlen(a->path);
-			while (n > 1 && a->path[n - 1] == '/')
-				a->path[--n] = '\0';
-			if (!safe_rel_path(a->path))
+			if (safe_rel_path(a->path))
+				normalize_rel(a->path); /* "./apps/a/" is apps/a */
+			else
 				cerr(c, node_where(val, kw), "path \"%s\" must be relative to the repository root, without '..'", a->path);
 		}
 	} else if (!strcmp(key, "renderer")) {

@@ -886,23 +886,28 @@ static int write_tree(mf_repo *r, git_tree *tree, const char *dir)
 	return 0;
 }
 
-int mf_repo_checkout(char **out_dir, mf_repo *r, const char *commit)
+int mf_repo_checkout_into(mf_repo *r, const char *commit, const char *dir)
 {
-	*out_dir = NULL;
 	git_tree *tree = NULL;
 	int rc = commit_tree(&tree, r, commit);
 	if (rc)
 		return rc;
+	rc = write_tree(r, tree, dir);
+	git_tree_free(tree);
+	return rc;
+}
+
+int mf_repo_checkout(char **out_dir, mf_repo *r, const char *commit)
+{
+	*out_dir = NULL;
 	const char *tmp = getenv("TMPDIR");
 	char *dir = gitops_sprintf("%s/gitops-checkout-XXXXXX", tmp && *tmp ? tmp : "/tmp");
 	if (!mkdtemp(dir)) {
-		rc = gitops_error_set(GITOPS_EIO, "mkdtemp %s: %s", dir, strerror(errno));
+		int rc = gitops_error_set(GITOPS_EIO, "mkdtemp %s: %s", dir, strerror(errno));
 		free(dir);
-		git_tree_free(tree);
 		return rc;
 	}
-	rc = write_tree(r, tree, dir);
-	git_tree_free(tree);
+	int rc = mf_repo_checkout_into(r, commit, dir);
 	if (rc) {
 		mf_rmtree(dir);
 		free(dir);
@@ -955,4 +960,59 @@ int mf_repo_root_commit(char out[41], mf_repo *r, const char *commit)
 	git_oid_tostr(out, 41, git_commit_id(c));
 	git_commit_free(c);
 	return 0;
+}
+
+struct special_ctx {
+	const char *prefix;
+	char *found;
+	bool link;
+};
+
+static int special_cb(const char *root, const git_tree_entry *e, void *payload)
+{
+	struct special_ctx *c = payload;
+	git_filemode_t mode = git_tree_entry_filemode(e);
+	if (mode != GIT_FILEMODE_LINK && mode != GIT_FILEMODE_COMMIT)
+		return 0;
+	c->found = gitops_sprintf("%s%s%s%s", c->prefix, *c->prefix ? "/" : "", root, git_tree_entry_name(e));
+	c->link = mode == GIT_FILEMODE_LINK;
+	return -1; /* stop at the first */
+}
+
+/* Symbolic links and submodules are never followed (a link could point a renderer at host files, a
+ * submodule is another repository): one under an app is an error naming it, never skipped. */
+int mf_repo_check_plain_tree(mf_repo *r, const char *commit, const char *path)
+{
+	git_tree *tree = NULL, *sub = NULL;
+	int rc = commit_tree(&tree, r, commit);
+	if (rc)
+		return rc;
+	struct special_ctx c = {is_root(path) ? "" : path, NULL, false};
+	if (is_root(path)) {
+		sub = tree;
+		tree = NULL;
+	} else {
+		git_tree_entry *e = NULL;
+		if (git_tree_entry_bypath(&e, tree, path) < 0) {
+			rc = gitops_error_set(GITOPS_ENOTFOUND, "%s: not found at commit %.12s", path, commit);
+		} else if (git_tree_entry_filemode(e) == GIT_FILEMODE_LINK || git_tree_entry_filemode(e) == GIT_FILEMODE_COMMIT) {
+			c.found = gitops_strdup(path);
+			c.link = git_tree_entry_filemode(e) == GIT_FILEMODE_LINK;
+		} else if (git_tree_entry_type(e) == GIT_OBJECT_TREE && git_tree_lookup(&sub, r->repo, git_tree_entry_id(e)) < 0) {
+			rc = git_fail(-1, 0, path);
+		}
+		git_tree_entry_free(e);
+	}
+	if (!rc && sub)
+		git_tree_walk(sub, GIT_TREEWALK_PRE, special_cb, &c);
+	if (!rc && c.found)
+		rc = gitops_error_set(GITOPS_EINVALID, c.link ?
+				      "%s: a symbolic link at commit %.12s; gitops does not follow links in the "
+				      "repository (they could point outside it): commit the file or directory itself" :
+				      "%s: a git submodule at commit %.12s; gitops renders one repository and does not "
+				      "fetch submodules: vendor the files into this repository", c.found, commit);
+	free(c.found);
+	git_tree_free(sub);
+	git_tree_free(tree);
+	return rc;
 }

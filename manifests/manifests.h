@@ -59,6 +59,23 @@ int mf_yaml_emit(gitops_buf *out, json_t *value);
 
 typedef struct mf_objects mf_objects;
 
+/* Hooks, as Argo CD reads them from `argocd.argoproj.io/hook` (PreSync, PostSync, Skip) or, when
+ * that is absent, from Helm's `helm.sh/hook`: pre-install/pre-upgrade run before the app's other
+ * objects, post-install/post-upgrade after them; test, test-success, test-failure and the
+ * delete and rollback hooks are never applied. Hooks are not part of the desired state: never
+ * drift, never in the inventory, never pruned. */
+enum mf_hook {
+	MF_HOOK_NONE = 0,  /* an ordinary object */
+	MF_HOOK_PRE_SYNC,  /* applied (and waited for) before the app's other objects */
+	MF_HOOK_POST_SYNC, /* applied after them */
+	MF_HOOK_SKIP,      /* never applied */
+};
+/* Delete policies (helm.sh/hook-delete-policy, argocd.argoproj.io/hook-delete-policy); none
+ * given means before-hook-creation, as in both tools. */
+#define MF_HOOK_DELETE_BEFORE_CREATION 1u
+#define MF_HOOK_DELETE_SUCCEEDED 2u
+#define MF_HOOK_DELETE_FAILED 4u
+
 /* One object of a set. Everything is owned by the set; valid until the set is freed. */
 struct mf_object {
 	json_t *obj;            /* the object (borrowed from the set) */
@@ -66,6 +83,9 @@ struct mf_object {
 	const char *file;       /* source file, relative to the repository (or renderer name) */
 	int line;               /* 1-based line of the document in `file` */
 	const char *default_ns; /* the namespace filled in when the kind is namespaced, or NULL */
+	enum mf_hook hook;      /* from the object's annotations */
+	int hook_weight;        /* helm.sh/hook-weight or argocd.argoproj.io/sync-wave: lower first */
+	unsigned hook_delete;   /* MF_HOOK_DELETE_* */
 };
 
 /* Scope lookup for kinds that neither the built-in table nor a CRD of the same set knows.
@@ -302,12 +322,22 @@ char *mf_data_dir(void);
 
 typedef struct mf_renderer mf_renderer;
 
+/* The target cluster of `env` as `helm install` would see it, for `helm template --kube-version
+ * --api-versions`: sets *kube_version ("v1.36.3"; caller frees; NULL: unknown) and *api_versions
+ * (a JSON array of "group/version" and "group/version/Kind" strings; caller decrefs; NULL:
+ * unknown). Asked once per environment per mf_render_env (and at most once a minute for renders
+ * of single apps), only when a helm app is rendered. A non-zero return fails the render. */
+typedef int (*mf_capabilities_fn)(void *data, const struct mf_environment *env, char **kube_version,
+				  json_t **api_versions);
+
 struct mf_render_options {
 	const char *data_dir; /* cache root; NULL: mf_data_dir(); "" disables the disk cache */
 	int timeout_ms;       /* per renderer run; 0: $GITOPS_RENDER_TIMEOUT ("90s") or MF_DEFAULT_TIMEOUT_MS */
 	struct mf_limits limits;
 	mf_scope_fn scope;    /* optional scope lookup for unknown kinds */
 	void *scope_data;
+	mf_capabilities_fn capabilities; /* optional: without it helm renders with its defaults */
+	void *capabilities_data;
 };
 
 /* Creates a renderer (holds the in-memory cache, the counters, a checkout of the last commit

@@ -3,6 +3,7 @@
 #include "manifests/manifests.h"
 #include "common/mask.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -47,6 +48,72 @@ const struct mf_object *mf_objects_at(const mf_objects *set, size_t i)
 	return i < set->n ? &set->v[i].pub : NULL;
 }
 
+/* Reads the hook annotations into e (see enum mf_hook). GITOPS_EINVALID for a hook type gitops
+ * does not run (Argo CD's Sync, SyncFail, PreDelete, PostDelete): refused, never ignored. */
+static int read_hook(struct mf_object *e, json_t *obj, const char *file, int line)
+{
+	json_t *ann = json_object_get(json_object_get(obj, "metadata"), "annotations");
+	const char *argo = json_string_value(json_object_get(ann, "argocd.argoproj.io/hook"));
+	const char *helm = json_string_value(json_object_get(ann, "helm.sh/hook"));
+	const char *policy = NULL;
+	e->hook = MF_HOOK_NONE;
+	if (argo) {
+		policy = json_string_value(json_object_get(ann, "argocd.argoproj.io/hook-delete-policy"));
+		char *list = gitops_strdup(argo), *save = NULL;
+		for (char *t = strtok_r(list, ", ", &save); t; t = strtok_r(NULL, ", ", &save)) {
+			if (!strcmp(t, "PreSync"))
+				e->hook = MF_HOOK_PRE_SYNC;
+			else if (!strcmp(t, "PostSync"))
+				e->hook = e->hook ? e->hook : MF_HOOK_POST_SYNC;
+			else if (!strcmp(t, "Skip"))
+				e->hook = MF_HOOK_SKIP;
+			else {
+				int rc = gitops_error_set(GITOPS_EINVALID, "%s:%d: annotation argocd.argoproj.io/hook: %s hooks "
+							  "are not supported (PreSync, PostSync and Skip are)", file, line, t);
+				free(list);
+				return rc;
+			}
+			if (e->hook == MF_HOOK_SKIP)
+				break;
+		}
+		free(list);
+	} else if (helm) {
+		policy = json_string_value(json_object_get(ann, "helm.sh/hook-delete-policy"));
+		bool pre = false, post = false, other = false;
+		char *list = gitops_strdup(helm), *save = NULL;
+		for (char *t = strtok_r(list, ", ", &save); t; t = strtok_r(NULL, ", ", &save)) {
+			if (!strcmp(t, "pre-install") || !strcmp(t, "pre-upgrade"))
+				pre = true;
+			else if (!strcmp(t, "post-install") || !strcmp(t, "post-upgrade"))
+				post = true;
+			else if (strcmp(t, "crd-install")) /* helm 2's crd-install: an ordinary object */
+				other = true;
+		}
+		free(list);
+		e->hook = pre ? MF_HOOK_PRE_SYNC : post ? MF_HOOK_POST_SYNC : other ? MF_HOOK_SKIP : MF_HOOK_NONE;
+	}
+	if (!e->hook)
+		return 0;
+	const char *w = json_string_value(json_object_get(ann, argo ? "argocd.argoproj.io/sync-wave" : "helm.sh/hook-weight"));
+	e->hook_weight = w ? atoi(w) : 0;
+	e->hook_delete = 0;
+	if (policy) {
+		char *list = gitops_strdup(policy), *save = NULL;
+		for (char *t = strtok_r(list, ", ", &save); t; t = strtok_r(NULL, ", ", &save)) {
+			if (!strcmp(t, "before-hook-creation") || !strcmp(t, "BeforeHookCreation"))
+				e->hook_delete |= MF_HOOK_DELETE_BEFORE_CREATION;
+			else if (!strcmp(t, "hook-succeeded") || !strcmp(t, "HookSucceeded"))
+				e->hook_delete |= MF_HOOK_DELETE_SUCCEEDED;
+			else if (!strcmp(t, "hook-failed") || !strcmp(t, "HookFailed"))
+				e->hook_delete |= MF_HOOK_DELETE_FAILED;
+		}
+		free(list);
+	}
+	if (!e->hook_delete)
+		e->hook_delete = MF_HOOK_DELETE_BEFORE_CREATION;
+	return 0;
+}
+
 static void push(mf_objects *set, json_t *obj, const char *file, int line, const char *app,
 		 const char *default_ns)
 {
@@ -63,6 +130,7 @@ static void push(mf_objects *set, json_t *obj, const char *file, int line, const
 	e->pub.file = e->file;
 	e->pub.line = line;
 	e->pub.default_ns = e->default_ns;
+	read_hook(&e->pub, obj, e->file, line); /* checked by add_one before the push */
 }
 
 static const char *str_field(json_t *o, const char *k)
@@ -77,6 +145,117 @@ static bool is_list(json_t *obj)
 	size_t n = kind ? strlen(kind) : 0;
 	return json_is_array(json_object_get(obj, "items")) && kind &&
 	       (!strcmp(kind, "List") || (n > 4 && !strcmp(kind + n - 4, "List")));
+}
+
+static const char *type_name(json_t *v)
+{
+	switch (json_typeof(v)) {
+	case JSON_TRUE:
+	case JSON_FALSE:
+		return "a boolean";
+	case JSON_INTEGER:
+	case JSON_REAL:
+		return "a number";
+	case JSON_OBJECT:
+		return "a mapping";
+	case JSON_ARRAY:
+		return "a sequence";
+	default:
+		return "null";
+	}
+}
+
+/* Checks that `m` (at `path` in the object) is absent, null or a mapping of strings (null values
+ * allowed: Go reads them as ""), as the Go types behind kubectl require. */
+static int string_map(json_t *m, const char *path, const char *file, int line, const char *kind,
+		      const char *name)
+{
+	if (!m || json_is_null(m))
+		return 0;
+	if (!json_is_object(m))
+		return gitops_error_set(GITOPS_EINVALID, "%s:%d: %s %s: %s must be a mapping of strings, not %s",
+					file, line, kind, name, path, type_name(m));
+	const char *k;
+	json_t *v;
+	json_object_foreach(m, k, v) {
+		if (json_is_string(v) || json_is_null(v))
+			continue;
+		return gitops_error_set(GITOPS_EINVALID, "%s:%d: %s %s: %s.%s must be a string, not %s (YAML reads "
+					"unquoted yes/no/on/off/true/false and numbers as such: quote the value)",
+					file, line, kind, name, path, k, type_name(v));
+	}
+	return 0;
+}
+
+/* The containers of a pod spec: env values, command and args are strings. */
+static int pod_spec_strings(json_t *spec, const char *at, const char *file, int line, const char *kind,
+			    const char *name)
+{
+	static const char *const lists[] = {"containers", "initContainers", "ephemeralContainers"};
+	for (size_t l = 0; l < 3; l++) {
+		size_t i, j;
+		json_t *c, *e;
+		json_array_foreach(json_object_get(spec, lists[l]), i, c) {
+			const char *cname = json_string_value(json_object_get(c, "name"));
+			json_array_foreach(json_object_get(c, "env"), j, e) {
+				json_t *v = json_object_get(e, "value");
+				if (v && !json_is_string(v) && !json_is_null(v))
+					return gitops_error_set(GITOPS_EINVALID, "%s:%d: %s %s: %s.%s[%zu] (container %s): env %s: "
+								"value must be a string, not %s (quote it)", file, line,
+								kind, name, at, lists[l], i, cname ? cname : "?",
+								json_string_value(json_object_get(e, "name")) ?
+								json_string_value(json_object_get(e, "name")) : "?", type_name(v));
+			}
+			static const char *const argl[] = {"command", "args"};
+			for (size_t a = 0; a < 2; a++)
+				json_array_foreach(json_object_get(c, argl[a]), j, e)
+					if (!json_is_string(e))
+						return gitops_error_set(GITOPS_EINVALID, "%s:%d: %s %s: %s.%s[%zu] (container %s): "
+									"%s[%zu] must be a string, not %s (quote it)", file, line,
+									kind, name, at, lists[l], i, cname ? cname : "?",
+									argl[a], j, type_name(e));
+		}
+	}
+	return 0;
+}
+
+/* Values kubectl refuses while reading because a Go string field holds something else (`yes`,
+ * `8080`): labels, annotations, ConfigMap and Secret data, container env, command and args. */
+static int string_fields(json_t *obj, const char *file, int line, const char *api, const char *kind,
+			 const char *name)
+{
+	json_t *md = json_object_get(obj, "metadata");
+	int rc = string_map(json_object_get(md, "labels"), "metadata.labels", file, line, kind, name);
+	if (!rc)
+		rc = string_map(json_object_get(md, "annotations"), "metadata.annotations", file, line, kind, name);
+	if (rc)
+		return rc;
+	char gb[256];
+	const char *slash = strrchr(api, '/');
+	snprintf(gb, sizeof(gb), "%.*s", slash ? (int)(slash - api) : 0, api);
+	bool core = !strcmp(api, "v1");
+	if (core && !strcmp(kind, "ConfigMap")) {
+		rc = string_map(json_object_get(obj, "data"), "data", file, line, kind, name);
+		if (!rc)
+			rc = string_map(json_object_get(obj, "binaryData"), "binaryData", file, line, kind, name);
+	} else if (core && !strcmp(kind, "Secret")) {
+		rc = string_map(json_object_get(obj, "data"), "data", file, line, kind, name);
+		if (!rc)
+			rc = string_map(json_object_get(obj, "stringData"), "stringData", file, line, kind, name);
+	} else if (core && !strcmp(kind, "Pod")) {
+		rc = pod_spec_strings(json_object_get(obj, "spec"), "spec", file, line, kind, name);
+	} else if ((core && !strcmp(kind, "ReplicationController")) ||
+		   (!strcmp(gb, "apps") && (!strcmp(kind, "Deployment") || !strcmp(kind, "StatefulSet") ||
+					    !strcmp(kind, "DaemonSet") || !strcmp(kind, "ReplicaSet"))) ||
+		   (!strcmp(gb, "batch") && !strcmp(kind, "Job"))) {
+		rc = pod_spec_strings(json_object_get(json_object_get(json_object_get(obj, "spec"), "template"), "spec"),
+				      "spec.template.spec", file, line, kind, name);
+	} else if (!strcmp(gb, "batch") && !strcmp(kind, "CronJob")) {
+		json_t *jt = json_object_get(json_object_get(obj, "spec"), "jobTemplate");
+		rc = pod_spec_strings(json_object_get(json_object_get(json_object_get(jt, "spec"), "template"), "spec"),
+				      "spec.jobTemplate.spec.template.spec", file, line, kind, name);
+	}
+	return rc;
 }
 
 static int add_one(mf_objects *set, json_t *obj, const char *file, int line, const char *app,
@@ -110,6 +289,12 @@ static int add_one(mf_objects *set, json_t *obj, const char *file, int line, con
 	if (ns && !json_is_string(ns) && !json_is_null(ns))
 		return gitops_error_set(GITOPS_EINVALID, "%s:%d: %s %s: metadata.namespace must be a string",
 					file, line, kind, name);
+	int rc = string_fields(obj, file, line, api, kind, name);
+	struct mf_object hook;
+	if (!rc)
+		rc = read_hook(&hook, obj, file, line);
+	if (rc)
+		return rc;
 	push(set, obj, file, line, app, default_ns);
 	return 0;
 }
@@ -217,14 +402,11 @@ bool mf_kind_is_cluster_scoped(const char *api_version, const char *kind)
 	return false;
 }
 
-/* Returns 1 when namespaced, 0 when cluster-scoped. */
-static int namespaced(const mf_objects *set, json_t *obj, mf_scope_fn scope, void *scope_data)
+/* The CRDs of a set, indexed once: "group\x01kind" -> true when namespaced (the first CRD of a
+ * group and kind wins). Makes resolving linear in the number of objects. */
+static json_t *crd_index(const mf_objects *set)
 {
-	const char *api = str_field(obj, "apiVersion"), *kind = str_field(obj, "kind");
-	if (mf_kind_is_cluster_scoped(api, kind))
-		return 0;
-	char gb[256];
-	const char *g = group_of(api, gb, sizeof(gb));
+	json_t *idx = json_object();
 	for (size_t i = 0; i < set->n; i++) {
 		json_t *o = set->v[i].pub.obj;
 		if (strcmp(str_field(o, "kind"), "CustomResourceDefinition") ||
@@ -234,15 +416,43 @@ static int namespaced(const mf_objects *set, json_t *obj, mf_scope_fn scope, voi
 		const char *cg = str_field(spec, "group");
 		const char *ck = str_field(json_object_get(spec, "names"), "kind");
 		const char *sc = str_field(spec, "scope");
-		if (cg && ck && !strcmp(cg, g) && !strcmp(ck, kind))
-			return !(sc && !strcmp(sc, "Cluster"));
+		if (!cg || !ck)
+			continue;
+		char *key = gitops_sprintf("%s\x01%s", cg, ck);
+		if (!json_object_get(idx, key))
+			json_object_set_new(idx, key, json_boolean(!(sc && !strcmp(sc, "Cluster"))));
+		free(key);
 	}
-	if (scope) {
-		bool ns = true;
-		if (scope(scope_data, api, kind, &ns) == 0)
-			return ns ? 1 : 0;
+	return idx;
+}
+
+/* Returns 1 when namespaced, 0 when cluster-scoped. `memo` ("apiVersion\x01kind" -> bool) keeps
+ * each kind's answer, so `scope` is asked once per kind. */
+static int namespaced(json_t *crds, json_t *memo, json_t *obj, mf_scope_fn scope, void *scope_data)
+{
+	const char *api = str_field(obj, "apiVersion"), *kind = str_field(obj, "kind");
+	if (mf_kind_is_cluster_scoped(api, kind))
+		return 0;
+	char *mkey = gitops_sprintf("%s\x01%s", api, kind);
+	json_t *known = json_object_get(memo, mkey);
+	if (known) {
+		free(mkey);
+		return json_is_true(known);
 	}
-	return 1;
+	char gb[256];
+	const char *g = group_of(api, gb, sizeof(gb));
+	char *key = gitops_sprintf("%s\x01%s", g, kind);
+	json_t *crd = json_object_get(crds, key);
+	free(key);
+	int res = 1;
+	bool ns = true;
+	if (crd)
+		res = json_is_true(crd);
+	else if (scope && scope(scope_data, api, kind, &ns) == 0)
+		res = ns ? 1 : 0;
+	json_object_set_new(memo, mkey, json_boolean(res));
+	free(mkey);
+	return res;
 }
 
 static char *identity(json_t *o)
@@ -264,11 +474,12 @@ static int cmp_str(const void *a, const void *b)
 
 int mf_objects_resolve(mf_objects *set, mf_scope_fn scope, void *scope_data)
 {
+	json_t *crds = crd_index(set), *memo = json_object();
 	for (size_t i = 0; i < set->n; i++) {
 		json_t *o = set->v[i].pub.obj;
 		json_t *md = json_object_get(o, "metadata");
 		const char *ns = str_field(md, "namespace");
-		if (!namespaced(set, o, scope, scope_data)) {
+		if (!namespaced(crds, memo, o, scope, scope_data)) {
 			if (json_object_get(md, "namespace"))
 				json_object_del(md, "namespace");
 			continue;
@@ -276,6 +487,8 @@ int mf_objects_resolve(mf_objects *set, mf_scope_fn scope, void *scope_data)
 		if ((!ns || !*ns) && set->v[i].default_ns)
 			json_object_set_new(md, "namespace", json_string(set->v[i].default_ns));
 	}
+	json_decref(crds);
+	json_decref(memo);
 	/* duplicates: sort identities, compare neighbours */
 	char **ids = gitops_malloc((set->n ? set->n : 1) * sizeof(*ids));
 	for (size_t i = 0; i < set->n; i++) {

@@ -4,11 +4,14 @@
 
 #include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <openssl/evp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 /* Bump when the cached form or the YAML reading changes: old entries are then ignored. */
@@ -29,11 +32,48 @@ struct mf_renderer {
 	size_t n_mem, cap_mem;
 	unsigned long executed, hits;
 	char *bin[2], *version[2]; /* [0] helm, [1] kustomize */
-	char *home;                /* private HOME for the renderers */
+	char *work;                /* <data dir>/work/<pid>-XXXXXX: checkouts and sandbox mount points */
+	int work_lock;             /* fd holding an flock on work/lock while this renderer lives */
+	unsigned long runs;
+	mf_capabilities_fn caps_fn;
+	void *caps_data;
+	const struct mf_environment *caps_env; /* whose capabilities caps_* hold; NULL: none asked */
+	long long caps_at;                     /* when they were asked (a cluster gets upgraded) */
+	char *caps_version;                    /* --kube-version, or NULL */
+	char *caps_apis;                       /* --api-versions (comma-separated), or NULL */
 	mf_repo *co_repo;
 	char co_commit[41];
 	char *co_dir;
 };
+
+/* Removes the work directories of renderers that are gone (killed, crashed): each live one holds
+ * an flock on its `lock` file, released by the kernel when its process ends. */
+static void sweep_work(const char *root)
+{
+	DIR *d = opendir(root);
+	if (!d)
+		return;
+	struct dirent *de;
+	while ((de = readdir(d))) {
+		if (de->d_name[0] == '.')
+			continue;
+		char *dir = gitops_sprintf("%s/%s", root, de->d_name);
+		char *lock = gitops_sprintf("%s/lock", dir);
+		struct stat st;
+		int fd = open(lock, O_RDWR | O_CLOEXEC | O_NOFOLLOW);
+		/* a directory without its lock is either being created (give it a minute) or left over */
+		bool dead = fd < 0 ? (!lstat(dir, &st) && S_ISDIR(st.st_mode) && time(NULL) - st.st_mtime > 60)
+				   : flock(fd, LOCK_EX | LOCK_NB) == 0;
+		if (dead)
+			mf_rmtree(dir);
+		if (fd >= 0)
+			close(fd);
+		free(lock);
+		free(dir);
+	}
+	closedir(d);
+	gitops_error_clear();
+}
 
 int mf_renderer_new(mf_renderer **out, const struct mf_render_options *opts)
 {
@@ -54,6 +94,15 @@ int mf_renderer_new(mf_renderer **out, const struct mf_render_options *opts)
 		r->lim.max_file_size = MF_DEFAULT_MAX_FILE_SIZE;
 	r->scope = opts ? opts->scope : NULL;
 	r->scope_data = opts ? opts->scope_data : NULL;
+	r->work_lock = -1;
+	/* what renderers that died (killed, crashed) left under the data directory goes now */
+	char *base = r->data_dir ? gitops_strdup(r->data_dir) : mf_data_dir();
+	char *root = gitops_sprintf("%s/work", base);
+	sweep_work(root);
+	free(root);
+	free(base);
+	r->caps_fn = opts ? opts->capabilities : NULL;
+	r->caps_data = opts ? opts->capabilities_data : NULL;
 	*out = r;
 	return 0;
 }
@@ -80,9 +129,14 @@ void mf_renderer_free(mf_renderer *r)
 		free(r->bin[i]);
 		free(r->version[i]);
 	}
-	if (r->home)
-		mf_rmtree(r->home);
-	free(r->home);
+	if (r->work) {
+		mf_rmtree(r->work);
+		free(r->work);
+	}
+	if (r->work_lock >= 0)
+		close(r->work_lock);
+	free(r->caps_version);
+	free(r->caps_apis);
 	free(r->data_dir);
 	free(r);
 }
@@ -104,44 +158,73 @@ static int tool(mf_renderer *r, int which, const char **bin)
 	return 0;
 }
 
-/* The environment renderers run with: a private HOME, no proxies that work (so no network), no
- * kubeconfig, git limited to local files (kustomize remote bases fail). */
-static int run_tool(mf_renderer *r, gitops_buf *out, char **argv, const char *cwd)
+/* ---- the work directory: checkouts and sandbox roots under the data directory ------------------ */
+
+static int ensure_work(mf_renderer *r)
 {
-	if (!r->home) {
-		const char *tmp = getenv("TMPDIR");
-		char *h = gitops_sprintf("%s/gitops-render-home-XXXXXX", tmp && *tmp ? tmp : "/tmp");
-		if (!mkdtemp(h)) {
-			int rc = gitops_error_set(GITOPS_EIO, "mkdtemp %s: %s", h, strerror(errno));
-			free(h);
-			return rc;
-		}
-		r->home = h;
+	if (r->work)
+		return 0;
+	char *base = r->data_dir ? gitops_strdup(r->data_dir) : mf_data_dir();
+	char *root = gitops_sprintf("%s/work", base);
+	mkdir(base, 0700);
+	mkdir(root, 0700);
+	sweep_work(root);
+	char *dir = gitops_sprintf("%s/%ld-XXXXXX", root, (long)getpid());
+	int rc = 0;
+	if (!mkdtemp(dir)) {
+		rc = gitops_error_set(GITOPS_EIO, "mkdtemp %s: %s (set GITOPS_DATA_DIR to a writable directory)", dir,
+				      strerror(errno));
+	} else {
+		char *lock = gitops_sprintf("%s/lock", dir);
+		r->work_lock = open(lock, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600);
+		if (r->work_lock < 0 || flock(r->work_lock, LOCK_EX | LOCK_NB))
+			rc = gitops_error_set(GITOPS_EIO, "lock %s: %s", lock, strerror(errno));
+		free(lock);
 	}
-	const char *path = getenv("PATH");
+	if (rc) {
+		mf_rmtree(dir);
+		free(dir);
+	} else {
+		r->work = dir;
+	}
+	free(root);
+	free(base);
+	return rc;
+}
+
+/* Runs a renderer in its sandbox (see mf_proc_run): `src` is the host directory shown read-only at
+ * /src (NULL: none), `cwd` a path inside. The environment holds nothing of the host's: a private
+ * HOME and TMPDIR on the sandbox's tmpfs, no kubeconfig, no plugins, git limited to local files. */
+static int run_tool(mf_renderer *r, gitops_buf *out, char **argv, const char *src, const char *cwd)
+{
+	int rc = ensure_work(r);
+	if (rc)
+		return rc;
+	char *mnt = gitops_sprintf("%s/root-%lu", r->work, ++r->runs);
+	if (mkdir(mnt, 0700)) {
+		rc = gitops_error_set(GITOPS_EIO, "mkdir %s: %s", mnt, strerror(errno));
+		free(mnt);
+		return rc;
+	}
 	char *envp[] = {
-		gitops_sprintf("PATH=%s", path ? path : "/usr/bin:/bin"),
-		gitops_sprintf("HOME=%s", r->home),
-		gitops_sprintf("HELM_CACHE_HOME=%s/cache", r->home),
-		gitops_sprintf("HELM_CONFIG_HOME=%s/config", r->home),
-		gitops_sprintf("HELM_DATA_HOME=%s/data", r->home),
-		gitops_sprintf("XDG_CONFIG_HOME=%s/config", r->home),
-		gitops_sprintf("KUSTOMIZE_PLUGIN_HOME=%s/no-plugins", r->home),
-		gitops_strdup("KUBECONFIG=/dev/null/none"),
-		gitops_strdup("HTTP_PROXY=http://127.0.0.1:9"),
-		gitops_strdup("HTTPS_PROXY=http://127.0.0.1:9"),
-		gitops_strdup("http_proxy=http://127.0.0.1:9"),
-		gitops_strdup("https_proxy=http://127.0.0.1:9"),
-		gitops_strdup("NO_PROXY="),
-		gitops_strdup("no_proxy="),
-		gitops_strdup("GIT_ALLOW_PROTOCOL=file"),
-		gitops_strdup("GIT_TERMINAL_PROMPT=0"),
-		gitops_strdup("LC_ALL=C"),
+		"PATH=/bin",
+		"HOME=/home",
+		"TMPDIR=/tmp",
+		"HELM_CACHE_HOME=/home/cache",
+		"HELM_CONFIG_HOME=/home/config",
+		"HELM_DATA_HOME=/home/data",
+		"XDG_CONFIG_HOME=/home/config",
+		"KUSTOMIZE_PLUGIN_HOME=/home/no-plugins",
+		"KUBECONFIG=/dev/null/none",
+		"GIT_ALLOW_PROTOCOL=file",
+		"GIT_TERMINAL_PROMPT=0",
+		"LC_ALL=C",
 		NULL,
 	};
-	int rc = mf_proc_run(out, argv, envp, cwd, r->timeout_ms, r->lim.max_file_size * 4);
-	for (char **e = envp; *e; e++)
-		free(*e);
+	struct mf_sandbox sb = {src, mnt};
+	rc = mf_proc_run(out, argv, envp, cwd, r->timeout_ms, r->lim.max_file_size * 4, &sb);
+	rmdir(mnt);
+	free(mnt);
 	return rc;
 }
 
@@ -154,7 +237,7 @@ static int tool_version(mf_renderer *r, int which, const char **version)
 			return rc;
 		gitops_buf out = GITOPS_BUF_INIT;
 		char *argv[] = {(char *)bin, "version", which == 0 ? "--short" : NULL, NULL};
-		rc = run_tool(r, &out, argv, NULL);
+		rc = run_tool(r, &out, argv, NULL, "/");
 		if (rc) {
 			gitops_buf_free(&out);
 			return gitops_error_prefix("%s version", bin);
@@ -207,6 +290,9 @@ static int plain_fs(mf_objects *set, mf_renderer *r, const char *root, const cha
 		struct stat st;
 		if (lstat(p, &st)) {
 			rc = gitops_error_set(GITOPS_EIO, "%s: %s", relp, strerror(errno));
+		} else if (S_ISLNK(st.st_mode)) {
+			rc = gitops_error_set(GITOPS_EINVALID, "%s: a symbolic link; gitops does not follow links in the "
+					      "repository (they could point outside it): commit the file or directory itself", relp);
 		} else if (S_ISDIR(st.st_mode)) {
 			if (depth > 32)
 				rc = gitops_error_set(GITOPS_EINVALID, "%s: directories nested too deep", relp);
@@ -346,6 +432,44 @@ static const char *app_namespace(const struct mf_app *app, const struct mf_envir
 	return env ? env->namespace : NULL;
 }
 
+static void caps_forget(mf_renderer *r)
+{
+	r->caps_env = NULL;
+	free(r->caps_version);
+	free(r->caps_apis);
+	r->caps_version = r->caps_apis = NULL;
+}
+
+/* The capabilities of env's cluster (mf_capabilities_fn), asked once per environment and render. */
+static int caps_get(mf_renderer *r, const struct mf_environment *env)
+{
+	if (!r->caps_fn || !env || (r->caps_env == env && gitops_now_ms() - r->caps_at < 60000))
+		return 0;
+	caps_forget(r);
+	char *ver = NULL;
+	json_t *apis = NULL;
+	int rc = r->caps_fn(r->caps_data, env, &ver, &apis);
+	if (rc) {
+		free(ver);
+		json_decref(apis);
+		return rc;
+	}
+	r->caps_env = env;
+	r->caps_at = gitops_now_ms();
+	r->caps_version = ver;
+	if (json_array_size(apis)) {
+		gitops_buf b = GITOPS_BUF_INIT;
+		size_t i;
+		json_t *v;
+		json_array_foreach(apis, i, v)
+			if (json_is_string(v) && !strchr(json_string_value(v), ','))
+				gitops_buf_printf(&b, "%s%s", b.len ? "," : "", json_string_value(v));
+		r->caps_apis = gitops_buf_detach(&b);
+	}
+	json_decref(apis);
+	return 0;
+}
+
 int mf_render_dir(mf_objects *set, mf_renderer *r, const char *root, const struct mf_app *app,
 		  const struct mf_environment *env)
 {
@@ -362,8 +486,10 @@ int mf_render_dir(mf_objects *set, mf_renderer *r, const char *root, const struc
 	} else if (kind == MF_RENDERER_KUSTOMIZE) {
 		rc = tool(r, 1, &bin);
 		if (!rc) {
-			char *argv[] = {(char *)bin, "build", dir, NULL};
-			rc = run_tool(r, &out, argv, root);
+			char *in = gitops_sprintf(MF_SANDBOX_SRC "/%s", app->path);
+			char *argv[] = {(char *)bin, "build", in, NULL};
+			rc = run_tool(r, &out, argv, root, MF_SANDBOX_SRC);
+			free(in);
 			if (rc)
 				gitops_error_prefix("app %s: kustomize build %s", app->name, app->path);
 		}
@@ -380,27 +506,41 @@ int mf_render_dir(mf_objects *set, mf_renderer *r, const char *root, const struc
 			rc = tool(r, 0, &bin);
 		if (!rc) {
 			size_t n = 0;
-			char **argv = gitops_calloc(12 + 2 * app->n_values, sizeof(char *));
+			char **argv = gitops_calloc(16 + 2 * app->n_values, sizeof(char *));
 			char **owned = gitops_calloc(app->n_values + 1, sizeof(char *));
 			argv[n++] = (char *)bin;
 			argv[n++] = "template";
+			char *in = gitops_sprintf(MF_SANDBOX_SRC "/%s", app->path);
 			argv[n++] = app->release_name ? app->release_name : app->name;
-			argv[n++] = dir;
+			argv[n++] = in;
 			argv[n++] = "--include-crds";
+			/* as `helm install` would render it: the target cluster's version and APIs */
+			rc = caps_get(r, env);
+			if (r->caps_version) {
+				argv[n++] = "--kube-version";
+				argv[n++] = r->caps_version;
+			}
+			if (r->caps_apis) {
+				argv[n++] = "--api-versions";
+				argv[n++] = r->caps_apis;
+			}
 			if (ns) {
 				argv[n++] = "--namespace";
 				argv[n++] = (char *)ns;
 			}
 			for (size_t i = 0; i < app->n_values && !rc; i++) {
-				owned[i] = gitops_sprintf("%s/%s", root, app->values[i]);
-				if (!path_exists(owned[i]))
-					rc = gitops_error_set(GITOPS_ENOTFOUND, "app %s: values file %s does not exist",
-							      app->name, app->values[i]);
+				char *host = gitops_sprintf("%s/%s", root, app->values[i]);
+				struct stat st;
+				if (lstat(host, &st) || !S_ISREG(st.st_mode))
+					rc = gitops_error_set(GITOPS_ENOTFOUND, "app %s: values file %s %s", app->name, app->values[i],
+							      lstat(host, &st) ? "does not exist" : "is not a regular file");
+				free(host);
+				owned[i] = gitops_sprintf(MF_SANDBOX_SRC "/%s", app->values[i]);
 				argv[n++] = "-f";
 				argv[n++] = owned[i];
 			}
 			if (!rc) {
-				rc = run_tool(r, &out, argv, root);
+				rc = run_tool(r, &out, argv, root, MF_SANDBOX_SRC);
 				if (rc)
 					gitops_error_prefix("app %s: helm template %s", app->name, app->path);
 			}
@@ -408,6 +548,7 @@ int mf_render_dir(mf_objects *set, mf_renderer *r, const char *root, const struc
 				rc = add_helm_output(set, r, gitops_buf_cstr(&out), app->path, app->name, ns);
 			mf_strv_free(owned, app->n_values);
 			free(argv);
+			free(in);
 		}
 	}
 	gitops_buf_free(&out);
@@ -472,52 +613,183 @@ static char *join_norm(const char *dir, const char *ref)
 	return res;
 }
 
-/* Adds to `key` the ids of every local directory or file a kustomization reaches outside its own
- * directory (bases, components, resources), recursively: an overlay's key changes with its base. */
-static void kustomize_deps(gitops_buf *key, mf_repo *repo, const char *commit, const char *app_dir,
-			   const char *dir, int depth)
+/* True for a kustomize reference to something remote: a URL (any scheme, file:// included: another
+ * repository on this host is outside the repository too), scp-like git (git@host:x), or a go-getter
+ * style host path (github.com/org/repo//dir?ref=v1). */
+static bool remote_ref(const char *ref)
 {
+	if (strstr(ref, "://") || !strncmp(ref, "git@", 4) || strstr(ref, "?ref=") || strstr(ref, "?version=") ||
+	    strstr(ref, "?timeout=") || strstr(ref, "?submodules="))
+		return true;
+	static const char *const hosts[] = {"github.com", "gitlab.com", "bitbucket.org", "git::", "gh:", NULL};
+	for (const char *const *h = hosts; *h; h++)
+		if (!strncmp(ref, *h, strlen(*h)))
+			return true;
+	/* scp-like "host:path" before any slash */
+	const char *colon = strchr(ref, ':'), *slash = strchr(ref, '/');
+	return colon && (!slash || colon < slash);
+}
+
+struct kctx {
+	gitops_buf *key;
+	mf_repo *repo;
+	const char *commit, *app_name, *app_dir;
+};
+
+/* Checks one path-like value of a kustomization in `dir` (`kfile` names it): no URL, no absolute
+ * path, nothing outside the repository, no symlink or submodule. Returns the normalized
+ * repository path (caller frees) or NULL with the error set. */
+static char *kustomize_ref(const struct kctx *c, const char *kfile, const char *field, const char *dir,
+			   const char *ref)
+{
+	if (remote_ref(ref)) {
+		gitops_error_set(GITOPS_EINVALID, "app %s: %s: %s: \"%s\" is remote; gitops renders from this repository "
+				 "only, without network: vendor it into the repository and refer to it by a relative path",
+				 c->app_name, kfile, field, ref);
+		return NULL;
+	}
+	char *p = ref[0] == '/' ? NULL : join_norm(dir, ref);
+	if (!p) {
+		gitops_error_set(GITOPS_EINVALID, "app %s: %s: %s: \"%s\" is outside the repository; kustomize may only "
+				 "read files of this repository", c->app_name, kfile, field, ref);
+		return NULL;
+	}
+	if (mf_repo_check_plain_tree(c->repo, c->commit, p) && gitops_error_code() == GITOPS_EINVALID) {
+		gitops_error_prefix("app %s: %s: %s", c->app_name, kfile, field);
+		free(p);
+		return NULL;
+	}
+	gitops_error_clear(); /* a missing path is kustomize's to report */
+	return p;
+}
+
+/* Walks a kustomization and what it refers to: every path is checked (kustomize_ref) and the ids
+ * of directories and files outside the app directory go into the cache key, recursively: an
+ * overlay's key changes with its base. */
+static int kustomize_check(const struct kctx *c, const char *dir_in, int depth)
+{
+	const char *dir = strcmp(dir_in, ".") ? dir_in : ""; /* the repository root */
 	if (depth > 16)
-		return;
+		return gitops_error_set(GITOPS_EINVALID, "app %s: kustomizations nested more than 16 deep at %s",
+					c->app_name, dir);
 	static const char *const names[] = {"kustomization.yaml", "kustomization.yml", "Kustomization"};
 	gitops_buf b = GITOPS_BUF_INIT;
+	char *kfile = NULL;
 	int rc = -1;
 	for (size_t i = 0; i < 3 && rc; i++) {
-		char *p = gitops_sprintf("%s/%s", dir, names[i]);
+		free(kfile);
+		kfile = *dir ? gitops_sprintf("%s/%s", dir, names[i]) : gitops_strdup(names[i]);
 		gitops_buf_clear(&b);
-		rc = mf_repo_read(&b, repo, commit, p);
-		free(p);
+		rc = mf_repo_read(&b, c->repo, c->commit, kfile);
 	}
 	gitops_error_clear();
 	json_t *k = NULL;
-	if (!rc && !mf_yaml_parse(&k, gitops_buf_cstr(&b), b.len, dir, NULL) && json_is_object(k)) {
-		static const char *const fields[] = {"resources", "bases", "components"};
-		for (size_t f = 0; f < 3; f++) {
+	if (rc) { /* a plain directory of resources: nothing more to follow */
+		rc = 0;
+		goto out;
+	}
+	rc = mf_yaml_parse(&k, gitops_buf_cstr(&b), b.len, kfile, NULL);
+	if (rc || !json_is_object(k))
+		goto out; /* kustomize reports a malformed kustomization itself */
+	static const char *const unsupported[] = {"helmCharts", "helmChartInflationGenerator", "helmGlobals", NULL};
+	for (const char *const *u = unsupported; *u; u++)
+		if (json_object_get(k, *u)) {
+			rc = gitops_error_set(GITOPS_EINVALID, "app %s: %s: %s: kustomize's chart inflation runs helm and "
+					      "downloads charts; gitops does not enable it: vendor the chart into the "
+					      "repository and render it as a helm app", c->app_name, kfile, *u);
+			goto out;
+		}
+	/* directories (or files) that are kustomizations or resources themselves */
+	static const char *const dirs[] = {"resources", "bases", "components", NULL};
+	/* plain file lists */
+	static const char *const files[] = {"crds", "configurations", "patchesStrategicMerge", "generators",
+					    "transformers", "validators", NULL};
+	for (int pass = 0; pass < 2 && !rc; pass++) {
+		const char *const *list = pass ? files : dirs;
+		for (size_t f = 0; list[f] && !rc; f++) {
 			size_t i;
 			json_t *v;
-			json_array_foreach(json_object_get(k, fields[f]), i, v) {
+			json_array_foreach(json_object_get(k, list[f]), i, v) {
 				const char *ref = json_string_value(v);
-				if (!ref || strstr(ref, "://") || !strncmp(ref, "github.com/", 11) || ref[0] == '/')
+				/* an inline patch or plugin config is YAML text, not a path */
+				if (!ref || strchr(ref, '\n'))
 					continue;
-				char *p = join_norm(dir, ref);
-				char id[41];
-				size_t dl = strlen(app_dir);
-				bool inside = p && strncmp(p, app_dir, dl) == 0 && (p[dl] == '/' || p[dl] == '\0');
-				if (p && !mf_repo_entry_id(id, repo, commit, p)) {
-					/* inside the app directory its tree id already covers it, but what it
-					 * refers to may lie outside: follow it either way */
-					if (!inside)
-						gitops_buf_printf(key, "dep %s %s\n", p, id);
-					if (strcmp(p, dir))
-						kustomize_deps(key, repo, commit, app_dir, p, depth + 1);
+				char *p = kustomize_ref(c, kfile, list[f], dir, ref);
+				if (!p) {
+					rc = gitops_error_code();
+					break;
 				}
+				char id[41];
+				size_t dl = strlen(c->app_dir);
+				bool inside = !strcmp(c->app_dir, ".") ||
+					      (!strncmp(p, c->app_dir, dl) && (p[dl] == '/' || p[dl] == '\0'));
+				if (!mf_repo_entry_id(id, c->repo, c->commit, p)) {
+					if (!inside)
+						gitops_buf_printf(c->key, "dep %s %s\n", p, id);
+					if (!pass && strcmp(p, dir))
+						rc = kustomize_check(c, p, depth + 1);
+				}
+				if (!rc)
+					gitops_error_clear();
 				free(p);
+				if (rc)
+					break;
 			}
 		}
 	}
-	gitops_error_clear();
+	/* objects with a path: patches, patchesJson6902, replacements, openapi */
+	static const char *const with_path[] = {"patches", "patchesJson6902", "replacements", NULL};
+	for (size_t f = 0; with_path[f] && !rc; f++) {
+		size_t i;
+		json_t *v;
+		json_array_foreach(json_object_get(k, with_path[f]), i, v) {
+			const char *ref = json_string_value(json_object_get(v, "path"));
+			char *p = ref ? kustomize_ref(c, kfile, with_path[f], dir, ref) : NULL;
+			if (ref && !p) {
+				rc = gitops_error_code();
+				break;
+			}
+			free(p);
+		}
+	}
+	const char *oa = json_string_value(json_object_get(json_object_get(k, "openapi"), "path"));
+	char *op = !rc && oa ? kustomize_ref(c, kfile, "openapi", dir, oa) : NULL;
+	if (!rc && oa && !op)
+		rc = gitops_error_code();
+	free(op);
+	/* generators' files ("key=path" or "path"), envs and env (paths) */
+	static const char *const gens[] = {"configMapGenerator", "secretGenerator", NULL};
+	for (size_t g = 0; gens[g] && !rc; g++) {
+		size_t i, j;
+		json_t *gen, *v;
+		json_array_foreach(json_object_get(k, gens[g]), i, gen) {
+			json_t *refs = json_array();
+			json_array_foreach(json_object_get(gen, "files"), j, v)
+				if (json_is_string(v)) {
+					const char *eq = strchr(json_string_value(v), '=');
+					json_array_append_new(refs, json_string(eq ? eq + 1 : json_string_value(v)));
+				}
+			json_array_extend(refs, json_object_get(gen, "envs"));
+			if (json_is_string(json_object_get(gen, "env")))
+				json_array_append(refs, json_object_get(gen, "env"));
+			json_array_foreach(refs, j, v) {
+				char *p = json_is_string(v) ? kustomize_ref(c, kfile, gens[g], dir, json_string_value(v)) : NULL;
+				if (json_is_string(v) && !p)
+					rc = gitops_error_code();
+				free(p);
+				if (rc)
+					break;
+			}
+			json_decref(refs);
+			if (rc)
+				break;
+		}
+	}
+out:
 	json_decref(k);
 	gitops_buf_free(&b);
+	free(kfile);
+	return rc;
 }
 
 static void sha256_hex(char out[65], const char *s, size_t len)
@@ -633,9 +905,23 @@ static int ensure_checkout(mf_renderer *r, mf_repo *repo, const char *commit)
 	if (r->co_dir && r->co_repo == repo && !strcmp(r->co_commit, commit))
 		return 0;
 	drop_checkout(r);
-	int rc = mf_repo_checkout(&r->co_dir, repo, commit);
+	int rc = ensure_work(r);
 	if (rc)
 		return rc;
+	/* under the data directory, not /tmp: a killed render's checkout is swept at the next start */
+	char *dir = gitops_sprintf("%s/checkout-%.12s", r->work, commit);
+	if (mkdir(dir, 0700)) {
+		rc = gitops_error_set(GITOPS_EIO, "mkdir %s: %s", dir, strerror(errno));
+		free(dir);
+		return rc;
+	}
+	rc = mf_repo_checkout_into(repo, commit, dir);
+	if (rc) {
+		mf_rmtree(dir);
+		free(dir);
+		return rc;
+	}
+	r->co_dir = dir;
 	r->co_repo = repo;
 	snprintf(r->co_commit, sizeof(r->co_commit), "%s", commit);
 	return 0;
@@ -688,13 +974,32 @@ int mf_render_app(mf_objects *set, mf_renderer *r, mf_repo *repo, const char *co
 			goto out;
 		gitops_buf_printf(&key, "version %s\npath %s\n", ver, app->path);
 	}
-	if (kind == MF_RENDERER_KUSTOMIZE)
-		kustomize_deps(&key, repo, commit, app->path, app->path, 0);
+	/* no symlink or submodule in the app, and a kustomization reads nothing outside the repository */
+	rc = mf_repo_check_plain_tree(repo, commit, app->path);
+	if (rc) {
+		gitops_error_prefix("app %s (gitops.yaml:%d)", app->name, app->line);
+		goto out;
+	}
+	if (kind == MF_RENDERER_KUSTOMIZE) {
+		struct kctx kc = {&key, repo, commit, app->name, app->path};
+		rc = kustomize_check(&kc, app->path, 0);
+		if (rc)
+			goto out;
+	}
 	if (kind == MF_RENDERER_HELM) {
 		gitops_buf_printf(&key, "release %s\nnamespace %s\n", app->release_name ? app->release_name : app->name,
 				  ns ? ns : "");
+		if ((rc = caps_get(r, env)))
+			goto out;
+		gitops_buf_printf(&key, "kube-version %s\napi-versions %s\n", r->caps_version ? r->caps_version : "",
+				  r->caps_apis ? r->caps_apis : "");
 		for (size_t i = 0; i < app->n_values; i++) {
 			char id[41];
+			if (!mf_repo_entry_id(id, repo, commit, app->values[i]) &&
+			    mf_repo_check_plain_tree(repo, commit, app->values[i])) {
+				gitops_error_prefix("app %s (gitops.yaml:%d): values file", app->name, app->line);
+				goto out;
+			}
 			if (mf_repo_entry_id(id, repo, commit, app->values[i])) {
 				rc = gitops_error_set(GITOPS_ENOTFOUND, "app %s (gitops.yaml:%d): values file %s does not exist at commit %.12s",
 						      app->name, app->line, app->values[i], commit);
@@ -756,6 +1061,7 @@ int mf_render_env(mf_objects **out, mf_renderer *r, mf_repo *repo, const char *c
 	mf_objects *set;
 	mf_objects_new(&set);
 	int rc = 0;
+	caps_forget(r); /* asked again: the cluster may have been upgraded since the last render */
 	for (size_t i = 0; i < env->n_apps && !rc; i++) {
 		if (only_app && strcmp(env->apps[i].name, only_app))
 			continue;

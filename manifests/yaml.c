@@ -6,6 +6,7 @@
 #include <limits.h>
 #include <libfyaml.h>
 #include <math.h>
+#include <openssl/evp.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -27,6 +28,37 @@ static void limits_fill(struct mf_limits *l, const struct mf_limits *in)
 		l->max_alias_nodes = MF_DEFAULT_MAX_ALIAS_NODES;
 }
 
+
+/* Finds the first character YAML does not allow in a stream (go-yaml refuses them too: "control
+ * characters are not allowed"): C0 controls other than tab, LF and CR (NUL among them: libfyaml
+ * would stop reading there and the rest of the file would silently vanish), DEL, and C1 controls
+ * other than NEL. `text` is valid UTF-8. Returns the code point, or -1 when there is none. */
+static long control_char(const char *text, size_t len, int *line, int *col)
+{
+	const unsigned char *s = (const unsigned char *)text;
+	int ln = 1, cl = 1;
+	for (size_t i = 0; i < len; i++) {
+		unsigned c = s[i];
+		if (c == '\n') {
+			ln++;
+			cl = 1;
+			continue;
+		}
+		long cp = -1;
+		if ((c < 0x20 && c != '\t' && c != '\r') || c == 0x7F)
+			cp = (long)c;
+		else if (c == 0xC2 && i + 1 < len && s[i + 1] >= 0x80 && s[i + 1] <= 0x9F && s[i + 1] != 0x85)
+			cp = (long)s[i + 1];
+		if (cp >= 0) {
+			*line = ln;
+			*col = cl;
+			return cp;
+		}
+		if ((c & 0xC0) != 0x80)
+			cl++; /* columns count characters, not bytes */
+	}
+	return -1;
+}
 
 /* ---- scalar resolution (go-yaml v2 resolve.go, then JSON round trip as kubectl does) -------- */
 
@@ -189,6 +221,52 @@ static json_t *resolve_plain(const char *s, const char **err)
 		res = json_string(s);
 	free(plain);
 	return res;
+}
+
+/* A !!binary scalar as kubectl reads it: go-yaml decodes the base64 (line breaks ignored) into a
+ * string of the bytes, and the JSON encoding turns each byte that is not valid UTF-8 into U+FFFD.
+ * NULL with *err for invalid base64. */
+static json_t *binary_scalar(const char *s, size_t len, const char **err)
+{
+	char *clean = gitops_malloc(len + 1);
+	size_t n = 0;
+	for (size_t i = 0; i < len; i++)
+		if (s[i] != '\n' && s[i] != '\r')
+			clean[n++] = s[i];
+	clean[n] = '\0';
+	json_t *v = NULL;
+	/* Go's StdEncoding: padded, '=' only as the last one or two characters */
+	size_t body = strspn(clean, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/");
+	size_t pad = strspn(clean + body, "=");
+	bool valid = n % 4 == 0 && body + pad == n && pad <= 2;
+	unsigned char *raw = gitops_malloc(n / 4 * 3 + 3);
+	int got = valid ? EVP_DecodeBlock(raw, (unsigned char *)clean, (int)n) : -1;
+	if (got >= 0)
+		got -= (int)pad; /* EVP_DecodeBlock counts padding as data */
+	if (got < 0) {
+		*err = "!!binary value is not valid base64";
+	} else {
+		gitops_buf b = GITOPS_BUF_INIT;
+		for (size_t i = 0; i < (size_t)got;) {
+			int line, col;
+			size_t k = (raw[i] & 0xE0) == 0xC0 ? 2 : (raw[i] & 0xF0) == 0xE0 ? 3 : (raw[i] & 0xF8) == 0xF0 ? 4 : 1;
+			if (k <= (size_t)got - i && (raw[i] < 0x80 || !gitops_utf8_check((char *)raw + i, k, &line, &col))) {
+				gitops_buf_put(&b, raw + i, k);
+				i += k;
+			} else {
+				gitops_buf_puts(&b, "\xEF\xBF\xBD");
+				i++;
+			}
+		}
+		if (memchr(b.ptr ? b.ptr : "", '\0', b.len))
+			*err = "!!binary value decodes to a NUL byte (use a ConfigMap's binaryData or a Secret's data)";
+		else
+			v = json_stringn(b.ptr ? b.ptr : "", b.len);
+		gitops_buf_free(&b);
+	}
+	free(raw);
+	free(clean);
+	return v;
 }
 
 /* A mapping key as sigs.k8s.io/yaml turns it into a JSON key. */
@@ -409,7 +487,9 @@ static int on_scalar(struct builder *b, struct fy_event *ev)
 	const char *err = NULL;
 	bool is_str_tag = tag && (!strcmp(tag, "tag:yaml.org,2002:str") || !strcmp(tag, "!!str") ||
 				  !strcmp(tag, "!"));
-	if (style == FYSS_PLAIN && !is_str_tag) {
+	if (tag && (!strcmp(tag, "tag:yaml.org,2002:binary") || !strcmp(tag, "!!binary"))) {
+		v = binary_scalar(s, len, &err);
+	} else if (style == FYSS_PLAIN && !is_str_tag) {
 		if (expecting_key(b) && !strcmp(s, "<<") && !tag) {
 			struct frame *f = &b->stack[b->depth - 1];
 			f->key_merge = true;
@@ -514,6 +594,11 @@ int mf_yaml_parse_stream(const char *text, size_t len, const char *file,
 	int line, col;
 	if (gitops_utf8_check(text, len, &line, &col))
 		return gitops_error_set(GITOPS_EPARSE, "%s:%d:%d: invalid UTF-8", b.file, line, col);
+	long cc = control_char(text, len, &line, &col);
+	if (cc >= 0)
+		return gitops_error_set(GITOPS_EPARSE, "%s:%d:%d: control character U+%04lX%s is not allowed in YAML "
+					"(the file is binary or corrupt; remove it or write the value escaped in a "
+					"double-quoted string)", b.file, line, col, cc, cc == 0 ? " (NUL)" : "");
 
 	struct fy_diag_cfg dcfg;
 	fy_diag_cfg_default(&dcfg);
@@ -591,9 +676,20 @@ int mf_yaml_parse_stream(const char *text, size_t len, const char *file,
 	if (!rc && (fy_parser_get_stream_error(fyp) || fy_diag_got_error(diag))) {
 		void *it = NULL;
 		struct fy_diag_error *de = fy_diag_errors_iterate(diag, &it);
-		if (de)
-			rc = gitops_error_set(GITOPS_EPARSE, "%s:%d:%d: %s", b.file, de->line + 1,
-					      de->column + 1, de->msg ? de->msg : "YAML syntax error");
+		/* libfyaml's collected errors carry 1-based lines and columns of the offending token's
+		 * start; a multi-line token (a plain scalar that turns out to be a key, a quoted scalar
+		 * whose continuation is wrongly indented) starts on the line above the mistake, so the
+		 * later of that and the token's end (0-based) names the line to fix */
+		if (de) {
+			int el = de->line, ec = de->column;
+			const struct fy_mark *te = de->fyt ? fy_token_end_mark(de->fyt) : NULL;
+			if (te && (te->line + 1 > el || (te->line + 1 == el && te->column + 1 > ec))) {
+				el = te->line + 1;
+				ec = te->column + 1;
+			}
+			rc = gitops_error_set(GITOPS_EPARSE, "%s:%d:%d: %s", b.file, el, ec,
+					      de->msg ? de->msg : "YAML syntax error");
+		}
 		else
 			rc = gitops_error_set(GITOPS_EPARSE, "%s:1: YAML syntax error", b.file);
 	}

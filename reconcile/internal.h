@@ -42,7 +42,20 @@ struct rec_entry {
 	bool failed;
 };
 
+/* A hook of the plan (see enum mf_hook): not desired state; the sync applies it around the app's
+ * other objects (hooks.c). */
+struct rec_hook {
+	json_t *obj;       /* labelled as this environment's */
+	char *app, *source;
+	enum mf_hook phase;
+	int weight;
+	unsigned del;      /* MF_HOOK_DELETE_* */
+	size_t order;      /* position in the render: ties of weight keep it */
+};
+
 struct rec_plan {
+	struct rec_hook *hooks;
+	size_t n_hooks;
 	char env[128];
 	char revision[41];
 	const struct mf_environment *envp;
@@ -62,6 +75,14 @@ struct rec_plan {
 int rec_plan_refresh(rec_plan *p);
 
 void rec_progress(rec_workspace *ws, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+/* hooks.c: keeps the plan's hooks (obj is stolen; skipped hooks are dropped), frees them, and runs
+ * one phase's hooks in weight order: delete per policy, apply, wait for a Job or Pod to finish,
+ * delete per policy. Returns GITOPS_OK, or an error naming the first hook that failed (the
+ * phase stops there). Never deletes an object that is not labelled as this environment's. */
+void rec_hook_add(rec_plan *p, json_t *obj, const struct mf_object *mo, const char *source);
+void rec_hooks_free(rec_plan *p);
+int rec_hooks_run(rec_workspace *ws, rec_plan *p, enum mf_hook phase, bool dry_run);
 
 /* inventory.c: the inventory of one pipeline and environment, read and written compare-and-swap. */
 struct rec_inventory {

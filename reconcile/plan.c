@@ -118,6 +118,7 @@ static void free_entries(rec_plan *p)
 	free(p->entries);
 	p->entries = NULL;
 	p->n = 0;
+	rec_hooks_free(p);
 	rec_inventory_free(p->inv);
 	p->inv = NULL;
 	free(p->inv_rv);
@@ -192,6 +193,13 @@ static int plan_build(rec_plan *p)
 		json_object_set_new(desired_keys, key, json_true());
 		if (only_app && strcmp(mo->app, only_app)) {
 			free(key);
+			continue;
+		}
+		if (mo->hook) { /* hooks are not desired state: the sync runs them (hooks.c) */
+			free(key);
+			char *src = gitops_sprintf("%s:%d", mo->file, mo->line);
+			rec_hook_add(p, json_deep_copy(mo->obj), mo, src);
+			free(src);
 			continue;
 		}
 		struct rec_entry *e = add_entry(p);

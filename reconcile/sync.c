@@ -504,6 +504,19 @@ int rec_sync(struct rec_sync_report *rep, rec_workspace *ws, rec_plan *p, const 
 			return rc;
 		}
 	}
+	/* PreSync hooks run before the app's objects are written, and only when the sync writes: a
+	 * sync with nothing to do (the daemon's steady state) runs no hook */
+	bool writes = todo > 0;
+	for (size_t i = 0; i < p->n_visible && !writes; i++)
+		writes = opt->prune && drift_result_state(p->entries[i].item.result) == DRIFT_EXTRA;
+	if (writes && rec_hooks_run(ws, p, MF_HOOK_PRE_SYNC, opt->dry_run)) {
+		rc = gitops_error_set(GITOPS_ERROR, "%s: %s; nothing else was applied", p->env, gitops_error_last());
+		free(idx);
+		rec_lock_release(lock);
+		rep->failed++;
+		rep->ms = gitops_now_ms() - t0;
+		return rc;
+	}
 	json_t *new_namespaces = json_object();
 	for (size_t i = 0; i < p->n_visible; i++) {
 		const struct rec_entry *e = &p->entries[i];
@@ -566,6 +579,9 @@ int rec_sync(struct rec_sync_report *rep, rec_workspace *ws, rec_plan *p, const 
 	json_decref(new_namespaces);
 	json_t *remove = json_object();
 	prune(rep, ws, p, opt, remove, lock);
+	/* PostSync hooks once everything else is in (as Argo CD: only after a sync without failures) */
+	if (writes && !rep->failed && rec_hooks_run(ws, p, MF_HOOK_POST_SYNC, opt->dry_run))
+		rep->failed++;
 	/* Entries whose object is gone, or no longer carries this environment's labels. */
 	for (size_t i = p->n_visible; i < p->n; i++)
 		json_object_set_new(remove, p->entries[i].key, json_true());

@@ -4,10 +4,12 @@
 #include "common/mask.h"
 #include "history/history.h"
 
+#include <openssl/evp.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 void rec_progress(rec_workspace *ws, const char *fmt, ...)
 {
@@ -89,6 +91,82 @@ static int read_main_config(rec_workspace *ws)
 	return rc;
 }
 
+/* Where the last capabilities seen of a cluster are kept: one file per kubeconfig and context. */
+static char *capabilities_cache(rec_workspace *ws, const struct mf_environment *env)
+{
+	const char *kc = ws->opt.kubeconfig ? ws->opt.kubeconfig : env->cluster_kubeconfig;
+	const char *ctx = ws->opt.context ? ws->opt.context : env->cluster_context;
+	const char *kenv = getenv("KUBECONFIG");
+	char *id = gitops_sprintf("%s\n%s\n%s", kc ? kc : "", kenv && !kc ? kenv : "", ctx ? ctx : "");
+	unsigned char md[32];
+	unsigned int n = 0;
+	EVP_Digest(id, strlen(id), md, &n, EVP_sha256(), NULL);
+	free(id);
+	char hex[65];
+	for (int i = 0; i < 32; i++)
+		snprintf(hex + 2 * i, 3, "%02x", md[i]);
+	char *base = ws->opt.data_dir ? gitops_strdup(ws->opt.data_dir) : mf_data_dir();
+	char *p = gitops_sprintf("%s/capabilities/%.16s.json", base, hex);
+	free(base);
+	return p;
+}
+
+/* mf_capabilities_fn: helm renders for the environment's cluster as `helm install` would, with its
+ * version and API versions from discovery; without cluster access, with the ones last seen (kept
+ * under the data directory), else with helm's defaults, saying so. */
+static int render_capabilities(void *data, const struct mf_environment *env, char **ver, json_t **apis)
+{
+	rec_workspace *ws = data;
+	char *path = capabilities_cache(ws, env);
+	kube_client *c = NULL;
+	int rc = rec_workspace_client(&c, ws, env);
+	if (!rc)
+		rc = kube_server_version(ver, c);
+	if (!rc)
+		rc = kube_api_versions(apis, c);
+	if (!rc) {
+		json_t *doc = json_pack("{s:s, s:O}", "kubeVersion", *ver, "apiVersions", *apis);
+		char *text = json_dumps(doc, JSON_COMPACT);
+		char *dir = gitops_strdup(path);
+		*strrchr(dir, '/') = '\0';
+		char *parent = gitops_strdup(dir);
+		*strrchr(parent, '/') = '\0';
+		mkdir(parent, 0700);
+		mkdir(dir, 0700);
+		if (text && gitops_write_file(path, text, strlen(text), 0600))
+			gitops_error_clear(); /* only a later offline render loses */
+		free(parent);
+		free(dir);
+		free(text);
+		json_decref(doc);
+		free(path);
+		return GITOPS_OK;
+	}
+	char *why = gitops_strdup(gitops_error_last());
+	free(*ver);
+	json_decref(*apis);
+	*ver = NULL;
+	*apis = NULL;
+	json_error_t je;
+	json_t *doc = json_load_file(path, 0, &je);
+	const char *kv = json_string_value(json_object_get(doc, "kubeVersion"));
+	json_t *av = json_object_get(doc, "apiVersions");
+	if (kv && json_is_array(av)) {
+		*ver = gitops_strdup(kv);
+		*apis = json_incref(av);
+		rec_progress(ws, "warning: %s; helm renders with the cluster's capabilities last seen "
+			     "(Kubernetes %s)", why, kv);
+	} else {
+		rec_progress(ws, "warning: %s; helm renders with its default capabilities (the "
+			     "cluster's version and APIs were never seen)", why);
+	}
+	json_decref(doc);
+	free(why);
+	free(path);
+	gitops_error_clear();
+	return GITOPS_OK;
+}
+
 int rec_workspace_open(rec_workspace **out, const struct rec_workspace_options *opt)
 {
 	struct rec_workspace_options none = {0};
@@ -120,7 +198,8 @@ int rec_workspace_open(rec_workspace **out, const struct rec_workspace_options *
 	}
 	if ((rc = read_main_config(ws)))
 		goto fail;
-	struct mf_render_options ro = {.data_dir = ws->opt.data_dir};
+	struct mf_render_options ro = {.data_dir = ws->opt.data_dir, .capabilities = render_capabilities,
+				       .capabilities_data = ws};
 	if ((rc = mf_renderer_new(&ws->renderer, &ro)))
 		goto fail;
 	*out = ws;

@@ -84,12 +84,27 @@ GO
   mv "$bin/etcd.tmp" "$bin/etcd"
 }
 
-build_helm() {
-  [ -x "$bin/helm" ] && return 0
+build_helm() { # with helm's own ldflags (Makefile): its version, and client-go's Kubernetes version as
+  # the default .Capabilities.KubeVersion (else v1.20.0); a cached helm built without them is rebuilt
+  local gomod cg major minor
+  gomod=$(go mod download -json "helm.sh/helm/v3@$HELM_VERSION" | sed -n 's/^[[:space:]]*"GoMod": "\(.*\)",*$/\1/p')
+  cg=$(awk '$1 == "k8s.io/client-go" {print $2; exit}' "$gomod")
+  cg=${cg#v0.}; major=1; minor=${cg%%.*}
+  if [ -x "$bin/helm" ]; then
+    local probe; probe=$(mktemp -d)
+    mkdir -p "$probe/c/templates"
+    printf 'apiVersion: v2\nname: c\nversion: 0.1.0\n' >"$probe/c/Chart.yaml"
+    printf 'kube: {{ .Capabilities.KubeVersion.Version }}\n' >"$probe/c/templates/k.yaml"
+    local have_v have_k
+    have_v=$("$bin/helm" version --template '{{.Version}}' 2>/dev/null || true)
+    have_k=$(HOME=$probe "$bin/helm" template "$probe/c" 2>/dev/null | sed -n 's/^kube: //p')
+    rm -rf "$probe"
+    [ "$have_v" = "$HELM_VERSION" ] && [ "$have_k" = "v$major.$minor.0" ] && return 0
+    log "helm: cached binary reports version '$have_v' and default Kubernetes '$have_k': rebuilding"
+  fi
   log "helm $HELM_VERSION: building"
-  local minor=${HELM_VERSION#v3.}; minor=${minor%%.*}
   run_logged helm env GOBIN="$bin" go install -trimpath \
-    -ldflags "-s -w -X helm.sh/helm/v3/internal/version.version=$HELM_VERSION" \
+    -ldflags "-s -w -X helm.sh/helm/v3/internal/version.version=$HELM_VERSION -X helm.sh/helm/v3/internal/version.gitTreeState=clean -X helm.sh/helm/v3/pkg/chartutil.k8sVersionMajor=$major -X helm.sh/helm/v3/pkg/chartutil.k8sVersionMinor=$minor -X helm.sh/helm/v3/pkg/lint/rules.k8sVersionMajor=$major -X helm.sh/helm/v3/pkg/lint/rules.k8sVersionMinor=$minor" \
     "helm.sh/helm/v3/cmd/helm@$HELM_VERSION"
 }
 

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # "Same as kubectl": every manifest of tests/fixtures/manifests/corpus/ is rendered by gitops (as a
 # plain app in a real git repository) and read by `kubectl create --dry-run=client -o json`; the
-# objects must be equal (numbers compared as kubectl's JSON round trip leaves them).
+# objects must be equal (numbers compared as kubectl's JSON round trip leaves them). Every file of
+# tests/fixtures/manifests/refused/ is refused by both: gitops with exit 3 and file:line.
 set -uo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/../../.." && pwd)
@@ -9,6 +10,7 @@ root=$(cd "$here/../../.." && pwd)
 need kubectl; need git; need python3
 gitops=${GITOPS_BIN:-$root/build/asan/gitops}
 corpus=$root/tests/fixtures/manifests/corpus
+refused=$root/tests/fixtures/manifests/refused
 tmp=$(mktemp -d); trap 'rm -rf "$tmp"' EXIT
 export GITOPS_DATA_DIR=$tmp/data
 
@@ -23,6 +25,12 @@ for f in "$corpus"/*; do
   n=$((n + 1)); app=f$n
   mkdir -p "$repo/corpus/$app"; cp "$f" "$repo/corpus/$app/"
   echo "      - {name: $app, path: corpus/$app}" >> "$repo/gitops.yaml"
+done
+r=0
+for f in "$refused"/*; do
+  r=$((r + 1)); app=r$r
+  mkdir -p "$repo/refused/$app"; cp "$f" "$repo/refused/$app/"
+  echo "      - {name: $app, path: refused/$app}" >> "$repo/gitops.yaml"
 done
 git -C "$repo" init -q -b main && git -C "$repo" add -A &&
   git -C "$repo" -c user.name=t -c user.email=t@example.com commit -qm corpus
@@ -103,4 +111,22 @@ for f in "$corpus"/*; do
   fi
 done
 [ "$n" -ge 10 ] || fail "the corpus has only $n files"
+
+# refused by kubectl when reading, refused by gitops with the file and the line, nothing printed
+r=0
+for f in "$refused"/*; do
+  r=$((r + 1)); name=$(basename "$f")
+  if kubectl create --dry-run=client --validate=false -o json -f "$f" > "$tmp/k.json" 2> "$tmp/k.err"; then
+    fail "$name: kubectl reads it (the fixture should be one kubectl refuses)"; continue
+  fi
+  "$gitops" render corpus --repo "$repo" --app "r$r" > "$tmp/g.out" 2> "$tmp/g.err"; rc=$?
+  if [ "$rc" -ne 3 ]; then
+    fail "$name: gitops render exit $rc, want 3" "$(cat "$tmp/g.err")"; continue
+  fi
+  if ! grep -qE "refused/r$r/$name:[0-9]+" "$tmp/g.err" || [ -s "$tmp/g.out" ]; then
+    fail "$name: no file:line in the error, or output printed" "$(cat "$tmp/g.err")"; continue
+  fi
+  ok "$name: refused like kubectl ($(head -c 160 "$tmp/g.err"))"
+done
+[ "$r" -ge 6 ] || fail "the refused corpus has only $r files"
 t_done

@@ -93,11 +93,40 @@ ms=$(( ($(date +%s%N) - start) / 1000000 ))
 if [ "$ms" -lt 5000 ]; then ok "billion laughs fails fast (${ms} ms)"; else fail "billion laughs took ${ms} ms"; fi
 
 # renderer timeout and failure: exit 3, the message says which app and why
-printf '#!/bin/sh\nsleep 30\n' > "$tmp/slow-kustomize"; chmod +x "$tmp/slow-kustomize"
+# (the stand-in renderer is the sandbox probe, a static executable: a script cannot run in the sandbox)
+cc -static -O1 -o "$tmp/probe" "$root/tests/fixtures/manifests/sandbox/probe.c" || fail "cannot build the probe"
+sleepy=$tmp/sleepy; mkdir -p "$sleepy/k"
+printf 'apiVersion: gitops/v1\nkind: Pipeline\nenvironments:\n  - name: dev\n    apps:\n      - {name: k, path: k, renderer: kustomize}\n' > "$sleepy/gitops.yaml"
+printf 'resources: []\n' > "$sleepy/k/kustomization.yaml"; : > "$sleepy/k/probe-sleep"
+git -C "$sleepy" init -q -b main && commit "$sleepy" sleepy
 start=$(date +%s)
-expect_rc "a renderer over GITOPS_RENDER_TIMEOUT exits 3" 3 env GITOPS_KUSTOMIZE="$tmp/slow-kustomize" GITOPS_RENDER_TIMEOUT=1s "$gitops" render dev --repo "$repo" --app api
+expect_rc "a renderer over GITOPS_RENDER_TIMEOUT exits 3" 3 env GITOPS_KUSTOMIZE="$tmp/probe" GITOPS_RENDER_TIMEOUT=1s "$gitops" render dev --repo "$sleepy"
 expect_contains "the timeout is named" "did not finish within 1000 ms" "$out"
 [ $(( $(date +%s) - start )) -lt 10 ] && ok "the slow renderer was killed" || fail "the slow renderer was not killed in time"
+
+# a render killed in the middle leaves nothing in /tmp, and its checkout under the data directory
+# goes at the next start
+mkdir -p "$tmp/tmpdir"
+TMPDIR=$tmp/tmpdir GITOPS_KUSTOMIZE="$tmp/probe" "$gitops" render dev --repo "$sleepy" >/dev/null 2>&1 &
+pid=$!
+for _ in $(seq 100); do [ -n "$(ls -d "$GITOPS_DATA_DIR"/work/*/checkout-* 2>/dev/null)" ] && break; sleep 0.1; done
+expect_contains "the render's checkout is under the data directory" "$GITOPS_DATA_DIR/work/" "$(ls -d "$GITOPS_DATA_DIR"/work/*/checkout-* 2>&1)"
+kill -9 $pid; wait $pid 2>/dev/null
+expect_eq "nothing of the killed render in its TMPDIR" "" "$(ls -A "$tmp/tmpdir")"
+for _ in $(seq 50); do "$gitops" render dev --repo "$repo" --app frontend >/dev/null 2>&1; [ -z "$(ls -A "$GITOPS_DATA_DIR/work")" ] && break; sleep 0.1; done
+expect_eq "the next render swept the killed one's checkout" "" "$(ls -A "$GITOPS_DATA_DIR/work")"
+
+# no sandbox, no render: where user namespaces are not allowed (here: a user namespace whose own
+# limit is 0, the host untouched) the renderer never runs unconfined
+if command -v unshare >/dev/null; then
+  expect_rc "a renderer that cannot be isolated exits 3" 3 unshare -U -r sh -c \
+    "echo 0 > /proc/sys/user/max_user_namespaces && exec \"$gitops\" render dev --repo \"$repo\" --app api"
+  expect_contains "the refusal says why and what to do" "cannot isolate" "$out"
+  expect_contains "the refusal names the failed step" "unshare(user, mount, network, PID, IPC, UTS namespaces): No space left on device" "$out"
+  expect_contains "the refusal points at the README" 'README "Renderers"' "$out"
+else
+  fail "unshare(1) is missing (util-linux)"
+fi
 expect_rc "a missing helm exits 3" 3 env GITOPS_HELM=/nonexistent/helm "$gitops" render dev --repo "$repo" --app cache
 expect_contains "the missing helm is named" "GITOPS_HELM=/nonexistent/helm: not an executable file" "$out"
 

@@ -9,7 +9,12 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "manifests/manifests.h"
@@ -108,6 +113,16 @@ static long long jint(json_t *o, const char *path)
 	free(p);
 	assert_true(json_is_integer(v));
 	return json_integer_value(v);
+}
+
+/* The sandbox probe (tests/fixtures/manifests/sandbox/probe.c), built statically once per run: a
+ * stand-in renderer that reports what it can see and do. The caller frees the path. */
+static char *probe_binary(void)
+{
+	char *bin = gitops_sprintf("%s/probe", tmp);
+	if (access(bin, X_OK))
+		assert_int_equal(sh("cc -static -O1 -o '%s' tests/fixtures/manifests/sandbox/probe.c", bin), 0);
+	return bin;
 }
 
 /* ---- git source ------------------------------------------------------------------------------ */
@@ -504,9 +519,9 @@ static void renderer_failures_are_clear_errors(void **state)
 	put(root, "kust/kustomization.yaml", "resources: [cm.yaml]\n");
 	put(root, "kust/cm.yaml", cm("k"));
 	put(root, "remote/kustomization.yaml", "resources: [https://github.com/kubernetes-sigs/kustomize//examples/helloWorld?ref=v5.0.0]\n");
-	put(root, "bin/fail", "#!/bin/sh\necho 'boom: the kustomization is broken' >&2\nexit 1\n");
-	put(root, "bin/slow", "#!/bin/sh\nsleep 30\n");
-	assert_int_equal(sh("chmod +x '%s/bin/fail' '%s/bin/slow'", root, root), 0);
+	/* renderers run in a sandbox and must be static executables: the stand-in is one */
+	put(root, "bin/script", "#!/bin/sh\necho 'apiVersion: v1'\n");
+	assert_int_equal(sh("chmod +x '%s/bin/script'", root), 0);
 	struct mf_render_options o = {.data_dir = "", .timeout_ms = 20000};
 	mf_renderer *r;
 	mf_renderer_new(&r, &o);
@@ -523,14 +538,14 @@ static void renderer_failures_are_clear_errors(void **state)
 	char *gen = gitops_sprintf("apiVersion: example.com/v1\nkind: Gen\nmetadata:\n  name: g\n  annotations:\n"
 				   "    config.kubernetes.io/function: |\n      exec:\n        path: ./gen.sh\n");
 	put(root, "kexec/gen.yaml", gen);
-	char *script = gitops_sprintf("#!/bin/sh\ntouch '%s'\necho 'apiVersion: v1'\n", marker);
-	put(root, "kexec/gen.sh", script);
+	char *gen_sh = gitops_sprintf("#!/bin/sh\ntouch '%s'\necho 'apiVersion: v1'\n", marker);
+	put(root, "kexec/gen.sh", gen_sh);
 	assert_int_equal(sh("chmod +x '%s/kexec/gen.sh'", root), 0);
 	struct mf_app kexec = {.name = "kexec", .path = "kexec", .renderer = MF_RENDERER_AUTO};
 	assert_int_not_equal(mf_render_dir(set, r, root, &kexec, NULL), 0);
 	assert_non_null(strstr(gitops_error_last(), "app kexec: kustomize build kexec"));
 	assert_int_not_equal(access(marker, F_OK), 0);
-	free(script);
+	free(gen_sh);
 	free(gen);
 	free(marker);
 
@@ -542,21 +557,34 @@ static void renderer_failures_are_clear_errors(void **state)
 	mf_renderer_free(r);
 
 	struct mf_app kust = {.name = "k", .path = "kust", .renderer = MF_RENDERER_AUTO};
-	char *fail = gitops_sprintf("%s/bin/fail", root), *slow = gitops_sprintf("%s/bin/slow", root);
-	setenv("GITOPS_KUSTOMIZE", fail, 1);
+	struct mf_app kfail = {.name = "k", .path = "kfail", .renderer = MF_RENDERER_KUSTOMIZE};
+	struct mf_app kslow = {.name = "k", .path = "kslow", .renderer = MF_RENDERER_KUSTOMIZE};
+	put(root, "kfail/probe-fail", "");
+	put(root, "kslow/probe-sleep", "");
+	char *probe = probe_binary();
+	setenv("GITOPS_KUSTOMIZE", probe, 1);
 	mf_renderer_new(&r, &o);
-	assert_int_equal(mf_render_dir(set, r, root, &kust, NULL), GITOPS_EINVALID);
-	assert_non_null(strstr(gitops_error_last(), "boom: the kustomization is broken"));
+	assert_int_equal(mf_render_dir(set, r, root, &kfail, NULL), GITOPS_EINVALID);
+	assert_non_null(strstr(gitops_error_last(), "probe: failing as asked"));
 	mf_renderer_free(r);
 
-	setenv("GITOPS_KUSTOMIZE", slow, 1);
 	o.timeout_ms = 300;
 	mf_renderer_new(&r, &o);
 	t0 = gitops_now_ms();
-	assert_int_equal(mf_render_dir(set, r, root, &kust, NULL), GITOPS_ETIMEOUT);
+	assert_int_equal(mf_render_dir(set, r, root, &kslow, NULL), GITOPS_ETIMEOUT);
 	assert_true(gitops_now_ms() - t0 < 5000);
 	assert_non_null(strstr(gitops_error_last(), "did not finish within 300 ms"));
 	mf_renderer_free(r);
+
+	char *script = gitops_sprintf("%s/bin/script", root);
+	setenv("GITOPS_KUSTOMIZE", script, 1);
+	mf_renderer_new(&r, &o);
+	assert_int_equal(mf_render_dir(set, r, root, &kust, NULL), GITOPS_EINVALID);
+	assert_non_null(strstr(gitops_error_last(), "not a 64-bit ELF executable (a script?)"));
+	assert_non_null(strstr(gitops_error_last(), "statically linked"));
+	mf_renderer_free(r);
+	free(script);
+	free(probe);
 
 	setenv("GITOPS_KUSTOMIZE", "/nonexistent/kustomize", 1);
 	mf_renderer_new(&r, &o);
@@ -581,8 +609,6 @@ static void renderer_failures_are_clear_errors(void **state)
 	assert_int_equal(mf_objects_count(set), 1);
 	mf_renderer_free(r);
 	mf_objects_free(set);
-	free(fail);
-	free(slow);
 	free(root);
 }
 
@@ -648,6 +674,391 @@ static void plain_dirs_are_recursive_ordered_and_bad_input_names_the_line(void *
 	free(src);
 }
 
+
+/* ---- isolation: what a renderer can reach ------------------------------------------------------ */
+
+/* A renderer sees the checkout (read-only), itself and /dev/null; no host file, no /proc, no
+ * network, no mount, no privilege. */
+static void renderers_see_only_the_repository_and_no_network(void **state)
+{
+	(void)state;
+	char *root = gitops_sprintf("%s/iso", tmp);
+	char *secret = gitops_sprintf("%s/outside/secret.txt", tmp);
+	put(tmp, "outside/secret.txt", "top secret\n");
+	put(root, "app/kustomization.yaml", "resources: []\n");
+	put(root, "app/probe-open", secret);
+	/* a TCP port that listens on the host's loopback */
+	int ls = socket(AF_INET, SOCK_STREAM, 0);
+	struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = 0};
+	sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	socklen_t sl = sizeof(sa);
+	assert_int_equal(bind(ls, (struct sockaddr *)&sa, sizeof(sa)), 0);
+	assert_int_equal(listen(ls, 4), 0);
+	assert_int_equal(getsockname(ls, (struct sockaddr *)&sa, &sl), 0);
+	char port[16];
+	snprintf(port, sizeof(port), "%d", ntohs(sa.sin_port));
+	put(root, "app/probe-port", port);
+	char *probe = probe_binary();
+	setenv("GITOPS_KUSTOMIZE", probe, 1);
+	struct mf_render_options o = {.data_dir = ""};
+	mf_renderer *r;
+	mf_renderer_new(&r, &o);
+	mf_objects *set;
+	mf_objects_new(&set);
+	struct mf_app app = {.name = "a", .path = "app", .renderer = MF_RENDERER_KUSTOMIZE};
+	if (mf_render_dir(set, r, root, &app, NULL))
+		fail_msg("%s", gitops_error_last());
+	json_t *cm = find(set, "ConfigMap", "probe", NULL);
+	/* the root holds exactly bin dev home src tmp */
+	const char *seen = jstr(cm, "data.root");
+	static const char *const want[] = {"bin ", "dev ", "home ", "src ", "tmp "};
+	for (size_t i = 0; i < 5; i++)
+		if (!strstr(seen, want[i]))
+			fail_msg("root '%s' lacks %s", seen, want[i]);
+	assert_int_equal(strlen(seen), strlen("bin dev home src tmp "));
+	assert_string_equal(jstr(cm, "data.cwd"), "/src");
+	assert_string_equal(jstr(cm, "data.arg2"), "yes");       /* /src/app, the app directory */
+	assert_string_equal(jstr(cm, "data.open"), "no");        /* a host file outside the repository */
+	assert_string_equal(jstr(cm, "data.etcPasswd"), "no");
+	assert_string_equal(jstr(cm, "data.procSelf"), "no");
+	assert_string_equal(jstr(cm, "data.pid"), "1");          /* its own PID namespace */
+	assert_string_equal(jstr(cm, "data.connect"), "Network is unreachable");
+	assert_string_equal(jstr(cm, "data.mount"), "no");       /* no capability left */
+	assert_string_equal(jstr(cm, "data.writeSrc"), "no");    /* the checkout is read-only */
+	assert_string_equal(jstr(cm, "data.writeTmp"), "yes");
+	assert_string_equal(jstr(cm, "data.home"), "/home");
+	/* nothing of the sandbox outlives the run */
+	char *work = gitops_sprintf("%s/work", data_dir);
+	assert_int_equal(sh("test -z \"$(find '%s' -mindepth 2 -name 'root-*')\"", work), 0);
+	mf_objects_free(set);
+	mf_renderer_free(r);
+	/* the host's own check: the probe could reach the port outside the sandbox */
+	int c = socket(AF_INET, SOCK_STREAM, 0);
+	assert_int_equal(connect(c, (struct sockaddr *)&sa, sizeof(sa)), 0);
+	close(c);
+	close(ls);
+	unsetenv("GITOPS_KUSTOMIZE");
+	free(work);
+	free(probe);
+	free(secret);
+	free(root);
+}
+
+/* Even with the path checks bypassed (mf_render_dir does not run them), the real kustomize cannot
+ * read a base that exists on the host outside the repository: it is not in its world. */
+static void kustomize_cannot_read_host_files_even_unchecked(void **state)
+{
+	(void)state;
+	char *root = gitops_sprintf("%s/esc/repo", tmp);
+	put(tmp, "esc/outside/kustomization.yaml", "resources: [cm.yaml]\n");
+	put(tmp, "esc/outside/cm.yaml", cm("stolen"));
+	put(root, "app/kustomization.yaml", "resources: [../../outside]\n");
+	/* on the host the reference resolves: repo/app/../../outside */
+	char *host = gitops_sprintf("%s/app/../../outside/cm.yaml", root);
+	assert_int_equal(access(host, R_OK), 0);
+	struct mf_render_options o = {.data_dir = ""};
+	mf_renderer *r;
+	mf_renderer_new(&r, &o);
+	mf_objects *set;
+	mf_objects_new(&set);
+	struct mf_app app = {.name = "a", .path = "app", .renderer = MF_RENDERER_KUSTOMIZE};
+	assert_int_not_equal(mf_render_dir(set, r, root, &app, NULL), 0);
+	assert_non_null(strstr(gitops_error_last(), "app a: kustomize build app"));
+	assert_non_null(strstr(gitops_error_last(), "/outside"));
+	assert_int_equal(mf_objects_count(set), 0);
+	mf_objects_free(set);
+	mf_renderer_free(r);
+	free(host);
+	free(root);
+}
+
+/* Before kustomize runs, every reference of the kustomization (and of its bases) is checked: no
+ * remote (https, git, file:// to another local repository), no absolute path, nothing outside the
+ * repository, no chart inflation; the error names the kustomization, the field and the value. */
+static void kustomize_references_outside_the_repository_are_refused(void **state)
+{
+	(void)state;
+	char *other = new_repo("other-local");
+	put(other, "secret/kustomization.yaml", "resources: [s.yaml]\n");
+	put(other, "secret/s.yaml", "apiVersion: v1\nkind: Secret\nmetadata: {name: s}\nstringData: {k: v}\n");
+	commit(other, "other");
+	char *src = new_repo("escapes");
+	static const struct {
+		const char *app, *kustomization, *want;
+	} cases[] = {
+		{"up", "resources: [../../../../tmp/x]\n", "resources: \"../../../../tmp/x\" is outside the repository"},
+		{"abs", "resources: [/etc/kubernetes]\n", "resources: \"/etc/kubernetes\" is outside the repository"},
+		{"fileurl", "resources: [\"file:///OTHER//secret\"]\n", "is remote"},
+		{"https", "resources: [\"https://github.com/org/repo//base?ref=v1\"]\n", "is remote"},
+		{"gh", "bases: [github.com/org/repo/base]\n", "bases: \"github.com/org/repo/base\" is remote"},
+		{"scp", "components: [\"git@github.com:org/repo.git//c\"]\n", "components:"},
+		{"patch", "resources: []\npatches:\n  - path: ../../../etc/p.yaml\n", "patches: \"../../../etc/p.yaml\" is outside"},
+		{"gen", "configMapGenerator:\n  - name: g\n    files: [k=../../../../etc/passwd]\n", "configMapGenerator: \"../../../../etc/passwd\""},
+		{"env", "secretGenerator:\n  - name: g\n    envs: [/etc/environment]\n", "secretGenerator: \"/etc/environment\""},
+		{"charts", "helmCharts:\n  - name: x\n    repo: https://charts.example.com\n", "helmCharts: kustomize's chart inflation"},
+		{"deep", "resources: [../base]\n", "base/kustomization.yaml: resources: \"../../../x\" is outside the repository"},
+	};
+	gitops_buf cfg = GITOPS_BUF_INIT;
+	gitops_buf_puts(&cfg, "apiVersion: gitops/v1\nkind: Pipeline\nenvironments:\n  - name: dev\n    namespace: dev\n    apps:\n");
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		char *rel = gitops_sprintf("apps/%s/kustomization.yaml", cases[i].app);
+		char *text = gitops_strdup(cases[i].kustomization);
+		char *at = strstr(text, "OTHER");
+		if (at) {
+			char *t2 = gitops_sprintf("%.*s%s%s", (int)(at - text), text, other + 1, at + 5);
+			free(text);
+			text = t2;
+		}
+		put(src, rel, text);
+		gitops_buf_printf(&cfg, "      - {name: %s, path: apps/%s}\n", cases[i].app, cases[i].app);
+		free(rel);
+		free(text);
+	}
+	put(src, "apps/base/kustomization.yaml", "resources: [../../../x]\n");
+	put(src, "gitops.yaml", cfg.ptr);
+	commit(src, "escapes");
+	mf_repo *repo;
+	assert_int_equal(mf_repo_open(&repo, src, data_dir), 0);
+	assert_int_equal(mf_repo_fetch(repo), 0);
+	char sha[41];
+	assert_int_equal(mf_repo_resolve(sha, repo, "main"), 0);
+	struct mf_config *c = load_config(repo, sha);
+	const struct mf_environment *env = mf_config_env(c, "dev");
+	struct mf_render_options o = {.data_dir = ""};
+	mf_renderer *r;
+	mf_renderer_new(&r, &o);
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		mf_objects *set;
+		mf_objects_new(&set);
+		assert_int_equal(mf_render_app(set, r, repo, sha, env, mf_environment_app(env, cases[i].app)), GITOPS_EINVALID);
+		char *app = gitops_sprintf("app %s: ", cases[i].app);
+		if (!strstr(gitops_error_last(), cases[i].want) || !strstr(gitops_error_last(), app))
+			fail_msg("%s: '%s' lacks '%s'", cases[i].app, gitops_error_last(), cases[i].want);
+		free(app);
+		assert_int_equal(mf_objects_count(set), 0);
+		mf_objects_free(set);
+	}
+	assert_int_equal(mf_renderer_executed(r), 0); /* kustomize never ran */
+	mf_renderer_free(r);
+	mf_config_free(c);
+	mf_repo_free(repo);
+	gitops_buf_free(&cfg);
+	free(src);
+	free(other);
+}
+
+/* A symlink or a submodule under an app is an error naming it (never skipped, never followed);
+ * "./apps/a/" is apps/a. */
+static void symlinks_and_submodules_are_errors_and_dot_paths_work(void **state)
+{
+	(void)state;
+	char *sub = new_repo("sub-src");
+	put(sub, "cm.yaml", cm("from-submodule"));
+	commit(sub, "sub");
+	char *src = new_repo("links");
+	put(src, "gitops.yaml",
+	    "apiVersion: gitops/v1\nkind: Pipeline\nenvironments:\n  - name: dev\n    namespace: dev\n    apps:\n"
+	    "      - {name: dot, path: ./apps/dot/}\n      - {name: link, path: apps/link}\n"
+	    "      - {name: linkdir, path: apps/linkdir}\n      - {name: sub, path: apps/sub}\n"
+	    "      - {name: kustlink, path: apps/kustlink}\n");
+	put(src, "apps/dot/cm.yaml", cm("dot"));
+	put(src, "apps/link/real.yaml", cm("real"));
+	assert_int_equal(sh("ln -s /etc/hostname '%s/apps/link/host.yaml'", src), 0);
+	put(src, "apps/real/cm.yaml", cm("r"));
+	assert_int_equal(sh("ln -s real '%s/apps/linkdir'", src), 0);
+	put(src, "apps/kustlink/kustomization.yaml", "resources: [../shared]\n");
+	assert_int_equal(sh("ln -s real '%s/apps/shared'", src), 0);
+	assert_int_equal(sh("cd '%s' && git -c protocol.file.allow=always submodule add -q '%s' apps/sub/lib >/dev/null 2>&1", src, sub), 0);
+	put(src, "apps/sub/cm.yaml", cm("s"));
+	commit(src, "links");
+	mf_repo *repo;
+	assert_int_equal(mf_repo_open(&repo, src, data_dir), 0);
+	assert_int_equal(mf_repo_fetch(repo), 0);
+	char sha[41];
+	assert_int_equal(mf_repo_resolve(sha, repo, "main"), 0);
+	struct mf_config *c = load_config(repo, sha);
+	const struct mf_environment *env = mf_config_env(c, "dev");
+	assert_string_equal(mf_environment_app(env, "dot")->path, "apps/dot");
+	struct mf_render_options o = {.data_dir = ""};
+	mf_renderer *r;
+	mf_renderer_new(&r, &o);
+	mf_objects *set;
+	mf_objects_new(&set);
+	assert_int_equal(mf_render_app(set, r, repo, sha, env, mf_environment_app(env, "dot")), 0);
+	find(set, "ConfigMap", "dot", NULL);
+	static const struct {
+		const char *app, *want;
+	} cases[] = {
+		{"link", "apps/link/host.yaml: a symbolic link"},
+		{"linkdir", "apps/linkdir: a symbolic link"},
+		{"sub", "apps/sub/lib: a git submodule"},
+		{"kustlink", "resources: apps/shared: a symbolic link"},
+	};
+	for (size_t i = 0; i < 4; i++) {
+		assert_int_equal(mf_render_app(set, r, repo, sha, env, mf_environment_app(env, cases[i].app)), GITOPS_EINVALID);
+		if (!strstr(gitops_error_last(), cases[i].want))
+			fail_msg("%s: '%s' lacks '%s'", cases[i].app, gitops_error_last(), cases[i].want);
+	}
+	assert_int_equal(mf_objects_count(set), 1);
+	mf_objects_free(set);
+	mf_renderer_free(r);
+	mf_config_free(c);
+	mf_repo_free(repo);
+	free(src);
+	free(sub);
+}
+
+/* A render killed in the middle leaves its checkout under the data directory, never in /tmp;
+ * the next renderer to start removes it. */
+static void killed_render_leaves_nothing_behind(void **state)
+{
+	(void)state;
+	char *src = new_repo("killed");
+	put(src, "gitops.yaml", "apiVersion: gitops/v1\nkind: Pipeline\nenvironments:\n  - name: dev\n    apps:\n"
+				"      - {name: k, path: k, renderer: kustomize}\n");
+	put(src, "k/kustomization.yaml", "resources: []\n");
+	put(src, "k/probe-sleep", "");
+	commit(src, "sleepy");
+	char *probe = probe_binary();
+	char *work = gitops_sprintf("%s/killdata/work", tmp);
+	char *dd = gitops_sprintf("%s/killdata", tmp);
+	char *killtmp = gitops_sprintf("%s/killtmp", tmp);
+	assert_int_equal(mkdir(killtmp, 0700), 0);
+	pid_t pid = fork();
+	if (pid == 0) {
+		setenv("TMPDIR", killtmp, 1);
+		setenv("GITOPS_KUSTOMIZE", probe, 1);
+		mf_repo *repo;
+		char sha[41];
+		if (mf_repo_open(&repo, src, dd) || mf_repo_fetch(repo) || mf_repo_resolve(sha, repo, "main"))
+			_exit(2);
+		struct mf_config *c = load_config(repo, sha);
+		struct mf_render_options o = {.data_dir = dd};
+		mf_renderer *r;
+		mf_renderer_new(&r, &o);
+		mf_objects *set;
+		mf_objects_new(&set);
+		mf_render_app(set, r, repo, sha, mf_config_env(c, "dev"), mf_environment_app(mf_config_env(c, "dev"), "k"));
+		_exit(0);
+	}
+	/* wait until its checkout is there, then kill it */
+	int found = 0;
+	for (int i = 0; i < 600 && !found; i++) {
+		found = sh("test -n \"$(find '%s' -mindepth 2 -maxdepth 2 -name 'checkout-*' 2>/dev/null)\"", work) == 0;
+		if (!found)
+			usleep(50000);
+	}
+	assert_true(found);
+	kill(pid, SIGKILL);
+	int status;
+	waitpid(pid, &status, 0);
+	assert_int_equal(sh("test -n \"$(find '%s' -mindepth 2 -maxdepth 2 -name 'checkout-*')\"", work), 0);
+	/* the next renderer to start sweeps it (once the kernel has dropped the dead one's lock: the
+	 * sandbox's processes die with it, a moment later) */
+	struct mf_render_options o = {.data_dir = dd};
+	bool swept = false;
+	for (int i = 0; i < 100 && !swept; i++) {
+		mf_renderer *r;
+		mf_renderer_new(&r, &o);
+		swept = sh("test -z \"$(find '%s' -mindepth 1)\"", work) == 0;
+		mf_renderer_free(r);
+		if (!swept)
+			usleep(50000);
+	}
+	assert_true(swept);
+	assert_int_equal(sh("test -z \"$(ls -A '%s/killtmp')\"", tmp), 0); /* its TMPDIR: nothing */
+	free(killtmp);
+	free(dd);
+	free(work);
+	free(probe);
+	free(src);
+}
+
+/* ---- helm as `helm install` would render ------------------------------------------------------- */
+
+struct caps {
+	const char *version;
+	int calls;
+};
+
+static int test_caps(void *data, const struct mf_environment *env, char **kube_version, json_t **api_versions)
+{
+	(void)env;
+	struct caps *c = data;
+	c->calls++;
+	*kube_version = gitops_strdup(c->version);
+	*api_versions = json_pack("[s,s,s]", "policy/v1", "policy/v1/PodDisruptionBudget", "monitoring.coreos.com/v1");
+	return 0;
+}
+
+/* podinfo's chart (kubeVersion >=1.23.0-0) renders with the cluster's version; the version and the
+ * API versions reach .Capabilities and the render cache key; test hooks are marked never to apply. */
+static void helm_renders_podinfo_for_the_target_cluster(void **state)
+{
+	(void)state;
+	char *src = new_repo("podinfo");
+	assert_int_equal(sh("cp -r tests/fixtures/manifests/podinfo/podinfo '%s/podinfo'", src), 0);
+	put(src, "caps/Chart.yaml", "apiVersion: v2\nname: caps\nversion: 0.1.0\nkubeVersion: \">=1.23.0-0\"\n");
+	put(src, "caps/templates/cm.yaml",
+	    "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: caps}\ndata:\n"
+	    "  kube: {{ .Capabilities.KubeVersion.Version | quote }}\n"
+	    "  pdb: {{ .Capabilities.APIVersions.Has \"policy/v1/PodDisruptionBudget\" | quote }}\n"
+	    "  monitoring: {{ .Capabilities.APIVersions.Has \"monitoring.coreos.com/v1\" | quote }}\n");
+	put(src, "gitops.yaml", "apiVersion: gitops/v1\nkind: Pipeline\nenvironments:\n  - name: dev\n    namespace: web\n    apps:\n"
+				"      - {name: podinfo, path: podinfo}\n      - {name: caps, path: caps}\n");
+	commit(src, "podinfo");
+	mf_repo *repo;
+	assert_int_equal(mf_repo_open(&repo, src, data_dir), 0);
+	assert_int_equal(mf_repo_fetch(repo), 0);
+	char sha[41];
+	assert_int_equal(mf_repo_resolve(sha, repo, "main"), 0);
+	struct mf_config *c = load_config(repo, sha);
+	const struct mf_environment *env = mf_config_env(c, "dev");
+	struct caps caps = {"v1.36.3", 0};
+	struct mf_render_options o = {.data_dir = "", .capabilities = test_caps, .capabilities_data = &caps};
+	mf_renderer *r;
+	mf_renderer_new(&r, &o);
+	mf_objects *set;
+	if (mf_render_env(&set, r, repo, sha, env, NULL))
+		fail_msg("%s", gitops_error_last());
+	assert_int_equal(caps.calls, 1); /* once per environment and render */
+	find(set, "Deployment", "podinfo", NULL);
+	json_t *cm = find(set, "ConfigMap", "caps", NULL);
+	assert_string_equal(jstr(cm, "data.kube"), "v1.36.3");
+	assert_string_equal(jstr(cm, "data.pdb"), "true");
+	assert_string_equal(jstr(cm, "data.monitoring"), "true");
+	size_t tests = 0;
+	for (size_t i = 0; i < mf_objects_count(set); i++) {
+		const struct mf_object *mo = mf_objects_at(set, i);
+		if (strstr(mo->file, "templates/tests/")) {
+			assert_int_equal(mo->hook, MF_HOOK_SKIP);
+			tests++;
+		} else {
+			assert_int_equal(mo->hook, MF_HOOK_NONE);
+		}
+	}
+	assert_true(tests >= 1);
+	mf_objects_free(set);
+	unsigned long runs = mf_renderer_executed(r);
+	/* same cluster: served from the cache; an upgraded cluster: rendered again */
+	assert_int_equal(mf_render_env(&set, r, repo, sha, env, NULL), 0);
+	mf_objects_free(set);
+	assert_int_equal(mf_renderer_executed(r), runs);
+	caps.version = "v1.37.1";
+	assert_int_equal(mf_render_env(&set, r, repo, sha, env, NULL), 0);
+	assert_int_equal(mf_renderer_executed(r), runs + 2);
+	assert_string_equal(jstr(find(set, "ConfigMap", "caps", NULL), "data.kube"), "v1.37.1");
+	mf_objects_free(set);
+	/* a cluster older than the chart allows: helm's own refusal */
+	caps.version = "v1.22.0";
+	assert_int_equal(mf_render_env(&set, r, repo, sha, env, "podinfo"), GITOPS_EINVALID);
+	assert_non_null(strstr(gitops_error_last(), "incompatible with Kubernetes v1.22.0"));
+	mf_renderer_free(r);
+	mf_config_free(c);
+	mf_repo_free(repo);
+	free(src);
+}
+
 static int setup(void **state)
 {
 	(void)state;
@@ -680,6 +1091,12 @@ int main(void)
 		cmocka_unit_test(cache_key_follows_bases_reached_through_subdirectories),
 		cmocka_unit_test(renderer_failures_are_clear_errors),
 		cmocka_unit_test(plain_dirs_are_recursive_ordered_and_bad_input_names_the_line),
+		cmocka_unit_test(renderers_see_only_the_repository_and_no_network),
+		cmocka_unit_test(kustomize_cannot_read_host_files_even_unchecked),
+		cmocka_unit_test(kustomize_references_outside_the_repository_are_refused),
+		cmocka_unit_test(symlinks_and_submodules_are_errors_and_dot_paths_work),
+		cmocka_unit_test(killed_render_leaves_nothing_behind),
+		cmocka_unit_test(helm_renders_podinfo_for_the_target_cluster),
 	};
 	return cmocka_run_group_tests(tests, setup, teardown);
 }

@@ -10,6 +10,10 @@
 
 #include "manifests/manifests.h"
 
+#define HDR_PATHS "apiVersion: gitops/v1\nkind: Pipeline\nenvironments:\n  - name: dev\n    apps:\n" \
+	"      - {name: a, path: ./apps//a/}\n      - {name: root, path: ./}\n" \
+	"      - {name: h, path: c, helm: {values: [./envs/dev/v.yaml]}}\n"
+
 static const char *good =
 	"apiVersion: gitops/v1\n"
 	"kind: Pipeline\n"
@@ -103,6 +107,21 @@ static void pipeline_name_and_adopt(void **state)
 	mf_config_free(cfg);
 }
 
+/* "./apps//a/" names apps/a (as Argo CD and Flux take it); "./" is the repository root. */
+static void app_paths_are_normalized(void **state)
+{
+	(void)state;
+	const char *y = HDR_PATHS;
+	struct mf_config *cfg;
+	if (mf_config_parse(&cfg, y, strlen(y), "gitops.yaml"))
+		fail_msg("%s", gitops_error_last());
+	const struct mf_environment *dev = mf_config_env(cfg, "dev");
+	assert_string_equal(mf_environment_app(dev, "a")->path, "apps/a");
+	assert_string_equal(mf_environment_app(dev, "root")->path, ".");
+	assert_string_equal(mf_environment_app(dev, "h")->values[0], "envs/dev/v.yaml");
+	mf_config_free(cfg);
+}
+
 static void default_track_is_the_branch(void **state)
 {
 	(void)state;
@@ -188,6 +207,7 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(full_config_parses),
+		cmocka_unit_test(app_paths_are_normalized),
 		cmocka_unit_test(default_track_is_the_branch),
 		cmocka_unit_test(pipeline_name_and_adopt),
 		cmocka_unit_test(each_config_error_names_file_line_col),

@@ -270,6 +270,176 @@ static void emit_quotes_what_yaml11_would_misread(void **state)
 	gitops_buf_free(&out);
 }
 
+static void nul_and_control_bytes_are_refused_with_line(void **state)
+{
+	(void)state;
+	/* a NUL would otherwise end the text for libfyaml: the objects after it vanished */
+	static const char nul[] = "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: a}\n---\nx: 1\0\n---\nb: 2\n";
+	json_t *v = NULL;
+	mf_objects *set;
+	mf_objects_new(&set);
+	assert_int_equal(mf_objects_add_yaml(set, nul, sizeof(nul) - 1, "n.yaml", "a", NULL, NULL), GITOPS_EPARSE);
+	assert_non_null(strstr(gitops_error_last(), "n.yaml:5:5: control character U+0000 (NUL)"));
+	assert_int_equal(mf_objects_count(set), 0);
+	/* a file of only NULs is an error, not an empty file */
+	static const char nuls[8] = {0};
+	assert_int_equal(mf_objects_add_yaml(set, nuls, sizeof(nuls), "z.yaml", "a", NULL, NULL), GITOPS_EPARSE);
+	assert_non_null(strstr(gitops_error_last(), "z.yaml:1:1: control character U+0000"));
+	mf_objects_free(set);
+	expect_error("a: 1\nb: x\x1by\n", "bad.yaml:2:5: control character U+001B");
+	expect_error("a: \x7f\n", "bad.yaml:1:4: control character U+007F");
+	expect_error("a: \xc3\xa9\xc2\x80\n", "bad.yaml:1:5: control character U+0080"); /* C1, after a 2-byte é */
+	/* tab, CR and NEL are allowed */
+	expect_json("a: \"x\ty\"\r\nb: c\xc2\x85\n", "{\"a\": \"x\\ty\", \"b\": \"c\"}");
+	assert_int_not_equal(mf_yaml_parse(&v, "{\"a\": 1}\0", 9, "j.json", NULL), 0);
+	json_decref(v);
+}
+
+static void binary_tag_is_decoded_like_kubectl(void **state)
+{
+	(void)state;
+	expect_json("a: !!binary aGVsbG8=\n", "{\"a\": \"hello\"}");
+	expect_json("a: !!binary |\n  aGVs\n  bG8gd29y\n  bGQ=\n", "{\"a\": \"hello world\"}");
+	expect_json("a: !!binary \"\"\n", "{\"a\": \"\"}");
+	/* bytes that are not UTF-8 become U+FFFD, one per byte, as Go's JSON encoder writes them */
+	expect_json("a: !!binary /4FB\n", "{\"a\": \"\\ufffd\\ufffdA\"}");
+	expect_json("a: !!binary w6k=\n", "{\"a\": \"\\u00e9\"}");
+	expect_error("a: !!binary aGVsbG8\n", "bad.yaml:1:13: !!binary value is not valid base64");
+	expect_error("a: !!binary a=Vs\n", "not valid base64");
+	expect_error("a: !!binary AA==\n", "NUL byte");
+}
+
+static void non_strings_where_kubernetes_wants_strings_are_refused(void **state)
+{
+	(void)state;
+	static const char *cases[][2] = {
+		{"apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: a\n  annotations:\n    annotated: yes\n",
+		 "x.yaml:1: ConfigMap a: metadata.annotations.annotated must be a string, not a boolean"},
+		{"# c\n---\napiVersion: v1\nkind: ConfigMap\nmetadata: {name: a, labels: {tier: 1}}\n",
+		 "x.yaml:3: ConfigMap a: metadata.labels.tier must be a string, not a number"},
+		{"apiVersion: v1\nkind: ConfigMap\nmetadata: {name: a}\ndata: {debug: on}\n",
+		 "ConfigMap a: data.debug must be a string, not a boolean"},
+		{"apiVersion: v1\nkind: Secret\nmetadata: {name: s}\nstringData: {port: 5432}\n",
+		 "Secret s: stringData.port must be a string, not a number"},
+		{"apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: d}\nspec:\n  template:\n    spec:\n"
+		 "      containers:\n      - name: c\n        env:\n        - {name: PORT, value: 8080}\n",
+		 "Deployment d: spec.template.spec.containers[0] (container c): env PORT: value must be a string, not a number"},
+		{"apiVersion: batch/v1\nkind: CronJob\nmetadata: {name: j}\nspec:\n  jobTemplate:\n    spec:\n      template:\n"
+		 "        spec:\n          containers:\n          - {name: c, args: [--port, 80]}\n",
+		 "CronJob j: spec.jobTemplate.spec.template.spec.containers[0] (container c): args[1] must be a string"},
+		{"apiVersion: v1\nkind: List\nitems:\n- apiVersion: v1\n  kind: Pod\n  metadata: {name: p, labels: [a]}\n",
+		 "Pod p: metadata.labels must be a mapping of strings, not a sequence"},
+	};
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		mf_objects *set;
+		mf_objects_new(&set);
+		int rc = mf_objects_add_yaml(set, cases[i][0], strlen(cases[i][0]), "x.yaml", "a", NULL, NULL);
+		assert_int_equal(rc, GITOPS_EINVALID);
+		if (!strstr(gitops_error_last(), cases[i][1]))
+			fail_msg("case %zu: '%s' lacks '%s'", i, gitops_error_last(), cases[i][1]);
+		assert_int_equal(mf_objects_count(set), 0);
+		mf_objects_free(set);
+	}
+	/* quoted values, nulls and custom resources' own fields pass */
+	const char *ok = "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: a, labels: {x: \"yes\", y: null}}\n"
+			 "data: {a: \"1\"}\n---\napiVersion: ex.com/v1\nkind: Widget\nmetadata: {name: w}\ndata: {a: 1}\n";
+	mf_objects *set;
+	mf_objects_new(&set);
+	assert_int_equal(mf_objects_add_yaml(set, ok, strlen(ok), "x.yaml", "a", NULL, NULL), 0);
+	assert_int_equal(mf_objects_count(set), 2);
+	mf_objects_free(set);
+}
+
+/* Syntax errors name the line to fix, not the line where the offending token began. */
+static void syntax_errors_name_the_line_to_fix(void **state)
+{
+	(void)state;
+	expect_error("a: 1\nb:\n  c: 2\n d: 3\n", "bad.yaml:4:2:");
+	expect_error("key: value\n  other: x\n", "bad.yaml:2:");
+	expect_error("a: 1\n\tb: 2\n", "bad.yaml:2:");
+	expect_error("a: 1\nb: 2\n  c: 3\n", "bad.yaml:3:");
+	expect_error("a: 1\nb: \"x\nc: 3\n", "bad.yaml:3:");
+	expect_error("a: 1\nb: c: d\n", "bad.yaml:2:");
+	expect_error("a: 1\n- b\n", "bad.yaml:2:");
+}
+
+/* Hook annotations as Argo CD reads them (its own first, then Helm's): phase, weight, policy. */
+static void hooks_are_read_as_argo_cd_reads_them(void **state)
+{
+	(void)state;
+	static const struct {
+		const char *ann;
+		enum mf_hook hook;
+		int weight;
+		unsigned del;
+	} cases[] = {
+		{"{}", MF_HOOK_NONE, 0, 0},
+		{"{helm.sh/hook: pre-install}", MF_HOOK_PRE_SYNC, 0, MF_HOOK_DELETE_BEFORE_CREATION},
+		{"{helm.sh/hook: \"post-install,post-upgrade\", helm.sh/hook-weight: \"-3\"}", MF_HOOK_POST_SYNC, -3,
+		 MF_HOOK_DELETE_BEFORE_CREATION},
+		{"{helm.sh/hook: pre-upgrade, helm.sh/hook-delete-policy: \"hook-succeeded,hook-failed\"}", MF_HOOK_PRE_SYNC, 0,
+		 MF_HOOK_DELETE_SUCCEEDED | MF_HOOK_DELETE_FAILED},
+		{"{helm.sh/hook: test}", MF_HOOK_SKIP, 0, MF_HOOK_DELETE_BEFORE_CREATION},
+		{"{helm.sh/hook: test-success}", MF_HOOK_SKIP, 0, MF_HOOK_DELETE_BEFORE_CREATION},
+		{"{helm.sh/hook: pre-delete}", MF_HOOK_SKIP, 0, MF_HOOK_DELETE_BEFORE_CREATION},
+		{"{helm.sh/hook: crd-install}", MF_HOOK_NONE, 0, 0},
+		{"{argocd.argoproj.io/hook: PostSync, argocd.argoproj.io/hook-delete-policy: HookSucceeded, "
+		 "argocd.argoproj.io/sync-wave: \"2\", helm.sh/hook: pre-install}", MF_HOOK_POST_SYNC, 2, MF_HOOK_DELETE_SUCCEEDED},
+		{"{argocd.argoproj.io/hook: Skip}", MF_HOOK_SKIP, 0, MF_HOOK_DELETE_BEFORE_CREATION},
+	};
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		char *y = gitops_sprintf("apiVersion: batch/v1\nkind: Job\nmetadata: {name: j, annotations: %s}\n", cases[i].ann);
+		mf_objects *set;
+		mf_objects_new(&set);
+		if (mf_objects_add_yaml(set, y, strlen(y), "h.yaml", "a", NULL, NULL))
+			fail_msg("case %zu: %s", i, gitops_error_last());
+		const struct mf_object *o = mf_objects_at(set, 0);
+		if (o->hook != cases[i].hook || (o->hook && (o->hook_weight != cases[i].weight || o->hook_delete != cases[i].del)))
+			fail_msg("case %zu: hook %d weight %d delete %u", i, o->hook, o->hook_weight, o->hook_delete);
+		mf_objects_free(set);
+		free(y);
+	}
+	/* a hook type gitops does not run is refused, not ignored */
+	const char *y = "apiVersion: batch/v1\nkind: Job\nmetadata: {name: j, annotations: {argocd.argoproj.io/hook: SyncFail}}\n";
+	mf_objects *set;
+	mf_objects_new(&set);
+	assert_int_equal(mf_objects_add_yaml(set, y, strlen(y), "h.yaml", "a", NULL, NULL), GITOPS_EINVALID);
+	assert_non_null(strstr(gitops_error_last(), "h.yaml:1: annotation argocd.argoproj.io/hook: SyncFail hooks are not supported"));
+	mf_objects_free(set);
+}
+
+static int counting_scope(void *data, const char *api, const char *kind, bool *namespaced)
+{
+	(void)api;
+	(void)kind;
+	(*(size_t *)data)++;
+	*namespaced = true;
+	return 0;
+}
+
+/* Resolving scopes indexes the set's CRDs once and asks the scope callback once per kind: the
+ * work is linear in objects (10,000 objects of 3 unknown kinds: 3 look-ups). */
+static void resolve_asks_scope_once_per_kind(void **state)
+{
+	(void)state;
+	mf_objects *set;
+	mf_objects_new(&set);
+	gitops_buf b = GITOPS_BUF_INIT;
+	for (int i = 0; i < 10000; i++)
+		gitops_buf_printf(&b, "---\napiVersion: ex.com/v1\nkind: K%d\nmetadata: {name: o%d}\n", i % 3, i);
+	gitops_buf_printf(&b, "---\napiVersion: apiextensions.k8s.io/v1\nkind: CustomResourceDefinition\n"
+			  "metadata: {name: k0s.ex.com}\nspec: {group: ex.com, scope: Cluster, names: {kind: K0}}\n");
+	assert_int_equal(mf_objects_add_yaml(set, b.ptr, b.len, "big.yaml", "a", "dev", NULL), 0);
+	size_t calls = 0;
+	assert_int_equal(mf_objects_resolve(set, counting_scope, &calls), 0);
+	assert_int_equal(calls, 2); /* K1 and K2; K0 is known from the CRD in the set */
+	assert_null(json_object_get(json_object_get(mf_objects_at(set, 0)->obj, "metadata"), "namespace"));
+	assert_string_equal(json_string_value(json_object_get(json_object_get(mf_objects_at(set, 1)->obj, "metadata"),
+							      "namespace")), "dev");
+	gitops_buf_free(&b);
+	mf_objects_free(set);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -287,6 +457,12 @@ int main(void)
 		cmocka_unit_test(crds_and_scope_callback_decide_namespaces),
 		cmocka_unit_test(same_object_twice_names_both_sources),
 		cmocka_unit_test(emit_quotes_what_yaml11_would_misread),
+		cmocka_unit_test(nul_and_control_bytes_are_refused_with_line),
+		cmocka_unit_test(binary_tag_is_decoded_like_kubectl),
+		cmocka_unit_test(non_strings_where_kubernetes_wants_strings_are_refused),
+		cmocka_unit_test(resolve_asks_scope_once_per_kind),
+		cmocka_unit_test(syntax_errors_name_the_line_to_fix),
+		cmocka_unit_test(hooks_are_read_as_argo_cd_reads_them),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
