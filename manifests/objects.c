@@ -160,6 +160,8 @@ static const char *type_name(json_t *v)
 		return "a mapping";
 	case JSON_ARRAY:
 		return "a sequence";
+	case JSON_STRING:
+		return "a string";
 	default:
 		return "null";
 	}
