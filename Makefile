@@ -5,7 +5,7 @@
 CC ?= cc
 PKGS := libgit2 libfyaml libcurl jansson openssl libmicrohttpd
 # Debian packages the project needs to build, test and run the demo.
-DEB_PKGS := build-essential pkg-config git curl openssl python3 \
+DEB_PKGS := build-essential pkg-config git curl openssl python3 jq openssh-client \
             libgit2-dev libfyaml-dev libcurl4-openssl-dev libjansson-dev libssl-dev \
             libmicrohttpd-dev libcmocka-dev openssh-server
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
