@@ -23,7 +23,7 @@ trap cleanup EXIT
 "$G" keygen --out "$tmp/al.key" >/dev/null 2>&1
 # a kubeconfig whose server refuses connections: the "down" environment's cluster
 sed "s|server: .*|server: https://127.0.0.1:1|" "$KUBECONFIG" > "$tmp/down.kubeconfig"
-repo=$tmp/repo; mkdir -p "$repo/api" "$repo/web" "$repo/bad" "$repo/badyaml"; cd "$repo"
+repo=$tmp/repo; mkdir -p "$repo/api" "$repo/web" "$repo/bad"; cd "$repo"
 cat > gitops.yaml <<Y
 apiVersion: gitops/v1
 kind: Pipeline
@@ -41,10 +41,6 @@ environments:
     track: main
     namespace: $ns
     apps: [{name: bad, path: bad}]
-  - name: $p-badyaml
-    track: main
-    namespace: $ns
-    apps: [{name: badyaml, path: badyaml}]
   - name: $p-down
     track: main
     namespace: $ns
@@ -54,15 +50,6 @@ Y
 printf 'apiVersion: v1\nkind: Namespace\nmetadata: {name: %s}\n' "$ns" > web/ns.yaml
 cm() { printf 'apiVersion: v1\nkind: ConfigMap\nmetadata: {name: %s}\ndata: {v: "%s"}\n' "$1" "$2" > "$3"; }
 cm api 1 api/cm.yaml; cm web 1 web/cm.yaml
-# An unquoted number as a Secret value: the apiserver would refuse it quoting the value
-# ("expected string, got ...{Value:918273645}"); gitops refuses it first, when reading the YAML,
-# without printing it.
-cat > badyaml/secret.yaml <<Y
-apiVersion: v1
-kind: Secret
-metadata: {name: db}
-stringData: {password: $secret}
-Y
 # The apiserver refuses this Service (port out of range) in an app that also carries a Secret
 # whose value must never be printed.
 cat > bad/svc.yaml <<Y
@@ -83,11 +70,27 @@ C1=$(commit one)
 kubectl create ns "$ns" >/dev/null 2>&1
 
 # --- Secret values never leak; failures shown under --quiet and kept in the event
+# An unquoted number as a Secret value: the apiserver would refuse it quoting the value
+# ("expected string, got ...{Value:918273645}"); gitops refuses it first, when reading the YAML,
+# without printing it. (A repository of its own.)
+mkdir -p "$tmp/y/badyaml" && cd "$tmp/y" && cat > gitops.yaml <<Y
+apiVersion: gitops/v1
+kind: Pipeline
+environments: [{name: $p-badyaml, track: main, namespace: $ns, apps: [{name: badyaml, path: badyaml}]}]
+Y
+cat > badyaml/secret.yaml <<Y
+apiVersion: v1
+kind: Secret
+metadata: {name: db}
+stringData: {password: $secret}
+Y
+git init -q -b main && commit y >/dev/null
 expect_rc "a non-string Secret value is refused when read: exit 3" 3 "$G" diff "$p-badyaml"
 expect_contains "... naming file:line and the key" "badyaml/secret.yaml:1: Secret db: stringData.password must be a string" "$out"
 expect_eq "... without the value" "" "$(grep -o "$secret" <<<"$out")"
 expect_rc "sync of it: exit 3, nothing applied" 3 "$G" sync "$p-badyaml"
 expect_eq "... without the value" "" "$(grep -o "$secret" <<<"$out")"
+cd "$repo"
 expect_rc "diff shows the refusal as an error: exit 3" 3 "$G" diff "$p-bad"
 expect_contains "diff: refused by the apiserver" "refused by the apiserver" "$out"
 expect_eq "diff: the value is not shown" "" "$(grep -o "$secret" <<<"$out")"
@@ -126,11 +129,11 @@ Y
 git init -q -b main && commit r >/dev/null
 expect_rc "render" 0 "$G" render r
 expect_eq "render: no Secret value" "" "$(grep -oE 'lastappliedvalue' <<<"$out")"
+expect_eq "render --json of one object is a List" "List 1" "$("$G" render r --json | jq -r '"\(.kind) \(.items|length)"')"
 sed -i 's/^stringData: .*/stringData: scalarvalue/' s/s.yaml && commit r2 >/dev/null
 expect_rc "render of a scalar stringData: refused (exit 3)" 3 "$G" render r
 expect_contains "... saying what it is" "stringData must be a mapping of strings, not a string" "$out"
 expect_eq "... without the value" "" "$(grep -oE 'scalarvalue' <<<"$out")"
-expect_eq "render --json of one object is a List" "List 1" "$("$G" render r --json | jq -r '"\(.kind) \(.items|length)"')"
 cd "$repo"
 
 # --- exit codes for user mistakes; --quiet accepted
@@ -171,7 +174,7 @@ expect_eq "status: the pin and why" "rollback $C1" "$(jq -r ".[] | select(.envir
 expect_eq "status: the pending promotion" "$P" "$(jq -r ".[] | select(.environment==\"$p-b\") | .pending[0].id" <<<"$st")"
 expect_eq "status: the down environment is a row with its error" "Unknown 1" \
   "$(jq -r ".[] | select(.environment==\"$p-down\") | \"\(.state) \(.error | length > 0 | if . then 1 else 0 end)\"" <<<"$st")"
-expect_eq "status: the other environments are still shown" 5 "$(jq length <<<"$st")"
+expect_eq "status: the other environments are still shown" 4 "$(jq length <<<"$st")"
 expect_eq "status and sync name counts the same way" "inSync modified missing extra" \
   "$(jq -r ".[] | select(.environment==\"$p-a\") | .counts | keys_unsorted | join(\" \")" <<<"$st")"
 expect_rc "status table" 4 "$G" status
