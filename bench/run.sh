@@ -19,3 +19,10 @@ bench/sync_bench.sh
 echo
 echo "== history/: ${BENCH_HISTORY_EVENTS:-100000} events appended, then a filtered query and DORA"
 build/bench/history_bench "${BENCH_HISTORY_EVENTS:-100000}"
+echo
+echo "== Flux baseline: source-controller and kustomize-controller, out of cluster, same objects"
+if [ "${BENCH_FLUX:-1}" != 0 ]; then bench/flux_bench.sh; else echo "skipped (BENCH_FLUX=0)"; fi
+echo
+echo "== gitops run on the same objects"
+if build/gitops run --help >/dev/null 2>&1; then bench/gitops_run_bench.sh
+else echo "gitops' daemon figures are not available yet (build/gitops has no run command)"; fi
