@@ -44,6 +44,11 @@ struct rec_workspace_options {
 int rec_workspace_open(rec_workspace **out, const struct rec_workspace_options *opt);
 void rec_workspace_free(rec_workspace *ws);
 const struct mf_config *rec_workspace_config(const rec_workspace *ws);
+/* Fetches the repository again and, when the main branch moved, re-reads gitops.yaml. Every
+ * mf_environment pointer taken from the workspace before is invalid afterwards when
+ * *config_changed is set. A failed fetch is GITOPS_EGIT (the mirror keeps its last state); a
+ * bad new gitops.yaml is GITOPS_EPARSE / EINVALID and the previous config stays in use. */
+int rec_workspace_refresh(rec_workspace *ws, bool *config_changed);
 /* The environment `name`; GITOPS_EINVALID naming the known ones when there is none. */
 int rec_workspace_env(const struct mf_environment **out, rec_workspace *ws, const char *name);
 /* The revision to deploy: `rev` when given (branch, tag, SHA), else the environment's pin in the
