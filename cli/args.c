@@ -58,6 +58,8 @@ int cli_parse_args(struct cli_args *a, int argc, char **argv, unsigned accepted)
 			a->prune = true;
 		else if (!strcmp(arg, "--dry-run") && (accepted & ARG_DRY_RUN))
 			a->dry_run = true;
+		else if (!strcmp(arg, "--adopt") && (accepted & ARG_ADOPT))
+			a->adopt = true;
 		else if (!strcmp(arg, "--no-color"))
 			a->no_color = true;
 		else if (!strcmp(arg, "--quiet") || !strcmp(arg, "-q"))

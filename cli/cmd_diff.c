@@ -12,12 +12,15 @@ void cmd_diff_help(void)
 	puts("usage: gitops diff <env> [--app A] [--revision REV] [--json]\n\n"
 	     "Shows what `gitops sync <env>` would change: objects missing from the cluster, fields\n"
 	     "gitops sets that differ, and objects gitops applied before that git no longer has\n"
-	     "(pruned by `sync --prune`). Only fields gitops sets are compared; Secret values are\n"
+	     "(pruned by `sync --prune`). Objects that exist but are not in this pipeline and\n"
+	     "environment's inventory are marked \"exists, not managed by gitops\" (sync skips them\n"
+	     "unless adopting). Only fields gitops sets are compared; Secret values are\n"
 	     "masked. Suspected differences are confirmed with a server-side dry run.\n\n"
 	     "Options:\n"
 	     "  --app A             one app of the environment\n"
 	     "  --revision REV      branch, tag or commit (default: the branch the environment tracks)\n"
-	     "  --json              a JSON array of {apiVersion, kind, namespace, name, state, fields}\n"
+	     "  --json              a JSON array of {apiVersion, kind, namespace, name, state, fields,\n"
+	     "                      app}, with managed: false and owner for unmanaged objects\n"
 	     "  --no-color          no ANSI colours (also NO_COLOR=1; off when not a terminal)\n"
 	     CLI_COMMON_HELP "\n"
 	     "Exit codes: 0 in sync; 1 differences; 2 usage; 3 bad input; 4 cluster error; 5 git error.");
@@ -44,14 +47,28 @@ int cmd_diff(int argc, char **argv)
 	json_t *arr = json_array();
 	for (size_t i = 0; i < rec_plan_count(plan); i++) {
 		const struct rec_item *it = rec_plan_item(plan, i);
-		if (drift_result_state(it->result) == DRIFT_IN_SYNC)
+		if (drift_result_state(it->result) == DRIFT_IN_SYNC && !it->unmanaged)
 			continue;
 		if (a.json) {
 			json_t *j;
 			drift_result_to_json(&j, it->result);
 			json_object_set_new(j, "app", json_string(it->app));
+			if (it->unmanaged) {
+				json_object_set_new(j, "managed", json_false());
+				if (it->owner)
+					json_object_set_new(j, "owner", json_string(it->owner));
+			}
 			json_array_append_new(arr, j);
 		} else {
+			if (it->unmanaged) {
+				const json_t *m = json_object_get(it->live, "metadata");
+				const char *ns = json_string_value(json_object_get(m, "namespace"));
+				gitops_buf_printf(&out, "# %s %s%s%s: exists, not managed by gitops (%s%s)\n",
+						  json_string_value(json_object_get(it->live, "kind")), ns ? ns : "", ns ? "/" : "",
+						  json_string_value(json_object_get(m, "name")),
+						  it->owner ? "owned by " : "sync skips it; adopt with --adopt",
+						  it->owner ? it->owner : "");
+			}
 			drift_result_format_diff(&out, it->result, cli_color(&a) ? DRIFT_FORMAT_COLOR : 0);
 		}
 	}

@@ -17,7 +17,8 @@ void cmd_status_help(void)
 	     "and counts of objects in sync, modified, missing and extra; then, from the state branch,\n"
 	     "whether it is suspended, why it is pinned, its health after the last gate, and the last\n"
 	     "error gitops run met on it (recorded when it changes). A cluster that cannot be reached\n"
-	     "shows as Unknown (exit 4 after the table).\n\n"
+	     "shows as Unknown (exit 4 after the table). The first line names the pipeline\n"
+	     "(gitops.yaml's `name`, else derived from the repository's root commit).\n\n"
 	     "Options:\n"
 	     "  --json              a JSON array of per-environment objects\n"
 	     CLI_COMMON_HELP "\n"
@@ -46,9 +47,18 @@ int cmd_status(int argc, char **argv)
 	}
 	json_t *arr = json_array();
 	code = EXIT_OK;
+	const char *pipeline = NULL;
+	if ((rc = rec_workspace_pipeline(&pipeline, NULL, ws))) {
+		code = cli_fail(cli_exit_for(rc), "%s", gitops_error_last());
+		json_decref(arr);
+		rec_workspace_free(ws);
+		return code;
+	}
 	hist *h = NULL;
 	if (hist_open_default(&h, NULL, NULL, a.repo))
 		gitops_error_clear(); /* no state branch yet: nothing suspended, pinned or failed */
+	if (!a.json)
+		printf("pipeline %s\n", pipeline);
 	if (!a.json)
 		printf("%-10s %-12s %-12s %-20s %-10s %-9s %s\n", "ENV", "TARGET", "SYNCED", "SYNCED AT", "STATE", "OBJECTS",
 		       "HEALTH");
@@ -126,6 +136,7 @@ int cmd_status(int argc, char **argv)
 						     "modified", (int)counts[1], "missing", (int)counts[2], "extra",
 						     (int)counts[3]));
 		json_t *row = json_array_get(arr, json_array_size(arr) - 1);
+		json_object_set_new(row, "pipeline", json_string(pipeline));
 		json_object_set_new(row, "suspended", json_boolean(sus != NULL));
 		if (sus)
 			json_object_set(row, "suspension", sus);

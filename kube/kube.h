@@ -138,6 +138,21 @@ typedef void (*kube_apply_done_fn)(void *ud, size_t i, const struct kube_apply_r
 int kube_apply_batch(struct kube_apply_result *results, kube_client *c, json_t *const *objs, size_t n,
 		     const struct kube_apply_options *opt, int max_in_flight, kube_apply_done_fn done, void *ud);
 
+/* Compare-and-swap writes (PUT/POST), for objects read, changed and written back (the
+ * inventory, locks). kube_update replaces `obj`, which must carry metadata.resourceVersion (the
+ * version it was read at): when the object changed since, the server refuses and the return is
+ * GITOPS_ECONFLICT (409, "the object has been modified"): re-read, merge and try again. No
+ * other failure of kube_update is GITOPS_ECONFLICT. kube_create creates `obj`; GITOPS_EEXISTS
+ * when it exists already. *out (may be NULL) gets the stored object, with its new
+ * resourceVersion (caller owns). Thread-safe like every call on a client. */
+int kube_update(json_t **out, kube_client *c, const json_t *obj);
+int kube_create(json_t **out, kube_client *c, const json_t *obj);
+
+/* The resources discovery found served (current), in discovery order (the preferred version
+ * of a group first). *out (caller frees the array, not the entries) points into the client's
+ * table, valid until kube_client_free. Discovery is loaded first when it never was. */
+int kube_resources(const struct kube_resource ***out, size_t *n, kube_client *c);
+
 /* Deletes an object. propagation: "Background", "Foreground", "Orphan" or NULL (server
  * default). Deleting an absent object is GITOPS_ENOTFOUND. */
 int kube_delete(kube_client *c, const char *api_version, const char *kind, const char *ns,

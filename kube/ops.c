@@ -682,3 +682,83 @@ int kube_delete(kube_client *c, const char *api_version, const char *kind, const
 	free(path);
 	return rc;
 }
+
+/* PUT (update) or POST (create) of a whole object. */
+static int write_object(json_t **out, kube_client *c, const json_t *obj, bool create)
+{
+	if (out)
+		*out = NULL;
+	const char *api_version = json_string_value(json_object_get(obj, "apiVersion"));
+	const char *kind = json_string_value(json_object_get(obj, "kind"));
+	json_t *meta = json_object_get(obj, "metadata");
+	const char *name = json_string_value(json_object_get(meta, "name"));
+	const char *ns = json_string_value(json_object_get(meta, "namespace"));
+	const char *rv = json_string_value(json_object_get(meta, "resourceVersion"));
+	if (!api_version || !kind || !name)
+		return gitops_error_set(GITOPS_EINVALID, "%s: object lacks apiVersion, kind or metadata.name",
+					create ? "create" : "update");
+	if (!create && (!rv || !*rv))
+		return gitops_error_set(GITOPS_EINVALID, "update %s %s: metadata.resourceVersion is required (a "
+					"compare-and-swap write)", kind, name);
+	const struct kube_resource *r;
+	int rc = kube_resource_for(&r, c, api_version, kind);
+	if (rc)
+		return rc;
+	json_t *copy = json_deep_copy(obj);
+	json_t *bmeta = json_object_get(copy, "metadata");
+	json_object_del(bmeta, "managedFields");
+	if (create)
+		json_object_del(bmeta, "resourceVersion");
+	char *body = json_dumps(copy, JSON_COMPACT);
+	json_decref(copy);
+	char *path = kube_path(r, r->namespaced ? ns : NULL, create ? NULL : name);
+	long status;
+	json_t *result = NULL;
+	rc = kube_request(c, create ? "POST" : "PUT", path, "application/json", body, &status, &result);
+	free(path);
+	free(body);
+	if (!rc && status != 200 && status != 201) {
+		char *d = describe(kind, r->namespaced ? ns : NULL, name);
+		char *what = gitops_sprintf("%s %s", create ? "create" : "update", d);
+		rc = kube_status_error(status, result, what);
+		if (create && rc == GITOPS_ECONFLICT)
+			rc = gitops_error_set(GITOPS_EEXISTS, "%s", gitops_error_last());
+		else if (!create && status == 409)
+			rc = gitops_error_set(GITOPS_ECONFLICT, "%s", gitops_error_last());
+		else if (!create && rc == GITOPS_ECONFLICT)
+			rc = gitops_error_set(GITOPS_ERROR, "%s", gitops_error_last());
+		free(what);
+		free(d);
+		json_decref(result);
+		return rc;
+	}
+	if (!rc && out)
+		*out = result;
+	else
+		json_decref(result);
+	return rc;
+}
+
+int kube_update(json_t **out, kube_client *c, const json_t *obj) { return write_object(out, c, obj, false); }
+int kube_create(json_t **out, kube_client *c, const json_t *obj) { return write_object(out, c, obj, true); }
+
+int kube_resources(const struct kube_resource ***out, size_t *n, kube_client *c)
+{
+	*out = NULL;
+	*n = 0;
+	if (!c->discovered) {
+		int rc = kube_discovery_refresh(c);
+		if (rc)
+			return rc;
+	}
+	pthread_mutex_lock(&c->disc_lock);
+	const struct kube_resource **v = gitops_calloc(c->n_resources + 1, sizeof(*v));
+	size_t k = 0;
+	for (size_t i = 0; i < c->n_resources; i++)
+		if (c->resources[i]->current)
+			v[k++] = &c->resources[i]->r;
+	pthread_mutex_unlock(&c->disc_lock);
+	*out = v;
+	*n = k;
+	return GITOPS_OK;
+}

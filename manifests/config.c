@@ -423,6 +423,8 @@ static void sync_pair(struct cctx *c, const char *key, struct fy_node *val, stru
 		e->sync_prune = get_bool(c, val, kw, "sync.prune");
 	else if (!strcmp(key, "selfHeal"))
 		e->sync_self_heal = get_bool(c, val, kw, "sync.selfHeal");
+	else if (!strcmp(key, "adopt"))
+		e->sync_adopt = get_bool(c, val, kw, "sync.adopt");
 }
 
 static void approver_pair(struct cctx *c, const char *key, struct fy_node *val, struct where kw, void *data)
@@ -501,7 +503,7 @@ static void env_pair(struct cctx *c, const char *key, struct fy_node *val, struc
 	} else if (!strcmp(key, "apps")) {
 		walk_seq(c, val, kw, "apps", app_item, e);
 	} else if (!strcmp(key, "sync")) {
-		static const char *const keys[] = {"auto", "prune", "selfHeal", NULL};
+		static const char *const keys[] = {"auto", "prune", "selfHeal", "adopt", NULL};
 		walk_map(c, val, kw, "sync", keys, sync_pair, e);
 	} else if (!strcmp(key, "approval")) {
 		static const char *const keys[] = {"required", "approvers", NULL};
@@ -570,6 +572,13 @@ static void root_pair(struct cctx *c, const char *key, struct fy_node *val, stru
 			cerr(c, node_where(val, kw), "kind: \"%s\" is not supported (want Pipeline)", s);
 		free(s);
 		r->saw_kind = true;
+	} else if (!strcmp(key, "name")) {
+		free(r->cfg->name);
+		r->cfg->name = get_str(c, val, kw, "name");
+		if (r->cfg->name && !dns_label(r->cfg->name, 63))
+			cerr(c, node_where(val, kw), "name \"%s\" must be a DNS label (at most 63 lowercase letters, "
+			     "digits and '-', starting and ending with a letter or digit): it names the pipeline in "
+			     "labels and in the inventory", r->cfg->name);
 	} else if (!strcmp(key, "branch")) {
 		free(r->cfg->branch);
 		r->cfg->branch = get_str(c, val, kw, "branch");
@@ -672,7 +681,7 @@ int mf_config_parse(struct mf_config **out, const char *text, size_t len, const 
 	struct root r = {cfg, NULL, 0, false, false, false};
 	struct fy_node *root = fy_document_root(fyd);
 	struct where top = {1, 1};
-	static const char *const keys[] = {"apiVersion", "kind", "branch", "environments", "ignore", NULL};
+	static const char *const keys[] = {"apiVersion", "kind", "name", "branch", "environments", "ignore", NULL};
 	if (!no_aliases(&c, root))
 		walk_map(&c, root, top, "gitops.yaml", keys, root_pair, &r);
 	if (!c.rc && !r.saw_api)
@@ -752,6 +761,7 @@ void mf_config_free(struct mf_config *cfg)
 	}
 	free(cfg->envs);
 	free(cfg->branch);
+	free(cfg->name);
 	free(cfg->file);
 	free(cfg);
 }

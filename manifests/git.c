@@ -522,6 +522,28 @@ int mf_repo_resolve(char out[41], mf_repo *r, const char *rev)
 	return 0;
 }
 
+int mf_repo_root_commit(char out[41], mf_repo *r, const char *commit)
+{
+	git_oid oid;
+	if (git_oid_fromstr(&oid, commit) < 0)
+		return gitops_error_set(GITOPS_EINVALID, "\"%s\" is not a full commit id", commit);
+	git_commit *c = NULL;
+	int g = git_commit_lookup(&c, r->repo, &oid);
+	while (g >= 0 && git_commit_parentcount(c) > 0) {
+		git_commit *parent = NULL;
+		g = git_commit_parent(&parent, c, 0);
+		git_commit_free(c);
+		c = parent;
+	}
+	if (g < 0) {
+		git_commit_free(c);
+		return git_fail(g, 0, commit);
+	}
+	git_oid_tostr(out, 41, git_commit_id(c));
+	git_commit_free(c);
+	return 0;
+}
+
 static int commit_tree(git_tree **out, mf_repo *r, const char *commit)
 {
 	git_oid oid;

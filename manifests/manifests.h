@@ -153,6 +153,7 @@ struct mf_environment {
 	struct mf_app *apps;
 	size_t n_apps;
 	bool sync_auto, sync_prune, sync_self_heal;
+	bool sync_adopt;  /* take over existing objects no pipeline owns (sync --adopt) */
 	int approval_required;
 	struct mf_approver *approvers;
 	size_t n_approvers;
@@ -166,6 +167,7 @@ struct mf_environment {
 struct mf_config {
 	char *file;   /* as given to the parser, for messages */
 	char *branch; /* main branch, default "main" */
+	char *name;   /* pipeline name (DNS label); NULL: derived from the repository (reconcile/) */
 	struct mf_environment *envs;
 	size_t n_envs;
 };
@@ -217,6 +219,9 @@ int mf_repo_checkout(char **out_dir, mf_repo *repo, const char *commit);
 /* Finds the git repository containing directory `start`; *out_path (caller frees) is its git
  * directory, usable as a URL for mf_repo_open. */
 int mf_repo_discover(char **out_path, const char *start);
+/* The root commit reached from `commit` by first parents (40 hex into out): an identity every
+ * clone of the repository shares. */
+int mf_repo_root_commit(char out[41], mf_repo *repo, const char *commit);
 /* True when the mirror holds any branch or tag (a fetch succeeded once). */
 bool mf_repo_has_refs(mf_repo *repo);
 /* The mirror's directory (owned by repo). */

@@ -207,6 +207,9 @@ static size_t pair_index(json_t *pairs, struct dwatch **ws, size_t *n, struct de
  * when the set of kinds and namespaces changed. Called by the reconciler with no lock held. */
 static int watch_plan(struct denv *de, rec_plan *plan, const struct mf_environment *env)
 {
+	const char *pipeline = NULL;
+	if (rec_workspace_pipeline(&pipeline, NULL, de->ws))
+		return gitops_error_prefix("%s", de->name);
 	json_t *desired = json_object(), *pairs = json_object();
 	struct dwatch *nw = NULL;
 	size_t nn = 0;
@@ -264,7 +267,8 @@ static int watch_plan(struct denv *de, rec_plan *plan, const struct mf_environme
 	pthread_rwlock_wrlock(&de->wlock);
 	free_watches(old, nold);
 	pthread_rwlock_unlock(&de->wlock);
-	char *sel = gitops_sprintf("%s=gitops,%s=%s", REC_LABEL_MANAGED_BY, REC_LABEL_ENV, de->name);
+	char *sel = gitops_sprintf("%s=gitops,%s=%s,%s=%s", REC_LABEL_MANAGED_BY, REC_LABEL_PIPELINE, pipeline, REC_LABEL_ENV,
+				   de->name);
 	int rc = GITOPS_OK;
 	/* The array does not move once callbacks hold pointers into it: start, then publish. */
 	for (size_t i = 0; i < nn && !rc; i++) {

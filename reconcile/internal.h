@@ -6,6 +6,8 @@
 
 #include "reconcile/reconcile.h"
 
+typedef struct rec_inventory rec_inventory;
+
 struct rec_client_entry {
 	char *key; /* kubeconfig + context */
 	kube_client *client;
@@ -21,6 +23,8 @@ struct rec_workspace {
 	struct rec_client_entry *clients;
 	size_t n_clients;
 	pthread_mutex_t progress_lock;
+	char pipeline[64];     /* the pipeline identity, computed once (rec_workspace_pipeline) */
+	char root_commit[41];
 };
 
 /* One planned object, with what the sync engine needs beyond the public fields. */
@@ -30,6 +34,9 @@ struct rec_entry {
 	char *key;                             /* group/kind/namespace/name */
 	char *app_s, *source_s;
 	bool written;                          /* applied or pruned by the last sync */
+	bool skip;                             /* not written: exists, not managed (no adoption) */
+	bool adopt;                            /* taken over by this sync (--adopt) */
+	char *owner_s;                         /* item.owner */
 	bool failed;
 };
 
@@ -39,17 +46,55 @@ struct rec_plan {
 	const struct mf_environment *envp;
 	kube_client *client;
 	struct rec_entry *entries;
-	size_t n;
-	json_t *inventory;  /* the inventory document read before the plan */
-	bool inventory_exists;
+	size_t n;           /* entries; the first n_visible have a result, the rest are inventory
+			     * entries whose object is gone (dropped from the inventory by a sync) */
+	size_t n_visible;
+	rec_inventory *inv;  /* the inventory as read before the plan */
+	char *inv_rv;        /* its resourceVersion then ("" when it did not exist) */
 	char *only_app;
+	char *prune_blocked; /* why nothing may be pruned (with --app: another app does not render) */
+	rec_workspace *ws;
 };
+
+/* plan.c: builds the plan again at the same revision (under the sync lock). */
+int rec_plan_refresh(rec_plan *p);
 
 void rec_progress(rec_workspace *ws, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
-/* inventory.c */
-int rec_inventory_load(json_t **doc, bool *exists, kube_client *c, const char *env);
-int rec_inventory_store(kube_client *c, const char *env, json_t *doc, bool exists);
+/* inventory.c: the inventory of one pipeline and environment, read and written compare-and-swap. */
+struct rec_inventory {
+	kube_client *c;
+	char *pipeline, *env, *repository, *name;
+	char root_commit[41];
+	json_t *cm;   /* the ConfigMap as read or last written (NULL: does not exist) */
+	json_t *doc;  /* its inventory.json */
+	bool legacy;  /* doc came from an earlier release's inventory (not written yet) */
+};
+int rec_inventory_open(rec_inventory **out, rec_workspace *ws, kube_client *c, const struct mf_environment *env);
+void rec_inventory_free(rec_inventory *inv);
+/* Re-reads the ConfigMap. */
+int rec_inventory_reload(rec_inventory *inv);
+/* The resourceVersion read, or NULL when the ConfigMap does not exist. */
+const char *rec_inventory_rv(const rec_inventory *inv);
+/* Applies `edit` to the document and writes it with the resourceVersion read as precondition;
+ * on a conflict re-reads and applies `edit` again (so edits must be idempotent changes, not
+ * replacements of the whole list). Nothing is written when the edit changes nothing. */
+typedef void (*rec_inventory_edit_fn)(json_t *doc, void *ud);
+int rec_inventory_edit(rec_inventory *inv, rec_inventory_edit_fn edit, void *ud);
+char *rec_inventory_name(const char *pipeline, const char *env);
+
+/* The sync lock: a Lease per pipeline and environment, renewed by a thread while held. */
+typedef struct rec_lock rec_lock;
+int rec_lock_acquire(rec_lock **out, rec_workspace *ws, kube_client *c, const char *pipeline, const char *env,
+		     long timeout_ms);
+/* True when another holder took the lock over (this one stopped renewing in time). */
+bool rec_lock_lost(rec_lock *l);
+void rec_lock_release(rec_lock *l);
+
+/* workspace.c */
+const char *rec_workspace_repo_url(const rec_workspace *ws);
+/* GITOPS_OK when `sha` (40 hex) is a commit of the repository. */
+int rec_workspace_has_commit(rec_workspace *ws, const char *sha);
 /* "group/kind/namespace/name" of an object or an inventory reference. Caller frees. */
 char *rec_object_key(const json_t *obj);
 char *rec_ref_key(const json_t *ref);

@@ -91,42 +91,71 @@ static int scope_lookup(void *data, const char *api_version, const char *kind, b
 	return GITOPS_OK;
 }
 
-int rec_plan_env(rec_plan **out, rec_workspace *ws, const char *env_name, const char *revision, const char *only_app)
+/* "pipeline P, environment E" when live is labelled as another pipeline's or environment's. */
+static char *other_owner(const json_t *live, const char *pipeline, const char *env)
 {
-	*out = NULL;
-	const struct mf_environment *env;
-	int rc = rec_workspace_env(&env, ws, env_name);
+	const char *mb = label(live, REC_LABEL_MANAGED_BY);
+	if (!mb || strcmp(mb, "gitops"))
+		return NULL;
+	const char *lp = label(live, REC_LABEL_PIPELINE), *le = label(live, REC_LABEL_ENV);
+	if ((lp && strcmp(lp, pipeline)) || (le && strcmp(le, env)))
+		return gitops_sprintf("pipeline %s, environment %s", lp ? lp : "(an earlier gitops release)", le ? le : "?");
+	return NULL;
+}
+
+static void free_entries(rec_plan *p)
+{
+	for (size_t i = 0; i < p->n; i++) {
+		struct rec_entry *e = &p->entries[i];
+		drift_result_free(e->item.result);
+		json_decref(e->item.desired);
+		json_decref(e->item.live);
+		free(e->key);
+		free(e->app_s);
+		free(e->source_s);
+		free(e->owner_s);
+	}
+	free(p->entries);
+	p->entries = NULL;
+	p->n = 0;
+	rec_inventory_free(p->inv);
+	p->inv = NULL;
+	free(p->inv_rv);
+	p->inv_rv = NULL;
+	free(p->prune_blocked);
+	p->prune_blocked = NULL;
+}
+
+/* Builds the plan's entries at p->revision: render, inventory, live state, comparison. */
+static int plan_build(rec_plan *p)
+{
+	rec_workspace *ws = p->ws;
+	const struct mf_environment *env = p->envp;
+	const char *only_app = p->only_app;
+	const char *pipeline;
+	int rc = rec_workspace_pipeline(&pipeline, NULL, ws);
 	if (rc)
 		return rc;
-	if (only_app && !mf_environment_app(env, only_app)) {
-		gitops_buf names = GITOPS_BUF_INIT;
-		for (size_t i = 0; i < env->n_apps; i++)
-			gitops_buf_printf(&names, "%s%s", i ? ", " : "", env->apps[i].name);
-		rc = gitops_error_set(GITOPS_EINVALID, "gitops.yaml: environment %s has no app \"%s\" (known: %s)", env->name,
-				      only_app, gitops_buf_cstr(&names));
-		gitops_buf_free(&names);
-		return rc;
-	}
-	rec_plan *p = gitops_calloc(1, sizeof(*p));
-	snprintf(p->env, sizeof(p->env), "%s", env->name);
-	p->envp = env;
-	p->only_app = only_app ? gitops_strdup(only_app) : NULL;
 	mf_objects *set = NULL;
 	drift_ignore *ignore = NULL;
 	json_t *live_index = json_object(), *desired_keys = json_object(), *inv_keys = json_object();
-	if ((rc = rec_resolve_revision(p->revision, ws, env, revision)))
-		goto done;
-	if ((rc = rec_workspace_client(&p->client, ws, env)))
-		goto done;
 	rec_progress(ws, "%s: rendering %.12s", env->name, p->revision);
-	/* Kinds the built-in table does not know are looked up in the cluster's discovery. */
+	/* Every app is rendered, also with --app: what another app desires is never pruned. */
 	mf_objects *tmp = NULL;
 	if ((rc = mf_objects_new(&set)))
 		goto done;
 	for (size_t i = 0; i < env->n_apps; i++) {
-		if (only_app && strcmp(env->apps[i].name, only_app))
-			continue;
 		if ((rc = mf_objects_new(&tmp)) || (rc = mf_render_app(tmp, ws->renderer, ws->repo, p->revision, env, &env->apps[i]))) {
+			if (only_app && strcmp(env->apps[i].name, only_app) && rc != GITOPS_EIO) {
+				/* Another app does not render: sync this one, but prune nothing. */
+				free(p->prune_blocked);
+				p->prune_blocked = gitops_sprintf("app %s does not render (%s)", env->apps[i].name, gitops_error_last());
+				mf_objects_free(tmp);
+				tmp = NULL;
+				gitops_error_clear();
+				rc = GITOPS_OK;
+				continue;
+			}
 			/* A render failure (bad manifests, renderer error or timeout, missing helm or
 			 * kustomize) is the input's fault, whatever code the renderer reported. */
 			if (rc != GITOPS_EIO)
@@ -136,6 +165,7 @@ int rec_plan_env(rec_plan **out, rec_workspace *ws, const char *env_name, const 
 		}
 		mf_objects_take(set, tmp);
 		mf_objects_free(tmp);
+		tmp = NULL;
 	}
 	struct scope_ctx sc = {p->client};
 	if ((rc = mf_objects_resolve(set, scope_lookup, &sc))) {
@@ -144,29 +174,36 @@ int rec_plan_env(rec_plan **out, rec_workspace *ws, const char *env_name, const 
 	}
 	if ((rc = build_ignore(&ignore, env)))
 		goto done;
-	if ((rc = rec_inventory_load(&p->inventory, &p->inventory_exists, p->client, env->name)))
+	if ((rc = rec_inventory_open(&p->inv, ws, p->client, env)))
 		goto done;
+	p->inv_rv = gitops_strdup(rec_inventory_rv(p->inv) ? rec_inventory_rv(p->inv) : "");
 	size_t i;
 	json_t *ref;
-	json_array_foreach(json_object_get(p->inventory, "objects"), i, ref) {
+	json_array_foreach(json_object_get(p->inv->doc, "objects"), i, ref) {
 		char *k = rec_ref_key(ref);
 		json_object_set(inv_keys, k, ref);
 		free(k);
 	}
 
-	/* Desired objects, labelled as gitops' own. */
+	/* Desired objects, labelled as this pipeline's, environment's and app's. */
 	for (i = 0; i < mf_objects_count(set); i++) {
 		const struct mf_object *mo = mf_objects_at(set, i);
+		char *key = rec_object_key(mo->obj);
+		json_object_set_new(desired_keys, key, json_true());
+		if (only_app && strcmp(mo->app, only_app)) {
+			free(key);
+			continue;
+		}
 		struct rec_entry *e = add_entry(p);
+		e->key = key;
 		e->item.desired = json_deep_copy(mo->obj);
 		set_label(e->item.desired, REC_LABEL_MANAGED_BY, "gitops");
+		set_label(e->item.desired, REC_LABEL_PIPELINE, pipeline);
 		set_label(e->item.desired, REC_LABEL_ENV, env->name);
 		set_label(e->item.desired, REC_LABEL_APP, mo->app);
 		e->app_s = gitops_strdup(mo->app);
 		e->source_s = gitops_sprintf("%s:%d", mo->file, mo->line);
-		e->key = rec_object_key(e->item.desired);
 		e->item.in_inventory = json_object_get(inv_keys, e->key) != NULL;
-		json_object_set_new(desired_keys, e->key, json_true());
 		const char *av = json_string_value(json_object_get(e->item.desired, "apiVersion"));
 		const char *kind = json_string_value(json_object_get(e->item.desired, "kind"));
 		rc = kube_resource_for(&e->resource, p->client, av, kind);
@@ -180,8 +217,9 @@ int rec_plan_env(rec_plan **out, rec_workspace *ws, const char *env_name, const 
 		if (rc)
 			goto done;
 	}
-	/* Inventory entries no longer desired (candidates for pruning). */
-	json_array_foreach(json_object_get(p->inventory, "objects"), i, ref) {
+	/* Inventory entries no app of the environment desires (candidates for pruning); with
+	 * --app, only that app's entries. */
+	json_array_foreach(json_object_get(p->inv->doc, "objects"), i, ref) {
 		const char *app = json_string_value(json_object_get(ref, "app"));
 		if (only_app && (!app || strcmp(app, only_app)))
 			continue;
@@ -193,8 +231,7 @@ int rec_plan_env(rec_plan **out, rec_workspace *ws, const char *env_name, const 
 		const struct kube_resource *r;
 		if (kube_resource_for(&r, p->client, json_string_value(json_object_get(ref, "apiVersion")),
 				      json_string_value(json_object_get(ref, "kind")))) {
-			free(k); /* the kind is gone (CRD removed): so are its objects */
-			continue;
+			r = NULL; /* the kind is gone (CRD removed): so are its objects */
 		}
 		struct rec_entry *e = add_entry(p);
 		e->key = k;
@@ -250,13 +287,20 @@ int rec_plan_env(rec_plan **out, rec_workspace *ws, const char *env_name, const 
 			e->item.live = json_incref(live);
 		if (!e->item.desired && !e->item.live)
 			continue; /* an inventory entry already gone */
-		e->item.owned = e->item.live && label(e->item.live, REC_LABEL_MANAGED_BY) &&
-				!strcmp(label(e->item.live, REC_LABEL_MANAGED_BY), "gitops") && label(e->item.live, REC_LABEL_ENV) &&
-				!strcmp(label(e->item.live, REC_LABEL_ENV), env->name);
+		const char *lm = e->item.live ? label(e->item.live, REC_LABEL_MANAGED_BY) : NULL;
+		const char *le = e->item.live ? label(e->item.live, REC_LABEL_ENV) : NULL;
+		const char *lp = e->item.live ? label(e->item.live, REC_LABEL_PIPELINE) : NULL;
+		/* Objects of an earlier release carry no pipeline label; the inventory entry decides. */
+		e->item.owned = lm && !strcmp(lm, "gitops") && le && !strcmp(le, env->name) && (!lp || !strcmp(lp, pipeline));
 		if (!e->item.desired && !e->item.owned) {
 			json_decref(e->item.live);
 			e->item.live = NULL; /* not ours after all: never reported, never pruned */
 			continue;
+		}
+		if (e->item.desired && e->item.live && !e->item.in_inventory) {
+			e->item.unmanaged = true;
+			e->owner_s = other_owner(e->item.live, pipeline, env->name);
+			e->item.owner = e->owner_s;
 		}
 		if ((rc = drift_compare(&e->item.result, e->item.desired, e->item.live, &dopt)))
 			goto done;
@@ -275,24 +319,67 @@ int rec_plan_env(rec_plan **out, rec_workspace *ws, const char *env_name, const 
 				goto done;
 		}
 	}
-	/* Drop inventory entries that turned out to be gone or not ours. */
+	/* Keep inventory entries that turned out to be gone: the sync drops them from the
+	 * inventory. They have no result; rec_plan_item callers never see them. */
 	size_t k = 0;
 	for (i = 0; i < p->n; i++) {
-		if (p->entries[i].item.result) {
+		if (p->entries[i].item.result || !p->entries[i].item.desired) {
 			p->entries[k++] = p->entries[i];
 		} else {
 			free(p->entries[i].key);
 			free(p->entries[i].app_s);
 			free(p->entries[i].source_s);
+			free(p->entries[i].owner_s);
 		}
 	}
 	p->n = k;
+	/* Entries with a result first; gone ones (no result) at the end, counted apart. */
+	size_t w = 0;
+	for (i = 0; i < p->n; i++)
+		if (p->entries[i].item.result) {
+			struct rec_entry t = p->entries[w];
+			p->entries[w++] = p->entries[i];
+			p->entries[i] = t;
+		}
+	p->n_visible = w;
 done:
 	json_decref(live_index);
 	json_decref(desired_keys);
 	json_decref(inv_keys);
 	drift_ignore_free(ignore);
 	mf_objects_free(set);
+	return rc;
+}
+
+int rec_plan_refresh(rec_plan *p)
+{
+	free_entries(p);
+	return plan_build(p);
+}
+
+int rec_plan_env(rec_plan **out, rec_workspace *ws, const char *env_name, const char *revision, const char *only_app)
+{
+	*out = NULL;
+	const struct mf_environment *env;
+	int rc = rec_workspace_env(&env, ws, env_name);
+	if (rc)
+		return rc;
+	if (only_app && !mf_environment_app(env, only_app)) {
+		gitops_buf names = GITOPS_BUF_INIT;
+		for (size_t i = 0; i < env->n_apps; i++)
+			gitops_buf_printf(&names, "%s%s", i ? ", " : "", env->apps[i].name);
+		rc = gitops_error_set(GITOPS_EINVALID, "gitops.yaml: environment %s has no app \"%s\" (known: %s)", env->name,
+				      only_app, gitops_buf_cstr(&names));
+		gitops_buf_free(&names);
+		return rc;
+	}
+	rec_plan *p = gitops_calloc(1, sizeof(*p));
+	snprintf(p->env, sizeof(p->env), "%s", env->name);
+	p->envp = env;
+	p->ws = ws;
+	p->only_app = only_app ? gitops_strdup(only_app) : NULL;
+	if (!(rc = rec_resolve_revision(p->revision, ws, env, revision)) && !(rc = rec_workspace_client(&p->client, ws, env)))
+		rc = plan_build(p);
 	if (rc) {
 		rec_plan_free(p);
 		return rc;
@@ -305,30 +392,22 @@ void rec_plan_free(rec_plan *p)
 {
 	if (!p)
 		return;
-	for (size_t i = 0; i < p->n; i++) {
-		struct rec_entry *e = &p->entries[i];
-		drift_result_free(e->item.result);
-		json_decref(e->item.desired);
-		json_decref(e->item.live);
-		free(e->key);
-		free(e->app_s);
-		free(e->source_s);
-	}
-	free(p->entries);
-	json_decref(p->inventory);
+	free_entries(p);
 	free(p->only_app);
 	free(p);
 }
 
-size_t rec_plan_count(const rec_plan *p) { return p->n; }
+size_t rec_plan_count(const rec_plan *p) { return p->n_visible; }
 const struct rec_item *rec_plan_item(const rec_plan *p, size_t i) { return &p->entries[i].item; }
 const char *rec_plan_revision(const rec_plan *p) { return p->revision; }
 const char *rec_plan_env_name(const rec_plan *p) { return p->env; }
+const char *rec_plan_inventory_name(const rec_plan *p) { return p->inv->name; }
+const char *rec_plan_pipeline(const rec_plan *p) { return p->inv->pipeline; }
 
 void rec_plan_counts(const rec_plan *p, size_t counts[4])
 {
 	counts[0] = counts[1] = counts[2] = counts[3] = 0;
-	for (size_t i = 0; i < p->n; i++)
+	for (size_t i = 0; i < p->n_visible; i++)
 		counts[drift_result_state(p->entries[i].item.result)]++;
 }
 
@@ -336,5 +415,8 @@ bool rec_plan_in_sync(const rec_plan *p)
 {
 	size_t c[4];
 	rec_plan_counts(p, c);
+	for (size_t i = 0; i < p->n_visible; i++)
+		if (p->entries[i].item.unmanaged)
+			return false;
 	return c[DRIFT_MODIFIED] == 0 && c[DRIFT_MISSING] == 0 && c[DRIFT_EXTRA] == 0;
 }

@@ -17,7 +17,11 @@
 #define REC_LABEL_MANAGED_BY "app.kubernetes.io/managed-by"
 #define REC_LABEL_ENV "gitops.dev/environment"
 #define REC_LABEL_APP "gitops.dev/app"
-/* Where the inventory lives: ConfigMap <namespace>/gitops-inventory-<env>. */
+#define REC_LABEL_PIPELINE "gitops.dev/pipeline"
+/* On a desired object: `disabled` keeps it in the cluster when it later leaves git. */
+#define REC_ANNOTATION_PRUNE "gitops.dev/prune"
+/* Where the inventories and sync locks live: ConfigMap <namespace>/gitops-inventory.<pipeline>.<env>,
+ * Lease <namespace>/gitops-lock.<pipeline>.<env>. */
 #define REC_INVENTORY_NAMESPACE "gitops-system"
 
 /* ---- Workspace: the repository, its pipeline config, and cluster clients ---------------- */
@@ -62,6 +66,10 @@ int rec_resolve_revision(char out[41], rec_workspace *ws, const struct mf_enviro
  * (bad input), local I/O failures GITOPS_EIO. The caller owns *out: mf_objects_free. */
 int rec_render_env(mf_objects **out, rec_workspace *ws, const struct mf_environment *env, const char *sha,
 		   const char *only_app);
+/* The pipeline's identity: gitops.yaml's `name`, else "repo-" and the first 16 hex digits of the
+ * main branch's root commit (the same in every clone). *root gets the root commit (40 hex).
+ * Both owned by the workspace. */
+int rec_workspace_pipeline(const char **pipeline, const char **root, rec_workspace *ws);
 /* The client for an environment's cluster (created once, owned by the workspace). */
 int rec_workspace_client(kube_client **out, rec_workspace *ws, const struct mf_environment *env);
 
@@ -75,14 +83,22 @@ struct rec_item {
 	json_t *live;           /* the live object; NULL when absent */
 	const char *app;
 	const char *source;     /* "file:line" of the desired object, or "inventory" */
-	bool in_inventory;      /* gitops applied it before */
-	bool owned;             /* live carries gitops' labels for this environment */
+	bool in_inventory;      /* in this pipeline and environment's inventory */
+	bool owned;             /* live carries this pipeline and environment's labels */
+	/* Desired and live, but not in this pipeline and environment's inventory: sync leaves it
+	 * alone (skipped, exit 6) unless adopting. */
+	bool unmanaged;
+	/* For unmanaged objects labelled by gitops elsewhere: "pipeline P, environment E" (never
+	 * adopted, even with --adopt); NULL otherwise. */
+	const char *owner;
 };
 
-/* Renders `env` at `revision` (see rec_resolve_revision), reads the inventory and the live
+/* Renders `env` at `revision` (see rec_resolve_revision), reads the inventory of this pipeline
+ * and environment and the live
  * objects (one list per kind and namespace touched; no read per object),
  * compares them, and confirms every suspected modification with a server-side dry run.
- * `only_app` may be NULL. The caller owns *out: free with rec_plan_free. */
+ * `only_app` may be NULL; with it, every app is still rendered so that nothing another app
+ * desires is planned for pruning. The caller owns *out: free with rec_plan_free. */
 int rec_plan_env(rec_plan **out, rec_workspace *ws, const char *env, const char *revision, const char *only_app);
 void rec_plan_free(rec_plan *p);
 size_t rec_plan_count(const rec_plan *p);
@@ -92,20 +108,28 @@ const char *rec_plan_revision(const rec_plan *p);
 const char *rec_plan_env_name(const rec_plan *p);
 /* Counts by state. */
 void rec_plan_counts(const rec_plan *p, size_t counts[4]);
-/* True when every desired object is in sync and nothing extra is live. */
+/* The inventory's name (ConfigMap in REC_INVENTORY_NAMESPACE) and the pipeline; owned by the plan. */
+const char *rec_plan_inventory_name(const rec_plan *p);
+const char *rec_plan_pipeline(const rec_plan *p);
+/* True when every desired object is in sync and managed, and nothing extra is live. */
 bool rec_plan_in_sync(const rec_plan *p);
 
 /* ---- Sync -------------------------------------------------------------------------------- */
 
 struct rec_sync_options {
 	bool prune;     /* delete EXTRA objects (inventory entries no longer desired) */
-	bool dry_run;   /* server-side dry run: nothing is written, inventory included */
+	bool dry_run;   /* server-side dry run: nothing is written, inventory included; nothing deleted */
+	bool adopt;     /* take over existing objects no gitops pipeline owns (also sync.adopt) */
 	int parallel;   /* objects applied at once (HTTP/2 streams); 0: 32 */
+	long lock_timeout_ms; /* waiting for another sync of the environment; 0: 10 minutes */
 };
 
 struct rec_sync_report {
 	unsigned created, updated, unchanged, pruned, failed, extra_kept;
 	unsigned skipped;  /* dry run: objects whose Namespace or CRD this sync would create first */
+	unsigned unmanaged; /* exist, not managed by this pipeline and environment: left alone */
+	unsigned adopted;   /* taken over (--adopt) */
+	unsigned kept;      /* not pruned: prune disabled, or a Namespace/CRD holding others' objects */
 	long long ms;
 };
 
@@ -113,17 +137,23 @@ struct rec_sync_report {
  * then cluster-scoped objects, then namespaced ones, in parallel within each step. Only MISSING
  * and MODIFIED objects are written. A failed object is reported (progress line with the
  * apiserver's reason) and does not stop the others; the return is then GITOPS_ERROR with the
- * count in the message. Finally the inventory is written when it changed. */
+ * count in the message. Ownership: objects about to be applied are added to the inventory
+ * (compare-and-swap) before they are applied; pruned ones are removed after they are deleted;
+ * existing objects the inventory does not list are skipped (rep->unmanaged, GITOPS_ERROR)
+ * unless adopting. Writes happen under the environment's sync lock; a dry run writes nothing.
+ * Not thread-safe for one plan; different plans may sync at once. */
 int rec_sync(struct rec_sync_report *rep, rec_workspace *ws, rec_plan *plan, const struct rec_sync_options *opt);
 
 /* ---- Status ------------------------------------------------------------------------------ */
 
 struct rec_inventory_info {
+	char pipeline[64];   /* this pipeline's identity */
+	char name[160];      /* the inventory ConfigMap */
 	char revision[41];   /* last synced commit, "" when never synced */
 	char synced_at[32];  /* UTC, RFC 3339 */
 	size_t objects;
 };
-/* Reads the environment's inventory ConfigMap (all zero when there is none). */
+/* Reads the inventory of this pipeline and environment (counts zero when there is none). */
 int rec_inventory_info(struct rec_inventory_info *out, rec_workspace *ws, const struct mf_environment *env);
 
 #endif

@@ -1,11 +1,15 @@
-/* reconcile: the sync: applies a plan with server-side apply (field manager gitops, forcing the
+/* reconcile: the sync: under the environment's sync lock, records in the inventory what it is
+ * about to apply, applies the plan with server-side apply (field manager gitops, forcing the
  * fields we own) in dependency order: Namespaces and CRDs, then cluster-scoped objects, then
- * namespaced ones; the objects of one step at once, as HTTP/2 streams on one connection.
- * Prunes, then records the inventory. */
+ * namespaced ones (the objects of one step at once, as HTTP/2 streams on one connection), then
+ * prunes what this pipeline and environment own and no app desires, removing each pruned object
+ * from the inventory once it is deleted. Existing objects it does not own are left alone unless
+ * adopting. */
 #include "reconcile/internal.h"
 
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 struct batch {
 	rec_workspace *ws;
@@ -75,8 +79,10 @@ static void run_batch(struct batch *b, int parallel)
 
 static bool wants_write(const struct rec_entry *e)
 {
+	if (!e->item.desired || !e->item.result || e->skip)
+		return false;
 	drift_state s = drift_result_state(e->item.result);
-	return e->item.desired && (s == DRIFT_MISSING || s == DRIFT_MODIFIED);
+	return s == DRIFT_MISSING || s == DRIFT_MODIFIED;
 }
 
 static int step_of(const struct rec_entry *e)
@@ -98,31 +104,333 @@ static json_t *ref_of(const struct rec_entry *e)
 	return ref;
 }
 
-/* The inventory after this sync: what is live and ours. With --app, other apps' entries stay. */
-static json_t *next_inventory(rec_plan *p)
+static bool is_extra(const struct rec_entry *e)
 {
-	json_t *objects = json_array();
-	size_t i;
-	json_t *ref;
-	json_array_foreach(json_object_get(p->inventory, "objects"), i, ref) {
-		const char *app = json_string_value(json_object_get(ref, "app"));
-		if (p->only_app && (!app || strcmp(app, p->only_app)))
-			json_array_append(objects, ref);
-	}
-	for (i = 0; i < p->n; i++) {
-		struct rec_entry *e = &p->entries[i];
-		drift_state s = drift_result_state(e->item.result);
-		bool live_now = (s == DRIFT_EXTRA) ? !e->written : (!e->failed || e->item.live);
-		if (live_now)
-			json_array_append_new(objects, ref_of(e));
-	}
-	return json_pack("{s:s, s:o}", "revision", p->revision, "objects", objects);
+	return e->item.result && drift_result_state(e->item.result) == DRIFT_EXTRA;
 }
 
-static bool same_inventory(const json_t *a, const json_t *b)
+static const char *kind_of(const struct rec_entry *e)
 {
-	return json_equal(json_object_get(a, "revision"), json_object_get(b, "revision")) &&
-	       json_equal(json_object_get(a, "objects"), json_object_get(b, "objects"));
+	const json_t *o = e->item.desired ? e->item.desired : e->item.live;
+	return json_string_value(json_object_get(o, "kind")) ?: "";
+}
+
+/* The inventory entry of e records another app (moved between apps in git). */
+static bool app_differs(rec_plan *p, const struct rec_entry *e)
+{
+	size_t i;
+	json_t *ref;
+	json_array_foreach(json_object_get(p->inv->doc, "objects"), i, ref) {
+		char *k = rec_ref_key(ref);
+		bool same = !strcmp(k, e->key);
+		free(k);
+		if (same)
+			return strcmp(json_string_value(json_object_get(ref, "app")) ?: "", e->app_s);
+	}
+	return false;
+}
+
+/* Decides, per desired object that exists without an entry in this inventory, whether it is
+ * skipped or adopted. */
+static void classify(rec_plan *p, bool adopt)
+{
+	for (size_t i = 0; i < p->n_visible; i++) {
+		struct rec_entry *e = &p->entries[i];
+		e->skip = e->adopt = false;
+		if (!e->item.desired || !e->item.unmanaged)
+			continue;
+		if (adopt && !e->item.owner)
+			e->adopt = true;
+		else
+			e->skip = true;
+	}
+}
+
+/* Does this sync write anything at all (apply, adopt, prune, or a change of the inventory)? A
+ * sync that does not takes no lock and makes no write. */
+static bool needs_write(rec_plan *p, const struct rec_sync_options *opt)
+{
+	bool any_desired = false;
+	for (size_t i = 0; i < p->n; i++) {
+		const struct rec_entry *e = &p->entries[i];
+		if (i >= p->n_visible)
+			return true; /* an inventory entry whose object is gone */
+		if (e->item.desired && !e->skip) {
+			any_desired = true;
+			if (wants_write(e) || e->adopt || app_differs(p, e))
+				return true;
+		}
+		if (is_extra(e) && opt->prune)
+			return true;
+	}
+	const char *rev = json_string_value(json_object_get(p->inv->doc, "revision"));
+	if (any_desired && (!p->inv->cm || !rev || strcmp(rev, p->revision)))
+		return true;
+	return false;
+}
+
+struct add_ctx { rec_plan *p; };
+
+/* Intent: every object about to be applied or adopted gets its entry (or its new app). */
+static void edit_add(json_t *doc, void *ud)
+{
+	rec_plan *p = ((struct add_ctx *)ud)->p;
+	json_t *objs = json_object_get(doc, "objects");
+	json_t *index = json_object();
+	size_t i;
+	json_t *ref;
+	json_array_foreach(objs, i, ref) {
+		char *k = rec_ref_key(ref);
+		json_object_set_new(index, k, json_integer((json_int_t)i));
+		free(k);
+	}
+	for (i = 0; i < p->n_visible; i++) {
+		struct rec_entry *e = &p->entries[i];
+		if (!e->item.desired || e->skip)
+			continue;
+		json_t *at = json_object_get(index, e->key);
+		if (at)
+			json_array_set_new(objs, (size_t)json_integer_value(at), ref_of(e));
+		else
+			json_array_append_new(objs, ref_of(e));
+	}
+	json_decref(index);
+}
+
+struct final_ctx {
+	rec_plan *p;
+	json_t *remove;  /* keys to drop */
+	bool set_revision;
+};
+
+static void edit_final(json_t *doc, void *ud)
+{
+	struct final_ctx *f = ud;
+	json_t *objs = json_object_get(doc, "objects"), *keep = json_array();
+	size_t i;
+	json_t *ref;
+	json_array_foreach(objs, i, ref) {
+		char *k = rec_ref_key(ref);
+		if (!json_object_get(f->remove, k))
+			json_array_append(keep, ref);
+		free(k);
+	}
+	json_object_set_new(doc, "objects", keep);
+	if (f->set_revision) {
+		char stamp[32];
+		time_t now = time(NULL);
+		struct tm tm;
+		gmtime_r(&now, &tm);
+		strftime(stamp, sizeof(stamp), "%Y-%m-%dT%H:%M:%SZ", &tm);
+		json_object_set_new(doc, "revision", json_string(f->p->revision));
+		json_object_set_new(doc, "syncedAt", json_string(stamp));
+	}
+}
+
+static const char *annotation(const json_t *obj, const char *key)
+{
+	return json_string_value(json_object_get(json_object_get(json_object_get(obj, "metadata"), "annotations"), key));
+}
+
+/* Objects gitops may delete along with a Namespace or CRD: entries of this inventory that are
+ * not being let go (prune disabled). */
+static bool ours(const json_t *owned, const json_t *it)
+{
+	char *k = rec_object_key(it);
+	bool r = json_object_get(owned, k) != NULL;
+	free(k);
+	return r;
+}
+
+/* Counts the objects in Namespace `ns` that gitops does not own (not in `owned`): one list per
+ * namespaced resource. Not counted: objects with an owner reference (their owner is counted),
+ * Events, and what Kubernetes puts in every Namespace (ConfigMap kube-root-ca.crt,
+ * ServiceAccount default). *example names one. */
+static int foreign_in_namespace(size_t *count, char **example, kube_client *c, const char *ns, const json_t *owned)
+{
+	*count = 0;
+	*example = NULL;
+	const struct kube_resource **res;
+	size_t n;
+	int rc = kube_resources(&res, &n, c);
+	if (rc)
+		return rc;
+	json_t *seen = json_object();
+	for (size_t i = 0; i < n && !rc; i++) {
+		const struct kube_resource *r = res[i];
+		if (!r->namespaced || !strcmp(r->kind, "Event"))
+			continue;
+		char *gr = gitops_sprintf("%s/%s", r->group, r->resource);
+		bool dup = json_object_get(seen, gr) != NULL;
+		json_object_set_new(seen, gr, json_true());
+		free(gr);
+		if (dup)
+			continue;
+		json_t *items = NULL;
+		rc = kube_list(&items, NULL, c, r, ns, NULL);
+		if (rc == GITOPS_EUNSUPPORTED || rc == GITOPS_ENOTFOUND) { /* not listable */
+			gitops_error_clear();
+			rc = GITOPS_OK;
+			continue;
+		}
+		if (rc)
+			break;
+		size_t j;
+		json_t *it;
+		json_array_foreach(items, j, it) {
+			json_t *meta = json_object_get(it, "metadata");
+			const char *name = json_string_value(json_object_get(meta, "name")) ?: "";
+			if (json_array_size(json_object_get(meta, "ownerReferences")) > 0)
+				continue;
+			if ((!strcmp(r->kind, "ConfigMap") && !strcmp(name, "kube-root-ca.crt")) ||
+			    (!strcmp(r->kind, "ServiceAccount") && !strcmp(name, "default")))
+				continue;
+			if (ours(owned, it))
+				continue;
+			if (!*example)
+				*example = gitops_sprintf("%s %s", r->kind, name);
+			(*count)++;
+		}
+		json_decref(items);
+	}
+	json_decref(seen);
+	free(res);
+	return rc;
+}
+
+/* Counts the custom resources of CRD `crd` (live) that gitops does not own. */
+static int foreign_custom_resources(size_t *count, char **example, kube_client *c, const json_t *crd, const json_t *owned)
+{
+	*count = 0;
+	*example = NULL;
+	json_t *spec = json_object_get(crd, "spec");
+	const char *group = json_string_value(json_object_get(spec, "group"));
+	const char *kind = json_string_value(json_object_get(json_object_get(spec, "names"), "kind"));
+	size_t i;
+	json_t *v;
+	int rc = GITOPS_OK;
+	json_array_foreach(json_object_get(spec, "versions"), i, v) {
+		if (!json_is_true(json_object_get(v, "served")))
+			continue;
+		char *av = gitops_sprintf("%s/%s", group ? group : "", json_string_value(json_object_get(v, "name")) ?: "");
+		const struct kube_resource *r;
+		rc = kube_resource_for(&r, c, av, kind ? kind : "");
+		free(av);
+		if (rc) {
+			gitops_error_clear();
+			rc = GITOPS_OK;
+			continue;
+		}
+		json_t *items = NULL;
+		if ((rc = kube_list(&items, NULL, c, r, NULL, NULL)))
+			return rc;
+		size_t j;
+		json_t *it;
+		json_array_foreach(items, j, it) {
+			if (ours(owned, it))
+				continue;
+			if (!*example) {
+				json_t *meta = json_object_get(it, "metadata");
+				const char *ns = json_string_value(json_object_get(meta, "namespace"));
+				*example = gitops_sprintf("%s %s%s%s", kind, ns ? ns : "", ns ? "/" : "",
+							  json_string_value(json_object_get(meta, "name")) ?: "");
+			}
+			(*count)++;
+		}
+		json_decref(items);
+		break; /* one served version lists them all */
+	}
+	return rc;
+}
+
+/* Prunes the EXTRA entries (owned by this pipeline and environment, desired by no app):
+ * objects first, then CRDs, then Namespaces. */
+static void prune(struct rec_sync_report *rep, rec_workspace *ws, rec_plan *p, const struct rec_sync_options *opt,
+		  json_t *remove, rec_lock *lock)
+{
+	json_t *owned = json_object();
+	size_t i;
+	json_t *ref;
+	json_array_foreach(json_object_get(p->inv->doc, "objects"), i, ref) {
+		char *k = rec_ref_key(ref);
+		json_object_set_new(owned, k, json_true());
+		free(k);
+	}
+	/* Objects let go (prune disabled) are not ours to delete with their Namespace. */
+	for (i = 0; i < p->n_visible; i++) {
+		struct rec_entry *e = &p->entries[i];
+		if (is_extra(e) && opt->prune && !p->prune_blocked && annotation(e->item.live, REC_ANNOTATION_PRUNE) &&
+		    !strcmp(annotation(e->item.live, REC_ANNOTATION_PRUNE), "disabled"))
+			json_object_del(owned, e->key);
+	}
+	for (int pass = 0; pass < 2; pass++) {
+		for (i = 0; i < p->n_visible; i++) {
+			struct rec_entry *e = &p->entries[i];
+			if (!is_extra(e))
+				continue;
+			const char *kind = kind_of(e);
+			bool container = !strcmp(kind, "Namespace") || !strcmp(kind, "CustomResourceDefinition");
+			if ((pass == 0) == container)
+				continue;
+			char *what = describe(e);
+			const char *pa = annotation(e->item.live, REC_ANNOTATION_PRUNE);
+			if (!opt->prune) {
+				rep->extra_kept++;
+				rec_progress(ws, "extra   %s (no longer in git; prune is off)", what);
+			} else if (p->prune_blocked) {
+				rep->extra_kept++;
+				rec_progress(ws, "extra   %s (no longer in git; not pruned: %s)", what, p->prune_blocked);
+			} else if (pa && !strcmp(pa, "disabled")) {
+				rep->kept++;
+				json_object_set_new(remove, e->key, json_true());
+				rec_progress(ws, "kept    %s (%s: disabled): left in the cluster, no longer managed by gitops%s", what,
+					     REC_ANNOTATION_PRUNE, opt->dry_run ? " (dry run)" : "");
+			} else if (lock && rec_lock_lost(lock)) {
+				rep->failed++;
+				e->failed = true;
+				rec_progress(ws, "failed  prune %s: the sync lock was taken over by another sync", what);
+			} else {
+				size_t foreign = 0;
+				char *example = NULL;
+				int rc = GITOPS_OK;
+				if (!strcmp(kind, "Namespace"))
+					rc = foreign_in_namespace(&foreign, &example, p->client, json_string_value(json_object_get(
+								  json_object_get(e->item.live, "metadata"), "name")), owned);
+				else if (!strcmp(kind, "CustomResourceDefinition"))
+					rc = foreign_custom_resources(&foreign, &example, p->client, e->item.live, owned);
+				if (rc) {
+					rep->failed++;
+					e->failed = true;
+					rec_progress(ws, "failed  prune %s: cannot tell what it holds: %s", what, gitops_error_last());
+				} else if (foreign) {
+					rep->kept++;
+					rec_progress(ws, "kept    %s: holds %zu object%s gitops does not manage (%s%s); not pruned",
+						     what, foreign, foreign == 1 ? "" : "s", example, foreign > 1 ? ", ..." : "");
+				} else if (opt->dry_run) {
+					rep->pruned++;
+					rec_progress(ws, "pruned  %s (dry run: not deleted)", what);
+				} else {
+					const json_t *o = e->item.live;
+					json_t *meta = json_object_get(o, "metadata");
+					rc = kube_delete(p->client, json_string_value(json_object_get(o, "apiVersion")), kind,
+							 json_string_value(json_object_get(meta, "namespace")), obj_name(o), "Background", false);
+					if (rc && rc != GITOPS_ENOTFOUND) {
+						e->failed = true;
+						rep->failed++;
+						rec_progress(ws, "failed  prune %s: %s", what, gitops_error_last());
+					} else {
+						e->written = true;
+						rep->pruned++;
+						json_object_set_new(remove, e->key, json_true());
+						rec_progress(ws, "pruned  %s", what);
+					}
+				}
+				free(example);
+			}
+			free(what);
+		}
+	}
+	json_decref(owned);
 }
 
 int rec_sync(struct rec_sync_report *rep, rec_workspace *ws, rec_plan *p, const struct rec_sync_options *opt)
@@ -131,19 +439,71 @@ int rec_sync(struct rec_sync_report *rep, rec_workspace *ws, rec_plan *p, const 
 	if (!opt)
 		opt = &none;
 	int parallel = opt->parallel > 0 ? opt->parallel : 32;
+	bool adopt = opt->adopt || p->envp->sync_adopt;
 	memset(rep, 0, sizeof(*rep));
 	long long t0 = gitops_now_ms();
+	rec_lock *lock = NULL;
+	int rc = GITOPS_OK;
+	classify(p, adopt);
+	if (!opt->dry_run && needs_write(p, opt)) {
+		if ((rc = rec_lock_acquire(&lock, ws, p->client, p->inv->pipeline, p->env,
+					   opt->lock_timeout_ms > 0 ? opt->lock_timeout_ms : 600000)))
+			return rc;
+		/* Another sync may have changed the environment since the plan was made. */
+		if ((rc = rec_inventory_reload(p->inv)) == GITOPS_OK &&
+		    strcmp(rec_inventory_rv(p->inv) ? rec_inventory_rv(p->inv) : "", p->inv_rv)) {
+			rec_progress(ws, "%s: the inventory changed since the plan was made: planning again", p->env);
+			rc = rec_plan_refresh(p);
+			classify(p, adopt);
+		}
+		if (rc) {
+			rec_lock_release(lock);
+			return rc;
+		}
+	}
 	size_t *idx = gitops_calloc(p->n + 1, sizeof(*idx));
 	size_t todo = 0;
-	for (size_t i = 0; i < p->n; i++)
-		if (wants_write(&p->entries[i]))
+	for (size_t i = 0; i < p->n_visible; i++) {
+		struct rec_entry *e = &p->entries[i];
+		if (!e->item.desired)
+			continue;
+		char *what = describe(e);
+		if (e->skip) {
+			rep->unmanaged++;
+			if (e->item.owner)
+				rec_progress(ws, "skipped %s (%s): exists and belongs to %s; gitops never takes it over. Remove "
+					     "it from one of the two, or delete it so that this sync creates it", what,
+					     e->item.source, e->item.owner);
+			else
+				rec_progress(ws, "skipped %s (%s): exists, not managed by gitops (not in the inventory of "
+					     "pipeline %s, environment %s); to take it over: gitops sync %s --adopt, or "
+					     "sync: {adopt: true} in gitops.yaml", what, e->item.source, p->inv->pipeline,
+					     p->env, p->env);
+		} else if (e->adopt) {
+			rep->adopted++;
+			rec_progress(ws, "adopted %s%s", what, opt->dry_run ? " (dry run)" : "");
+		}
+		free(what);
+		if (wants_write(e))
 			todo++;
-		else if (p->entries[i].item.desired)
+		else if (!e->skip)
 			rep->unchanged++;
+	}
 	rec_progress(ws, "%s: syncing %.12s: %zu to apply, %u unchanged%s", p->env, p->revision, todo, rep->unchanged,
 		     opt->dry_run ? " (dry run)" : "");
+	/* Intent first: what is about to be applied is in the inventory before it exists. */
+	if (lock) {
+		struct add_ctx ac = {p};
+		if ((rc = rec_inventory_edit(p->inv, edit_add, &ac))) {
+			rec_progress(ws, "failed  %s", gitops_error_last());
+			free(idx);
+			rec_lock_release(lock);
+			rep->ms = gitops_now_ms() - t0;
+			return rc;
+		}
+	}
 	json_t *new_namespaces = json_object();
-	for (size_t i = 0; i < p->n; i++) {
+	for (size_t i = 0; i < p->n_visible; i++) {
 		const struct rec_entry *e = &p->entries[i];
 		if (wants_write(e) && !e->item.live &&
 		    !strcmp(json_string_value(json_object_get(e->item.desired, "kind")), "Namespace"))
@@ -151,7 +511,7 @@ int rec_sync(struct rec_sync_report *rep, rec_workspace *ws, rec_plan *p, const 
 	}
 	for (int step = 0; step < 3; step++) {
 		struct batch b = {.ws = ws, .plan = p, .opt = opt, .idx = idx, .new_namespaces = new_namespaces};
-		for (size_t i = 0; i < p->n; i++) {
+		for (size_t i = 0; i < p->n_visible; i++) {
 			struct rec_entry *e = &p->entries[i];
 			if (!wants_write(e))
 				continue;
@@ -200,47 +560,26 @@ int rec_sync(struct rec_sync_report *rep, rec_workspace *ws, rec_plan *p, const 
 			}
 		}
 	}
-	/* Prune: inventory entries no longer desired, still live and labelled as this environment's. */
-	for (size_t i = 0; i < p->n; i++) {
-		struct rec_entry *e = &p->entries[i];
-		if (drift_result_state(e->item.result) != DRIFT_EXTRA)
-			continue;
-		char *what = describe(e);
-		if (!opt->prune) {
-			rep->extra_kept++;
-			rec_progress(ws, "extra   %s (no longer in git; prune is off)", what);
-			free(what);
-			continue;
-		}
-		const json_t *o = e->item.live;
-		json_t *meta = json_object_get(o, "metadata");
-		int rc = kube_delete(p->client, json_string_value(json_object_get(o, "apiVersion")),
-				     json_string_value(json_object_get(o, "kind")), json_string_value(json_object_get(meta, "namespace")),
-				     obj_name(o), "Background", opt->dry_run);
-		if (rc && rc != GITOPS_ENOTFOUND) {
-			e->failed = true;
-			rep->failed++;
-			rec_progress(ws, "failed  prune %s: %s", what, gitops_error_last());
-		} else {
-			e->written = true;
-			rep->pruned++;
-			rec_progress(ws, "pruned  %s%s", what, opt->dry_run ? " (dry run)" : "");
-		}
-		free(what);
-	}
 	free(idx);
 	json_decref(new_namespaces);
-	int rc = GITOPS_OK;
-	if (!opt->dry_run) {
-		json_t *inv = next_inventory(p);
-		if (!p->inventory_exists || !same_inventory(inv, p->inventory))
-			rc = rec_inventory_store(p->client, p->env, inv, p->inventory_exists);
-		json_decref(inv);
+	json_t *remove = json_object();
+	prune(rep, ws, p, opt, remove, lock);
+	/* Entries whose object is gone, or no longer carries this environment's labels. */
+	for (size_t i = p->n_visible; i < p->n; i++)
+		json_object_set_new(remove, p->entries[i].key, json_true());
+	if (lock) {
+		struct final_ctx fc = {p, remove, true};
+		rc = rec_inventory_edit(p->inv, edit_final, &fc);
 		if (rc)
 			rec_progress(ws, "failed  %s", gitops_error_last());
+		rec_lock_release(lock);
 	}
+	json_decref(remove);
 	rep->ms = gitops_now_ms() - t0;
 	if (!rc && rep->failed)
 		rc = gitops_error_set(GITOPS_ERROR, "%s: %u object(s) failed to sync", p->env, rep->failed);
+	else if (!rc && rep->unmanaged)
+		rc = gitops_error_set(GITOPS_ERROR, "%s: %u object(s) exist and are not managed by this pipeline and "
+				      "environment: skipped (see the lines above)", p->env, rep->unmanaged);
 	return rc;
 }

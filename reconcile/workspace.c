@@ -195,6 +195,36 @@ int rec_render_env(mf_objects **out, rec_workspace *ws, const struct mf_environm
 	return rc;
 }
 
+const char *rec_workspace_repo_url(const rec_workspace *ws) { return ws->repo_url; }
+
+int rec_workspace_has_commit(rec_workspace *ws, const char *sha)
+{
+	char out[41];
+	int rc = mf_repo_resolve(out, ws->repo, sha);
+	gitops_error_clear();
+	return rc == GITOPS_OK && !strcmp(out, sha) ? GITOPS_OK : GITOPS_ENOTFOUND;
+}
+
+int rec_workspace_pipeline(const char **pipeline, const char **root, rec_workspace *ws)
+{
+	if (!ws->root_commit[0]) {
+		int rc = mf_repo_root_commit(ws->root_commit, ws->repo, ws->main_sha);
+		if (rc) {
+			ws->root_commit[0] = '\0';
+			return gitops_error_set(GITOPS_EGIT, "the pipeline identity (root commit of %.12s): %s", ws->main_sha,
+						gitops_error_last());
+		}
+		if (ws->cfg->name)
+			snprintf(ws->pipeline, sizeof(ws->pipeline), "%s", ws->cfg->name);
+		else
+			snprintf(ws->pipeline, sizeof(ws->pipeline), "repo-%.16s", ws->root_commit);
+	}
+	*pipeline = ws->pipeline;
+	if (root)
+		*root = ws->root_commit;
+	return GITOPS_OK;
+}
+
 int rec_workspace_client(kube_client **out, rec_workspace *ws, const struct mf_environment *env)
 {
 	const char *kubeconfig = ws->opt.kubeconfig ? ws->opt.kubeconfig : env->cluster_kubeconfig;

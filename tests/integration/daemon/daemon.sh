@@ -18,7 +18,8 @@ export GITOPS_DATA_DIR=$tmp/data
 daemon_pid=
 stop_daemon() { [ -n "$daemon_pid" ] && kill "$daemon_pid" 2>/dev/null && wait "$daemon_pid" 2>/dev/null; daemon_pid=; }
 cleanup() { stop_daemon; kubectl delete ns "$ns" --wait=false >/dev/null 2>&1
-  kubectl -n gitops-system delete configmap "gitops-inventory-$env" >/dev/null 2>&1; rm -rf "$tmp"; }
+  kubectl -n gitops-system get configmap,lease -o name 2>/dev/null | grep -E "\.$env\$" | xargs -r kubectl -n gitops-system delete >/dev/null 2>&1
+  rm -rf "$tmp"; }
 trap cleanup EXIT
 
 # wait_for TIMEOUT_S CMD...: true once CMD succeeds.
