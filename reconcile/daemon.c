@@ -725,7 +725,8 @@ static int reconcile_once(struct denv *de, bool *again)
 	if (!de->ws) {
 		struct rec_workspace_options wo = {.repo = de->d->opt->repo, .data_dir = de->d->opt->data_dir,
 						   .kubeconfig = de->d->opt->kubeconfig, .context = de->d->opt->context,
-						   .progress = ws_progress, .progress_ud = de};
+						   .progress = ws_progress, .progress_ud = de,
+						   .cancel = gitops_cancel_flag(de->d->opt->cancel)};
 		if ((rc = rec_workspace_open(&de->ws, &wo)))
 			return rc;
 		cfg_changed = true;
@@ -764,6 +765,12 @@ static int reconcile_once(struct denv *de, bool *again)
 	    !(unrecorded && env->sync_auto && !suspended)) {
 		json_decref(state);
 		return GITOPS_OK; /* steady state */
+	}
+	/* An unreachable cluster fails here once, not once per object of the plan. */
+	const struct kube_resource *probe;
+	if ((rc = kube_resource_for(&probe, de->client, "v1", "Namespace"))) {
+		json_decref(state);
+		return gitops_error_prefix("%s", de->name);
 	}
 	rec_plan *plan = NULL;
 	if ((rc = rec_plan_env(&plan, de->ws, de->name, target, NULL))) {

@@ -37,6 +37,8 @@ struct rec_workspace_options {
 	/* Read-only callers (render): when the state branch cannot be read, warn and resolve
 	 * without pins. Writers never set it: a rollback's pin must not be silently skipped. */
 	bool pins_best_effort;
+	/* Cancellation of the workspace's clients' retries (the daemon's token); may be NULL. */
+	const atomic_bool *cancel;
 	/* Progress lines ("applying 12 objects..."); may be NULL. */
 	void (*progress)(void *ud, const char *line);
 	void *progress_ud;

@@ -246,7 +246,7 @@ int rec_workspace_client(kube_client **out, rec_workspace *ws, const struct mf_e
 	double qps = getenv("GITOPS_KUBE_QPS") ? atof(getenv("GITOPS_KUBE_QPS")) : 0;
 	if (qps <= 0)
 		qps = 1000;
-	struct kube_client_options co = {.qps = qps, .burst = (int)qps};
+	struct kube_client_options co = {.qps = qps, .burst = (int)qps, .cancel = ws->opt.cancel};
 	if (!rc)
 		rc = kube_client_new(&c, cfg, &co);
 	if (rc) {
