@@ -158,4 +158,8 @@ struct rec_inventory_info {
 /* Reads the inventory of this pipeline and environment (counts zero when there is none). */
 int rec_inventory_info(struct rec_inventory_info *out, rec_workspace *ws, const struct mf_environment *env);
 
+/* ---- Health: the rules and the wait of the health gate ------------------------------------ */
+
+#include "reconcile/health.h"
+
 #endif

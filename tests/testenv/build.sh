@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
-# Builds the pinned control-plane binaries (etcd, kube-apiserver, kubectl, helm, kustomize) from
-# their Go modules through the Go module proxy into a cache outside the repository, once.
+# Builds the pinned control-plane binaries (etcd, kube-apiserver, kube-controller-manager,
+# kube-scheduler, kubectl, kwok, helm, kustomize) from their Go modules through the Go module proxy
+# into a cache outside the repository, once. A binary already there is kept (kwok is rebuilt when
+# KWOK_VERSION changes: it is not part of the cache dir's name).
 # Usage: build.sh [component...]   (default: all). Prints the cache bin dir on the last line.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
@@ -31,9 +33,9 @@ run_logged() {
   fi
 }
 
-build_kube() { # builds kube-apiserver and kubectl from a wrapper module
+build_kube() { # builds kube-apiserver, kubectl, kube-controller-manager, kube-scheduler from a wrapper module
   local want=()
-  for b in kube-apiserver kubectl; do [ -x "$bin/$b" ] || want+=("$b"); done
+  for b in kube-apiserver kubectl kube-controller-manager kube-scheduler; do [ -x "$bin/$b" ] || want+=("$b"); done
   [ ${#want[@]} -eq 0 ] && return 0
   local minor=${KUBERNETES_VERSION#v1.}; minor=${minor%%.*}
   local stagever="v0.${KUBERNETES_VERSION#v1.}"
@@ -98,11 +100,18 @@ build_kustomize() {
     "sigs.k8s.io/kustomize/kustomize/v5@$KUSTOMIZE_VERSION"
 }
 
+build_kwok() { # the version is in a stamp next to the binary, so a new KWOK_VERSION rebuilds it
+  [ -x "$bin/kwok" ] && [ "$(cat "$bin/.kwok-version" 2>/dev/null)" = "$KWOK_VERSION" ] && return 0
+  log "kwok $KWOK_VERSION: building"
+  run_logged kwok env GOBIN="$bin" go install -trimpath -ldflags "-s -w" "sigs.k8s.io/kwok/cmd/kwok@$KWOK_VERSION"
+  echo "$KWOK_VERSION" > "$bin/.kwok-version"
+}
+
 command -v go >/dev/null || { log "go is not installed; install Go 1.26 (the Debian/Go toolchain) and retry"; exit 1; }
-comps=("$@"); [ ${#comps[@]} -eq 0 ] && comps=(etcd kube helm kustomize)
+comps=("$@"); [ ${#comps[@]} -eq 0 ] && comps=(etcd kube helm kustomize kwok)
 for c in "${comps[@]}"; do
   case $c in
-    etcd) build_etcd ;; kube) build_kube ;; helm) build_helm ;; kustomize) build_kustomize ;;
+    etcd) build_etcd ;; kube) build_kube ;; helm) build_helm ;; kustomize) build_kustomize ;; kwok) build_kwok ;;
     *) log "unknown component $c"; exit 2 ;;
   esac
 done
