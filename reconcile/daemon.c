@@ -55,6 +55,7 @@ struct denv {
 	unsigned failures;
 	bool ok_once;             /* --once: the environment's run succeeded */
 	bool gate_failed;         /* the last sync failed its health gate */
+	struct kube_stats seen;   /* the client's counters at the end of the last pass */
 
 	/* Healer only: open drift episodes, key -> {"object","count","lastMs","fixed"}. */
 	json_t *episodes;
@@ -822,6 +823,22 @@ static long long jitter(long long ms, unsigned *seed)
 	return span > 0 ? ms - span / 2 + (long long)(rand_r(seed) % (unsigned)(span + 1)) : ms;
 }
 
+/* Logs the apiserver requests made since the last pass (watches, healing and health waits
+ * included) when there were any: in steady state the daemon is silent here. */
+static void report_requests(struct denv *de, bool total)
+{
+	if (!de->client)
+		return;
+	struct kube_stats st;
+	kube_client_stats(de->client, &st);
+	if (total)
+		dlog(de, "kube: %lu requests (%lu writes) since start", st.requests, st.writes);
+	else if (st.requests != de->seen.requests)
+		dlog(de, "kube: %lu requests (%lu writes) since the last pass", st.requests - de->seen.requests,
+		     st.writes - de->seen.writes);
+	de->seen = st;
+}
+
 static void *env_main(void *arg)
 {
 	struct denv *de = arg;
@@ -858,11 +875,13 @@ static void *env_main(void *arg)
 			wait = interval;
 			de->ok_once = !de->gate_failed;
 		}
+		report_requests(de, false);
 		if (o->once)
 			break;
 		if (gitops_cancel_sleep(o->cancel, jitter(wait, &seed)))
 			break;
 	}
+	report_requests(de, true);
 	return NULL;
 }
 
