@@ -37,10 +37,10 @@ echo "[bench] $(grep -o "watching.*" "$log" | head -1)"
 
 # Steady state: 60 s with nothing moving.
 sleep 5; mark=$(wc -l <"$log"); sleep 60
-req=$(tail -n +"$((mark + 1))" "$log" | grep -o 'kube: [0-9]* requests ([0-9]* writes) since the last pass' |
+req=$(tail -n +"$((mark + 1))" "$log" | { grep -o 'kube: [0-9]* requests ([0-9]* writes) since the last pass' || true; } |
   awk '{r += $2; w += substr($4, 2)} END {printf "%d requests, %d writes", r, w}')
 fetches=$(( $(wc -l <"$log") - mark ))
-echo "[bench] steady state, 60 s, $n objects: ${req:-0 requests, 0 writes} to the apiserver ($fetches log lines)"
+echo "[bench] steady state, 60 s, $n objects: $req to the apiserver ($fetches log lines)"
 
 # Drift: 100 edits of distinct objects, each waited for before the next.
 lat=()
