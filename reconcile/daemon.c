@@ -43,6 +43,7 @@ struct denv {
 	json_t *desired;          /* key -> {"obj": desired object, "w": index into watches} */
 	json_t *queue;            /* key -> epoch of the watch event (ms), objects to look at */
 	bool self_heal, suspended, syncing, stop;
+	bool rekey;               /* new desired objects: the healer re-keys episodes read back */
 	struct dwatch *watches;   /* replaced by the reconciler only with no lock held while freeing */
 	size_t n_watches;
 	drift_ignore *ignore;
@@ -356,6 +357,7 @@ static drift_state current_state(struct denv *de, const char *key, json_t **desi
 	drift_result *res = NULL;
 	drift_state st = DRIFT_IN_SYNC;
 	pthread_mutex_lock(&de->lock); /* the ignore rules may be swapped by the reconciler */
+	dopt.ignore = de->ignore;
 	int rc = drift_compare(&res, desired, live, &dopt);
 	pthread_mutex_unlock(&de->lock);
 	if (!rc)
@@ -499,7 +501,7 @@ static void load_episodes(struct denv *de)
 }
 
 /* Episodes loaded from history are keyed by "Kind ns/name"; give them their object key once
- * the desired objects are known. */
+ * the desired objects are known. Healer only (it owns the episodes). */
 static void rekey_episodes(struct denv *de)
 {
 	const char *k;
@@ -534,6 +536,13 @@ static void *healer_main(void *arg)
 	struct denv *de = arg;
 	pthread_mutex_lock(&de->lock);
 	while (!de->stop) {
+		if (de->rekey) {
+			de->rekey = false;
+			pthread_mutex_unlock(&de->lock);
+			rekey_episodes(de);
+			pthread_mutex_lock(&de->lock);
+			continue;
+		}
 		if (json_object_size(de->queue) == 0 || de->syncing) {
 			bool syncing = de->syncing; /* the desired objects are about to change: wait */
 			pthread_mutex_unlock(&de->lock);
@@ -805,8 +814,12 @@ static int reconcile_once(struct denv *de, bool *again)
 				if (!rc)
 					rc = wrc;
 			}
-			if (!wrc)
-				rekey_episodes(de);
+			if (!wrc) {
+				pthread_mutex_lock(&de->lock);
+				de->rekey = true;
+				pthread_cond_signal(&de->cond);
+				pthread_mutex_unlock(&de->lock);
+			}
 		}
 	}
 	if (rc && !*again)
