@@ -179,7 +179,8 @@ done
 cat > "$dir/env" <<ENV
 # Source this file: it points kubectl, helm, kustomize and gitops at the local control plane.
 export KUBECONFIG=$dir/kubeconfig
-export PATH=$bin:\$PATH
+# build/ holds gitops itself (make): examples/shop's README runs it by name
+export PATH=$bin:$root/build:\$PATH
 export GITOPS_TESTENV_BIN=$bin
 export GITOPS_CLUSTER_DIR=$dir
 export GITOPS_APISERVER=https://127.0.0.1:$api_port
