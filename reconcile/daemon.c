@@ -594,7 +594,7 @@ static int health_gate(struct denv *de, rec_plan *plan, const struct mf_environm
 	long timeout = env->rollback_health_timeout_ms > 0 ? (long)env->rollback_health_timeout_ms : REC_HEALTH_TIMEOUT_MS;
 	dlog(de, "health gate: waiting up to %lds for %zu object(s)", timeout / 1000, n);
 	struct rec_health_report rep;
-	struct rec_health_wait_options wo = {.timeout_ms = timeout, .cancel = gitops_cancel_flag(de->d->opt->cancel),
+	struct rec_health_wait_options wo = {.timeout_ms = timeout, .cancel = (atomic_bool *)gitops_cancel_flag(de->d->opt->cancel),
 					     .fail_fast = fail_fast};
 	int rc = rec_health_wait(&rep, de->client, objs, n, &wo);
 	free(objs);
