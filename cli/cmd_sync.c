@@ -114,7 +114,7 @@ int cmd_sync(int argc, char **argv)
 		for (size_t k = 0; k < n_apps && !seen; k++)
 			seen = !strcmp(apps[k], it->app);
 		if (!seen && n_apps < sizeof(apps) / sizeof(apps[0]))
-			apps[n_apps++] = it->app;
+			apps[n_apps++] = gitops_strdup(it->app); /* a re-plan inside rec_sync frees the items */
 	}
 	struct rec_sync_report rep;
 	rc = rec_sync(&rep, ws, plan, &so);
@@ -187,6 +187,8 @@ done:
 		free((char *)sp.failures[i].object);
 		free((char *)sp.failures[i].reason);
 	}
+	for (size_t k = 0; k < n_apps; k++)
+		free((char *)apps[k]);
 	rec_plan_free(plan);
 	rec_workspace_free(ws);
 	return code;
