@@ -38,7 +38,7 @@ void cmd_run_help(void)
 	     "  --env E             reconcile only E (repeatable)\n"
 	     "  --once              reconcile each environment once (sync, health gate, rollback), then\n"
 	     "                      exit: for CI and cron\n"
-	     "  --signing-key FILE  reporter key to sign the records it writes (when supported)\n"
+	     "  --signing-key FILE  reporter key that signs the sync, health and drift records it writes\n"
 	     "  --kubeconfig FILE, --context NAME\n"
 	     "                      cluster settings instead of the environments' own\n"
 	     "  --quiet             no log lines\n"

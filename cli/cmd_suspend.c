@@ -54,7 +54,7 @@ int cmd_suspend(int argc, char **argv)
 	if (!rc)
 		rc = rec_workspace_env(&env, ws, envname);
 	if (!rc)
-		rc = hist_open_default(&h, state_repo, state_branch, repo);
+		rc = rec_workspace_history(&h, ws, state_repo, state_branch); /* verified before appending */
 	if (!rc)
 		rc = hist_suspend(&ev, h, env, &act);
 	if (rc) {

@@ -103,19 +103,29 @@ static void ws_progress(void *ud, const char *line)
 	pthread_mutex_unlock(&de->d->log_lock);
 }
 
-static int open_hist(hist **h, struct denv *de)
+/* The state branch. `obey` (reconciler thread only: it uses the thread's workspace): with the
+ * pipeline's policy attached, so what is read is verified before it is obeyed (pins, suspension,
+ * healthy deploys) and appends check the chain first. The healer records drift without it
+ * (it obeys nothing it reads there). Records are signed with the reporter key when one is given. */
+static int open_hist(hist **h, struct denv *de, bool obey)
 {
-	int rc = hist_open_default(h, NULL, NULL, de->repo_url);
-	if (rc)
+	int rc = obey ? rec_workspace_history(h, de->ws, NULL, NULL) : hist_open_default(h, NULL, NULL, de->repo_url);
+	const char *key = de->d->opt->signing_key;
+	if (!rc && key && *key)
+		rc = hist_set_signing_key(*h, key);
+	if (rc) {
 		dlog(de, "warning: cannot open the state branch: %s", gitops_error_last());
+		hist_free(*h);
+		*h = NULL;
+	}
 	return rc;
 }
 
 /* Appends one event; a failure is logged (the caller goes on: the cluster is what matters). */
-static void record(struct denv *de, const struct hist_event *ev)
+static void record(struct denv *de, const struct hist_event *ev, bool obey)
 {
 	hist *h = NULL;
-	if (open_hist(&h, de))
+	if (open_hist(&h, de, obey))
 		return;
 	struct hist_event e = *ev;
 	e.trigger = "auto";
@@ -146,7 +156,7 @@ static void set_error(struct denv *de, const char *err)
 		return;
 	struct hist_event ev = {.type = err ? "daemon.error" : "daemon.recovered", .environment = de->name, .reason = err,
 				.duration_ms = -1};
-	record(de, &ev);
+	record(de, &ev, true);
 	free(de->last_error);
 	de->last_error = gitops_strdup(err ? err : "");
 }
@@ -403,7 +413,7 @@ static void heal_one(struct denv *de, const char *key, long long event_ms)
 		json_object_set_new(de->episodes, key, ep);
 		struct hist_event ev = {.type = "drift.detected", .environment = de->name, .app = app, .object = obj,
 					.count = 1, .reason = what, .duration_ms = -1};
-		record(de, &ev);
+		record(de, &ev, false);
 		dlog(de, "drift: %s %s%s", obj, what, heal ? "" : de->suspended ? " (suspended: not corrected)"
 									   : " (selfHeal is off: not corrected)");
 	} else {
@@ -461,7 +471,7 @@ static long long close_episodes(struct denv *de)
 		struct hist_event ev = {.type = "drift.corrected", .environment = de->name, .object = jstr(ep, "object"),
 					.app = jstr(ep, "app"),
 					.count = n, .reason = reason, .duration_ms = -1};
-		record(de, &ev);
+		record(de, &ev, false);
 		free(reason);
 		json_object_del(de->episodes, key);
 	}
@@ -474,7 +484,7 @@ static void load_episodes(struct denv *de)
 {
 	hist *h = NULL;
 	json_t *evs = NULL;
-	if (open_hist(&h, de))
+	if (open_hist(&h, de, false))
 		return;
 	struct hist_filter f = {.env = de->name, .type = "drift.", .limit = 500};
 	if (hist_query(&evs, h, &f) == 0) {
@@ -634,7 +644,7 @@ static json_t *env_state(struct denv *de)
 {
 	hist *h = NULL;
 	json_t *st = NULL;
-	if (open_hist(&h, de) == 0 && hist_env_state(&st, h, de->name))
+	if (open_hist(&h, de, true) == 0 && hist_env_state(&st, h, de->name))
 		dlog(de, "warning: reading the state branch: %s", gitops_error_last());
 	hist_free(h);
 	gitops_error_clear();
@@ -672,7 +682,7 @@ static int sync_and_gate(struct denv *de, rec_plan *plan, const struct mf_enviro
 		return gitops_error_set(GITOPS_ETIMEOUT, "stopped during the health gate");
 	}
 	hist *h = NULL;
-	if (open_hist(&h, de) == 0) {
+	if (open_hist(&h, de, true) == 0) {
 		char *reason = err ? gitops_strdup(err) : why ? gitops_sprintf("health gate failed: %s", why) : NULL;
 		/* a retry that fails the same way at the same SHA is not recorded again */
 		if (!((rc || grc) && failed_here)) {
@@ -741,7 +751,7 @@ static int reconcile_once(struct denv *de, bool *again)
 		struct rec_workspace_options wo = {.repo = de->d->opt->repo, .data_dir = de->d->opt->data_dir,
 						   .kubeconfig = de->d->opt->kubeconfig, .context = de->d->opt->context,
 						   .progress = ws_progress, .progress_ud = de,
-						   .cancel = gitops_cancel_flag(de->d->opt->cancel)};
+						   .cancel = gitops_cancel_flag(de->d->opt->cancel), .deploy = true};
 		if ((rc = rec_workspace_open(&de->ws, &wo)))
 			return rc;
 		cfg_changed = true;
