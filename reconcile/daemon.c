@@ -109,7 +109,9 @@ static void ws_progress(void *ud, const char *line)
  * (it obeys nothing it reads there). Records are signed with the reporter key when one is given. */
 static int open_hist(hist **h, struct denv *de, bool obey)
 {
-	int rc = obey ? rec_workspace_history(h, de->ws, NULL, NULL) : hist_open_default(h, NULL, NULL, de->repo_url);
+	/* without a workspace yet (the repository could not be opened), records go unverified */
+	int rc = obey && de->ws ? rec_workspace_history(h, de->ws, NULL, NULL)
+				: hist_open_default(h, NULL, NULL, de->repo_url);
 	const char *key = de->d->opt->signing_key;
 	if (!rc && key && *key)
 		rc = hist_set_signing_key(*h, key);
