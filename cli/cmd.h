@@ -60,6 +60,10 @@ int cmd_rollback(int argc, char **argv);
 void cmd_rollback_help(void);
 int cmd_resume(int argc, char **argv);
 void cmd_resume_help(void);
+int cmd_run(int argc, char **argv);
+void cmd_run_help(void);
+int cmd_suspend(int argc, char **argv);
+void cmd_suspend_help(void);
 int cmd_history(int argc, char **argv);
 void cmd_history_help(void);
 /* Shared by the history commands (cmd_history.c): the exit code for a history error

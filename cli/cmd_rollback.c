@@ -34,8 +34,9 @@ void cmd_rollback_help(void)
 void cmd_resume_help(void)
 {
 	puts("usage: gitops resume <env> [--reason TEXT] [--actor NAME] [--json] [--quiet]\n\n"
-	     "Drops the pin of a tracking environment (one with `track`), set by gitops rollback: its\n"
-	     "next sync deploys its branch head again. Records a resume event.\n\n"
+	     "Ends a suspension (gitops suspend) and drops the pin of a tracking environment (one with\n"
+	     "`track`), set by gitops rollback or by gitops run's automatic rollback: its next sync\n"
+	     "deploys its branch head again. Records a resume event.\n\n"
 	     "Options:\n"
 	     "  --reason TEXT       why; recorded in the event\n"
 	     "  --actor NAME        who (default: $GITLAB_USER_LOGIN, $GITHUB_ACTOR, git user.name)\n"
@@ -109,8 +110,11 @@ static int pin_command(int argc, char **argv, bool resume)
 	} else if (quiet) {
 		/* --quiet: the exit code says it all */
 	} else if (resume) {
-		printf("%s follows %s again (was pinned to %.12s)\n", env->name, env->track,
-		       json_string_value(json_object_get(ev, "previous")));
+		const char *prev = json_string_value(json_object_get(ev, "previous"));
+		if (prev)
+			printf("%s follows %s again (was pinned to %.12s)\n", env->name, env->track, prev);
+		else
+			printf("%s resumed: gitops run syncs and self-heals it again\n", env->name);
 	} else {
 		const char *prev = json_string_value(json_object_get(ev, "previous"));
 		printf("%s pinned to %.12s (was %.12s); its next sync deploys it%s\n", env->name,

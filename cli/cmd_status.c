@@ -17,7 +17,8 @@ void cmd_status_help(void)
 	     "was last synced (from the history), the sync state (Synced, OutOfSync, Never, Unknown\n"
 	     "when the cluster cannot be read), counts of objects in sync, modified, missing and extra,\n"
 	     "and notes: why it is pinned (promotion or rollback, by whom), pending promotions, a\n"
-	     "failed last sync, or the error that kept it from being read. One unreachable\n"
+	     "failed last sync, or the error that kept it from being read; from gitops run: suspended\n"
+	     "(by whom, why), health degraded after the last gate, its last error. One unreachable\n"
 	     "environment does not hide the others. The first line names the pipeline (gitops.yaml's\n"
 	     "`name`, else derived from the repository's root commit).\n\n"
 	     "Options:\n"
@@ -60,6 +61,15 @@ static int status_env(json_t **row, rec_workspace *ws, hist *h, const struct mf_
 			 "target", "", "synced", "", "syncedAt", last ? sv(last, "time") : "", "state", "Never", "counts",
 			 "inSync", 0, "modified", 0, "missing", 0, "extra", 0, "pin", pin ? pin : json_null(), "pending",
 			 pend, "lastSync", last ? last : json_null());
+	/* what gitops run recorded: a suspension, the health after the last gate, its last error */
+	json_t *sus = json_object_get(st, "suspended"), *derr = json_object_get(st, "daemonError");
+	json_object_set_new(*row, "suspended", json_boolean(sus != NULL));
+	if (sus)
+		json_object_set(*row, "suspension", sus);
+	if (*sv(st, "health"))
+		json_object_set_new(*row, "health", json_string(sv(st, "health")));
+	if (derr)
+		json_object_set_new(*row, "daemonError", json_string(sv(derr, "reason")));
 	json_decref(st);
 	json_decref(pending);
 	struct rec_inventory_info info;
@@ -103,6 +113,13 @@ static void notes(gitops_buf *b, const json_t *row)
 	const json_t *pin = json_object_get(row, "pin"), *last = json_object_get(row, "lastSync");
 	if (*sv(row, "error"))
 		gitops_buf_printf(b, "error: %s; ", sv(row, "error"));
+	const json_t *sus = json_object_get(row, "suspension");
+	if (sus)
+		gitops_buf_printf(b, "suspended by %s%s%s; ", sv(sus, "by"), *sv(sus, "reason") ? ": " : "", sv(sus, "reason"));
+	if (!strcmp(sv(row, "health"), "degraded"))
+		gitops_buf_puts(b, "health degraded; ");
+	if (*sv(row, "daemonError"))
+		gitops_buf_printf(b, "gitops run: %s; ", sv(row, "daemonError"));
 	if (json_is_object(pin))
 		gitops_buf_printf(b, "pinned to %.12s by %s%s%s; ", sv(pin, "sha"), *sv(pin, "reason") ? sv(pin, "reason") : "pin",
 				  *sv(pin, "by") ? " of " : "", sv(pin, "by"));

@@ -125,7 +125,7 @@ int cmd_sync(int argc, char **argv)
 		for (size_t k = 0; k < n_apps && !seen; k++)
 			seen = !strcmp(apps[k], it->app);
 		if (!seen && n_apps < sizeof(apps) / sizeof(apps[0]))
-			apps[n_apps++] = it->app;
+			apps[n_apps++] = gitops_strdup(it->app); /* a re-plan inside rec_sync frees the items */
 	}
 	if (!a.dry_run) {
 		/* the deploy history (state branch): sync.succeeded / sync.failed; keep the sync's error */
@@ -198,6 +198,8 @@ done:
 		free((char *)sp.failures[i].object);
 		free((char *)sp.failures[i].reason);
 	}
+	for (size_t k = 0; k < n_apps; k++)
+		free((char *)apps[k]);
 	rec_plan_free(plan);
 	rec_workspace_free(ws);
 	return code;

@@ -4,6 +4,8 @@
 #define GITOPS_COMMON_H
 
 #include <stdarg.h>
+#include <stdatomic.h>
+#include <stdbool.h>
 #include <stddef.h>
 
 #define GITOPS_VERSION "0.1.0"
@@ -91,5 +93,25 @@ int gitops_utf8_check(const char *text, size_t len, int *line, int *col);
 
 /* Monotonic clock in milliseconds. */
 long long gitops_now_ms(void);
+
+/* ---- Cancellation ------------------------------------------------------------------------ */
+
+/* A cancellation token shared by the threads of a long-running caller (the daemon): set once
+ * (from any thread, or from a signal handler), then every wait that honours it returns early.
+ * Thread-safe. Free with gitops_cancel_free once no thread uses it. */
+typedef struct gitops_cancel gitops_cancel;
+/* Creates an unset token; the caller owns *out. GITOPS_EIO when no eventfd can be made. */
+int gitops_cancel_new(gitops_cancel **out);
+void gitops_cancel_free(gitops_cancel *c);
+/* Sets the token (idempotent, async-signal-safe). NULL is fine. */
+void gitops_cancel_set(gitops_cancel *c);
+/* True once set. NULL: never set. */
+bool gitops_cancel_is_set(const gitops_cancel *c);
+/* The flag itself, for waits that poll an atomic_bool (rec_health_wait); owned by c. */
+const atomic_bool *gitops_cancel_flag(const gitops_cancel *c);
+/* A file descriptor that becomes readable once the token is set (for poll); owned by c. */
+int gitops_cancel_fd(const gitops_cancel *c);
+/* Sleeps `ms` milliseconds or until the token is set; returns true when it was set. */
+bool gitops_cancel_sleep(gitops_cancel *c, long long ms);
 
 #endif

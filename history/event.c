@@ -14,7 +14,8 @@ const char *const hist_event_types[] = {
 	"sync.started", "sync.succeeded", "sync.failed",
 	"drift.detected", "drift.corrected",
 	"health.degraded", "health.recovered",
-	"rollback", "resume",
+	"rollback", "resume", "suspend",
+	"daemon.error", "daemon.recovered",
 	NULL,
 };
 
@@ -231,6 +232,10 @@ int hist_event_build(json_t **out, const struct hist_event *ev)
 	}
 	if (ev->promotion && *ev->promotion)
 		json_object_set_new(j, "promotion", json_string(ev->promotion));
+	if (ev->object && *ev->object)
+		json_object_set_new(j, "object", json_string(ev->object));
+	if (ev->count > 0)
+		json_object_set_new(j, "count", json_integer(ev->count));
 	if (ev->n_apps) {
 		json_t *apps = json_array();
 		for (size_t i = 0; i < ev->n_apps; i++)
@@ -289,7 +294,8 @@ int hist_event_validate(const json_t *ev)
 		return gitops_error_set(GITOPS_EINVALID, "event is not a JSON object");
 	static const char *const known[] = {"v", "id", "time", "type", "environment", "app", "sha", "actor",
 					    "trigger", "reason", "counts", "durationMs", "commitTime", "promotion",
-					    "approvals", "status", "required", "from", "previous", "apps", "failures", "signature", NULL};
+					    "approvals", "status", "required", "from", "previous", "apps", "failures", "object", "count", "signature",
+					    NULL};
 	const char *key;
 	json_t *val;
 	json_object_foreach((json_t *)ev, key, val) {
@@ -325,7 +331,7 @@ int hist_event_validate(const json_t *ev)
 		return bad(ev, "sha", "must be a 40-hex commit id");
 	if (sha && !is_hex40(json_string_value(sha)))
 		return bad(ev, "sha", "must be a 40-hex commit id");
-	static const char *const strs[] = {"app", "reason", "promotion", "status", "from", "previous", NULL};
+	static const char *const strs[] = {"app", "reason", "promotion", "status", "from", "previous", "object", NULL};
 	for (size_t i = 0; strs[i]; i++)
 		if (json_object_get(ev, strs[i]) && !is_str(ev, strs[i]))
 			return bad(ev, strs[i], "must be a string");
@@ -338,6 +344,9 @@ int hist_event_validate(const json_t *ev)
 			if (!json_is_integer(json_object_get(c, cn[i])) || json_integer_value(json_object_get(c, cn[i])) < 0)
 				return bad(ev, "counts", "needs non-negative integers created, updated, unchanged, pruned, failed");
 	}
+	json_t *cnt = json_object_get(ev, "count");
+	if (cnt && (!json_is_integer(cnt) || json_integer_value(cnt) < 1))
+		return bad(ev, "count", "must be a positive integer");
 	json_t *d = json_object_get(ev, "durationMs");
 	if (d && (!json_is_integer(d) || json_integer_value(d) < 0))
 		return bad(ev, "durationMs", "must be a non-negative integer");

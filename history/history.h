@@ -24,6 +24,8 @@
 
 /* ---- The store: a repository and its state branch -------------------------------------- */
 
+/* Threads: a hist handle is used by one thread at a time; open one per thread (or per call).
+ * Writers on several threads or processes are safe: appends are compare-and-swap. */
 typedef struct hist hist;
 
 struct hist_options {
@@ -67,6 +69,8 @@ struct hist_event {
 	long long duration_ms;   /* < 0: none */
 	long long commit_time;   /* commit time of `sha`, seconds since the epoch; 0: none */
 	const char *promotion;   /* promotion id */
+	const char *object;      /* drift.*: "Kind namespace/name" */
+	long long count;         /* drift.*: detections folded into the event; 0: none */
 	/* sync.*: the apps whose objects the sync changed (an environment-wide sync that changed
 	 * app api is found by `history --app api`); may be empty. */
 	const char *const *apps;
@@ -176,9 +180,21 @@ int hist_decide(json_t **out, hist *h, const struct mf_config *cfg, const char *
  * (GITOPS_EFORBIDDEN) when there is no such deploy. *out (may be NULL): the rollback event. */
 int hist_rollback(json_t **out, hist *h, const struct mf_environment *env, const char *to_sha, int steps,
 		  const struct hist_action *act);
-/* Drops the pin of a tracking environment (it follows its branch again). GITOPS_EINVALID for an
- * environment with `from` (a promotion moves it), GITOPS_ENOTFOUND when not pinned. */
+/* Ends a suspension (hist_suspend) and drops the pin of a tracking environment (it follows its
+ * branch again). Not suspended: GITOPS_EINVALID for an environment with `from` (a promotion
+ * moves it), GITOPS_ENOTFOUND when not pinned. */
 int hist_resume(json_t **out, hist *h, const struct mf_environment *env, const struct hist_action *act);
+
+/* Suspends `env`: the daemon stops syncing and self-healing it (drift is still reported) until
+ * hist_resume, which also ends a suspension (and, for a tracking environment, drops its pin).
+ * GITOPS_EFORBIDDEN when already suspended. *out (may be NULL): the event. */
+int hist_suspend(json_t **out, hist *h, const struct mf_environment *env, const struct hist_action *act);
+/* The daemon's automatic rollback after `failed_sha` failed its health gate: pins `env` to its
+ * last healthy SHA (trigger "auto"; act->reason names the failed objects) and remembers
+ * failed_sha as rolled back, so that no promotion to or from `env` accepts it again.
+ * GITOPS_EFORBIDDEN when there is no other healthy deploy to go back to. */
+int hist_rollback_failed(json_t **out, hist *h, const struct mf_environment *env, const char *failed_sha,
+			 const struct hist_action *act);
 
 /* ---- Queries, DORA, verification ------------------------------------------------------- */
 

@@ -31,9 +31,10 @@ int hist_record(json_t **out, hist *h, const struct hist_event *ev)
 {
 	if (out)
 		*out = NULL;
-	if (ev->type && (!strncmp(ev->type, "promotion.", 10) || !strcmp(ev->type, "rollback") || !strcmp(ev->type, "resume")))
+	if (ev->type && (!strncmp(ev->type, "promotion.", 10) || !strcmp(ev->type, "rollback") || !strcmp(ev->type, "resume") ||
+			 !strcmp(ev->type, "suspend")))
 		return gitops_error_set(GITOPS_EINVALID, "%s events are written by gitops promote / approve / reject / "
-					"rollback / resume, which check their preconditions", ev->type);
+					"rollback / resume / suspend, which check their preconditions", ev->type);
 	struct hist_event e = *ev;
 	if (!e.commit_time && e.sha)
 		e.commit_time = commit_time_in(h->repo, e.sha);
@@ -268,6 +269,17 @@ static int promote_prep(void *ud, struct hist_snap *s, json_t *ev, bool *skip)
 	}
 	if ((rc = hist_snap_env(&up, s, c->env->from)))
 		return rc;
+	for (int side = 0; side < 2; side++) {
+		json_t *rb = json_object_get(side ? up : target, "rolledBack");
+		size_t i;
+		json_t *x;
+		json_array_foreach(rb, i, x) {
+			if (streq(str(x, "sha"), c->sha))
+				return gitops_error_set(GITOPS_EFORBIDDEN, "promotion of %.12s to %s refused: it was rolled back "
+							"in %s after its health gate failed (event %s)", c->sha, c->env->name,
+							side ? c->env->from : c->env->name, str(x, "event"));
+		}
+	}
 	if (!deployed_healthy(up, c->sha, c->up)) {
 		const char *last = str(up, "lastHealthy");
 		if (c->up && c->up->n_reporters && deployed_healthy(up, c->sha, NULL))
@@ -597,9 +609,17 @@ static int resume_prep(void *ud, struct hist_snap *s, json_t *ev, bool *skip)
 	int rc = hist_snap_env(&e, s, env->name);
 	if (rc)
 		return rc;
-	if (!str(e, "pinned"))
+	bool suspended = json_object_get(e, "suspended") != NULL;
+	if (!suspended && !env->track)
+		return gitops_error_set(GITOPS_EINVALID, "%s is promoted from %s: it has no branch to resume; promote a "
+					"newer SHA instead", env->name, env->from ? env->from : "?");
+	if (!suspended && !str(e, "pinned"))
 		return gitops_error_set(GITOPS_ENOTFOUND, "%s is not pinned: it already follows %s", env->name, env->track);
-	json_object_set_new(ev, "previous", json_string(str(e, "pinned")));
+	/* a tracking environment's pin goes with the suspension; a promoted one keeps its promotion */
+	if (env->track && str(e, "pinned"))
+		json_object_set_new(ev, "previous", json_string(str(e, "pinned")));
+	else
+		json_object_set_new(ev, "status", json_string("suspension"));
 	*skip = false;
 	return 0;
 }
@@ -608,11 +628,77 @@ int hist_resume(json_t **out, hist *h, const struct mf_environment *env, const s
 {
 	if (out)
 		*out = NULL;
-	if (!env->track)
-		return gitops_error_set(GITOPS_EINVALID, "%s is promoted from %s: it has no branch to resume; promote a "
-					"newer SHA instead", env->name, env->from ? env->from : "?");
 	json_t *ev = action_event("resume", env->name, NULL, act);
 	int rc = hist_append(h, ev, resume_prep, (void *)env, NULL);
+	if (!rc && out)
+		*out = json_incref(ev);
+	json_decref(ev);
+	return rc;
+}
+
+/* ---- suspend, and the daemon's automatic rollback ----------------------------------------- */
+
+static int suspend_prep(void *ud, struct hist_snap *s, json_t *ev, bool *skip)
+{
+	const struct mf_environment *env = ud;
+	json_t *e;
+	int rc = hist_snap_env(&e, s, env->name);
+	if (rc)
+		return rc;
+	json_t *sus = json_object_get(e, "suspended");
+	if (sus)
+		return gitops_error_set(GITOPS_EFORBIDDEN, "%s is already suspended (since %s by %s); gitops resume %s ends it",
+					env->name, str(sus, "at"), str(sus, "by"), env->name);
+	*skip = false;
+	return 0;
+}
+
+int hist_suspend(json_t **out, hist *h, const struct mf_environment *env, const struct hist_action *act)
+{
+	if (out)
+		*out = NULL;
+	json_t *ev = action_event("suspend", env->name, NULL, act);
+	int rc = hist_append(h, ev, suspend_prep, (void *)env, NULL);
+	if (!rc && out)
+		*out = json_incref(ev);
+	json_decref(ev);
+	return rc;
+}
+
+struct rollback_failed_ctx {
+	const struct mf_environment *env;
+	const char *failed;
+};
+
+static int rollback_failed_prep(void *ud, struct hist_snap *s, json_t *ev, bool *skip)
+{
+	struct rollback_failed_ctx *c = ud;
+	json_t *e;
+	int rc = hist_snap_env(&e, s, c->env->name);
+	if (rc)
+		return rc;
+	const char *target = str(e, "lastHealthy");
+	if (!target || streq(target, c->failed))
+		return gitops_error_set(GITOPS_EFORBIDDEN, "rollback of %s refused: no healthy deploy other than %.12s to go "
+					"back to", c->env->name, c->failed);
+	if (streq(str(e, "pinned"), target))
+		return gitops_error_set(GITOPS_EFORBIDDEN, "%s is already pinned to %.12s", c->env->name, target);
+	json_object_set_new(ev, "sha", json_string(target));
+	json_object_set_new(ev, "previous", json_string(c->failed));
+	*skip = false;
+	return 0;
+}
+
+int hist_rollback_failed(json_t **out, hist *h, const struct mf_environment *env, const char *failed_sha,
+			 const struct hist_action *act)
+{
+	if (out)
+		*out = NULL;
+	struct hist_action a = act ? *act : (struct hist_action){0};
+	a.trigger = "auto";
+	json_t *ev = action_event("rollback", env->name, NULL, &a);
+	struct rollback_failed_ctx c = {env, failed_sha};
+	int rc = hist_append(h, ev, rollback_failed_prep, &c, NULL);
 	if (!rc && out)
 		*out = json_incref(ev);
 	json_decref(ev);

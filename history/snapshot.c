@@ -363,12 +363,45 @@ int hist_snap_apply(struct hist_snap *s, const json_t *ev)
 		if ((rc = touch_env(&e, s, env)))
 			return rc;
 		pin(e, ev, sha, "rollback", NULL);
+		/* the daemon's automatic rollback after a failed health gate: that SHA is never
+		 * promotable again to or from this environment */
+		const char *failed = str(ev, "previous");
+		const char *trig = str(ev, "trigger");
+		if (failed && trig && !strcmp(trig, "auto")) {
+			json_t *rb = json_object_get(e, "rolledBack");
+			if (!json_is_array(rb)) {
+				rb = json_array();
+				json_object_set_new(e, "rolledBack", rb);
+			}
+			json_array_append_new(rb, json_pack("{s:s, s:s, s:s}", "sha", failed, "time", time, "event", id));
+			while (json_array_size(rb) > HIST_DEPLOYED_KEEP)
+				json_array_remove(rb, 0);
+		}
 	} else if (!strcmp(type, "resume")) {
 		if ((rc = touch_env(&e, s, env)))
 			return rc;
-		static const char *const keys[] = {"pinned", "pinReason", "pinnedAt", "pinnedBy", "pinEvent", "promotion"};
-		for (size_t i = 0; i < sizeof(keys) / sizeof(keys[0]); i++)
-			json_object_del(e, keys[i]);
+		/* a resume drops the pin and any suspension; status "suspension": only the suspension
+		 * (an environment with `from` keeps its promotion) */
+		const char *st = str(ev, "status");
+		if (!st || strcmp(st, "suspension")) {
+			static const char *const keys[] = {"pinned", "pinReason", "pinnedAt", "pinnedBy", "pinEvent", "promotion"};
+			for (size_t i = 0; i < sizeof(keys) / sizeof(keys[0]); i++)
+				json_object_del(e, keys[i]);
+		}
+		json_object_del(e, "suspended");
+	} else if (!strcmp(type, "suspend")) {
+		if ((rc = touch_env(&e, s, env)))
+			return rc;
+		json_object_set_new(e, "suspended", json_pack("{s:s, s:s, s:s, s:s?}", "at", time, "by", str(ev, "actor"),
+							      "event", id, "reason", str(ev, "reason")));
+	} else if (!strcmp(type, "daemon.error")) {
+		if ((rc = touch_env(&e, s, env)))
+			return rc;
+		json_object_set_new(e, "daemonError", json_pack("{s:s?, s:s}", "reason", str(ev, "reason"), "at", time));
+	} else if (!strcmp(type, "daemon.recovered")) {
+		if ((rc = touch_env(&e, s, env)))
+			return rc;
+		json_object_del(e, "daemonError");
 	}
 	/* drift.* and sync.started change no state: they live in the log only */
 	return rc;

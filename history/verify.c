@@ -346,6 +346,10 @@ static char *check_pin_move(struct vctx *v, const json_t *ev, const struct mf_co
 	}
 	const char *pinned = str(st, "pinned"), *current = pinned ? pinned : str(st, "lastHealthy");
 	if (resume) {
+		/* the end of a suspension only (the pin, if any, stays: see hist_resume) */
+		if (streq(str(ev, "status"), "suspension"))
+			return json_object_get(st, "suspended") ? NULL
+								: gitops_sprintf("resume of %s, which was not suspended", env);
 		if (!pinned)
 			return gitops_sprintf("resume of %s, which was not pinned", env);
 		if (!streq(str(ev, "previous"), pinned))

@@ -190,10 +190,16 @@ static void handle_put(kube_client *c, CURL *h)
 	pthread_mutex_unlock(&c->pool_lock);
 }
 
-static void sleep_ms(long ms)
+static bool cancelled(const kube_client *c) { return c->opt.cancel && atomic_load(c->opt.cancel); }
+
+/* Sleeps in short slices so that a cancelled client stops waiting at once. */
+static void sleep_ms(const kube_client *c, long ms)
 {
-	if (ms > 0)
-		usleep((useconds_t)ms * 1000);
+	while (ms > 0 && !cancelled(c)) {
+		long slice = ms < 50 ? ms : 50;
+		usleep((useconds_t)slice * 1000);
+		ms -= slice;
+	}
 }
 
 struct xfer {
@@ -443,7 +449,11 @@ int kube_http(kube_client *c, const char *method, const char *url_path, const ch
 		long wait = 0;
 		int step = stopped ? 0 : next_step(c, cc, code, &ex.x, attempt, max_retries, &reauthed, &wait);
 		if (step == 1) {
-			sleep_ms(wait);
+			sleep_ms(c, wait);
+			if (cancelled(c)) {
+				rc = gitops_error_set(GITOPS_ETIMEOUT, "%s %s: cancelled", method, url_path);
+				break;
+			}
 			continue;
 		}
 		if (step == 2) {
@@ -533,7 +543,7 @@ int kube_http_batch(kube_client *c, struct kube_http_call *calls, size_t n, int 
 				if (calls[i].status == -1 && (soonest < 0 || s[i].not_before < soonest))
 					soonest = s[i].not_before;
 			if (soonest > now)
-				sleep_ms((long)(soonest - now));
+				sleep_ms(c, (long)(soonest - now));
 			continue;
 		}
 		int running = 0;

@@ -44,6 +44,10 @@ struct kube_client_options {
 	int burst;           /* bucket size; 0: 100 */
 	long timeout_ms;     /* per request (not watches); 0: 30000 */
 	int max_retries;     /* on connection errors, 429 and 5xx; 0: 5, -1: none */
+	/* When set (from any thread), retries and their backoff sleeps stop at once and the call
+	 * fails with GITOPS_ETIMEOUT ("cancelled"); a request in flight still ends by its timeout.
+	 * May be NULL; must outlive the client. */
+	const atomic_bool *cancel;
 };
 
 /* Creates a client; takes ownership of cfg (also on failure). Thread-safe: calls may be made

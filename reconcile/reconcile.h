@@ -35,6 +35,10 @@
 
 /* ---- Workspace: the repository, its pipeline config, and cluster clients ---------------- */
 
+/* Threads: a workspace (its repository mirror, config and render cache) is used by one thread
+ * at a time; a daemon opens one per thread (cheap: the mirror and the render cache on disk are
+ * shared through their locks). Its kube_clients are thread-safe and may be handed to other
+ * threads for as long as the workspace lives. */
 typedef struct rec_workspace rec_workspace;
 
 struct rec_workspace_options {
@@ -49,6 +53,8 @@ struct rec_workspace_options {
 	/* Sync and the daemon: the revision resolved is what deploys, so it must carry a valid git
 	 * SSH signature by one of the environment's commitSigners (when any are listed). */
 	bool deploy;
+	/* Cancellation of the workspace's clients' retries (the daemon's token); may be NULL. */
+	const atomic_bool *cancel;
 	/* Progress lines ("applying 12 objects..."); may be NULL. */
 	void (*progress)(void *ud, const char *line);
 	void *progress_ud;
@@ -60,6 +66,11 @@ struct rec_workspace_options {
 int rec_workspace_open(rec_workspace **out, const struct rec_workspace_options *opt);
 void rec_workspace_free(rec_workspace *ws);
 const struct mf_config *rec_workspace_config(const rec_workspace *ws);
+/* Fetches the repository again and, when the main branch moved, re-reads gitops.yaml. Every
+ * mf_environment pointer taken from the workspace before is invalid afterwards when
+ * *config_changed is set. A failed fetch is GITOPS_EGIT (the mirror keeps its last state); a
+ * bad new gitops.yaml is GITOPS_EPARSE / EINVALID and the previous config stays in use. */
+int rec_workspace_refresh(rec_workspace *ws, bool *config_changed);
 /* The environment `name`; GITOPS_EINVALID naming the known ones when there is none. */
 int rec_workspace_env(const struct mf_environment **out, rec_workspace *ws, const char *name);
 /* The revision to deploy: `rev` when given (branch, tag, SHA), else the environment's pin in the

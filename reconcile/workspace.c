@@ -209,6 +209,29 @@ fail:
 	return rc;
 }
 
+int rec_workspace_refresh(rec_workspace *ws, bool *config_changed)
+{
+	*config_changed = false;
+	if (mf_repo_fetch(ws->repo))
+		return gitops_error_set(GITOPS_EGIT, "%s", gitops_error_last());
+	char sha[41];
+	int rc = mf_repo_resolve(sha, ws->repo, ws->cfg->branch);
+	if (rc == GITOPS_ENOTFOUND)
+		rc = mf_repo_resolve(sha, ws->repo, "HEAD");
+	if (rc)
+		return git_error(rc);
+	if (!strcmp(sha, ws->main_sha))
+		return GITOPS_OK;
+	struct mf_config *cfg = NULL;
+	if ((rc = read_config(ws, sha, &cfg)))
+		return rc;
+	mf_config_free(ws->cfg);
+	ws->cfg = cfg;
+	memcpy(ws->main_sha, sha, sizeof(sha));
+	*config_changed = true;
+	return GITOPS_OK;
+}
+
 void rec_workspace_free(rec_workspace *ws)
 {
 	if (!ws)
@@ -413,7 +436,7 @@ int rec_workspace_client(kube_client **out, rec_workspace *ws, const struct mf_e
 	double qps = getenv("GITOPS_KUBE_QPS") ? atof(getenv("GITOPS_KUBE_QPS")) : 0;
 	if (qps <= 0)
 		qps = 1000;
-	struct kube_client_options co = {.qps = qps, .burst = (int)qps};
+	struct kube_client_options co = {.qps = qps, .burst = (int)qps, .cancel = ws->opt.cancel};
 	if (!rc)
 		rc = kube_client_new(&c, cfg, &co);
 	if (rc) {
