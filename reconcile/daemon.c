@@ -286,8 +286,10 @@ static int watch_plan(struct denv *de, rec_plan *plan, const struct mf_environme
 	de->n_watches = nn;
 	pthread_mutex_unlock(&de->lock);
 	pthread_rwlock_unlock(&de->wlock);
-	if (!rc)
+	if (!rc) {
 		dlog(de, "watching %zu object(s) through %zu watch(es)", json_object_size(desired), nn);
+		gitops_metric_set("gitops_managed_objects", (double)json_object_size(desired), "environment", de->name, NULL);
+	}
 	return rc;
 }
 
@@ -391,6 +393,8 @@ static void heal_one(struct denv *de, const char *key, long long event_ms)
 	pthread_mutex_lock(&de->lock);
 	bool heal = de->self_heal && !de->suspended && !de->syncing;
 	pthread_mutex_unlock(&de->lock);
+	heal = heal && rec_control_may_act(de->d->opt->control, de->name);
+	gitops_metric_add("gitops_drift_detected_total", 1, "environment", de->name, NULL);
 	char *obj = describe_obj(desired);
 	json_t *ep = json_object_get(de->episodes, key);
 	if (!ep) {
@@ -416,6 +420,7 @@ static void heal_one(struct denv *de, const char *key, long long event_ms)
 		if (kube_apply(NULL, NULL, de->client, desired, &ao) == GITOPS_OK) {
 			json_object_set_new(ep, "fixed", json_true());
 			json_object_set_new(ep, "lastMs", json_integer(gitops_now_ms()));
+			gitops_metric_add("gitops_drift_corrected_total", 1, "environment", de->name, NULL);
 			dlog(de, "corrected %s %lld ms after the watch event", obj, gitops_now_ms() - event_ms);
 		} else {
 			dlog(de, "failed to correct %s: %s", obj, gitops_error_last());
@@ -699,6 +704,9 @@ static int sync_and_gate(struct denv *de, rec_plan *plan, const struct mf_enviro
 		}
 	}
 	hist_free(h);
+	gitops_metric_add("gitops_sync_total", 1, "environment", de->name, "result", rc || grc ? "failed" : "succeeded", NULL);
+	if (!rc)
+		gitops_metric_set("gitops_environment_healthy", grc ? 0 : 1, "environment", de->name, NULL);
 	if (rc) {
 		dlog(de, "sync of %.12s failed: %s", target, err);
 		rc = gitops_error_set(rc, "%s", err);
@@ -825,7 +833,23 @@ static void *env_main(void *arg)
 	unsigned seed = (unsigned)gitops_now_ms() ^ (unsigned)(uintptr_t)de;
 	while (!gitops_cancel_is_set(o->cancel)) {
 		bool again = false;
+		if (!rec_control_may_act(o->control, de->name)) {
+			/* another replica holds the Lease: stand by; taking over starts from scratch */
+			if (de->applied[0] || de->n_watches) {
+				dlog(de, "not the leader any more: standing by");
+				stop_watches(de);
+				de->applied[0] = '\0';
+			}
+			rec_control_pass_done(o->control, de->name, 0, NULL, NULL, -1, -1);
+			if (rec_control_wait(o->control, de->name, o->cancel, 1000))
+				break;
+			continue;
+		}
+		long long t0 = gitops_now_ms();
 		int rc = reconcile_once(de, &again);
+		gitops_metric_observe("gitops_reconcile_duration_seconds", (double)(gitops_now_ms() - t0) / 1000.0,
+				      "environment", de->name, NULL);
+		rec_control_pass_done(o->control, de->name, rc, rc ? gitops_error_last() : NULL, de->applied, -1, -1);
 		if (again)
 			continue; /* a rollback was pinned: sync it now */
 		long long wait;
@@ -855,7 +879,7 @@ static void *env_main(void *arg)
 		}
 		if (o->once)
 			break;
-		if (gitops_cancel_sleep(o->cancel, jitter(wait, &seed)))
+		if (rec_control_wait(o->control, de->name, o->cancel, jitter(wait, &seed)))
 			break;
 	}
 	return NULL;
@@ -916,6 +940,16 @@ int rec_daemon_run(const struct rec_daemon_options *opt)
 			goto out;
 		}
 		denv_init(&d.envs[d.n++], &d, opt->n_envs ? opt->envs[i] : cfg->envs[i].name, ws->repo_url);
+	}
+	if (opt->control) {
+		const char *pipeline = NULL;
+		if (rec_workspace_pipeline(&pipeline, NULL, ws) == 0)
+			rec_control_pipeline(opt->control, pipeline, ws->repo_url, cfg->branch);
+		gitops_error_clear();
+		for (size_t i = 0; i < d.n; i++) {
+			const struct mf_environment *env = mf_config_env(cfg, d.envs[i].name);
+			rec_control_env_add(opt->control, d.envs[i].name, env ? env->track : NULL);
+		}
 	}
 	for (size_t i = 0; i < d.n; i++) {
 		struct denv *de = &d.envs[i];
