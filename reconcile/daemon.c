@@ -4,10 +4,6 @@
  * healer_main. */
 #include "reconcile/daemon.h"
 #include "reconcile/internal.h"
-#if __has_include("reconcile/health.h")
-#include "reconcile/health.h" /* the health rules and wait (branch workloads) */
-#define HAVE_HEALTH 1
-#endif
 #include "history/history.h"
 
 #include <pthread.h>
@@ -579,12 +575,6 @@ static void *healer_main(void *arg)
 static int health_gate(struct denv *de, rec_plan *plan, const struct mf_environment *env, char **why)
 {
 	*why = NULL;
-#ifndef HAVE_HEALTH
-	(void)plan;
-	(void)env;
-	dlog(de, "health gate: no health rules in this build: healthy once applied");
-	return GITOPS_OK;
-#else
 	size_t n = 0;
 	json_t **objs = gitops_calloc(rec_plan_count(plan) + 1, sizeof(*objs));
 	for (size_t i = 0; i < rec_plan_count(plan); i++)
@@ -616,7 +606,6 @@ static int health_gate(struct denv *de, rec_plan *plan, const struct mf_environm
 	}
 	rec_health_report_free(&rep);
 	return rc;
-#endif
 }
 
 static void set_syncing(struct denv *de, bool on)

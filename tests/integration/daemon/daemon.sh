@@ -51,6 +51,11 @@ environments:
     namespace: $ns
     apps: [{name: app, path: app}]
     sync: {auto: true, prune: true, selfHeal: true}
+    rollback: {onFailure: true, healthTimeout: 90s}
+  - name: stg$$
+    from: $env
+    namespace: $ns-stg
+    apps: [{name: app, path: app}]
   - name: $far
     track: main
     namespace: $ns
@@ -147,6 +152,44 @@ sleep 2 # let the watches notice (not an assertion)
 "$here/../../testenv/apiserver-start.sh" "$GITOPS_CLUSTER_DIR" || fail "apiserver restart"
 kubectl -n "$ns" patch configmap bulk-7 --type merge -p '{"data":{"i":"x"}}' >/dev/null
 if wait_for 60 cm_is bulk-7 i 7; then ok "drift is corrected after an apiserver restart"; else fail "heal after apiserver restart" "$(tail -20 "$tmp/daemon.log")"; fi
+
+# --- health gate and automatic rollback of a broken commit --------------------------------------
+web() { cat > app/web.yaml <<Y
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: web}
+spec:
+  progressDeadlineSeconds: 10
+  selector: {matchLabels: {app: web}}
+  template:
+    metadata: {labels: {app: web}}
+    spec: {containers: [{name: web, image: "nginx:$1"}]}
+Y
+git add -A && git -c user.name=t -c user.email=t@t commit -qm "web $1"; }
+image() { kubectl -n "$ns" get deployment web -o jsonpath='{.spec.template.spec.containers[0].image}' 2>/dev/null; }
+image_is() { [ "$(image)" = "$1" ]; }
+web 1.27; good=$(git rev-parse HEAD)
+if wait_for 120 count_is "$env" sync.succeeded 1 "$good"; then ok "a Deployment that rolls out passes the health gate"; else fail "gate of a good commit" "$(tail -20 "$tmp/daemon.log")"; fi
+expect_contains "the sync was recorded after the gate" "health gate passed" "$(cat "$tmp/daemon.log")"
+web broken; bad=$(git rev-parse HEAD)
+if wait_for 180 count_is "$env" rollback 1; then ok "a commit whose Deployment never gets ready is rolled back"; else fail "automatic rollback" "$(tail -30 "$tmp/daemon.log")"; fi
+rb=$("$G" history --repo "$repo" --env "$env" --type rollback --json)
+expect_contains "the rollback names the failed commit" "\"previous\": \"$bad\"" "$rb"
+expect_contains "the rollback names the failed object" "Deployment $ns/web" "$rb"
+expect_contains "the rollback is automatic" '"trigger": "auto"' "$rb"
+expect_eq "the failed commit is recorded as sync.failed" 1 "$(hist_count "$env" sync.failed "$bad")"
+expect_eq "the failed commit never counts as a healthy deploy" 0 "$(hist_count "$env" sync.succeeded "$bad")"
+expect_eq "its health is recorded as degraded" 1 "$(hist_count "$env" health.degraded)"
+if wait_for 120 image_is nginx:1.27; then ok "the last healthy commit is deployed again"; else fail "rolled back image" "$(image)"; fi
+if wait_for 120 count_is "$env" health.recovered 1; then ok "its health is recorded as recovered"; else fail "health.recovered"; fi
+expect_rc "the rolled-back commit is refused for promotion" 7 "$G" promote "$bad" "stg$$" --repo "$repo"
+expect_contains "the refusal says why" "rolled back" "$out"
+st=$("$G" status "$env" --repo "$repo" 2>&1)
+expect_contains "status shows the rollback pin" "pinned to ${good:0:12} by rollback" "$st"
+web 1.28; fixed=$(git rev-parse HEAD)
+expect_contains "a later commit does not override the rollback" "${good:0:12}" "$("$G" status "$env" --repo "$repo" --json | python3 -c 'import json,sys; print(json.load(sys.stdin)[0]["target"])')"
+expect_rc "gitops resume drops the rollback pin" 0 "$G" resume "$env" --repo "$repo"
+if wait_for 120 image_is nginx:1.28; then ok "after resume the branch head is deployed"; else fail "resume after rollback" "$(image)"; fi
 
 # --- SIGTERM: a clean stop ---------------------------------------------------------------------
 kill -TERM "$daemon_pid"; wait "$daemon_pid"; rc=$?; daemon_pid=
