@@ -650,7 +650,16 @@ static int sync_and_gate(struct denv *de, rec_plan *plan, const struct mf_enviro
 		grc = health_gate(de, plan, env, &why);
 	set_syncing(de, false);
 	if (gitops_cancel_is_set(de->d->opt->cancel) && grc) {
-		/* stopped in the middle of the gate: record nothing; the next run gates again */
+		/* stopped (SIGTERM) in the middle of the gate: the apply that finished is recorded as
+		 * sync.started, which changes no state: the next start syncs (a no-op) and gates again */
+		char *r = gitops_sprintf("applied, then stopped before its health gate passed; the next start gates it again");
+		struct hist_event ev = {.type = "sync.started", .environment = de->name, .sha = target, .reason = r,
+					.has_counts = true, .created = rep.created, .updated = rep.updated,
+					.unchanged = rep.unchanged, .pruned = rep.pruned, .failed = rep.failed,
+					.duration_ms = rep.ms};
+		record(de, &ev);
+		free(r);
+		dlog(de, "stopped during the health gate of %.12s: recorded as sync.started", target);
 		free(err);
 		free(why);
 		return gitops_error_set(GITOPS_ETIMEOUT, "stopped during the health gate");
