@@ -60,7 +60,7 @@ void cmd_run_help(void)
 	     "  --leader-elect      several replicas share the environments: one Lease per pipeline\n"
 	     "                      and environment in --lease-namespace (default $POD_NAMESPACE, else\n"
 	     "                      gitops-system), each replica taking its fair share\n"
-	     "  --identity ID       this replica in the Leases (default $POD_NAME, else host_pid)\n"
+	     "  --identity ID       this replica in the Leases (default $POD_NAME, else host-pid)\n"
 	     "  --lease-duration D  take-over delay after a leader stops renewing (default 15s)\n"
 	     CLI_STATE_HELP "\n"
 	     "Exit codes: 0 stopped by SIGINT/SIGTERM, or --once and every environment reconciled;\n"
@@ -216,7 +216,7 @@ int cmd_run(int argc, char **argv)
 		char host[128] = "gitops";
 		gethostname(host, sizeof(host) - 1);
 		ident = identity ? gitops_strdup(identity)
-			: getenv("POD_NAME") ? gitops_strdup(getenv("POD_NAME")) : gitops_sprintf("%s_%d", host, (int)getpid());
+			: getenv("POD_NAME") ? gitops_strdup(getenv("POD_NAME")) : gitops_sprintf("%s-%d", host, (int)getpid());
 		const char *ns = lease_ns ? lease_ns : getenv("POD_NAMESPACE") ? getenv("POD_NAMESPACE") : "gitops-system";
 		struct rec_lease_options lo = {.client = lease_client, .namespace = ns, .identity = ident, .duration_ms = lease_ms};
 		if (!lrc)

@@ -341,6 +341,9 @@ int rec_leases_start(rec_leases **out, const struct rec_lease_options *opt)
 	ls->ns = gitops_strdup(opt->namespace);
 	ls->identity = gitops_strdup(opt->identity);
 	ls->member = gitops_sprintf("gitops-replica-%s", opt->identity);
+	/* an object name is a DNS subdomain: lowercase letters, digits, '-' and '.' */
+	for (char *p = ls->member; *p; p++)
+		*p = (*p >= 'A' && *p <= 'Z') ? (char)(*p - 'A' + 'a') : (strchr("abcdefghijklmnopqrstuvwxyz0123456789-.", *p) ? *p : '-');
 	ls->members_seen = json_object();
 	pthread_mutex_init(&ls->lock, NULL);
 	pthread_cond_init(&ls->cond, NULL);
