@@ -79,4 +79,31 @@ int rec_control_status(json_t **out, rec_control *ctl, const char *env);
  * the daemon registered. */
 char *rec_control_repo(rec_control *ctl);
 
+/* ---- Outgoing notifications (`notifications:` in gitops.yaml) -------------------------------- */
+
+typedef struct rec_notifier rec_notifier;
+struct mf_config;
+
+struct rec_notify_options {
+	const struct mf_config *cfg; /* its notifications are copied */
+	const char *repo_url;        /* the state branch is read through it */
+	const char *pipeline;
+	/* Only the replica leading an event's environment sends it (NULL: this one sends all);
+	 * events without an environment (approvals) are sent by the leader of the first one. */
+	rec_control *control;
+	long long poll_ms;           /* how often the history is read; 0: 1 s */
+	/* One line per delivery problem, naming the sink, never its URL or secret. May be NULL. */
+	void (*log)(void *ud, const char *line);
+	void *log_ud;
+};
+
+/* Starts two threads: one reads the events recorded since the start (by this daemon, a CI's
+ * promote, an approver) and queues those a sink asked for; one delivers the queue, retrying
+ * with backoff (1 s doubling, capped at 30 s, 6 tries; Retry-After honoured) on connection
+ * errors, 429 and 5xx. A reconcile never waits for it. GITOPS_EINVALID (naming gitops.yaml's
+ * line) for an unknown event type. Caller frees with rec_notify_stop. */
+int rec_notify_start(rec_notifier **out, const struct rec_notify_options *opt);
+/* Stops both threads; what is still queued is dropped (and logged). NULL is fine. */
+void rec_notify_stop(rec_notifier *n);
+
 #endif

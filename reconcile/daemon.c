@@ -916,6 +916,17 @@ static void denv_clear(struct denv *de)
 	free(de->last_error);
 }
 
+/* The notifier's lines go to the log under "-". */
+static void notify_log(void *ud, const char *line)
+{
+	struct daemon *d = ud;
+	if (!d->opt->log)
+		return;
+	pthread_mutex_lock(&d->log_lock);
+	d->opt->log(d->opt->log_ud, "-", line);
+	pthread_mutex_unlock(&d->log_lock);
+}
+
 int rec_daemon_run(const struct rec_daemon_options *opt)
 {
 	/* Open once on this thread to check the repository and the environments before starting. */
@@ -949,6 +960,19 @@ int rec_daemon_run(const struct rec_daemon_options *opt)
 			rec_control_env_add(opt->control, d.envs[i].name, env ? env->track : NULL);
 		}
 	}
+	/* notifications: on their own threads, fed by the state branch; a reconcile never waits */
+	rec_notifier *notifier = NULL;
+	if (!opt->once && cfg->n_notifications) {
+		const char *pipeline = NULL;
+		rec_workspace_pipeline(&pipeline, NULL, ws);
+		struct rec_notify_options no = {.cfg = cfg, .repo_url = ws->repo_url, .pipeline = pipeline,
+						.control = opt->control, .log = notify_log, .log_ud = &d};
+		if ((rc = rec_notify_start(&notifier, &no))) {
+			for (size_t j = 0; j < d.n; j++)
+				denv_clear(&d.envs[j]);
+			goto out;
+		}
+	}
 	for (size_t i = 0; i < d.n; i++) {
 		struct denv *de = &d.envs[i];
 		/* the last error and open drift episodes survive restarts: nothing is recorded twice */
@@ -978,6 +1002,7 @@ int rec_daemon_run(const struct rec_daemon_options *opt)
 		if (opt->once && !de->ok_once)
 			gitops_buf_printf(&failed, "%s%s", failed.len ? ", " : "", de->name);
 	}
+	rec_notify_stop(notifier);
 	for (size_t i = 0; i < d.n; i++)
 		denv_clear(&d.envs[i]);
 	rc = failed.len ? gitops_error_set(GITOPS_ERROR, "environment(s) failed: %s (see the lines above)", failed.ptr)
