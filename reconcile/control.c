@@ -272,3 +272,36 @@ int rec_control_status(json_t **out, rec_control *c, const char *env)
 	*out = arr;
 	return GITOPS_OK;
 }
+
+void rec_control_count_pending(rec_control *c, const char *env)
+{
+	char *repo = c ? rec_control_repo(c) : NULL;
+	hist *h = NULL;
+	json_t *arr = NULL;
+	/* recent requests only: a promotion stays pending until applied, rejected or superseded */
+	struct hist_filter f = {.env = env, .type = "promotion.requested", .limit = 50};
+	if (!repo || hist_open_default(&h, NULL, NULL, repo) || hist_query(&arr, h, &f)) {
+		gitops_error_clear();
+		hist_free(h);
+		free(repo);
+		return;
+	}
+	size_t i, pending = 0;
+	json_t *ev;
+	json_array_foreach(arr, i, ev) {
+		json_t *p = NULL;
+		const char *id = json_string_value(json_object_get(ev, "promotion"));
+		if (!id)
+			id = json_string_value(json_object_get(ev, "id"));
+		if (id && hist_promotion_get(&p, h, id) == 0) {
+			const char *st = json_string_value(json_object_get(p, "status"));
+			pending += st && !strcmp(st, "pending");
+		}
+		json_decref(p);
+		gitops_error_clear();
+	}
+	json_decref(arr);
+	hist_free(h);
+	free(repo);
+	gitops_metric_set("gitops_promotions_pending", (double)pending, "environment", env, NULL);
+}

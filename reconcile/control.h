@@ -62,6 +62,9 @@ bool rec_control_may_act(rec_control *ctl, const char *env);
  * (-1: unknown); `healthy` -1 unknown, 0, 1. Marks the environment ready after its first pass. */
 void rec_control_pass_done(rec_control *ctl, const char *env, int rc, const char *error, const char *target,
 			   long objects, int healthy);
+/* Sets gitops_promotions_pending{environment} from the state branch (the recent promotion
+ * requests of `env` still pending). Errors leave the gauge as it was. */
+void rec_control_count_pending(rec_control *ctl, const char *env);
 /* Waits `ms` or until poked or cancelled; true when cancelled. */
 bool rec_control_wait(rec_control *ctl, const char *env, gitops_cancel *cancel, long long ms);
 

@@ -848,6 +848,7 @@ static void *env_main(void *arg)
 		gitops_metric_observe("gitops_reconcile_duration_seconds", (double)(gitops_now_ms() - t0) / 1000.0,
 				      "environment", de->name, NULL);
 		rec_control_pass_done(o->control, de->name, rc, rc ? gitops_error_last() : NULL, de->applied, -1, -1);
+		rec_control_count_pending(o->control, de->name);
 		if (again)
 			continue; /* a rollback was pinned: sync it now */
 		long long wait;

@@ -43,9 +43,10 @@ printf '%s\n' "$secret" > "$tmp/webhook-secret"
 sign() { printf '%s' "$1" | openssl dgst -sha256 -hmac "$secret" | sed 's/^.*= /sha256=/'; }
 github() { http_code -X POST "$base/hooks/github" -H 'Content-Type: application/json' -H "X-GitHub-Event: ${3:-push}" ${2:+-H "X-Hub-Signature-256: $2"} --data-binary "$1"; }
 gitlab() { http_code -X POST "$base/hooks/gitlab" -H 'Content-Type: application/json' -H 'X-Gitlab-Event: Push Hook' ${2:+-H "X-Gitlab-Token: $2"} --data-binary "$1"; }
-start_daemon() { "$G" run --repo "$repo" --interval 10m --env "$env" --listen "127.0.0.1:$port" \
+start_daemon() { "$G" run --repo "$repo" --interval 10m --env "$env" --env "$env-prod" --listen "127.0.0.1:$port" \
   --webhook-secret-file "$tmp/webhook-secret" --log-format json >>"$tmp/daemon.log" 2>&1 & daemon_pid=$!; }
 
+"$G" keygen --out "$tmp/alice.key" >/dev/null || fail "keygen"
 repo=$tmp/repo; mkdir -p "$repo/app"
 cd "$repo"
 cat > gitops.yaml <<Y
@@ -58,6 +59,13 @@ environments:
     namespace: $ns
     apps: [{name: app, path: app}]
     sync: {auto: true, prune: true, selfHeal: true}
+  - name: $env-prod
+    from: $env
+    namespace: $ns-prod
+    apps: [{name: app, path: app}]
+    approval:
+      required: 1
+      approvers: [{name: alice, key: "$(cat "$tmp/alice.key.pub")"}]
 Y
 printf 'apiVersion: v1\nkind: Namespace\nmetadata: {name: %s}\n' "$ns" > app/ns.yaml
 printf 'apiVersion: v1\nkind: ConfigMap\nmetadata: {name: settings}\ndata: {color: blue}\n' > app/cm.yaml
@@ -104,6 +112,10 @@ st=$(curl -fsS "$base/api/v1/status?env=$env")
 expect_contains "/api/v1/status shows the environment synced" '"state": "Synced"' "$st"
 expect_contains "/api/v1/status has the recorded sync" "\"synced\": \"$(git rev-parse HEAD)\"" "$st"
 
+# --- a promotion waiting for its approval shows in gitops_promotions_pending --------------------
+expect_eq "no promotion pending at first" 0 "$(metric "gitops_promotions_pending{environment=\"$env-prod\"}")"
+"$G" promote "$(git rev-parse HEAD)" "$env-prod" --repo "$repo" >/dev/null 2>&1 || fail "promote"
+
 # --- webhooks -----------------------------------------------------------------------------------
 sed -i 's/blue/green/' app/cm.yaml && git -c user.name=t -c user.email=t@t commit -qam two
 two=$(git rev-parse HEAD)
@@ -119,8 +131,9 @@ expect_eq "refused or ignored webhooks trigger no fetch" "$f1" "$(metric 'gitops
 expect_eq "refused webhooks are counted" 2 "$(metric 'gitops_webhook_requests_total{provider="github",result="unauthorized"}')"
 expect_eq "a valid GitHub push is accepted" 200 "$(github "$push" "$(sign "$push")")"
 if wait_for 30 cm_is settings color green; then ok "the GitHub webhook's push is fetched and synced (interval is 10m)"; else fail "github webhook sync" "$(tail -5 "$tmp/daemon.log")"; fi
-expect_eq "the fetch counter moved by one" $((f1 + 1)) "$(metric 'gitops_git_fetch_total{result="succeeded"}')"
+expect_eq "the fetch counter moved by one per environment (two)" $((f1 + 2)) "$(metric 'gitops_git_fetch_total{result="succeeded"}')"
 if wait_for 30 metric_is "gitops_sync_total{environment=\"$env\",result=\"succeeded\"}" 2; then ok "gitops_sync_total moved to 2"; else fail "sync counter 2"; fi
+if wait_for 30 metric_is "gitops_promotions_pending{environment=\"$env-prod\"}" 1; then ok "gitops_promotions_pending counts the gated promotion"; else fail "promotions pending"; fi
 sed -i 's/green/yellow/' app/cm.yaml && git -c user.name=t -c user.email=t@t commit -qam three
 expect_eq "a valid GitLab push is accepted" 200 "$(gitlab "{\"object_kind\":\"push\",\"ref\":\"refs/heads/main\"}" "$secret")"
 if wait_for 30 cm_is settings color yellow; then ok "the GitLab webhook's push is fetched and synced"; else fail "gitlab webhook sync"; fi
