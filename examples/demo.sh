@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # make demo: starts the local control plane (when it is not running) and shows gitops at work on
 # the example shop repository: render, diff, sync, a no-op resync, drift made with kubectl and
-# corrected, a change in git, pruning, promotion, a signed approval, rollback and the audit log. The control plane keeps running afterwards
+# corrected, a change in git, pruning, promotion, a signed approval, rollback and the audit log;
+# then gitops run at work: a commit reaching dev by itself, a hand edit corrected within a second,
+# a promotion deployed, a broken image rolled back automatically. The control plane keeps running afterwards
 # (`make cluster-down` stops it); the demo repository is in build/demo/shop.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -21,8 +23,10 @@ cd "$repo"
 git init -q -b main && git add -A && git -c user.name=demo -c user.email=demo@example.com commit -qm "shop: first version"
 commit() { git add -A && git -c user.name=demo -c user.email=demo@example.com commit -qm "$1"; }
 # A fresh demo: forget what an earlier run applied.
-for e in dev staging prod; do kubectl -n gitops-system delete configmap gitops-inventory-$e --ignore-not-found >/dev/null; done
-kubectl -n shop-dev delete configmap frontend-notes --ignore-not-found >/dev/null 2>&1 || true
+# (each demo repository is a new pipeline: the objects of an earlier one would not be its own)
+kubectl delete namespace shop-dev shop-staging shop-prod --ignore-not-found >/dev/null
+kubectl -n gitops-system get configmaps,leases -o name 2>/dev/null | grep -E '/gitops-(inventory|lock)' |
+  xargs -r kubectl -n gitops-system delete >/dev/null 2>&1 || true
 
 step "The pipeline: three environments of one repository"
 run sed -n '1,20p' gitops.yaml
@@ -79,4 +83,45 @@ step "The audit log, DORA metrics, and a check of the whole chain"
 run gitops history --limit 12
 run gitops history dora
 run gitops history verify
+
+step "gitops run: the reconciler takes over (dev follows main again, staging its promotions)"
+run gitops resume dev --reason "the sale page is fixed"
+log=$root/build/demo/run.log
+printf '%s$ gitops run --interval 2s --env dev --env staging > %s &%s\n' "$bold" "${log#$root/}" "$plain"
+gitops run --interval 2s --env dev --env staging >"$log" 2>&1 &
+daemon=$!
+trap 'kill "$daemon" 2>/dev/null || true' EXIT
+# waits for a line of the daemon's log (after line $2); prints the ones matching $3
+await() { for _ in $(seq 1 900); do tail -n +"$2" "$log" | grep -q -- "$1" && break; sleep 0.2; done
+  tail -n +"$2" "$log" | grep -E -- "$3" | cut -c12- | sed 's/^/    /' | tail -n 6; }
+mark() { wc -l <"$log"; }
+await "dev: watching" 1 "dev: (synced|health gate passed|watching)"
+step "A commit reaches dev by itself"
+sed -i 's|<h1>The shop, now with a sale</h1>|<h1>The shop: new arrivals</h1>|' apps/frontend/configmap.yaml
+commit "frontend: new arrivals"
+sha=$(git rev-parse HEAD); m=$(mark)
+await "dev: synced ${sha:0:12}" "$m" "dev: (syncing|synced|health gate)"
+run kubectl -n shop-dev get configmap frontend-site -o jsonpath='{.data.index\.html}'
+step "Someone edits a Deployment by hand: corrected within a second"
+m=$(mark)
+run kubectl -n shop-dev set image deployment/frontend web=nginx:1.99
+await "corrected Deployment shop-dev/frontend" "$m" "dev: (drift|corrected)"
+run kubectl -n shop-dev get deployment frontend -o jsonpath='{.spec.template.spec.containers[0].image}{"\n"}'
+step "A promotion: staging deploys it by itself once dev ran it healthy"
+m=$(mark)
+run gitops promote "$sha" staging --actor ci-pipeline
+await "staging: synced ${sha:0:12}" "$m" "staging: (synced|health gate)"
+step "A broken image: the health gate fails, dev is rolled back automatically"
+sed -i 's|image: nginx:1.27-alpine|image: nginx:broken|' apps/frontend/deployment.yaml
+commit "frontend: upgrade nginx (broken)"
+bad=$(git rev-parse HEAD); m=$(mark)
+await "dev: rolled back" "$m" "dev: (syncing ${bad:0:12}|health gate|failed its|rolled back)"
+m=$(mark)
+await "dev: synced ${sha:0:12}" "$m" "dev: (syncing|synced|health gate passed)"
+echo "the broken commit can never be promoted:"
+run gitops promote "$bad" staging --actor ci-pipeline
+step "Status and history: suspended, pinned and why, health, the daemon's last error"
+run gitops status
+run gitops history --limit 14
+kill -TERM "$daemon"; wait "$daemon" || true
 printf '\n%sThe control plane is still running: `source build/cluster/env` to use kubectl, `make cluster-down` to stop it.%s\n' "$bold" "$plain"

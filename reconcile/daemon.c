@@ -54,6 +54,8 @@ struct denv {
 	char *last_error;         /* the reason of the last daemon.error recorded ("" none) */
 	unsigned failures;
 	bool ok_once;             /* --once: the environment's run succeeded */
+	bool gate_failed;         /* the last sync failed its health gate */
+	struct kube_stats seen;   /* the client's counters at the end of the last pass */
 
 	/* Healer only: open drift episodes, key -> {"object","count","lastMs","fixed"}. */
 	json_t *episodes;
@@ -92,6 +94,9 @@ static void ws_progress(void *ud, const char *line)
 	const struct rec_daemon_options *o = de->d->opt;
 	if (!o->log)
 		return;
+	size_t n = strlen(de->name);
+	if (!strncmp(line, de->name, n) && !strncmp(line + n, ": ", 2))
+		line += n + 2; /* the log line names the environment already */
 	pthread_mutex_lock(&de->d->log_lock);
 	o->log(o->log_ud, de->name, line);
 	pthread_mutex_unlock(&de->d->log_lock);
@@ -394,10 +399,10 @@ static void heal_one(struct denv *de, const char *key, long long event_ms)
 	char *obj = describe_obj(desired);
 	json_t *ep = json_object_get(de->episodes, key);
 	if (!ep) {
-		ep = json_pack("{s:s, s:I, s:I, s:b}", "object", obj, "count", (json_int_t)1, "lastMs",
-			       (json_int_t)gitops_now_ms(), "fixed", 0);
-		json_object_set_new(de->episodes, key, ep);
 		const char *app = jstr(json_object_get(json_object_get(desired, "metadata"), "labels"), REC_LABEL_APP);
+		ep = json_pack("{s:s, s:I, s:I, s:b, s:s?}", "object", obj, "count", (json_int_t)1, "lastMs",
+			       (json_int_t)gitops_now_ms(), "fixed", 0, "app", app);
+		json_object_set_new(de->episodes, key, ep);
 		struct hist_event ev = {.type = "drift.detected", .environment = de->name, .app = app, .object = obj,
 					.count = 1, .reason = what, .duration_ms = -1};
 		record(de, &ev);
@@ -457,6 +462,7 @@ static long long close_episodes(struct denv *de)
 				       ? gitops_sprintf("corrected %lld times: another writer kept changing it (a fight)", (long long)n)
 				       : gitops_strdup(fixed ? "corrected by self-heal" : "back as git says");
 		struct hist_event ev = {.type = "drift.corrected", .environment = de->name, .object = jstr(ep, "object"),
+					.app = jstr(ep, "app"),
 					.count = n, .reason = reason, .duration_ms = -1};
 		record(de, &ev);
 		free(reason);
@@ -534,8 +540,9 @@ static void *healer_main(void *arg)
 	pthread_mutex_lock(&de->lock);
 	while (!de->stop) {
 		if (json_object_size(de->queue) == 0 || de->syncing) {
+			bool syncing = de->syncing; /* the desired objects are about to change: wait */
 			pthread_mutex_unlock(&de->lock);
-			long long next = close_episodes(de);
+			long long next = syncing ? -1 : close_episodes(de);
 			pthread_mutex_lock(&de->lock);
 			if (de->stop)
 				break;
@@ -572,7 +579,7 @@ static void *healer_main(void *arg)
 
 /* The health gate after a sync: every desired object healthy within the environment's
  * healthTimeout. On failure *why names the unhealthy objects (caller frees). */
-static int health_gate(struct denv *de, rec_plan *plan, const struct mf_environment *env, char **why)
+static int health_gate(struct denv *de, rec_plan *plan, const struct mf_environment *env, bool fail_fast, char **why)
 {
 	*why = NULL;
 	size_t n = 0;
@@ -584,7 +591,7 @@ static int health_gate(struct denv *de, rec_plan *plan, const struct mf_environm
 	dlog(de, "health gate: waiting up to %lds for %zu object(s)", timeout / 1000, n);
 	struct rec_health_report rep;
 	struct rec_health_wait_options wo = {.timeout_ms = timeout, .cancel = gitops_cancel_flag(de->d->opt->cancel),
-					     .fail_fast = true};
+					     .fail_fast = fail_fast};
 	int rc = rec_health_wait(&rep, de->client, objs, n, &wo);
 	free(objs);
 	if (rc) {
@@ -646,8 +653,13 @@ static int sync_and_gate(struct denv *de, rec_plan *plan, const struct mf_enviro
 	bool new_sha = !jstr(last, "sha") || strcmp(jstr(last, "sha"), target);
 	char *why = NULL;
 	int grc = 0;
+	/* Fail fast on a Degraded object, except when coming from a degraded state (a rollback's
+	 * sync): a Deployment keeps its stale ProgressDeadlineExceeded until the rollout back
+	 * progresses, so there the gate waits for health up to its timeout. */
+	const char *health = jstr(state, "health");
+	bool from_degraded = health && !strcmp(health, "degraded");
 	if (!rc && (changed || new_sha))
-		grc = health_gate(de, plan, env, &why);
+		grc = health_gate(de, plan, env, !from_degraded, &why);
 	set_syncing(de, false);
 	if (gitops_cancel_is_set(de->d->opt->cancel) && grc) {
 		/* stopped (SIGTERM) in the middle of the gate: the apply that finished is recorded as
@@ -669,20 +681,23 @@ static int sync_and_gate(struct denv *de, rec_plan *plan, const struct mf_enviro
 		char *reason = err ? gitops_strdup(err) : why ? gitops_sprintf("health gate failed: %s", why) : NULL;
 		/* a retry that fails the same way at the same SHA is not recorded again */
 		if (!((rc || grc) && failed_here)) {
-			if (hist_record_sync(h, de->repo_url, de->name, NULL, target, !rc && !grc, rep.created, rep.updated,
-					     rep.unchanged, rep.pruned, rep.failed, rep.ms, reason))
+			struct hist_event ev = {.type = !rc && !grc ? "sync.succeeded" : "sync.failed", .environment = de->name,
+						.sha = target, .actor = "gitops-run", .trigger = "auto", .reason = reason,
+						.has_counts = true, .created = rep.created, .updated = rep.updated,
+						.unchanged = rep.unchanged, .pruned = rep.pruned, .failed = rep.failed,
+						.duration_ms = rep.ms};
+			if (hist_record(NULL, h, &ev))
 				dlog(de, "warning: the sync was not recorded: %s", gitops_error_last());
 		}
 		free(reason);
-		const char *health = jstr(state, "health");
 		if (grc) {
 			struct hist_event ev = {.type = "health.degraded", .environment = de->name, .sha = target, .reason = why,
-						.duration_ms = -1, .trigger = "auto"};
+						.duration_ms = -1, .actor = "gitops-run", .trigger = "auto"};
 			if (!failed_here && hist_record(NULL, h, &ev))
 				dlog(de, "warning: health.degraded not recorded: %s", gitops_error_last());
 		} else if (!rc && health && !strcmp(health, "degraded")) {
 			struct hist_event ev = {.type = "health.recovered", .environment = de->name, .sha = target,
-						.duration_ms = -1, .trigger = "auto"};
+						.duration_ms = -1, .actor = "gitops-run", .trigger = "auto"};
 			if (hist_record(NULL, h, &ev))
 				dlog(de, "warning: health.recovered not recorded: %s", gitops_error_last());
 		}
@@ -709,8 +724,9 @@ static int sync_and_gate(struct denv *de, rec_plan *plan, const struct mf_enviro
 		dlog(de, "sync of %.12s failed: %s", target, err);
 		rc = gitops_error_set(rc, "%s", err);
 	} else if (grc) {
+		/* recorded as sync.failed and health.degraded: not a daemon error to retry */
 		dlog(de, "%.12s failed its health gate: %s", target, why);
-		rc = gitops_error_set(GITOPS_ERROR, "%.12s failed its health gate: %s", target, why);
+		de->gate_failed = true;
 	} else {
 		dlog(de, "synced %.12s: %u created, %u updated, %u unchanged, %u pruned in %lld ms", target, rep.created,
 		     rep.updated, rep.unchanged, rep.pruned, rep.ms);
@@ -726,6 +742,7 @@ static int sync_and_gate(struct denv *de, rec_plan *plan, const struct mf_enviro
 static int reconcile_once(struct denv *de, bool *again)
 {
 	*again = false;
+	de->gate_failed = false;
 	int rc;
 	bool cfg_changed = false;
 	if (!de->ws) {
@@ -823,6 +840,22 @@ static long long jitter(long long ms, unsigned *seed)
 	return span > 0 ? ms - span / 2 + (long long)(rand_r(seed) % (unsigned)(span + 1)) : ms;
 }
 
+/* Logs the apiserver requests made since the last pass (watches, healing and health waits
+ * included) when there were any: in steady state the daemon is silent here. */
+static void report_requests(struct denv *de, bool total)
+{
+	if (!de->client)
+		return;
+	struct kube_stats st;
+	kube_client_stats(de->client, &st);
+	if (total)
+		dlog(de, "kube: %lu requests (%lu writes) since start", st.requests, st.writes);
+	else if (st.requests != de->seen.requests)
+		dlog(de, "kube: %lu requests (%lu writes) since the last pass", st.requests - de->seen.requests,
+		     st.writes - de->seen.writes);
+	de->seen = st;
+}
+
 static void *env_main(void *arg)
 {
 	struct denv *de = arg;
@@ -874,13 +907,15 @@ static void *env_main(void *arg)
 			de->failures = 0;
 			set_error(de, NULL);
 			wait = interval;
-			de->ok_once = true;
+			de->ok_once = !de->gate_failed;
 		}
+		report_requests(de, false);
 		if (o->once)
 			break;
 		if (rec_control_wait(o->control, de->name, o->cancel, jitter(wait, &seed)))
 			break;
 	}
+	report_requests(de, true);
 	return NULL;
 }
 
