@@ -18,7 +18,7 @@ envs="e1 e2 e3 e4 e5 e6"
 declare -A pid port
 cleanup() { for r in r1 r2 r3; do [ -n "${pid[$r]:-}" ] && kill -9 "${pid[$r]}" 2>/dev/null; done; wait 2>/dev/null
   for e in $envs; do kubectl delete ns "$p-$e" --wait=false >/dev/null 2>&1; done
-  kubectl -n gitops-system get lease -o name 2>/dev/null | grep -E "gitops-$p-|gitops-replica-$p|inventory\.$p\." | xargs -r kubectl -n gitops-system delete >/dev/null 2>&1
+  kubectl -n gitops-system get cm,lease -o name 2>/dev/null | grep -E "gitops-$p-|gitops-replica-$p|inventory\.$p\." | xargs -r kubectl -n gitops-system delete >/dev/null 2>&1
   rm -rf "$tmp"; }
 trap cleanup EXIT
 wait_for() { local t=$1; shift; local end=$((SECONDS + t)); while [ $SECONDS -lt $end ]; do "$@" >/dev/null 2>&1 && return 0; sleep 0.5; done; return 1; }
