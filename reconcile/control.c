@@ -37,11 +37,27 @@ static char *full_ref(const char *b)
 	return !b ? NULL : !strncmp(b, "refs/", 5) ? gitops_strdup(b) : gitops_sprintf("refs/heads/%s", b);
 }
 
+static void poke_env(void *ud, const char *env)
+{
+	rec_control *c = ud;
+	pthread_mutex_lock(&c->lock);
+	struct cenv *e = NULL;
+	for (size_t i = 0; i < c->n && !e; i++)
+		if (!strcmp(c->e[i].name, env))
+			e = &c->e[i];
+	uint64_t one = 1;
+	if (e && e->fd >= 0 && write(e->fd, &one, sizeof(one)) != sizeof(one))
+		e = NULL;
+	pthread_mutex_unlock(&c->lock);
+}
+
 rec_control *rec_control_new(rec_leases *leases)
 {
 	rec_control *c = gitops_calloc(1, sizeof(*c));
 	pthread_mutex_init(&c->lock, NULL);
 	c->leases = leases;
+	if (leases)
+		rec_leases_on_request(leases, poke_env, c);
 	return c;
 }
 
@@ -199,6 +215,8 @@ size_t rec_control_poke(rec_control *c, const char *ref)
 		if (c->e[i].fd >= 0 && write(c->e[i].fd, &one, sizeof(one)) == sizeof(one))
 			n++;
 	}
+	if (match && n && c->leases && c->pipeline)
+		rec_leases_request(c->leases, c->pipeline);
 	pthread_mutex_unlock(&c->lock);
 	return n;
 }

@@ -38,6 +38,13 @@ int rec_leases_start(rec_leases **out, const struct rec_lease_options *opt);
 void rec_leases_add(rec_leases *ls, const char *pipeline, const char *env);
 /* True while this replica holds the environment's Lease and renewed it within the deadline. */
 bool rec_leases_held(rec_leases *ls, const char *pipeline, const char *env);
+/* A webhook reached this replica: ask the holders of the pipeline's Leases this replica does not
+ * hold to fetch now, by stamping the annotation gitops.dev/requested-at on them (the holder sees
+ * it at its next renewal, within the retry period, and calls the on_request callback). */
+void rec_leases_request(rec_leases *ls, const char *pipeline);
+/* Sets the callback run on the lease thread when a follower asked for `env` (rec_control wakes
+ * the environment's wait). */
+void rec_leases_on_request(rec_leases *ls, void (*fn)(void *ud, const char *env), void *ud);
 /* Releases every Lease (empty holder) and stops the thread. NULL is fine. */
 void rec_leases_stop(rec_leases *ls);
 /* The Lease object name for a pipeline and environment ("gitops-<pipeline>-<env>"); caller frees. */
@@ -47,7 +54,8 @@ char *rec_lease_name(const char *pipeline, const char *env);
 
 typedef struct rec_control rec_control;
 
-/* The caller owns *out; free with rec_control_free once the daemon and the web server stopped.
+/* The caller owns *out; free with rec_control_free once the daemon, the web server and the
+ * leases (rec_leases_stop: their thread may poke through the control) stopped.
  * `leases` may be NULL (no election: this replica reconciles everything); borrowed. */
 rec_control *rec_control_new(rec_leases *leases);
 void rec_control_free(rec_control *ctl);
@@ -72,7 +80,8 @@ bool rec_control_wait(rec_control *ctl, const char *env, gitops_cancel *cancel, 
  * another replica); otherwise *why (caller frees) names the first that did not. */
 bool rec_control_ready(rec_control *ctl, char **why);
 /* Wakes every environment when `ref` ("refs/heads/x") is the main branch or a tracked one, or
- * when ref is NULL. Returns how many were woken (0: the ref matters to none). */
+ * when ref is NULL; with leader election, also asks the holders of the others (through their
+ * Leases) to fetch. Returns how many were woken (0: the ref matters to none). */
 size_t rec_control_poke(rec_control *ctl, const char *ref);
 /* The daemon's view of each environment (or of `env` only), with the state branch's snapshot:
  * the keys of `gitops status --json` that need no cluster read, plus leader and ready. Caller

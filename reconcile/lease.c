@@ -21,6 +21,8 @@ struct cand {
 	json_t *obj;            /* the Lease as last read or written */
 	char *seen_rv;          /* record seen last, and when (local clock) it changed */
 	long long seen_ms;
+	char *requested;        /* the gitops.dev/requested-at annotation last seen */
+	bool ask;               /* a follower's webhook: annotate this Lease so the holder fetches */
 };
 
 struct rec_leases {
@@ -36,7 +38,50 @@ struct rec_leases {
 	json_t *members_seen;   /* member Lease name -> {"rv": s, "ms": local time it changed} */
 	json_t *member_obj;
 	const struct kube_resource *res;
+	void (*on_request)(void *ud, const char *env);
+	void *request_ud;
 };
+
+#define REQUEST_ANNOTATION "gitops.dev/requested-at"
+
+static const char *requested_of(const json_t *o)
+{
+	const char *v = json_string_value(
+		json_object_get(json_object_get(json_object_get(o, "metadata"), "annotations"), REQUEST_ANNOTATION));
+	return v ? v : "";
+}
+
+/* The holder's side: a changed annotation is a follower's webhook: wake the environment. */
+static void check_request(rec_leases *ls, struct cand *c, const json_t *o)
+{
+	const char *r = requested_of(o);
+	if (c->requested && strcmp(c->requested, r) && *r && ls->on_request)
+		ls->on_request(ls->request_ud, c->env);
+	free(c->requested);
+	c->requested = gitops_strdup(r);
+}
+
+/* The follower's side: stamp the Lease (compare-and-swap; one retry on a conflict). */
+static void annotate(rec_leases *ls, struct cand *c)
+{
+	for (int attempt = 0; attempt < 2; attempt++) {
+		json_t *o = NULL;
+		if (kube_get(&o, ls->o.client, "coordination.k8s.io/v1", "Lease", ls->ns, c->name))
+			break;
+		json_t *meta = json_object_get(o, "metadata");
+		json_t *ann = json_object_get(meta, "annotations");
+		if (!json_is_object(ann))
+			json_object_set_new(meta, "annotations", ann = json_object());
+		char stamp[64];
+		snprintf(stamp, sizeof(stamp), "%lld-%s", (long long)time(NULL), ls->identity);
+		json_object_set_new(ann, REQUEST_ANNOTATION, json_string(stamp));
+		int rc = kube_update(NULL, ls->o.client, o);
+		json_decref(o);
+		if (rc != GITOPS_ECONFLICT)
+			break;
+	}
+	gitops_error_clear();
+}
 
 char *rec_lease_name(const char *pipeline, const char *env) { return gitops_sprintf("gitops-%s-%s", pipeline, env); }
 
@@ -204,6 +249,8 @@ static void try_acquire(rec_leases *ls, struct cand *c, size_t held, size_t shar
 	bool free_ = !*holder || c->seen_ms + (dur > 0 ? dur : duration_ms(ls)) <= now;
 	if (mine || (free_ && held < share)) {
 		if (write_holder(ls, &o, !mine) == 0) {
+			free(c->requested);
+			c->requested = gitops_strdup(requested_of(o));
 			json_decref(c->obj);
 			c->obj = o;
 			o = NULL;
@@ -249,6 +296,7 @@ static void round_(rec_leases *ls, bool acquire)
 		if (!c->held)
 			continue;
 		if (c->obj && write_holder(ls, &c->obj, false) == 0) {
+			check_request(ls, c, c->obj);
 			set_held(ls, c, true);
 		} else {
 			gitops_error_clear();
@@ -257,6 +305,7 @@ static void round_(rec_leases *ls, bool acquire)
 			json_t *o = NULL;
 			if (kube_get(&o, ls->o.client, "coordination.k8s.io/v1", "Lease", ls->ns, c->name) == 0 &&
 			    !strcmp(holder_of(o), ls->identity) && write_holder(ls, &o, false) == 0) {
+				check_request(ls, c, o);
 				c->obj = o;
 				o = NULL;
 				set_held(ls, c, true);
@@ -282,6 +331,15 @@ static void round_(rec_leases *ls, bool acquire)
 				break;
 			}
 		}
+	}
+	for (size_t i = 0; i < n; i++) {
+		pthread_mutex_lock(&ls->lock);
+		struct cand *c = ls->c[i];
+		bool ask = c->ask && !c->held;
+		c->ask = false;
+		pthread_mutex_unlock(&ls->lock);
+		if (ask)
+			annotate(ls, c);
 	}
 	if (!acquire)
 		return;
@@ -403,6 +461,7 @@ void rec_leases_stop(rec_leases *ls)
 		free(ls->c[i]->env);
 		free(ls->c[i]->name);
 		free(ls->c[i]->seen_rv);
+		free(ls->c[i]->requested);
 		free(ls->c[i]);
 	}
 	if (ls->member_obj)
@@ -417,4 +476,22 @@ void rec_leases_stop(rec_leases *ls)
 	pthread_mutex_destroy(&ls->lock);
 	pthread_cond_destroy(&ls->cond);
 	free(ls);
+}
+
+void rec_leases_on_request(rec_leases *ls, void (*fn)(void *ud, const char *env), void *ud)
+{
+	pthread_mutex_lock(&ls->lock);
+	ls->on_request = fn;
+	ls->request_ud = ud;
+	pthread_mutex_unlock(&ls->lock);
+}
+
+void rec_leases_request(rec_leases *ls, const char *pipeline)
+{
+	pthread_mutex_lock(&ls->lock);
+	for (size_t i = 0; i < ls->n; i++)
+		if (!strcmp(ls->c[i]->pipeline, pipeline) && !ls->c[i]->held)
+			ls->c[i]->ask = true;
+	pthread_cond_signal(&ls->cond); /* a round now */
+	pthread_mutex_unlock(&ls->lock);
 }
