@@ -19,3 +19,6 @@ bench/sync_bench.sh
 echo
 echo "== history/: ${BENCH_HISTORY_EVENTS:-100000} events appended, then a filtered query and DORA"
 build/bench/history_bench "${BENCH_HISTORY_EVENTS:-100000}"
+echo
+echo "== gitops run: commit to applied through a webhook"
+bench/webhook_bench.sh
