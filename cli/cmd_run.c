@@ -70,8 +70,15 @@ void cmd_run_help(void)
 
 enum log_mode { LOG_QUIET, LOG_TEXT, LOG_JSON };
 
-/* One log line: text for people, or one JSON object per line (time, level, environment, msg). */
-static void log_line(void *ud, const char *env, const char *line)
+static void log_fields(void *ud, const char *env, const char *app, const char *object, const char *event_id,
+		       const char *line);
+
+static void log_line(void *ud, const char *env, const char *line) { log_fields(ud, env, NULL, NULL, NULL, line); }
+
+/* One log line: text for people, or one JSON object per line (time, level, environment, msg,
+ * and app, object, event when the line names them). */
+static void log_fields(void *ud, const char *env, const char *app, const char *object, const char *event_id,
+		       const char *line)
 {
 	enum log_mode m = (enum log_mode)(intptr_t)ud;
 	if (m == LOG_QUIET)
@@ -88,7 +95,8 @@ static void log_line(void *ud, const char *env, const char *line)
 		return;
 	}
 	const char *level = !strncmp(line, "error", 5) ? "error" : !strncmp(line, "warning", 7) ? "warning" : "info";
-	json_t *j = json_pack("{s:s, s:s, s:s, s:s}", "time", when, "level", level, "environment", env, "msg", line);
+	json_t *j = json_pack("{s:s, s:s, s:s, s:s?, s:s?, s:s?, s:s}", "time", when, "level", level, "environment", env,
+			      "app", app, "object", object, "event", event_id, "msg", line);
 	char *s = json_dumps(j, JSON_COMPACT);
 	fprintf(stderr, "%s\n", s);
 	free(s);
@@ -196,6 +204,7 @@ int cmd_run(int argc, char **argv)
 	}
 	o.envs = envs;
 	o.log = log_line;
+	o.log_fields = log_fields;
 	o.log_ud = (void *)(intptr_t)mode;
 	if (gitops_cancel_new(&o.cancel)) {
 		code = cli_fail(EXIT_INTERNAL, "%s", gitops_error_last());

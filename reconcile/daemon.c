@@ -87,6 +87,30 @@ static void dlog(struct denv *de, const char *fmt, ...)
 	gitops_buf_free(&b);
 }
 
+/* A log line that names an app, an object or a recorded event: given as separate fields to
+ * opt->log_fields when set (JSON logs), else as a plain line. Any field may be NULL. */
+static void dlog_fields(struct denv *de, const char *app, const char *object, const char *event_id, const char *fmt,
+			...) __attribute__((format(printf, 5, 6)));
+static void dlog_fields(struct denv *de, const char *app, const char *object, const char *event_id, const char *fmt,
+			...)
+{
+	const struct rec_daemon_options *o = de->d->opt;
+	if (!o->log && !o->log_fields)
+		return;
+	gitops_buf b = GITOPS_BUF_INIT;
+	va_list ap;
+	va_start(ap, fmt);
+	gitops_buf_vprintf(&b, fmt, ap);
+	va_end(ap);
+	pthread_mutex_lock(&de->d->log_lock);
+	if (o->log_fields)
+		o->log_fields(o->log_ud, de->name, app, object, event_id, gitops_buf_cstr(&b));
+	else
+		o->log(o->log_ud, de->name, gitops_buf_cstr(&b));
+	pthread_mutex_unlock(&de->d->log_lock);
+	gitops_buf_free(&b);
+}
+
 /* The workspace's progress lines go to the log, under the environment's name. */
 static void ws_progress(void *ud, const char *line)
 {
@@ -119,8 +143,12 @@ static void record(struct denv *de, const struct hist_event *ev)
 	struct hist_event e = *ev;
 	e.trigger = "auto";
 	e.actor = "gitops-run";
-	if (hist_record(NULL, h, &e))
+	json_t *out = NULL;
+	if (hist_record(&out, h, &e))
 		dlog(de, "warning: %s not recorded: %s", ev->type, gitops_error_last());
+	else
+		dlog_fields(de, ev->app, ev->object, json_string_value(json_object_get(out, "id")), "recorded %s", ev->type);
+	json_decref(out);
 	hist_free(h);
 }
 
@@ -406,7 +434,7 @@ static void heal_one(struct denv *de, const char *key, long long event_ms)
 		struct hist_event ev = {.type = "drift.detected", .environment = de->name, .app = app, .object = obj,
 					.count = 1, .reason = what, .duration_ms = -1};
 		record(de, &ev);
-		dlog(de, "drift: %s %s%s", obj, what, heal ? "" : de->suspended ? " (suspended: not corrected)"
+		dlog_fields(de, app, obj, NULL, "drift: %s %s%s", obj, what, heal ? "" : de->suspended ? " (suspended: not corrected)"
 									   : " (selfHeal is off: not corrected)");
 	} else {
 		json_int_t n = json_integer_value(json_object_get(ep, "count")) + 1;
@@ -422,9 +450,9 @@ static void heal_one(struct denv *de, const char *key, long long event_ms)
 			json_object_set_new(ep, "fixed", json_true());
 			json_object_set_new(ep, "lastMs", json_integer(gitops_now_ms()));
 			gitops_metric_add("gitops_drift_corrected_total", 1, "environment", de->name, NULL);
-			dlog(de, "corrected %s %lld ms after the watch event", obj, gitops_now_ms() - event_ms);
+			dlog_fields(de, NULL, obj, NULL, "corrected %s %lld ms after the watch event", obj, gitops_now_ms() - event_ms);
 		} else {
-			dlog(de, "failed to correct %s: %s", obj, gitops_error_last());
+			dlog_fields(de, NULL, obj, NULL, "failed to correct %s: %s", obj, gitops_error_last());
 		}
 	}
 	free(obj);

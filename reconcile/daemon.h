@@ -43,6 +43,11 @@ struct rec_daemon_options {
 	 * several threads, serialised by the daemon. May be NULL. */
 	void (*log)(void *ud, const char *env, const char *line);
 	void *log_ud;
+	/* When set, lines that name an app, an object ("Kind ns/name") or a recorded event's id come
+	 * here with those fields apart (any may be NULL); every other line still goes to `log`.
+	 * Same threads and serialisation as `log`; receives log_ud. */
+	void (*log_fields)(void *ud, const char *env, const char *app, const char *object, const char *event_id,
+			   const char *line);
 	/* Readiness, status, pokes and leader election shared with web/ (reconcile/control.h);
 	 * NULL: none (every environment is reconciled, waits end only by the interval). */
 	rec_control *control;

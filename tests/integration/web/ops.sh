@@ -155,6 +155,16 @@ for l in open(sys.argv[1]):
     j = json.loads(l)
     if not all(k in j for k in ("time", "level", "environment", "msg")): print(l)' "$tmp/daemon.log" 2>&1)
 expect_eq "every log line is a JSON object with time, level, environment, msg" "" "$badlog"
+fields=$(python3 -c '
+import json, sys
+seen = set()
+for l in open(sys.argv[1]):
+    if not l.startswith("{"): continue
+    j = json.loads(l)
+    if j.get("object") == "ConfigMap %s/settings" % sys.argv[2] and "drift" in j["msg"]: seen.add("object")
+    if j.get("event") and j["msg"] == "recorded drift.detected" and j.get("app") == "app": seen.add("event")
+print(" ".join(sorted(seen)))' "$tmp/daemon.log" "$ns")
+expect_eq "drift log lines carry the object, recorded events their id and app" "event object" "$fields"
 expect_eq "no log line is anything but JSON (asan aside)" 0 "$(grep -vc -e '^{' -e '^gitops: SIG' "$tmp/daemon.log")"
 
 # --- SIGTERM in the middle of a sync ------------------------------------------------------------
