@@ -24,6 +24,8 @@
 
 /* ---- The store: a repository and its state branch -------------------------------------- */
 
+/* Threads: a hist handle is used by one thread at a time; open one per thread (or per call).
+ * Writers on several threads or processes are safe: appends are compare-and-swap. */
 typedef struct hist hist;
 
 struct hist_options {

@@ -26,6 +26,10 @@
 
 /* ---- Workspace: the repository, its pipeline config, and cluster clients ---------------- */
 
+/* Threads: a workspace (its repository mirror, config and render cache) is used by one thread
+ * at a time; a daemon opens one per thread (cheap: the mirror and the render cache on disk are
+ * shared through their locks). Its kube_clients are thread-safe and may be handed to other
+ * threads for as long as the workspace lives. */
 typedef struct rec_workspace rec_workspace;
 
 struct rec_workspace_options {

@@ -162,6 +162,42 @@ static void replay_pins_and_approvals(void **state)
 	hist_snap_free(s);
 }
 
+/* The daemon's events: suspend and resume, its last error, an automatic rollback that marks
+ * the failed commit, and drift events carrying the object and a count. */
+static void replay_suspend_errors_and_auto_rollback(void **state)
+{
+	(void)state;
+	struct hist_snap *s = hist_snap_new(NULL, NULL);
+	json_t *e;
+	apply(s, ev("suspend", "dev", NULL, "\"reason\":\"maintenance\""));
+	assert_int_equal(hist_snap_env(&e, s, "dev"), 0);
+	assert_string_equal(json_string_value(json_object_get(json_object_get(e, "suspended"), "reason")), "maintenance");
+	apply(s, ev("rollback", "dev", SHA1, "\"previous\":\"" SHA2 "\""));
+	/* a resume of a suspension only keeps the pin */
+	apply(s, ev("resume", "dev", NULL, "\"status\":\"suspension\""));
+	assert_int_equal(hist_snap_env(&e, s, "dev"), 0);
+	assert_null(json_object_get(e, "suspended"));
+	assert_string_equal(json_string_value(json_object_get(e, "pinned")), SHA1);
+	assert_null(json_object_get(e, "rolledBack")); /* a manual rollback marks nothing */
+	json_t *auto_rb = ev("rollback", "dev", SHA1, "\"previous\":\"" SHA2 "\"");
+	json_object_set_new(auto_rb, "trigger", json_string("auto"));
+	apply(s, auto_rb);
+	assert_int_equal(hist_snap_env(&e, s, "dev"), 0);
+	assert_string_equal(json_string_value(json_object_get(json_array_get(json_object_get(e, "rolledBack"), 0), "sha")), SHA2);
+	apply(s, ev("daemon.error", "dev", NULL, "\"reason\":\"cluster unreachable\""));
+	assert_int_equal(hist_snap_env(&e, s, "dev"), 0);
+	assert_string_equal(json_string_value(json_object_get(json_object_get(e, "daemonError"), "reason")), "cluster unreachable");
+	apply(s, ev("daemon.recovered", "dev", NULL, NULL));
+	assert_int_equal(hist_snap_env(&e, s, "dev"), 0);
+	assert_null(json_object_get(e, "daemonError"));
+	apply(s, ev("drift.detected", "dev", NULL, "\"object\":\"ConfigMap dev/a\",\"count\":1"));
+	json_t *bad = json_loads("{\"v\":1,\"id\":\"evt999999999\",\"time\":\"2026-01-01T00:00:00Z\",\"type\":"
+				 "\"drift.corrected\",\"environment\":\"dev\",\"actor\":\"t\",\"trigger\":\"auto\",\"count\":0}", 0, NULL);
+	assert_int_equal(hist_event_validate(bad), GITOPS_EINVALID);
+	json_decref(bad);
+	hist_snap_free(s);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -170,6 +206,7 @@ int main(void)
 		cmocka_unit_test(bad_events_are_refused),
 		cmocka_unit_test(times_parse_and_format),
 		cmocka_unit_test(replay_pins_and_approvals),
+		cmocka_unit_test(replay_suspend_errors_and_auto_rollback),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
