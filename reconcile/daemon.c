@@ -909,7 +909,6 @@ static void *env_main(void *arg)
 		gitops_metric_observe("gitops_reconcile_duration_seconds", (double)(gitops_now_ms() - t0) / 1000.0,
 				      "environment", de->name, NULL);
 		rec_control_pass_done(o->control, de->name, rc, rc ? gitops_error_last() : NULL, de->applied, -1, -1);
-		rec_control_count_pending(o->control, de->name);
 		if (again)
 			continue; /* a rollback was pinned: sync it now */
 		long long wait;
@@ -938,6 +937,8 @@ static void *env_main(void *arg)
 			de->ok_once = !de->gate_failed;
 		}
 		report_requests(de, false);
+		/* after the error was taken: reading the state branch clears the thread's last error */
+		rec_control_count_pending(o->control, de->name);
 		if (o->once)
 			break;
 		if (rec_control_wait(o->control, de->name, o->cancel, jitter(wait, &seed)))

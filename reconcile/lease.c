@@ -206,6 +206,12 @@ static size_t members(rec_leases *ls)
 				live++;
 			} else if (json_integer_value(json_object_get(seen, "ms")) + duration_ms(ls) > now) {
 				live++;
+			} else if (json_integer_value(json_object_get(seen, "ms")) + 8 * duration_ms(ls) < now) {
+				/* a replica gone without releasing (killed, node lost): its member Lease would
+				 * stay forever, each pod having its own name; the first to notice removes it */
+				kube_delete(ls->o.client, "coordination.k8s.io/v1", "Lease", ls->ns, name, NULL, false);
+				json_object_del(ls->members_seen, name);
+				gitops_error_clear();
 			}
 		}
 	}
