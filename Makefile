@@ -90,12 +90,13 @@ cluster-status:
 # make test                 every test (unit, then integration against the local control plane)
 # make test MODULE=kube     one module's tests
 # make test-unit            unit tests only (no cluster needed)
+# make test TEST='*prune*'  only the test cases (cmocka) and scripts whose names match
 test: build/asan/gitops $(TEST_BINS) testenv
-	@tests/run.sh all $(MODULE)
+	@GITOPS_TEST_FILTER='$(TEST)' tests/run.sh all $(MODULE)
 test-unit: build/asan/gitops $(TEST_BINS)
-	@tests/run.sh unit $(MODULE)
+	@GITOPS_TEST_FILTER='$(TEST)' tests/run.sh unit $(MODULE)
 test-integration: build/asan/gitops $(TEST_BINS) testenv
-	@tests/run.sh integration $(MODULE)
+	@GITOPS_TEST_FILTER='$(TEST)' tests/run.sh integration $(MODULE)
 
 bench: build/gitops $(BENCH_BINS) testenv
 	@bench/run.sh

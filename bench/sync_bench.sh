@@ -16,7 +16,7 @@ cleanup() {
     kubectl delete --raw "/apis/apps/v1/namespaces/$ns/deployments" >/dev/null 2>&1 || true
     kubectl delete ns "$ns" --wait=false >/dev/null 2>&1 || true
   done
-  kubectl -n gitops-system delete configmap gitops-inventory-bench >/dev/null 2>&1 || true
+  kubectl -n gitops-system get configmap,lease -o name 2>/dev/null | grep -E "\.bench$" | xargs -r kubectl -n gitops-system delete >/dev/null 2>&1 || true
   rm -rf "$tmp"
 }
 trap cleanup EXIT

@@ -73,6 +73,7 @@ int cli_parse_args(struct cli_args *a, int argc, char **argv, unsigned accepted)
 	}
 	if (!a->env && !(accepted & ARG_ENV_OPTIONAL))
 		return cli_fail(EXIT_USAGE, "missing <env>; see 'gitops %s --help'", cmd);
+	a->repo = cli_default_repo(a->repo, NULL);
 	return -1;
 }
 
@@ -81,7 +82,7 @@ void cli_progress(void *ud, const char *line)
 	const struct cli_args *a = ud;
 	if (a && a->quiet)
 		return;
-	fprintf(stderr, "%s\n", line);
+	fprintf(stderr, "%s\n", line); /* masked by rec_progress (common/mask.h) */
 }
 
 bool cli_color(const struct cli_args *a)

@@ -71,6 +71,13 @@ void cmd_history_help(void);
  * (or name=VALUE), sets *val, advances *i and returns 1; returns -1 (message printed) when the
  * value is missing, 0 when argv[*i] is something else. */
 int cli_hist_exit(int lib_error);
+/* The manifests repository to use: `repo` when given, else the working directory's repository,
+ * or origin's URL in a clone that lacks what gitops needs (mf_repo_default: a CI job's detached
+ * checkout without local branches; the state branch only on origin, then $GITOPS_STATE_REPO is
+ * set to origin unless given). Credentials in origin's URL become $GITOPS_GIT_USERNAME and
+ * $GITOPS_GIT_PASSWORD unless a token or password is set. NULL when not in a repository (the
+ * library then says so). The string lives until exit. */
+const char *cli_default_repo(const char *repo, const char *state_branch);
 int cli_opt(const char *name, int argc, char **argv, int *i, const char **val);
 #define CLI_STATE_HELP \
 	"  --repo URL|PATH     the manifests repository (default: the git repository of the\n" \

@@ -16,7 +16,8 @@
 	"                      signing here: no private key on the machine that submits\n" \
 	"  --print-signature   with --key: only print the signature (base64), append nothing\n" \
 	"  --actor NAME        who submits (default: $GITLAB_USER_LOGIN, $GITHUB_ACTOR, git user.name)\n" \
-	"  --json              print the promotion after the decision as JSON\n"
+	"  --json              print the promotion after the decision as JSON\n" \
+	"  --quiet             print nothing on success (the exit code tells)\n"
 
 void cmd_approve_help(void)
 {
@@ -55,7 +56,7 @@ static int decide(int argc, char **argv, bool reject)
 	const char *id = NULL, *key = NULL, *approver = NULL, *sig_in = NULL, *repo = NULL, *state_repo = NULL,
 		   *state_branch = NULL;
 	struct hist_action act = {0};
-	bool json = false, print_sig = false;
+	bool json = false, print_sig = false, quiet = false;
 	for (int i = 1; i < argc; i++) {
 		int r;
 		if ((r = cli_opt("--key", argc, argv, &i, &key)) || (r = cli_opt("--approver", argc, argv, &i, &approver)) ||
@@ -67,6 +68,8 @@ static int decide(int argc, char **argv, bool reject)
 				return EXIT_USAGE;
 		} else if (!strcmp(argv[i], "--json")) {
 			json = true;
+		} else if (!strcmp(argv[i], "--quiet") || !strcmp(argv[i], "-q")) {
+			quiet = true;
 		} else if (!strcmp(argv[i], "--print-signature")) {
 			print_sig = true;
 		} else if (argv[i][0] == '-' || id) {
@@ -83,6 +86,7 @@ static int decide(int argc, char **argv, bool reject)
 		return cli_fail(EXIT_USAGE, "--print-signature needs --key");
 	if (reject && !act.reason && !print_sig)
 		return cli_fail(EXIT_USAGE, "gitops reject needs --reason TEXT");
+	repo = cli_default_repo(repo, state_branch);
 	const char *decision = reject ? "reject" : "approve";
 	rec_workspace *ws = NULL;
 	hist *h = NULL;
@@ -120,7 +124,7 @@ static int decide(int argc, char **argv, bool reject)
 		char *s = json_dumps(after, JSON_INDENT(2));
 		puts(s);
 		free(s);
-	} else {
+	} else if (!quiet) {
 		const char *status = json_string_value(json_object_get(after, "status"));
 		size_t n = 0, i;
 		json_t *a;

@@ -15,15 +15,32 @@ void cmd_diff_help(void)
 	     "(pruned by `sync --prune`). Objects that exist but are not in this pipeline and\n"
 	     "environment's inventory are marked \"exists, not managed by gitops\" (sync skips them\n"
 	     "unless adopting). Only fields gitops sets are compared; Secret values are\n"
-	     "masked. Suspected differences are confirmed with a server-side dry run.\n\n"
+	     "masked. Suspected differences are confirmed with a server-side dry run, and every object\n"
+	     "a sync would write is validated by one: an object the apiserver refuses is shown as an\n"
+	     "error with the apiserver's reason, not as a change.\n\n"
 	     "Options:\n"
 	     "  --app A             one app of the environment\n"
-	     "  --revision REV      branch, tag or commit (default: the branch the environment tracks)\n"
-	     "  --json              a JSON array of {apiVersion, kind, namespace, name, state, fields,\n"
-	     "                      app}, with managed: false and owner for unmanaged objects\n"
+	     "  --revision REV      branch, tag or commit (default: what the environment runs: its pin\n"
+	     "                      after a promotion or rollback, else the head of the branch it tracks)\n"
+	     "  --json              a JSON array of {environment, app, apiVersion, kind, namespace, name,\n"
+	     "                      state, fields}; refused objects have state REFUSED and an error;\n"
+	     "                      unmanaged objects have managed: false (and owner)\n"
 	     "  --no-color          no ANSI colours (also NO_COLOR=1; off when not a terminal)\n"
 	     CLI_COMMON_HELP "\n"
-	     "Exit codes: 0 in sync; 1 differences; 2 usage; 3 bad input; 4 cluster error; 5 git error.");
+	     "Exit codes: 0 in sync; 1 differences; 2 usage; 3 bad input (also: the apiserver would\n"
+	     "refuse an object); 4 cluster error; 5 git error.");
+}
+
+struct refusals {
+	char **msg; /* per plan item: the apiserver's reason, or NULL */
+	size_t n;
+};
+
+static void on_refused(void *ud, size_t item, const char *message)
+{
+	struct refusals *r = ud;
+	if (item < r->n && !r->msg[item])
+		r->msg[item] = gitops_strdup(message);
 }
 
 int cmd_diff(int argc, char **argv)
@@ -36,15 +53,22 @@ int cmd_diff(int argc, char **argv)
 					   .progress = cli_progress, .progress_ud = &a};
 	rec_workspace *ws = NULL;
 	rec_plan *plan = NULL;
+	struct refusals ref = {NULL, 0};
 	int rc = rec_workspace_open(&ws, &wo);
 	if (!rc)
 		rc = rec_plan_env(&plan, ws, a.env, a.revision, a.app);
+	if (!rc) {
+		ref.n = rec_plan_count(plan);
+		ref.msg = gitops_calloc(ref.n + 1, sizeof(*ref.msg));
+		rc = rec_plan_validate(ws, plan, on_refused, &ref);
+	}
 	if (rc) {
 		code = cli_fail(cli_exit_for(rc), "%s", gitops_error_last());
 		goto done;
 	}
 	gitops_buf out = GITOPS_BUF_INIT;
 	json_t *arr = json_array();
+	size_t refused = 0;
 	for (size_t i = 0; i < rec_plan_count(plan); i++) {
 		const struct rec_item *it = rec_plan_item(plan, i);
 		if (drift_result_state(it->result) == DRIFT_IN_SYNC && !it->unmanaged)
@@ -52,14 +76,19 @@ int cmd_diff(int argc, char **argv)
 		if (a.json) {
 			json_t *j;
 			drift_result_to_json(&j, it->result);
+			json_object_set_new(j, "environment", json_string(a.env));
 			json_object_set_new(j, "app", json_string(it->app));
 			if (it->unmanaged) {
 				json_object_set_new(j, "managed", json_false());
 				if (it->owner)
 					json_object_set_new(j, "owner", json_string(it->owner));
 			}
+			if (ref.msg[i]) {
+				json_object_set_new(j, "state", json_string("REFUSED"));
+				json_object_set_new(j, "error", json_string(ref.msg[i]));
+			}
 			json_array_append_new(arr, j);
-		} else {
+		} else if (!ref.msg[i]) {
 			if (it->unmanaged) {
 				const json_t *m = json_object_get(it->live, "metadata");
 				const char *ns = json_string_value(json_object_get(m, "namespace"));
@@ -71,6 +100,10 @@ int cmd_diff(int argc, char **argv)
 			}
 			drift_result_format_diff(&out, it->result, cli_color(&a) ? DRIFT_FORMAT_COLOR : 0);
 		}
+		if (ref.msg[i]) {
+			refused++;
+			cli_fail(EXIT_INPUT, "refused by the apiserver (a sync would fail): %s (%s)", ref.msg[i], it->source);
+		}
 	}
 	if (a.json) {
 		char *s = json_dumps(arr, JSON_INDENT(2));
@@ -81,8 +114,11 @@ int cmd_diff(int argc, char **argv)
 	}
 	json_decref(arr);
 	gitops_buf_free(&out);
-	code = rec_plan_in_sync(plan) ? EXIT_OK : EXIT_DIFFERS;
+	code = refused ? EXIT_INPUT : rec_plan_in_sync(plan) ? EXIT_OK : EXIT_DIFFERS;
 done:
+	for (size_t i = 0; i < ref.n; i++)
+		free(ref.msg[i]);
+	free(ref.msg);
 	rec_plan_free(plan);
 	rec_workspace_free(ws);
 	return code;

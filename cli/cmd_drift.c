@@ -41,6 +41,8 @@ static int drift_env(rec_workspace *ws, const struct mf_environment *env, const 
 	int found = 0;
 	for (size_t i = 0; i < rec_plan_count(plan); i++) {
 		const struct rec_item *it = rec_plan_item(plan, i);
+		if (it->unmanaged)
+			continue; /* not this pipeline's and environment's: diff marks it, drift has none */
 		drift_state s = drift_result_state(it->result);
 		const char *word = s == DRIFT_MODIFIED ? "MODIFIED" : s == DRIFT_EXTRA ? "EXTRA"
 				   : (s == DRIFT_MISSING && it->in_inventory) ? "DELETED" : NULL;

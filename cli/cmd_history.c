@@ -3,6 +3,7 @@
  * other history commands share (exit codes, option matching). */
 #include "cmd.h"
 #include "history/history.h"
+#include "reconcile/reconcile.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -63,14 +64,16 @@ void cmd_history_help(void)
 	     "  --since T --until T 30d, 12h, 90m, 45s, 2w (ago) or an RFC 3339 date/time (UTC)\n"
 	     "  --limit N           at most N events (default 50 for the table, 0: all)\n"
 	     "  --json              JSON output\n"
+	     "  --quiet             no table header, no summary lines\n"
 	     CLI_STATE_HELP "\n"
-	     "Exit codes: 0 ok; 2 usage; 3 bad input or unknown id; 5 git error;\n"
+	     "Exit codes: 0 ok; 2 usage; 3 bad input, unknown id, or an --env gitops.yaml does not\n"
+	     "know (and no event names); 5 git error;\n"
 	     "verify: 7 when the history is invalid (the first problem is printed).");
 }
 
 struct hopts {
 	const char *repo, *state_repo, *state_branch;
-	bool json;
+	bool json, quiet;
 };
 
 /* Takes a common option; 1 taken, 0 not, -1 usage error. */
@@ -84,18 +87,40 @@ static int common_opt(struct hopts *o, int argc, char **argv, int *i)
 		o->json = true;
 		return 1;
 	}
+	if (!strcmp(argv[*i], "--quiet") || !strcmp(argv[*i], "-q")) {
+		o->quiet = true;
+		return 1;
+	}
 	return 0;
 }
 
-static int open_store(hist **h, const struct hopts *o)
+static int open_store(hist **h, struct hopts *o)
 {
+	o->repo = cli_default_repo(o->repo, o->state_branch);
 	int rc = hist_open_default(h, o->state_repo, o->state_branch, o->repo);
 	return rc ? cli_fail(cli_hist_exit(rc), "%s", gitops_error_last()) : 0;
 }
 
+/* `--env E` that matched nothing: an environment gitops.yaml does not know is a mistake (exit 3,
+ * naming the known ones), not an empty answer. When the manifests repository cannot be opened
+ * (a state repository used on its own), an empty answer stands. Returns 0 or the exit code. */
+static int unknown_env(const struct hopts *o, const char *env)
+{
+	struct rec_workspace_options wo = {.repo = o->repo};
+	rec_workspace *ws = NULL;
+	const struct mf_environment *e = NULL;
+	int code = 0;
+	if (rec_workspace_open(&ws, &wo) == 0 && rec_workspace_env(&e, ws, env))
+		code = cli_fail(EXIT_INPUT, "%s", gitops_error_last());
+	gitops_error_clear();
+	rec_workspace_free(ws);
+	return code;
+}
+
 static void print_json(json_t *j)
 {
-	char *s = json_dumps(j, JSON_INDENT(2));
+	/* rates and frequencies are rounded (round_to); 10 digits print them as they are */
+	char *s = json_dumps(j, JSON_INDENT(2) | JSON_REAL_PRECISION(10));
 	puts(s);
 	free(s);
 }
@@ -124,8 +149,20 @@ static void print_row(const json_t *ev)
 		gitops_buf_printf(&d, "signed by %s; ", s_(a, "approver"));
 	if (*s_(ev, "status"))
 		gitops_buf_printf(&d, "%s; ", s_(ev, "status"));
-	if (*s_(ev, "reason"))
+	json_t *fl = json_object_get(ev, "failures");
+	if (json_array_size(fl)) /* the first failed object and why; `history show <id>` has all */
+		gitops_buf_printf(&d, "%s: %s%s; ", s_(json_array_get(fl, 0), "object"), s_(json_array_get(fl, 0), "reason"),
+				  json_array_size(fl) > 1 ? " (and more)" : "");
+	else if (*s_(ev, "reason"))
 		gitops_buf_printf(&d, "%s; ", s_(ev, "reason"));
+	if (json_array_size(json_object_get(ev, "apps")) && !*s_(ev, "app")) {
+		gitops_buf_puts(&d, "apps ");
+		size_t k;
+		json_t *app;
+		json_array_foreach(json_object_get(ev, "apps"), k, app)
+			gitops_buf_printf(&d, "%s%s", k ? "," : "", json_string_value(app));
+		gitops_buf_puts(&d, "; ");
+	}
 	if (d.len >= 2)
 		d.ptr[d.len -= 2] = '\0';
 	printf("%-24.24s %-12.12s %-19.19s %-10.10s %-10.10s %-12.12s %-14.14s %s\n", s_(ev, "time"), s_(ev, "id"),
@@ -171,10 +208,13 @@ static int cmd_query(int argc, char **argv)
 	int rc = hist_query(&arr, h, &f);
 	if (rc) {
 		code = cli_fail(cli_hist_exit(rc), "%s", gitops_error_last());
+	} else if (f.env && json_array_size(arr) == 0 && (code = unknown_env(&o, f.env))) {
+		/* printed */
 	} else if (o.json) {
 		print_json(arr);
 	} else {
-		printf("%-24s %-12s %-19s %-10s %-10s %-12s %-14s %s\n", "TIME", "ID", "TYPE", "ENV", "APP", "SHA", "ACTOR",
+		if (!o.quiet)
+			printf("%-24s %-12s %-19s %-10s %-10s %-12s %-14s %s\n", "TIME", "ID", "TYPE", "ENV", "APP", "SHA", "ACTOR",
 		       "DETAIL");
 		size_t i;
 		json_t *ev;
@@ -230,6 +270,15 @@ static int cmd_show(int argc, char **argv)
 	return code;
 }
 
+/* A metric rounded to `digits` decimals, for JSON that reads like the table. */
+static double round_to(double v, int digits)
+{
+	double f = 1;
+	while (digits-- > 0)
+		f *= 10;
+	return (double)(long long)(v * f + (v < 0 ? -0.5 : 0.5)) / f;
+}
+
 static void fmt_dur(char *out, size_t n, long long ms)
 {
 	if (ms < 0)
@@ -267,15 +316,17 @@ static int cmd_dora(int argc, char **argv)
 	int rc = hist_dora(&d, h, env, s, u);
 	if (rc) {
 		code = cli_fail(cli_hist_exit(rc), "%s", gitops_error_last());
+	} else if (env && d.deployments == 0 && d.changes == 0 && (code = unknown_env(&o, env))) {
+		/* printed */
 	} else if (o.json) {
 		char a[32], b[32];
 		hist_format_time(a, d.since_ms);
 		hist_format_time(b, d.until_ms);
 		json_t *j = json_pack("{s:s?, s:s, s:s, s:{s:i, s:f}, s:{s:i, s:I, s:I}, s:{s:i, s:i, s:f}, s:{s:i, s:I, s:I}}",
 				      "environment", env, "since", a, "until", b, "deploymentFrequency", "deployments",
-				      d.deployments, "perDay", d.per_day, "leadTime", "samples", d.lead_samples, "medianMs",
+				      d.deployments, "perDay", round_to(d.per_day, 3), "leadTime", "samples", d.lead_samples, "medianMs",
 				      (json_int_t)d.lead_median_ms, "meanMs", (json_int_t)d.lead_mean_ms, "changeFailureRate",
-				      "changes", d.changes, "failed", d.failed_changes, "rate", d.failure_rate, "timeToRestore",
+				      "changes", d.changes, "failed", d.failed_changes, "rate", round_to(d.failure_rate, 4), "timeToRestore",
 				      "restores", d.restores, "medianMs", (json_int_t)d.restore_median_ms, "meanMs",
 				      (json_int_t)d.restore_mean_ms);
 		print_json(j);
@@ -322,7 +373,7 @@ static int cmd_verify(int argc, char **argv)
 		code = cli_fail(EXIT_REFUSED, "history is NOT valid: %s", gitops_error_last());
 	else if (rc)
 		code = cli_fail(cli_hist_exit(rc), "%s", gitops_error_last());
-	else if (!o.json)
+	else if (!o.json && !o.quiet)
 		printf("%s: valid: %zu events, %zu signatures verified\n", hist_describe(h), r.events, r.signatures);
 	hist_verify_report_clear(&r);
 	hist_free(h);

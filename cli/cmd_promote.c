@@ -11,7 +11,7 @@
 
 void cmd_promote_help(void)
 {
-	puts("usage: gitops promote <sha> <env> [--actor NAME] [--reason TEXT] [--wait [--timeout 30m]] [--json]\n\n"
+	puts("usage: gitops promote <sha> <env> [--actor NAME] [--reason TEXT] [--wait [--timeout 30m]] [--json] [--quiet]\n\n"
 	     "Promotes a commit to an environment that has an upstream (`from` in gitops.yaml). Refused\n"
 	     "when the commit never ran healthy (a sync with no failed object) in the upstream\n"
 	     "environment. Without an approval policy the environment is pinned to the commit at once\n"
@@ -26,6 +26,7 @@ void cmd_promote_help(void)
 	     "  --wait              wait until the environment ran the commit healthy (a recorded sync)\n"
 	     "  --timeout D         how long --wait waits (default 30m)\n"
 	     "  --json              print the promotion as JSON\n"
+	     "  --quiet             no summary on stderr (the id is still printed)\n"
 	     CLI_STATE_HELP "\n"
 	     "Exit codes: 0 promoted (or pending approvals); 1 --wait timed out; 2 usage;\n"
 	     "3 unknown environment or an environment without `from`; 5 unknown SHA or git error;\n"
@@ -48,8 +49,11 @@ static int wait_deployed(hist *h, const char *env, const char *sha, const char *
 		if (hist_promotion_get(&p, h, id) == 0) {
 			const char *status = json_string_value(json_object_get(p, "status"));
 			if (status && (!strcmp(status, "rejected") || !strcmp(status, "superseded"))) {
+				/* the message is printed before the promotion (which owns `status`) is freed */
+				int code = cli_fail(EXIT_REFUSED, "promotion %s was %s: %s does not run %.12s", id, status,
+						    env, sha);
 				json_decref(p);
-				return cli_fail(EXIT_REFUSED, "promotion %s was %s", id, status);
+				return code;
 			}
 			json_decref(p);
 		}
@@ -65,7 +69,7 @@ int cmd_promote(int argc, char **argv)
 {
 	const char *pos[2] = {NULL, NULL}, *repo = NULL, *state_repo = NULL, *state_branch = NULL, *timeout = "30m";
 	struct hist_action act = {0};
-	bool json = false, wait = false;
+	bool json = false, wait = false, quiet = false;
 	int npos = 0;
 	for (int i = 1; i < argc; i++) {
 		int r;
@@ -79,6 +83,8 @@ int cmd_promote(int argc, char **argv)
 			json = true;
 		} else if (!strcmp(argv[i], "--wait")) {
 			wait = true;
+		} else if (!strcmp(argv[i], "--quiet") || !strcmp(argv[i], "-q")) {
+			quiet = true;
 		} else if (argv[i][0] == '-' || npos == 2) {
 			return cli_fail(EXIT_USAGE, "unexpected %s; see 'gitops promote --help'", argv[i]);
 		} else {
@@ -87,6 +93,7 @@ int cmd_promote(int argc, char **argv)
 	}
 	if (npos < 2)
 		return cli_fail(EXIT_USAGE, "usage: gitops promote <sha> <env>; see 'gitops promote --help'");
+	repo = cli_default_repo(repo, state_branch);
 	long long timeout_ms = 0;
 	if (wait && mf_parse_duration(&timeout_ms, timeout))
 		return cli_fail(EXIT_USAGE, "--timeout: %s", gitops_error_last());
@@ -111,17 +118,41 @@ int cmd_promote(int argc, char **argv)
 		code = cli_fail(cli_hist_exit(rc), "%s", gitops_error_last());
 		goto done;
 	}
+	/* One shape, new or existing, pending or applied: the keys a decided promotion's short
+	 * record lacks are filled in from the configuration. */
+	if (!json_object_get(p, "from") && env->from)
+		json_object_set_new(p, "from", json_string(env->from));
+	if (!json_object_get(p, "required"))
+		json_object_set_new(p, "required", json_integer(env->approval_required));
+	if (!json_is_array(json_object_get(p, "approvals")))
+		json_object_set_new(p, "approvals", json_array());
+	if (!json_object_get(p, "requestedBy")) {
+		/* a decided promotion keeps a short record: who asked and when are in its first event */
+		json_t *shown = NULL, *first;
+		if (hist_show(&shown, h, json_string_value(json_object_get(p, "id"))) == 0 &&
+		    (first = json_array_get(json_object_get(shown, "events"), 0))) {
+			json_object_set(p, "requestedBy", json_object_get(first, "actor"));
+			json_object_set(p, "requestedAt", json_object_get(first, "time"));
+			json_t *ap = json_object_get(json_object_get(shown, "promotion"), "approvals");
+			if (json_is_array(ap) && json_array_size(ap))
+				json_object_set(p, "approvals", ap);
+		}
+		json_decref(shown);
+		gitops_error_clear();
+	}
+	json_object_set_new(p, "existing", json_boolean(existing));
 	const char *id = json_string_value(json_object_get(p, "id"));
 	const char *status = json_string_value(json_object_get(p, "status"));
 	if (json) {
-		json_object_set_new(p, "existing", json_boolean(existing));
 		char *s = json_dumps(p, JSON_INDENT(2));
 		puts(s);
 		free(s);
 	} else {
 		puts(id);
 	}
-	if (!strcmp(status, "pending"))
+	if (quiet)
+		; /* no summary */
+	else if (!strcmp(status, "pending"))
 		fprintf(stderr, "promotion %s%s: %s at %.12s is pending: %zu of %lld approvals (gitops approve %s --key FILE)\n",
 			id, existing ? " (existing)" : "", env->name, sha, json_array_size(json_object_get(p, "approvals")),
 			(long long)json_integer_value(json_object_get(p, "required")), id);

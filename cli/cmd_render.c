@@ -25,7 +25,8 @@ void cmd_render_help(void)
 	     "                   the main branch)\n"
 	     "  --repo URL|PATH  the manifests repository: a path, file://, https:// or ssh URL;\n"
 	     "                   default: the git repository of the working directory\n"
-	     "  --json           print JSON instead of YAML\n"
+	     "  --json           print one JSON List (also for one object) instead of YAML\n"
+	     "  --quiet          no progress or warning lines on stderr\n"
 	     "\n"
 	     "The repository is mirrored under $GITOPS_DATA_DIR (default ~/.cache/gitops), which also\n"
 	     "holds the render cache. helm and kustomize come from PATH or GITOPS_HELM / GITOPS_KUSTOMIZE\n"
@@ -38,8 +39,9 @@ void cmd_render_help(void)
 
 static void warn(void *ud, const char *line)
 {
-	(void)ud;
-	fprintf(stderr, "gitops: %s\n", line);
+	const struct cli_args *a = ud;
+	if (!a->quiet)
+		fprintf(stderr, "gitops: %s\n", line);
 }
 
 int cmd_render(int argc, char **argv)
@@ -48,7 +50,7 @@ int cmd_render(int argc, char **argv)
 	int code = cli_parse_args(&a, argc, argv, ARG_APP | ARG_REVISION | ARG_JSON);
 	if (code >= 0)
 		return code;
-	struct rec_workspace_options wo = {.repo = a.repo, .progress = warn, .pins_best_effort = true};
+	struct rec_workspace_options wo = {.repo = a.repo, .progress = warn, .progress_ud = &a, .pins_best_effort = true};
 	rec_workspace *ws = NULL;
 	mf_objects *set = NULL;
 	gitops_buf out = GITOPS_BUF_INIT;

@@ -11,7 +11,7 @@
 
 void cmd_rollback_help(void)
 {
-	puts("usage: gitops rollback <env> [--to SHA | --steps N] [--reason TEXT] [--actor NAME] [--json]\n\n"
+	puts("usage: gitops rollback <env> [--to SHA | --steps N] [--reason TEXT] [--actor NAME] [--json] [--quiet]\n\n"
 	     "Pins the environment to an earlier commit that was deployed healthy there (a sync with no\n"
 	     "failed object): by default the one before the current, --steps N goes N distinct healthy\n"
 	     "deploys back, --to SHA names it (full or at least 7 characters). Records who and why\n"
@@ -24,6 +24,7 @@ void cmd_rollback_help(void)
 	     "  --reason TEXT       why; recorded in the event\n"
 	     "  --actor NAME        who (default: $GITLAB_USER_LOGIN, $GITHUB_ACTOR, git user.name)\n"
 	     "  --json              print the rollback event as JSON\n"
+	     "  --quiet             print nothing (the exit code tells)\n"
 	     CLI_STATE_HELP "\n"
 	     "Exit codes: 0 pinned; 2 usage; 3 unknown environment; 5 git error;\n"
 	     "7 refused (no such earlier healthy deploy, already pinned there).");
@@ -31,7 +32,7 @@ void cmd_rollback_help(void)
 
 void cmd_resume_help(void)
 {
-	puts("usage: gitops resume <env> [--reason TEXT] [--actor NAME] [--json]\n\n"
+	puts("usage: gitops resume <env> [--reason TEXT] [--actor NAME] [--json] [--quiet]\n\n"
 	     "Ends a suspension (gitops suspend) and drops the pin of a tracking environment (one with\n"
 	     "`track`), set by gitops rollback or by gitops run's automatic rollback: its next sync\n"
 	     "deploys its branch head again. Records a resume event.\n\n"
@@ -39,6 +40,7 @@ void cmd_resume_help(void)
 	     "  --reason TEXT       why; recorded in the event\n"
 	     "  --actor NAME        who (default: $GITLAB_USER_LOGIN, $GITHUB_ACTOR, git user.name)\n"
 	     "  --json              print the event as JSON\n"
+	     "  --quiet             print nothing (the exit code tells)\n"
 	     CLI_STATE_HELP "\n"
 	     "Exit codes: 0 resumed; 2 usage; 3 unknown environment, not pinned, or an environment\n"
 	     "with `from` (promote instead); 5 git error.");
@@ -51,7 +53,7 @@ static int pin_command(int argc, char **argv, bool resume)
 	const char *cmd = resume ? "resume" : "rollback";
 	const char *envname = NULL, *to = NULL, *steps_s = NULL, *repo = NULL, *state_repo = NULL, *state_branch = NULL;
 	struct hist_action act = {0};
-	bool json = false;
+	bool json = false, quiet = false;
 	for (int i = 1; i < argc; i++) {
 		int r = 0;
 		if ((!resume && ((r = cli_opt("--to", argc, argv, &i, &to)) || (r = cli_opt("--steps", argc, argv, &i, &steps_s)))) ||
@@ -62,6 +64,8 @@ static int pin_command(int argc, char **argv, bool resume)
 				return EXIT_USAGE;
 		} else if (!strcmp(argv[i], "--json")) {
 			json = true;
+		} else if (!strcmp(argv[i], "--quiet") || !strcmp(argv[i], "-q")) {
+			quiet = true;
 		} else if (argv[i][0] == '-' || envname) {
 			return cli_fail(EXIT_USAGE, "unexpected %s; see 'gitops %s --help'", argv[i], cmd);
 		} else {
@@ -72,6 +76,9 @@ static int pin_command(int argc, char **argv, bool resume)
 		return cli_fail(EXIT_USAGE, "missing <env>; see 'gitops %s --help'", cmd);
 	if (to && steps_s)
 		return cli_fail(EXIT_USAGE, "give --to or --steps, not both");
+	if (to && (strlen(to) < 7 || strlen(to) > 40 || strspn(to, "0123456789abcdefABCDEF") != strlen(to)))
+		return cli_fail(EXIT_USAGE, "--to wants a commit SHA (7 to 40 hex characters), got %s", to);
+	repo = cli_default_repo(repo, state_branch);
 	int steps = 1;
 	if (steps_s) {
 		char *end;
@@ -99,6 +106,8 @@ static int pin_command(int argc, char **argv, bool resume)
 		char *s = json_dumps(ev, JSON_INDENT(2));
 		puts(s);
 		free(s);
+	} else if (quiet) {
+		/* --quiet: the exit code says it all */
 	} else if (resume) {
 		const char *prev = json_string_value(json_object_get(ev, "previous"));
 		if (prev)

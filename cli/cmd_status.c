@@ -13,16 +13,126 @@ void cmd_status_help(void)
 {
 	puts("usage: gitops status [<env>] [--json]\n\n"
 	     "For each environment (or one): the revision it should run (its pin after a promotion or\n"
-	     "rollback, else the head of the branch it tracks), the revision last synced and when, the sync state (Synced, OutOfSync, Never),\n"
-	     "and counts of objects in sync, modified, missing and extra; then, from the state branch,\n"
-	     "whether it is suspended, why it is pinned, its health after the last gate, and the last\n"
-	     "error gitops run met on it (recorded when it changes). A cluster that cannot be reached\n"
-	     "shows as Unknown (exit 4 after the table). The first line names the pipeline\n"
-	     "(gitops.yaml's `name`, else derived from the repository's root commit).\n\n"
+	     "rollback, else the head of the branch it tracks), the revision in the cluster, when it\n"
+	     "was last synced (from the history), the sync state (Synced, OutOfSync, Never, Unknown\n"
+	     "when the cluster cannot be read), counts of objects in sync, modified, missing and extra,\n"
+	     "and notes: why it is pinned (promotion or rollback, by whom), pending promotions, a\n"
+	     "failed last sync, or the error that kept it from being read; from gitops run: suspended\n"
+	     "(by whom, why), health degraded after the last gate, its last error. One unreachable\n"
+	     "environment does not hide the others. The first line names the pipeline (gitops.yaml's\n"
+	     "`name`, else derived from the repository's root commit).\n\n"
 	     "Options:\n"
-	     "  --json              a JSON array of per-environment objects\n"
+	     "  --json              a JSON array of per-environment objects (see README, \"JSON output\")\n"
 	     CLI_COMMON_HELP "\n"
-	     "Exit codes: 0 shown; 2 usage; 3 bad input; 4 cluster error; 5 git error.");
+	     "Exit codes: 0 shown; 2 usage; 3 bad input; 4 cluster error (the other environments are\n"
+	     "still shown); 5 git error.");
+}
+
+static const char *sv(const json_t *o, const char *k)
+{
+	const char *v = json_string_value(json_object_get(o, k));
+	return v ? v : "";
+}
+
+/* The environment's row: pin, pending promotions, last sync (history), then the cluster's view.
+ * A failure reading the cluster is kept in the row ("error"); returns its exit code, else 0. */
+static int status_env(json_t **row, rec_workspace *ws, hist *h, const struct mf_environment *env)
+{
+	json_t *st = NULL, *pending = NULL;
+	if (h && hist_env_state(&st, h, env->name))
+		st = NULL;
+	if (h && hist_pending(&pending, h, env->name))
+		pending = NULL;
+	gitops_error_clear();
+	json_t *last = json_object_get(st, "lastSync");
+	json_t *pin = NULL;
+	if (*sv(st, "pinned"))
+		pin = json_pack("{s:s, s:s, s:s, s:s, s:s?}", "sha", sv(st, "pinned"), "reason", sv(st, "pinReason"), "by",
+				sv(st, "pinnedBy"), "at", sv(st, "pinnedAt"), "promotion",
+				json_string_value(json_object_get(st, "promotion")));
+	json_t *pend = json_array();
+	size_t i;
+	json_t *p;
+	json_array_foreach(pending, i, p)
+		json_array_append_new(pend, json_pack("{s:s, s:s, s:I, s:I}", "id", sv(p, "id"), "sha", sv(p, "sha"), "approvals",
+						      (json_int_t)json_array_size(json_object_get(p, "approvals")), "required",
+						      json_integer_value(json_object_get(p, "required"))));
+	*row = json_pack("{s:s, s:s, s:s, s:s, s:s, s:{s:i, s:i, s:i, s:i}, s:o, s:o, s:O}", "environment", env->name,
+			 "target", "", "synced", "", "syncedAt", last ? sv(last, "time") : "", "state", "Never", "counts",
+			 "inSync", 0, "modified", 0, "missing", 0, "extra", 0, "pin", pin ? pin : json_null(), "pending",
+			 pend, "lastSync", last ? last : json_null());
+	/* what gitops run recorded: a suspension, the health after the last gate, its last error */
+	json_t *sus = json_object_get(st, "suspended"), *derr = json_object_get(st, "daemonError");
+	json_object_set_new(*row, "suspended", json_boolean(sus != NULL));
+	if (sus)
+		json_object_set(*row, "suspension", sus);
+	if (*sv(st, "health"))
+		json_object_set_new(*row, "health", json_string(sv(st, "health")));
+	if (derr)
+		json_object_set_new(*row, "daemonError", json_string(sv(derr, "reason")));
+	json_decref(st);
+	json_decref(pending);
+	struct rec_inventory_info info;
+	int rc = rec_inventory_info(&info, ws, env);
+	/* The target: the pin (promotion or rollback), else the tracked branch's head; an
+	 * environment promoted `from` another has none until its first promotion. */
+	char target[41] = "";
+	if (!rc) {
+		json_object_set_new(*row, "synced", json_string(info.revision));
+		rc = rec_resolve_revision(target, ws, env, NULL);
+		if (rc == GITOPS_EINVALID && !env->track) {
+			target[0] = '\0';
+			rc = 0;
+		}
+	}
+	const char *planned = target[0] ? target : info.revision[0] ? info.revision : NULL;
+	if (!rc && planned) {
+		rec_plan *plan = NULL;
+		if (!(rc = rec_plan_env(&plan, ws, env->name, planned, NULL))) {
+			size_t counts[4] = {0, 0, 0, 0};
+			rec_plan_counts(plan, counts);
+			json_object_set_new(*row, "counts", json_pack("{s:I, s:I, s:I, s:I}", "inSync", (json_int_t)counts[0],
+								      "modified", (json_int_t)counts[1], "missing",
+								      (json_int_t)counts[2], "extra", (json_int_t)counts[3]));
+			json_object_set_new(*row, "state", json_string(!info.revision[0] ? "Never"
+									: rec_plan_in_sync(plan) ? "Synced" : "OutOfSync"));
+		}
+		rec_plan_free(plan);
+	}
+	json_object_set_new(*row, "target", json_string(target));
+	if (!rc)
+		return 0;
+	json_object_set_new(*row, "state", json_string("Unknown"));
+	json_object_set_new(*row, "error", json_string(gitops_error_last()));
+	return cli_exit_for(rc);
+}
+
+/* The NOTES column: why pinned, pending promotions, a failed last sync, an error. */
+static void notes(gitops_buf *b, const json_t *row)
+{
+	const json_t *pin = json_object_get(row, "pin"), *last = json_object_get(row, "lastSync");
+	if (*sv(row, "error"))
+		gitops_buf_printf(b, "error: %s; ", sv(row, "error"));
+	const json_t *sus = json_object_get(row, "suspension");
+	if (sus)
+		gitops_buf_printf(b, "suspended by %s%s%s; ", sv(sus, "by"), *sv(sus, "reason") ? ": " : "", sv(sus, "reason"));
+	if (!strcmp(sv(row, "health"), "degraded"))
+		gitops_buf_puts(b, "health degraded; ");
+	if (*sv(row, "daemonError"))
+		gitops_buf_printf(b, "gitops run: %s; ", sv(row, "daemonError"));
+	if (json_is_object(pin))
+		gitops_buf_printf(b, "pinned to %.12s by %s%s%s; ", sv(pin, "sha"), *sv(pin, "reason") ? sv(pin, "reason") : "pin",
+				  *sv(pin, "by") ? " of " : "", sv(pin, "by"));
+	size_t i;
+	json_t *p;
+	json_array_foreach(json_object_get(row, "pending"), i, p)
+		gitops_buf_printf(b, "pending promotion %s of %.12s (%lld of %lld approvals); ", sv(p, "id"), sv(p, "sha"),
+				  (long long)json_integer_value(json_object_get(p, "approvals")),
+				  (long long)json_integer_value(json_object_get(p, "required")));
+	if (json_is_object(last) && !strcmp(sv(last, "result"), "failed"))
+		gitops_buf_printf(b, "last sync of %.12s failed; ", sv(last, "sha"));
+	if (b->len >= 2)
+		b->ptr[b->len -= 2] = '\0';
 }
 
 int cmd_status(int argc, char **argv)
@@ -33,7 +143,7 @@ int cmd_status(int argc, char **argv)
 		return code;
 	a.quiet = true; /* status prints a table; no progress lines */
 	struct rec_workspace_options wo = {.repo = a.repo, .kubeconfig = a.kubeconfig, .context = a.context,
-					   .progress = cli_progress, .progress_ud = &a};
+					   .progress = cli_progress, .progress_ud = &a, .pins_best_effort = true};
 	rec_workspace *ws = NULL;
 	int rc = rec_workspace_open(&ws, &wo);
 	if (rc)
@@ -45,131 +155,62 @@ int cmd_status(int argc, char **argv)
 		rec_workspace_free(ws);
 		return code;
 	}
+	/* the history (pins, pending promotions, last syncs); status still shows the cluster without it */
+	hist *h = NULL;
+	if (hist_open_default(&h, NULL, NULL, a.repo)) {
+		fprintf(stderr, "gitops: warning: the history cannot be read: %s\n", gitops_error_last());
+		h = NULL;
+	}
 	json_t *arr = json_array();
 	code = EXIT_OK;
 	const char *pipeline = NULL;
 	if ((rc = rec_workspace_pipeline(&pipeline, NULL, ws))) {
 		code = cli_fail(cli_exit_for(rc), "%s", gitops_error_last());
 		json_decref(arr);
+		hist_free(h);
 		rec_workspace_free(ws);
 		return code;
 	}
-	hist *h = NULL;
-	if (hist_open_default(&h, NULL, NULL, a.repo))
-		gitops_error_clear(); /* no state branch yet: nothing suspended, pinned or failed */
 	if (!a.json)
 		printf("pipeline %s\n", pipeline);
 	if (!a.json)
-		printf("%-10s %-12s %-12s %-20s %-10s %-9s %s\n", "ENV", "TARGET", "SYNCED", "SYNCED AT", "STATE", "OBJECTS",
-		       "HEALTH");
+		printf("%-10s %-12s %-12s %-24s %-10s %-31s %s\n", "ENV", "TARGET", "SYNCED", "SYNCED AT", "STATE",
+		       "IN-SYNC/MODIFIED/MISSING/EXTRA", "NOTES");
 	for (size_t i = 0; i < cfg->n_envs; i++) {
 		const struct mf_environment *env = &cfg->envs[i];
 		if (only && only != env)
 			continue;
-		json_t *st = NULL;
-		if (!h || hist_env_state(&st, h, env->name))
-			st = json_object();
-		gitops_error_clear();
-		json_t *sus = json_object_get(st, "suspended"), *derr = json_object_get(st, "daemonError");
-		const char *pinned = json_string_value(json_object_get(st, "pinned"));
-		const char *health = json_string_value(json_object_get(st, "health"));
-		gitops_buf notes = GITOPS_BUF_INIT;
-		if (sus)
-			gitops_buf_printf(&notes, "suspended by %s%s%s; ", json_string_value(json_object_get(sus, "by")),
-					  json_object_get(sus, "reason") ? ": " : "",
-					  json_object_get(sus, "reason") ? json_string_value(json_object_get(sus, "reason")) : "");
-		if (pinned)
-			gitops_buf_printf(&notes, "pinned to %.12s by %s%s%s; ", pinned,
-					  json_string_value(json_object_get(st, "pinReason")) ?: "?",
-					  json_object_get(st, "pinnedBy") ? " by " : "",
-					  json_string_value(json_object_get(st, "pinnedBy")) ?: "");
-		if (derr)
-			gitops_buf_printf(&notes, "gitops run: %s; ", json_string_value(json_object_get(derr, "reason")) ?: "?");
-		if (notes.len >= 2)
-			notes.ptr[notes.len -= 2] = '\0';
-		struct rec_inventory_info info;
-		if ((rc = rec_inventory_info(&info, ws, env))) {
-			/* one unreachable cluster does not hide the others */
-			char *why = gitops_strdup(gitops_error_last());
-			code = cli_exit_for(rc);
-			json_array_append_new(arr, json_pack("{s:s, s:s, s:s, s:b, s:s?, s:s?, s:o?, s:s?}", "environment", env->name,
-							     "state", "Unknown", "error", why, "suspended", sus != NULL,
-							     "pinned", pinned, "health", health, "pin",
-							     pinned ? json_pack("{s:s?, s:s?}", "reason", json_string_value(json_object_get(st, "pinReason")), "by", json_string_value(json_object_get(st, "pinnedBy"))) : NULL,
-							     "daemonError", derr ? json_string_value(json_object_get(derr, "reason")) : NULL));
-			if (!a.json)
-				printf("%-10s %-12s %-12s %-20s %-10s %-9s %s\n%11s%s%s%s\n", env->name, "-", "-", "-", "Unknown", "-",
-				       health ? health : "-", "", why, notes.len ? "; " : "", gitops_buf_cstr(&notes));
-			free(why);
-			gitops_buf_free(&notes);
-			json_decref(st);
-			continue;
-		}
-		/* The target: the pin (promotion or rollback), else the tracked branch's head; an
-		 * environment promoted `from` another has none until its first promotion. */
-		char target[41] = "";
-		rc = rec_resolve_revision(target, ws, env, NULL);
-		if (rc == GITOPS_EINVALID && !env->track) {
-			target[0] = '\0';
-		} else if (rc) {
-			code = cli_fail(cli_exit_for(rc), "%s", gitops_error_last());
-			break;
-		}
-		const char *planned = target[0] ? target : info.revision[0] ? info.revision : NULL;
-		size_t counts[4] = {0, 0, 0, 0};
-		const char *state = "Never";
-		if (planned) {
-			rec_plan *plan = NULL;
-			if ((rc = rec_plan_env(&plan, ws, env->name, planned, NULL))) {
-				code = cli_fail(cli_exit_for(rc), "%s", gitops_error_last());
-				gitops_buf_free(&notes);
-				json_decref(st);
-				break;
-			}
-			rec_plan_counts(plan, counts);
-			state = !info.revision[0] ? "Never" : rec_plan_in_sync(plan) ? "Synced" : "OutOfSync";
-			rec_plan_free(plan);
-		}
-		json_array_append_new(arr, json_pack("{s:s, s:s, s:s, s:s, s:s, s:{s:i, s:i, s:i, s:i}}", "environment",
-						     env->name, "target", target, "synced", info.revision, "syncedAt",
-						     info.synced_at, "state", state, "objects", "inSync", (int)counts[0],
-						     "modified", (int)counts[1], "missing", (int)counts[2], "extra",
-						     (int)counts[3]));
-		json_t *row = json_array_get(arr, json_array_size(arr) - 1);
-		json_object_set_new(row, "pipeline", json_string(pipeline));
-		json_object_set_new(row, "suspended", json_boolean(sus != NULL));
-		if (sus)
-			json_object_set(row, "suspension", sus);
-		if (pinned)
-			json_object_set_new(row, "pin", json_pack("{s:s, s:s?, s:s?, s:s?}", "sha", pinned, "reason",
-								  json_string_value(json_object_get(st, "pinReason")), "by",
-								  json_string_value(json_object_get(st, "pinnedBy")), "at",
-								  json_string_value(json_object_get(st, "pinnedAt"))));
-		if (health)
-			json_object_set_new(row, "health", json_string(health));
-		if (derr)
-			json_object_set_new(row, "daemonError", json_string(json_string_value(json_object_get(derr, "reason")) ?: ""));
+		json_t *row = NULL;
+		int c = status_env(&row, ws, h, env);
+		if (c && code == EXIT_OK)
+			code = c;
 		if (!a.json) {
-			char cnt[64];
-			snprintf(cnt, sizeof(cnt), "%zu/%zu/%zu/%zu", counts[0], counts[1], counts[2], counts[3]);
-			printf("%-10s %-12.12s %-12.12s %-20s %-10s %-9s %s\n", env->name, target[0] ? target : "-",
-			       info.revision[0] ? info.revision : "-", info.synced_at[0] ? info.synced_at : "-", state, cnt,
-			       health ? health : "-");
-			if (notes.len)
-				printf("%11s%s\n", "", gitops_buf_cstr(&notes));
+			json_t *n = json_object_get(row, "counts");
+			gitops_buf nb = GITOPS_BUF_INIT;
+			notes(&nb, row);
+			char counts[64];
+			snprintf(counts, sizeof(counts), "%lld/%lld/%lld/%lld",
+				 (long long)json_integer_value(json_object_get(n, "inSync")),
+				 (long long)json_integer_value(json_object_get(n, "modified")),
+				 (long long)json_integer_value(json_object_get(n, "missing")),
+				 (long long)json_integer_value(json_object_get(n, "extra")));
+			printf("%-10s %-12.12s %-12.12s %-24s %-10s %-31s %s\n", env->name,
+			       *sv(row, "target") ? sv(row, "target") : "-", *sv(row, "synced") ? sv(row, "synced") : "-",
+			       *sv(row, "syncedAt") ? sv(row, "syncedAt") : "-", sv(row, "state"), counts, gitops_buf_cstr(&nb));
+			gitops_buf_free(&nb);
 		}
-		gitops_buf_free(&notes);
-		json_decref(st);
+		json_object_set_new(row, "pipeline", json_string(pipeline));
+		json_array_append_new(arr, row);
 	}
-	hist_free(h);
-	if (code == EXIT_CLUSTER)
-		cli_fail(code, "some environment's cluster could not be read (see the Unknown rows)");
-	if (a.json && (code == EXIT_OK || code == EXIT_CLUSTER)) {
+	if (a.json) {
 		char *s = json_dumps(arr, JSON_INDENT(2));
 		puts(s);
 		free(s);
 	}
+	if (code)
+		fprintf(stderr, "gitops: some environments could not be read (see their rows)\n");
 	json_decref(arr);
+	hist_free(h);
 	rec_workspace_free(ws);
 	return code;
 }

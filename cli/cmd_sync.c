@@ -6,6 +6,44 @@
 
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
+
+/* What sync prints while it runs, and the failures it keeps for the history event. Progress
+ * lines arrive one at a time (rec_progress holds a lock), already masked. */
+struct sync_progress {
+	const struct cli_args *a;
+	struct hist_failure failures[HIST_MAX_FAILURES];
+	size_t n_failures;
+};
+
+/* "failed  <Kind ns/name> (<source>): <reason>" -> object and reason. */
+static void keep_failure(struct sync_progress *p, const char *line)
+{
+	if (p->n_failures == HIST_MAX_FAILURES)
+		return;
+	line += strcspn(line, " "); /* "failed  " or "skipped " */
+	line += strspn(line, " ");
+	const char *src = strstr(line, " ("), *why = strstr(line, "): ");
+	const char *colon = strstr(line, ": ");
+	bool with_source = src && why && src < why && (!colon || src < colon); /* "(file:line): " */
+	size_t on = with_source ? (size_t)(src - line) : colon ? (size_t)(colon - line) : strlen(line);
+	const char *reason = with_source ? why + 3 : colon ? colon + 2 : "";
+	p->failures[p->n_failures].object = gitops_strndup(line, on);
+	p->failures[p->n_failures].reason = gitops_strdup(reason);
+	p->n_failures++;
+}
+
+/* --quiet hides progress, never why an object failed or was skipped as not gitops'. */
+static void sync_progress_line(void *ud, const char *line)
+{
+	struct sync_progress *p = ud;
+	bool failed = !strncmp(line, "failed ", 7) ||
+		      (!strncmp(line, "skipped ", 8) && (strstr(line, "not managed by gitops") || strstr(line, "belongs to")));
+	if (failed)
+		keep_failure(p, line);
+	if (failed || !p->a->quiet)
+		fprintf(stderr, "%s\n", line);
+}
 
 void cmd_sync_help(void)
 {
@@ -20,7 +58,8 @@ void cmd_sync_help(void)
 	     "exists but is not in that inventory is skipped (exit 6) unless adopted.\n\n"
 	     "Options:\n"
 	     "  --app A             sync one app of the environment\n"
-	     "  --revision REV      branch, tag or commit (default: the branch the environment tracks)\n"
+	     "  --revision REV      branch, tag or commit (default: what the environment runs: its pin\n"
+	     "                      after a promotion or rollback, else the head of the branch it tracks)\n"
 	     "  --prune             delete objects gitops applied before that no app of the environment\n"
 	     "                      has any more (only those in the inventory and labelled as this\n"
 	     "                      pipeline's and environment's); the environment's `sync.prune: true`\n"
@@ -30,7 +69,11 @@ void cmd_sync_help(void)
 	     "  --adopt             take over existing objects that no gitops pipeline owns (also\n"
 	     "                      `sync: {adopt: true}`); objects of another pipeline or environment\n"
 	     "                      are never taken over\n"
-	     "  --json              print the summary as JSON\n"
+	     "  --json              print the summary as JSON: environment, app, pipeline, revision,\n"
+	     "                      dryRun, counts {created, updated, unchanged, pruned, failed, extra,\n"
+	     "                      skipped, unmanaged, adopted, kept}, failures [{object, reason}],\n"
+	     "                      durationMs\n"
+	     "  --quiet             no progress lines; failed and unmanaged objects are still printed\n"
 	     CLI_COMMON_HELP "\n"
 	     "Exit codes: 0 synced; 2 usage; 3 bad input; 4 cluster error; 5 git error;\n"
 	     "6 some objects failed or were skipped as not managed by gitops (the others were\n"
@@ -43,8 +86,11 @@ int cmd_sync(int argc, char **argv)
 	int code = cli_parse_args(&a, argc, argv, ARG_APP | ARG_REVISION | ARG_PRUNE | ARG_DRY_RUN | ARG_JSON | ARG_ADOPT);
 	if (code >= 0)
 		return code;
+	struct sync_progress sp = {.a = &a};
 	struct rec_workspace_options wo = {.repo = a.repo, .kubeconfig = a.kubeconfig, .context = a.context,
-					   .progress = cli_progress, .progress_ud = &a};
+					   .progress = sync_progress_line, .progress_ud = &sp};
+	const char *apps[256];
+	size_t n_apps = 0;
 	rec_workspace *ws = NULL;
 	rec_plan *plan = NULL;
 	const struct mf_environment *env = NULL;
@@ -58,6 +104,18 @@ int cmd_sync(int argc, char **argv)
 		goto done;
 	}
 	struct rec_sync_options so = {.prune = a.prune || env->sync_prune, .dry_run = a.dry_run, .adopt = a.adopt};
+	/* the apps this sync changes, for the event (history --app finds environment-wide syncs) */
+	for (size_t i = 0; i < rec_plan_count(plan) && !a.app; i++) {
+		const struct rec_item *it = rec_plan_item(plan, i);
+		drift_state s = drift_result_state(it->result);
+		if (s == DRIFT_IN_SYNC || (s == DRIFT_EXTRA && !so.prune) || !it->app)
+			continue;
+		bool seen = false;
+		for (size_t k = 0; k < n_apps && !seen; k++)
+			seen = !strcmp(apps[k], it->app);
+		if (!seen && n_apps < sizeof(apps) / sizeof(apps[0]))
+			apps[n_apps++] = gitops_strdup(it->app); /* a re-plan inside rec_sync frees the items */
+	}
 	struct rec_sync_report rep;
 	rc = rec_sync(&rep, ws, plan, &so);
 	if (!a.dry_run) {
@@ -65,9 +123,14 @@ int cmd_sync(int argc, char **argv)
 		char *err = rc ? gitops_strdup(gitops_error_last()) : NULL;
 		hist *h = NULL;
 		int hrc = hist_open_default(&h, NULL, NULL, a.repo);
+		struct hist_event ev = {
+			.type = rc == 0 && rep.failed == 0 ? "sync.succeeded" : "sync.failed", .environment = a.env,
+			.app = a.app, .sha = rec_plan_revision(plan), .has_counts = true, .created = rep.created,
+			.updated = rep.updated, .unchanged = rep.unchanged, .pruned = rep.pruned, .failed = rep.failed,
+			.duration_ms = rep.ms, .reason = err, .apps = apps, .n_apps = n_apps,
+			.failures = sp.failures, .n_failures = sp.n_failures};
 		if (!hrc)
-			hrc = hist_record_sync(h, a.repo, a.env, a.app, rec_plan_revision(plan), rc == 0, rep.created, rep.updated,
-					       rep.unchanged, rep.pruned, rep.failed, rep.ms, err);
+			hrc = hist_record_sync_event(h, a.repo, &ev);
 		if (hrc)
 			fprintf(stderr, "gitops: warning: the sync was not recorded in the history: %s\n", gitops_error_last());
 		hist_free(h);
@@ -76,10 +139,21 @@ int cmd_sync(int argc, char **argv)
 		free(err);
 	}
 	if (a.json) {
-		json_t *j = json_pack("{s:s, s:s, s:b, s:i, s:i, s:i, s:i, s:i, s:i, s:i, s:I}", "environment", a.env, "revision",
-				      rec_plan_revision(plan), "dryRun", a.dry_run, "created", rep.created, "updated", rep.updated,
-				      "unchanged", rep.unchanged, "pruned", rep.pruned, "failed", rep.failed, "extra",
-				      rep.extra_kept, "skipped", rep.skipped, "durationMs", (json_int_t)rep.ms);
+		/* `counts` as in the history's sync events; status uses `counts` for its own numbers */
+		json_t *fails = json_array();
+		for (size_t i = 0; i < sp.n_failures; i++)
+			json_array_append_new(fails, json_pack("{s:s, s:s}", "object", sp.failures[i].object, "reason",
+							       sp.failures[i].reason));
+		json_t *j = json_pack("{s:s, s:s?, s:s, s:b, s:{s:i, s:i, s:i, s:i, s:i, s:i, s:i}, s:o, s:I}", "environment",
+				      a.env, "app", a.app, "revision", rec_plan_revision(plan), "dryRun", a.dry_run, "counts",
+				      "created", rep.created, "updated", rep.updated, "unchanged", rep.unchanged, "pruned",
+				      rep.pruned, "failed", rep.failed, "extra", rep.extra_kept, "skipped", rep.skipped,
+				      "failures", fails, "durationMs", (json_int_t)rep.ms);
+		json_object_set_new(j, "pipeline", json_string(rec_plan_pipeline(plan)));
+		json_t *counts = json_object_get(j, "counts");
+		json_object_set_new(counts, "unmanaged", json_integer(rep.unmanaged));
+		json_object_set_new(counts, "adopted", json_integer(rep.adopted));
+		json_object_set_new(counts, "kept", json_integer(rep.kept));
 		char *s = json_dumps(j, JSON_INDENT(2));
 		puts(s);
 		free(s);
@@ -109,6 +183,12 @@ int cmd_sync(int argc, char **argv)
 	else
 		code = EXIT_OK;
 done:
+	for (size_t i = 0; i < sp.n_failures; i++) {
+		free((char *)sp.failures[i].object);
+		free((char *)sp.failures[i].reason);
+	}
+	for (size_t k = 0; k < n_apps; k++)
+		free((char *)apps[k]);
 	rec_plan_free(plan);
 	rec_workspace_free(ws);
 	return code;

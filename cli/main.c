@@ -2,9 +2,12 @@
  * lives in the library modules. */
 #include "cmd.h"
 #include "../common/common.h"
+#include "../common/mask.h"
+#include "../manifests/manifests.h"
 
 #include <stdarg.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 const struct gitops_cmd gitops_commands[] = {
@@ -52,11 +55,15 @@ bool cli_wants_help(int argc, char **argv)
 int cli_fail(int code, const char *fmt, ...)
 {
 	va_list ap;
-	fputs("gitops: ", stderr);
+	gitops_buf b = GITOPS_BUF_INIT;
 	va_start(ap, fmt);
-	vfprintf(stderr, fmt, ap);
+	gitops_buf_vprintf(&b, fmt, ap);
 	va_end(ap);
-	fputc('\n', stderr);
+	/* error lines often carry apiserver or renderer text */
+	char *line = gitops_mask_text(gitops_buf_cstr(&b), NULL);
+	fprintf(stderr, "gitops: %s\n", line);
+	free(line);
+	gitops_buf_free(&b);
 	return code;
 }
 
@@ -64,13 +71,42 @@ int cli_exit_for(int err)
 {
 	switch (err) {
 	case GITOPS_OK: return EXIT_OK;
-	case GITOPS_EPARSE: case GITOPS_EINVALID: case GITOPS_EUNSUPPORTED: return EXIT_INPUT;
+	/* ENOTFOUND reaching the top is something the user named that does not exist: a kubeconfig
+	 * file or context, a key file, an environment. */
+	case GITOPS_EPARSE: case GITOPS_EINVALID: case GITOPS_EUNSUPPORTED: case GITOPS_ENOTFOUND: return EXIT_INPUT;
 	case GITOPS_ENETWORK: case GITOPS_ETLS: case GITOPS_EUNAUTHORIZED: case GITOPS_EFORBIDDEN:
 	case GITOPS_ECONFLICT: case GITOPS_EGONE: case GITOPS_ETOOMANY: case GITOPS_ESERVER:
 	case GITOPS_EAUTH: case GITOPS_ETIMEOUT: return EXIT_CLUSTER;
 	case GITOPS_EGIT: return EXIT_GIT;
 	default: return EXIT_INTERNAL;
 	}
+}
+
+const char *cli_default_repo(const char *repo, const char *state_branch)
+{
+	static struct mf_repo_default d;
+	static bool done;
+	if (repo)
+		return repo;
+	if (!done) {
+		done = true;
+		if (!state_branch)
+			state_branch = getenv("GITOPS_STATE_BRANCH");
+		if (mf_repo_default(&d, ".", state_branch && *state_branch ? state_branch : NULL)) {
+			gitops_error_clear();
+			return NULL;
+		}
+		const char *sr = getenv("GITOPS_STATE_REPO");
+		if (d.state && !(sr && *sr))
+			setenv("GITOPS_STATE_REPO", d.state, 1);
+		bool have = (getenv("GITOPS_GIT_TOKEN") && *getenv("GITOPS_GIT_TOKEN")) || getenv("GITOPS_GIT_TOKEN_FILE") ||
+			    getenv("GITOPS_GIT_PASSWORD") || getenv("GITOPS_GIT_PASSWORD_FILE");
+		if (d.password && !have) {
+			setenv("GITOPS_GIT_USERNAME", d.username, 1);
+			setenv("GITOPS_GIT_PASSWORD", d.password, 1);
+		}
+	}
+	return d.manifests;
 }
 
 static const struct gitops_cmd *find_cmd(const char *name)

@@ -6,6 +6,7 @@
 
 #include "drift/drift.h"
 #include "drift/drift_internal.h"
+#include "common/mask.h"
 
 /* Removes null members everywhere: the apiserver never stores a null (SSA reads it as "unset"),
  * and kubectl-generated manifests carry "creationTimestamp: null" in pod templates. */
@@ -158,45 +159,19 @@ int drift_normalize(json_t **out, const json_t *object)
 	return 0;
 }
 
-/* Replaces each value of a data/stringData map by "***". */
-static void mask_map(json_t *map)
-{
-	if (!json_is_object(map))
-		return;
-	const char *k;
-	json_t *c;
-	json_object_foreach(map, k, c) json_object_set_new(map, k, json_string("***"));
-}
-
-/* Replaces, at any depth, the value of the annotation client-side apply writes: it embeds the
- * whole Secret, values included. */
-static void scrub_last_applied(json_t *v)
-{
-	static const char *const key = "kubectl.kubernetes.io/last-applied-configuration";
-	if (json_is_object(v)) {
-		const char *k;
-		json_t *c;
-		json_object_foreach(v, k, c) {
-			if (strcmp(k, key) == 0)
-				json_object_set_new(v, k, json_string("***"));
-			else
-				scrub_last_applied(c);
-		}
-	} else if (json_is_array(v)) {
-		size_t i;
-		json_t *c;
-		json_array_foreach(v, i, c) scrub_last_applied(c);
-	}
-}
-
+/* Masking itself lives in common/mask.c (one place for objects and text). */
 json_t *drift__mask_secret_part(const json_t *value, int is_root)
 {
 	json_t *o = json_deep_copy(value);
 	if (is_root) {
-		mask_map(json_object_get(o, "data"));
-		mask_map(json_object_get(o, "stringData"));
+		gitops_mask_object(o);
+		return o;
 	}
-	scrub_last_applied(o);
+	/* A part of a Secret (e.g. its annotations): masked as the Secret it belongs to would be. */
+	json_t *wrap = json_pack("{s:s, s:s, s:o}", "apiVersion", "v1", "kind", "Secret", "part", o);
+	gitops_mask_object(wrap);
+	o = json_incref(json_object_get(wrap, "part"));
+	json_decref(wrap);
 	return o;
 }
 

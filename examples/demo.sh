@@ -22,11 +22,39 @@ cp -r examples/shop "$repo"
 cd "$repo"
 git init -q -b main && git add -A && git -c user.name=demo -c user.email=demo@example.com commit -qm "shop: first version"
 commit() { git add -A && git -c user.name=demo -c user.email=demo@example.com commit -qm "$1"; }
-# A fresh demo: forget what an earlier run applied.
-# (each demo repository is a new pipeline: the objects of an earlier one would not be its own)
-kubectl delete namespace shop-dev shop-staging shop-prod --ignore-not-found >/dev/null
-kubectl -n gitops-system get configmaps,leases -o name 2>/dev/null | grep -E '/gitops-(inventory|lock)' |
-  xargs -r kubectl -n gitops-system delete >/dev/null 2>&1 || true
+# A fresh demo: delete what an earlier run applied (its inventories list it), except the
+# Namespaces (this control plane has no namespace controller to finish deleting them), which are
+# handed over to this run's repository: a new repository is a new root commit.
+python3 - "$(git rev-list --max-parents=0 HEAD)" "$repo" <<'PY'
+import json, subprocess, sys
+root, repo = sys.argv[1:]
+def kubectl(*args):
+    return subprocess.run(["kubectl", *args], capture_output=True, text=True)
+for env in ("dev", "staging", "prod"):
+    namespaces = []
+    for name in ("gitops-inventory.shop." + env, "gitops-inventory-" + env):
+        got = kubectl("-n", "gitops-system", "get", "configmap", name, "-o", "json")
+        if got.returncode:
+            continue
+        for o in json.loads(json.loads(got.stdout)["data"]["inventory.json"])["objects"]:
+            if o["kind"] == "Namespace":
+                namespaces.append(dict(o, app="platform"))
+                continue
+            group = o["apiVersion"].rpartition("/")[0]
+            what = o["kind"].lower() + ("." + group if group else "")
+            kubectl("delete", what, o["name"], *(["-n", o["namespace"]] if o.get("namespace") else []),
+                    "--ignore-not-found", "--wait=false")
+        kubectl("-n", "gitops-system", "delete", "configmap", name)
+    kubectl("-n", "gitops-system", "delete", "lease", "gitops-lock.shop." + env, "--ignore-not-found")
+    if namespaces:
+        doc = {"pipeline": "shop", "environment": env, "repository": repo, "rootCommit": root,
+               "revision": "", "syncedAt": "", "objects": namespaces}
+        cm = {"apiVersion": "v1", "kind": "ConfigMap",
+              "metadata": {"name": "gitops-inventory.shop." + env, "namespace": "gitops-system"},
+              "data": {"inventory.json": json.dumps(doc)}}
+        subprocess.run(["kubectl", "create", "-f", "-"], input=json.dumps(cm), capture_output=True, text=True)
+PY
+for n in frontend-notes frontend-flags; do kubectl -n shop-dev delete configmap "$n" --ignore-not-found >/dev/null 2>&1 || true; done
 
 step "The pipeline: three environments of one repository"
 run sed -n '1,20p' gitops.yaml
@@ -61,6 +89,14 @@ commit "frontend: the sale is over"
 run kubectl -n shop-dev create configmap frontend-notes --from-literal=owner=me
 run gitops sync dev --prune
 run kubectl -n shop-dev get configmaps
+step "Ownership: an object made by hand is never taken over silently"
+run kubectl -n shop-dev create configmap frontend-flags --from-literal=beta=on
+printf 'apiVersion: v1\nkind: ConfigMap\nmetadata: {name: frontend-flags}\ndata: {beta: "off"}\n' > apps/frontend/flags.yaml
+commit "frontend: feature flags in git"
+run gitops diff dev --quiet
+echo "(sync skips it and exits 6; --adopt, or sync: {adopt: true} in gitops.yaml, takes it over)"
+run gitops sync dev
+run gitops sync dev --adopt
 step "Promotion: the commit dev runs healthy goes to staging (not gated: pinned at once)"
 sha=$(git rev-parse HEAD)
 run gitops promote "$sha" staging --actor ci-pipeline
@@ -83,7 +119,6 @@ step "The audit log, DORA metrics, and a check of the whole chain"
 run gitops history --limit 12
 run gitops history dora
 run gitops history verify
-
 step "gitops run: the reconciler takes over (dev follows main again, staging its promotions)"
 run gitops resume dev --reason "the sale page is fixed"
 log=$root/build/demo/run.log

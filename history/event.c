@@ -1,6 +1,7 @@
 /* history/event.c: the event record: building one from the public struct, the schema check that
  * verification runs on every commit, ids, UTC times, and who/what triggered an event. */
 #include "history/internal.h"
+#include "common/mask.h"
 
 #include <openssl/rand.h>
 #include <stdio.h>
@@ -147,8 +148,14 @@ char *hist_default_actor(void)
 	}
 	git_libgit2_init();
 	git_config *cfg = NULL;
+	git_repository *repo = NULL;
 	char *out = NULL;
-	if (git_config_open_default(&cfg) == 0) {
+	/* the working directory's repository first: its own user.name (then global, system), as
+	 * git commit would use; outside a repository, the global and system configuration */
+	int g = git_repository_open_ext(&repo, ".", 0, NULL) == 0 ? git_repository_config_snapshot(&cfg, repo)
+								   : git_config_open_default(&cfg);
+	git_repository_free(repo);
+	if (g == 0) {
 		git_buf b = {0};
 		if (git_config_get_string_buf(&b, cfg, "user.name") == 0 && b.ptr && *b.ptr)
 			out = gitops_strdup(b.ptr);
@@ -205,8 +212,12 @@ int hist_event_build(json_t **out, const struct hist_event *ev)
 		json_object_set_new(j, "sha", json_string(ev->sha));
 	json_object_set_new(j, "actor", json_string(actor));
 	json_object_set_new(j, "trigger", json_string(ev->trigger ? ev->trigger : hist_default_trigger()));
-	if (ev->reason && *ev->reason)
-		json_object_set_new(j, "reason", json_string(ev->reason));
+	if (ev->reason && *ev->reason) {
+		/* a failed sync's reason is apiserver text: no Secret value enters the log */
+		char *reason = gitops_mask_text(ev->reason, NULL);
+		json_object_set_new(j, "reason", json_string(reason));
+		free(reason);
+	}
 	if (ev->has_counts)
 		json_object_set_new(j, "counts", json_pack("{s:I, s:I, s:I, s:I, s:I}", "created", (json_int_t)ev->created,
 							   "updated", (json_int_t)ev->updated, "unchanged",
@@ -225,6 +236,30 @@ int hist_event_build(json_t **out, const struct hist_event *ev)
 		json_object_set_new(j, "object", json_string(ev->object));
 	if (ev->count > 0)
 		json_object_set_new(j, "count", json_integer(ev->count));
+	if (ev->n_apps) {
+		json_t *apps = json_array();
+		for (size_t i = 0; i < ev->n_apps; i++)
+			json_array_append_new(apps, json_string(ev->apps[i]));
+		json_object_set_new(j, "apps", apps);
+	}
+	if (ev->n_failures) {
+		/* bounded: an environment where everything fails must not make a huge commit */
+		json_t *fs = json_array();
+		for (size_t i = 0; i < ev->n_failures && i < HIST_MAX_FAILURES; i++) {
+			char *r = gitops_mask_text(ev->failures[i].reason ? ev->failures[i].reason : "", NULL);
+			size_t n = strlen(r);
+			if (n > HIST_MAX_REASON) {
+				n = HIST_MAX_REASON;
+				while (n > 0 && ((unsigned char)r[n] & 0xC0) == 0x80)
+					n--; /* not inside a UTF-8 sequence */
+				r[n] = '\0';
+			}
+			json_array_append_new(fs, json_pack("{s:s, s:s}", "object", ev->failures[i].object ? ev->failures[i].object : "?",
+							    "reason", r));
+			free(r);
+		}
+		json_object_set_new(j, "failures", fs);
+	}
 	free(actor);
 	int rc = hist_event_validate(j);
 	if (rc) {
@@ -259,7 +294,8 @@ int hist_event_validate(const json_t *ev)
 		return gitops_error_set(GITOPS_EINVALID, "event is not a JSON object");
 	static const char *const known[] = {"v", "id", "time", "type", "environment", "app", "sha", "actor",
 					    "trigger", "reason", "counts", "durationMs", "commitTime", "promotion",
-					    "approvals", "status", "required", "from", "previous", "object", "count", NULL};
+					    "approvals", "status", "required", "from", "previous", "apps", "failures", "object", "count",
+					    NULL};
 	const char *key;
 	json_t *val;
 	json_object_foreach((json_t *)ev, key, val) {
@@ -316,6 +352,19 @@ int hist_event_validate(const json_t *ev)
 		return bad(ev, "durationMs", "must be a non-negative integer");
 	if (json_object_get(ev, "commitTime") && hist_time_ms(json_string_value(json_object_get(ev, "commitTime"))) < 0)
 		return bad(ev, "commitTime", "must be RFC 3339");
+	json_t *apps = json_object_get(ev, "apps"), *fails = json_object_get(ev, "failures");
+	if (apps && (strncmp(type, "sync.", 5) || !json_is_array(apps)))
+		return bad(ev, "apps", "must be an array of app names, on sync events only");
+	size_t k;
+	json_t *x;
+	json_array_foreach(apps, k, x) if (!json_is_string(x)) return bad(ev, "apps", "must be an array of app names");
+	if (fails && (strcmp(type, "sync.failed") || !json_is_array(fails) || json_array_size(fails) > HIST_MAX_FAILURES))
+		return bad(ev, "failures", "must be an array of at most 20 {object, reason}, on sync.failed only");
+	json_array_foreach(fails, k, x) {
+		if (!json_is_object(x) || json_object_size(x) != 2 || !is_str(x, "object") || !is_str(x, "reason") ||
+		    strlen(json_string_value(json_object_get(x, "reason"))) > HIST_MAX_REASON)
+			return bad(ev, "failures", "entries must be {object, reason} with a reason of at most 512 bytes");
+	}
 	json_t *req = json_object_get(ev, "required");
 	if (req && (!json_is_integer(req) || json_integer_value(req) < 0))
 		return bad(ev, "required", "must be a non-negative integer");

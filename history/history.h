@@ -71,7 +71,21 @@ struct hist_event {
 	const char *promotion;   /* promotion id */
 	const char *object;      /* drift.*: "Kind namespace/name" */
 	long long count;         /* drift.*: detections folded into the event; 0: none */
+	/* sync.*: the apps whose objects the sync changed (an environment-wide sync that changed
+	 * app api is found by `history --app api`); may be empty. */
+	const char *const *apps;
+	size_t n_apps;
+	/* sync.failed: each failed object and why (apiserver text; masked when the event is
+	 * built). At most HIST_MAX_FAILURES are kept, each reason cut at HIST_MAX_REASON bytes. */
+	const struct hist_failure *failures;
+	size_t n_failures;
 };
+struct hist_failure {
+	const char *object; /* "Kind namespace/name" */
+	const char *reason;
+};
+#define HIST_MAX_FAILURES 20
+#define HIST_MAX_REASON 512
 
 /* Builds the JSON record of `ev` with a fresh id and the current UTC time (the caller owns
  * *out). GITOPS_EINVALID when the type is unknown or a required field is missing. */
@@ -94,6 +108,12 @@ int hist_record_sync(hist *h, const char *manifests_repo, const char *env, const
 		     bool ok, unsigned created, unsigned updated, unsigned unchanged, unsigned pruned,
 		     unsigned failed, long long duration_ms, const char *reason);
 
+/* Records a sync as hist_record_sync does, from an event with the sync's fields (type, counts,
+ * duration, reason, apps, failures; the commit time is looked up here). A no-op (nothing
+ * created, updated, pruned or failed at the SHA the environment, or for --app the app, last
+ * synced successfully) is not recorded. */
+int hist_record_sync_event(hist *h, const char *manifests_repo, const struct hist_event *ev);
+
 /* The actor: $GITLAB_USER_LOGIN, $GITHUB_ACTOR, git's user.name, $USER, "unknown". Caller frees. */
 char *hist_default_actor(void);
 /* "ci" when $CI or $GITLAB_CI or $GITHUB_ACTIONS is set, else "manual". Static string. */
@@ -108,6 +128,10 @@ int hist_env_state(json_t **out, hist *h, const char *env);
 int hist_pin(char out[41], hist *h, const char *env);
 /* A pending (or recently decided) promotion by id; GITOPS_ENOTFOUND otherwise. Caller decrefs. */
 int hist_promotion_get(json_t **out, hist *h, const char *id);
+/* The pending promotions of `env` (every environment when NULL), oldest request first, as a
+ * JSON array of promotion objects (id, environment, sha, required, approvals, ...). The caller
+ * owns *out (json_decref). */
+int hist_pending(json_t **out, hist *h, const char *env);
 
 /* ---- Promotions, approvals, rollback --------------------------------------------------- */
 

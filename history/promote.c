@@ -58,7 +58,16 @@ static int skip_noop(void *ud, struct hist_snap *s, json_t *ev, bool *skip)
 	if (rc)
 		return rc;
 	json_t *last = json_object_get(e, "lastSync");
-	*skip = streq(str(last, "sha"), str(ev, "sha")) && streq(str(last, "result"), "succeeded") && !json_object_get(ev, "app");
+	const char *app = str(ev, "app");
+	bool env_same = streq(str(last, "sha"), str(ev, "sha")) && streq(str(last, "result"), "succeeded");
+	if (!app) {
+		*skip = env_same;
+		return 0;
+	}
+	/* one app: its own last sync, or a later sync of the whole environment, at this SHA */
+	json_t *a = json_object_get(json_object_get(e, "apps"), app);
+	bool app_newer = a && (!str(last, "time") || (str(a, "time") && strcmp(str(a, "time"), str(last, "time")) > 0));
+	*skip = app_newer ? streq(str(a, "sha"), str(ev, "sha")) && streq(str(a, "result"), "succeeded") : env_same;
 	return 0;
 }
 
@@ -66,6 +75,17 @@ int hist_record_sync(hist *h, const char *manifests_repo, const char *env, const
 		     bool ok, unsigned created, unsigned updated, unsigned unchanged, unsigned pruned,
 		     unsigned failed, long long duration_ms, const char *reason)
 {
+	struct hist_event ev = {
+		.type = ok && failed == 0 ? "sync.succeeded" : "sync.failed", .environment = env, .app = app, .sha = sha,
+		.has_counts = true, .created = created, .updated = updated, .unchanged = unchanged, .pruned = pruned,
+		.failed = failed, .duration_ms = duration_ms, .reason = reason,
+	};
+	return hist_record_sync_event(h, manifests_repo, &ev);
+}
+
+int hist_record_sync_event(hist *h, const char *manifests_repo, const struct hist_event *sync)
+{
+	const char *sha = sync->sha;
 	long long ct = commit_time_in(h->repo, sha);
 	if (!ct && manifests_repo) {
 		mf_repo *m = NULL;
@@ -77,16 +97,13 @@ int hist_record_sync(hist *h, const char *manifests_repo, const char *env, const
 		gitops_error_clear();
 		git_error_clear();
 	}
-	struct hist_event ev = {
-		.type = ok && failed == 0 ? "sync.succeeded" : "sync.failed", .environment = env, .app = app, .sha = sha,
-		.has_counts = true, .created = created, .updated = updated, .unchanged = unchanged, .pruned = pruned,
-		.failed = failed, .duration_ms = duration_ms, .commit_time = ct, .reason = reason,
-	};
+	struct hist_event ev = *sync;
+	ev.commit_time = ct;
 	json_t *j;
 	int rc = hist_event_build(&j, &ev);
 	if (rc)
 		return rc;
-	bool noop = ok && !failed && !created && !updated && !pruned;
+	bool noop = !strcmp(ev.type, "sync.succeeded") && !ev.failed && !ev.created && !ev.updated && !ev.pruned;
 	rc = hist_append(h, j, noop ? skip_noop : NULL, NULL, NULL);
 	json_decref(j);
 	return rc;
@@ -154,6 +171,38 @@ int hist_promotion_get(json_t **out, hist *h, const char *id)
 			*out = json_deep_copy(d);
 		else
 			rc = gitops_error_set(GITOPS_ENOTFOUND, "no promotion %s in %s", id, h->desc);
+	}
+	hist_snap_free(s);
+	return rc;
+}
+
+static int by_requested_at(const void *a, const void *b)
+{
+	const char *x = str(*(json_t *const *)a, "requestedAt"), *y = str(*(json_t *const *)b, "requestedAt");
+	return strcmp(x ? x : "", y ? y : "");
+}
+
+int hist_pending(json_t **out, hist *h, const char *env)
+{
+	*out = NULL;
+	struct hist_snap *s;
+	json_t *pending;
+	int rc = hist_snapshot(&s, h);
+	if (rc)
+		return rc;
+	if ((rc = hist_snap_pending(&pending, s)) == 0) {
+		size_t n = 0, cap = json_object_size(pending);
+		json_t **v = gitops_calloc(cap + 1, sizeof(*v));
+		const char *k;
+		json_t *p;
+		json_object_foreach(pending, k, p)
+			if (json_is_object(p) && streq(str(p, "status"), "pending") && (!env || streq(str(p, "environment"), env)))
+				v[n++] = p;
+		qsort(v, n, sizeof(*v), by_requested_at);
+		*out = json_array();
+		for (size_t i = 0; i < n; i++)
+			json_array_append_new(*out, json_deep_copy(v[i]));
+		free(v);
 	}
 	hist_snap_free(s);
 	return rc;

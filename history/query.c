@@ -238,11 +238,25 @@ static bool type_match(const char *want, const char *type)
 	return !strcmp(want, type);
 }
 
+/* An environment-wide sync matches --app when the app is among the apps it changed. */
+static bool changed_app(const struct hist_rec *r, const char *app)
+{
+	if (*r->app || strncmp(r->type, "sync.", 5) || !strstr(r->json, "\"apps\""))
+		return false;
+	json_t *ev = json_loads(r->json, 0, NULL);
+	bool found = false;
+	size_t i;
+	json_t *a;
+	json_array_foreach(json_object_get(ev, "apps"), i, a) found = found || (json_is_string(a) && !strcmp(json_string_value(a), app));
+	json_decref(ev);
+	return found;
+}
+
 static bool rec_match(const struct hist_rec *r, const struct hist_filter *f)
 {
 	if (f->env && strcmp(f->env, r->env))
 		return false;
-	if (f->app && strcmp(f->app, r->app))
+	if (f->app && strcmp(f->app, r->app) && !changed_app(r, f->app))
 		return false;
 	if (f->type && !type_match(f->type, r->type))
 		return false;

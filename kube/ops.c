@@ -1,6 +1,7 @@
 /* kube: discovery (kind -> resource), the object operations (get, list, server-side apply,
  * delete) and the decoding of Kubernetes Status replies into error codes and one-line messages. */
 #include "kube/internal.h"
+#include "common/mask.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -91,9 +92,23 @@ int kube_status_error(long status, const json_t *body, const char *what)
 	} else if (message) {
 		gitops_buf_printf(&msg, ": %s", message);
 	}
-	gitops_error_set(code, "%s", msg.ptr);
+	char *masked = gitops_mask_text(msg.ptr, NULL);
+	gitops_error_set(code, "%s", masked);
+	free(masked);
 	gitops_buf_free(&msg);
 	return code;
+}
+
+/* The last error is about `obj`: masks the Secret values it carries out of the message (the
+ * apiserver quotes the values it refuses). */
+static int mask_error_for(int rc, const json_t *obj)
+{
+	if (!rc)
+		return rc;
+	char *masked = gitops_mask_text(gitops_error_last(), obj);
+	gitops_error_set(rc, "%s", masked);
+	free(masked);
+	return rc;
 }
 
 /* ---- Discovery ---- */
@@ -575,6 +590,7 @@ int kube_apply(json_t **out, bool *created, kube_client *c, const json_t *obj, c
 		if (!rc)
 			rc = apply_reply(out, created, status, result, what);
 	}
+	mask_error_for(rc, obj);
 	free(path);
 	free(body);
 	free(what);
@@ -586,6 +602,7 @@ struct apply_batch {
 	struct kube_http_call *calls;
 	size_t *index;   /* call -> object */
 	char **whats;
+	json_t *const *objs; /* what each result's error may quote */
 	kube_apply_done_fn done;
 	void *ud;
 };
@@ -608,6 +625,11 @@ static void apply_done(void *ud, size_t k)
 		if (res->rc)
 			res->error = gitops_strdup(gitops_error_last());
 	}
+	if (res->error) {
+		char *masked = gitops_mask_text(res->error, b->objs[i]);
+		free(res->error);
+		res->error = masked;
+	}
 	gitops_buf_free(&call->resp);
 	if (b->done)
 		b->done(b->ud, i, res);
@@ -620,7 +642,7 @@ int kube_apply_batch(struct kube_apply_result *results, kube_client *c, json_t *
 	if (!opt)
 		opt = &none;
 	struct apply_batch b = {results, gitops_calloc(n + 1, sizeof(struct kube_http_call)),
-				gitops_calloc(n + 1, sizeof(size_t)), gitops_calloc(n + 1, sizeof(char *)), done, ud};
+				gitops_calloc(n + 1, sizeof(size_t)), gitops_calloc(n + 1, sizeof(char *)), objs, done, ud};
 	size_t m = 0;
 	for (size_t i = 0; i < n; i++) {
 		results[i] = (struct kube_apply_result){0};
@@ -628,7 +650,7 @@ int kube_apply_batch(struct kube_apply_result *results, kube_client *c, json_t *
 		int rc = apply_request(&path, &body, &b.whats[i], c, objs[i], opt);
 		if (rc) {
 			results[i].rc = rc;
-			results[i].error = gitops_strdup(gitops_error_last());
+			results[i].error = gitops_mask_text(gitops_error_last(), objs[i]);
 			if (done)
 				done(ud, i, &results[i]);
 			continue;

@@ -99,13 +99,13 @@ int mf_objects_resolve(mf_objects *set, mf_scope_fn scope, void *scope_data);
 /* True when the kind is cluster-scoped per the built-in table (group from apiVersion). */
 bool mf_kind_is_cluster_scoped(const char *api_version, const char *kind);
 
-/* Replaces every value under data and stringData of the set's Secrets with "***" (the keys
- * stay), for output meant to be read: Secret values are never printed. Returns how many
- * values were masked. */
+/* Masks the set's Secrets for output meant to be read, with gitops_mask_object (common/mask.h):
+ * data and stringData values (a scalar data/stringData as a whole) and the last-applied
+ * annotation become "***"; the keys stay. Returns how many values were masked. */
 size_t mf_objects_mask_secrets(mf_objects *set);
 
-/* Serializations. YAML: documents separated by "---"; JSON: one object for a single object or
- * a kubectl-style List {"apiVersion":"v1","kind":"List","items":[...]}. Appended to `out`. */
+/* Serializations. YAML: documents separated by "---"; JSON: always a kubectl-style List
+ * {"apiVersion":"v1","kind":"List","items":[...]}, even for one object. Appended to `out`. */
 int mf_objects_to_yaml(gitops_buf *out, const mf_objects *set);
 int mf_objects_to_json(gitops_buf *out, const mf_objects *set);
 
@@ -239,6 +239,20 @@ int mf_repo_discover(char **out_path, const char *start);
 /* The root commit reached from `commit` by first parents (40 hex into out): an identity every
  * clone of the repository shares. */
 int mf_repo_root_commit(char out[41], mf_repo *repo, const char *commit);
+/* The repositories to use when none is given (manifests/origin.c): the repository around
+ * `start`, or origin's URL where the clone lacks what gitops needs. `manifests` is origin's URL
+ * when the clone has no local branch at all (a CI job's detached checkout), else the git
+ * directory; `state` (else NULL) is origin's URL when the clone has no local refs/heads/<state_branch>
+ * (an approver's clone: the state branch lives on origin, fetched or not) and origin is reached
+ * over http(s) or a path (the state branch cannot be pushed over ssh yet).
+ * Credentials written into origin's URL (user:password@, as GitLab CI does) are taken out of the
+ * URLs into `username`/`password`, for GITOPS_GIT_USERNAME/PASSWORD. `state_branch` NULL means
+ * gitops/state. Free with mf_repo_default_clear. Errors: mf_repo_discover's. */
+struct mf_repo_default {
+	char *manifests, *state, *username, *password;
+};
+int mf_repo_default(struct mf_repo_default *out, const char *start, const char *state_branch);
+void mf_repo_default_clear(struct mf_repo_default *d);
 /* True when the mirror holds any branch or tag (a fetch succeeded once). */
 bool mf_repo_has_refs(mf_repo *repo);
 /* The mirror's directory (owned by repo). */

@@ -1,6 +1,7 @@
 /* manifests/objects.c: sets of desired objects with their sources: List flattening, required
  * fields, default namespaces for namespaced kinds, and "the same object twice" detection. */
 #include "manifests/manifests.h"
+#include "common/mask.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -322,16 +323,12 @@ int mf_objects_to_yaml(gitops_buf *out, const mf_objects *set)
 
 int mf_objects_to_json(gitops_buf *out, const mf_objects *set)
 {
-	json_t *v;
-	if (set->n == 1) {
-		v = json_incref(set->v[0].pub.obj);
-	} else {
-		json_t *items = json_array();
-		for (size_t i = 0; i < set->n; i++)
-			json_array_append(items, set->v[i].pub.obj);
-		v = json_pack("{s:s, s:s, s:o, s:{s:s}}", "apiVersion", "v1", "kind", "List", "items",
-			      items, "metadata", "resourceVersion", "");
-	}
+	/* always a List, even of one object or none: one shape for programs to read */
+	json_t *items = json_array();
+	for (size_t i = 0; i < set->n; i++)
+		json_array_append(items, set->v[i].pub.obj);
+	json_t *v = json_pack("{s:s, s:s, s:o, s:{s:s}}", "apiVersion", "v1", "kind", "List", "items", items,
+			      "metadata", "resourceVersion", "");
 	char *s = json_dumps(v, JSON_INDENT(2) | JSON_SORT_KEYS | JSON_REAL_PRECISION(17));
 	json_decref(v);
 	if (!s)
@@ -345,22 +342,7 @@ int mf_objects_to_json(gitops_buf *out, const mf_objects *set)
 size_t mf_objects_mask_secrets(mf_objects *set)
 {
 	size_t masked = 0;
-	for (size_t i = 0; i < mf_objects_count(set); i++) {
-		json_t *obj = mf_objects_at(set, i)->obj;
-		const char *kind = json_string_value(json_object_get(obj, "kind"));
-		const char *av = json_string_value(json_object_get(obj, "apiVersion"));
-		if (!kind || strcmp(kind, "Secret") || !av || strcmp(av, "v1"))
-			continue;
-		const char *fields[] = {"data", "stringData"};
-		for (size_t f = 0; f < 2; f++) {
-			json_t *m = json_object_get(obj, fields[f]);
-			const char *k;
-			json_t *v;
-			json_object_foreach(m, k, v) {
-				json_object_set_new(m, k, json_string("***"));
-				masked++;
-			}
-		}
-	}
+	for (size_t i = 0; i < mf_objects_count(set); i++)
+		masked += gitops_mask_object(mf_objects_at(set, i)->obj);
 	return masked;
 }

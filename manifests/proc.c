@@ -1,6 +1,7 @@
 /* manifests/proc.c: runs a renderer binary (helm, kustomize) with posix_spawn, no shell, its own
  * process group, a bounded output and a timeout; stderr becomes the error message. */
 #include "manifests/internal.h"
+#include "common/mask.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -51,7 +52,9 @@ int mf_find_binary(char **out, const char *name)
 static char *one_line(const gitops_buf *b)
 {
 	gitops_buf o = GITOPS_BUF_INIT;
-	const char *s = gitops_buf_cstr(b);
+	/* a renderer may quote what it read, Secrets included */
+	char *masked = gitops_mask_text(gitops_buf_cstr(b), NULL);
+	const char *s = masked;
 	bool space = false;
 	for (; *s && o.len < 2000; s++) {
 		if (*s == '\n' || *s == '\r' || *s == '\t') {
@@ -64,6 +67,7 @@ static char *one_line(const gitops_buf *b)
 		}
 		gitops_buf_putc(&o, *s);
 	}
+	free(masked);
 	return gitops_buf_detach(&o);
 }
 

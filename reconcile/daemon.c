@@ -43,6 +43,7 @@ struct denv {
 	json_t *desired;          /* key -> {"obj": desired object, "w": index into watches} */
 	json_t *queue;            /* key -> epoch of the watch event (ms), objects to look at */
 	bool self_heal, suspended, syncing, stop;
+	bool rekey;               /* new desired objects: the healer re-keys episodes read back */
 	struct dwatch *watches;   /* replaced by the reconciler only with no lock held while freeing */
 	size_t n_watches;
 	drift_ignore *ignore;
@@ -386,6 +387,7 @@ static drift_state current_state(struct denv *de, const char *key, json_t **desi
 	drift_result *res = NULL;
 	drift_state st = DRIFT_IN_SYNC;
 	pthread_mutex_lock(&de->lock); /* the ignore rules may be swapped by the reconciler */
+	dopt.ignore = de->ignore;
 	int rc = drift_compare(&res, desired, live, &dopt);
 	pthread_mutex_unlock(&de->lock);
 	if (!rc)
@@ -532,7 +534,7 @@ static void load_episodes(struct denv *de)
 }
 
 /* Episodes loaded from history are keyed by "Kind ns/name"; give them their object key once
- * the desired objects are known. */
+ * the desired objects are known. Healer only (it owns the episodes). */
 static void rekey_episodes(struct denv *de)
 {
 	const char *k;
@@ -567,6 +569,13 @@ static void *healer_main(void *arg)
 	struct denv *de = arg;
 	pthread_mutex_lock(&de->lock);
 	while (!de->stop) {
+		if (de->rekey) {
+			de->rekey = false;
+			pthread_mutex_unlock(&de->lock);
+			rekey_episodes(de);
+			pthread_mutex_lock(&de->lock);
+			continue;
+		}
 		if (json_object_size(de->queue) == 0 || de->syncing) {
 			bool syncing = de->syncing; /* the desired objects are about to change: wait */
 			pthread_mutex_unlock(&de->lock);
@@ -618,7 +627,7 @@ static int health_gate(struct denv *de, rec_plan *plan, const struct mf_environm
 	long timeout = env->rollback_health_timeout_ms > 0 ? (long)env->rollback_health_timeout_ms : REC_HEALTH_TIMEOUT_MS;
 	dlog(de, "health gate: waiting up to %lds for %zu object(s)", timeout / 1000, n);
 	struct rec_health_report rep;
-	struct rec_health_wait_options wo = {.timeout_ms = timeout, .cancel = gitops_cancel_flag(de->d->opt->cancel),
+	struct rec_health_wait_options wo = {.timeout_ms = timeout, .cancel = (atomic_bool *)gitops_cancel_flag(de->d->opt->cancel),
 					     .fail_fast = fail_fast};
 	int rc = rec_health_wait(&rep, de->client, objs, n, &wo);
 	free(objs);
@@ -850,8 +859,12 @@ static int reconcile_once(struct denv *de, bool *again)
 				if (!rc)
 					rc = wrc;
 			}
-			if (!wrc)
-				rekey_episodes(de);
+			if (!wrc) {
+				pthread_mutex_lock(&de->lock);
+				de->rekey = true;
+				pthread_cond_signal(&de->cond);
+				pthread_mutex_unlock(&de->lock);
+			}
 		}
 	}
 	if (rc && !*again)

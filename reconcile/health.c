@@ -117,6 +117,12 @@ static enum rec_health deployment(const json_t *obj, struct verdict *v)
 		return say(v, REC_PROGRESSING, "%lld of %lld updated replicas available", available, updated);
 	if (ready < want)
 		return say(v, REC_PROGRESSING, "%lld of %lld replicas ready", ready, want);
+	/* The controller says the rollout is complete (only with a progress deadline, which the
+	 * API defaults to 600 s). */
+	const char *preason = str(prog, "reason");
+	if (json_object_get(spec, "progressDeadlineSeconds") &&
+	    !(cond_is(obj, "Progressing", "True") && preason && !strcmp(preason, "NewReplicaSetAvailable")))
+		return say(v, REC_PROGRESSING, "new ReplicaSet not yet available");
 	if (!cond_is(obj, "Available", "True"))
 		return say(v, REC_PROGRESSING, "condition Available is not True");
 	return say(v, REC_HEALTHY, "rolled out: %lld of %lld replicas ready", ready, want);
@@ -402,6 +408,8 @@ struct group {
 	const struct kube_resource *res;
 	char *ns;                         /* NULL: cluster-scoped */
 	json_t *names;                    /* name -> [index into targets...] (duplicates allowed) */
+	json_t *labels;                   /* labels every object of the group carries (a selector) */
+	char *selector;                   /* "k=v,k=v" from labels, or NULL */
 	kube_cache *cache;
 	bool synced;
 };
@@ -410,6 +418,7 @@ struct waiter {
 	pthread_mutex_t lock;
 	pthread_cond_t cond;
 	bool dirty;                       /* something to look at: an event or a result */
+	bool frozen;                      /* decided: later events change nothing */
 	struct target *t;
 	size_t n;
 	struct group *groups;
@@ -444,6 +453,10 @@ static void on_event(void *ud, enum kube_event ev, const json_t *obj, const json
 		h = rec_health_assess(obj, reason, sizeof reason);
 	}
 	pthread_mutex_lock(&w->lock);
+	if (w->frozen) {
+		pthread_mutex_unlock(&w->lock);
+		return;
+	}
 	size_t i;
 	json_t *idx;
 	json_array_foreach(idxs, i, idx) {
@@ -486,7 +499,9 @@ static void waiter_free(struct waiter *w)
 	stop_caches(w);
 	for (size_t i = 0; i < w->n_groups; i++) {
 		free(w->groups[i].ns);
+		free(w->groups[i].selector);
 		json_decref(w->groups[i].names);
+		json_decref(w->groups[i].labels);
 	}
 	free(w->groups);
 	for (size_t i = 0; i < w->n; i++) {
@@ -546,6 +561,24 @@ static void stop_caches(struct waiter *w)
 	free(started);
 }
 
+/* Kinds with no status to wait for (kstatus: always Current): healthy once applied, so the
+ * wait opens no watch for them. */
+static bool no_status(const struct kube_resource *r)
+{
+	static const char *const kinds[][2] = {
+		{"", "ConfigMap"}, {"", "Secret"}, {"", "ServiceAccount"}, {"", "LimitRange"},
+		{"batch", "CronJob"}, {"policy", "PodDisruptionBudget"},
+		{"rbac.authorization.k8s.io", "Role"}, {"rbac.authorization.k8s.io", "RoleBinding"},
+		{"rbac.authorization.k8s.io", "ClusterRole"}, {"rbac.authorization.k8s.io", "ClusterRoleBinding"},
+		{"networking.k8s.io", "NetworkPolicy"}, {"scheduling.k8s.io", "PriorityClass"},
+		{"storage.k8s.io", "StorageClass"},
+	};
+	for (size_t i = 0; i < sizeof kinds / sizeof kinds[0]; i++)
+		if (!strcmp(r->group, kinds[i][0]) && !strcmp(r->kind, kinds[i][1]))
+			return true;
+	return false;
+}
+
 static void timespec_in(struct timespec *ts, long ms)
 {
 	clock_gettime(CLOCK_REALTIME, ts);
@@ -598,7 +631,26 @@ int rec_health_wait(struct rec_health_report *report, kube_client *c, json_t *co
 			const char *ns = str(meta, "namespace");
 			t->r.ns = gitops_strdup(ns && *ns ? ns : "default");
 		}
+		if (no_status(res)) {
+			set_result(t, REC_HEALTHY, "applied");
+			continue;
+		}
 		struct group *g = group_for(&w, res, t->r.ns);
+		/* The group's selector: the labels its objects have in common (gitops' own labels for
+		 * applied objects), so a namespace's other objects of the kind are not listed. */
+		json_t *labels = json_object_get(meta, "labels");
+		if (!g->labels) {
+			g->labels = json_is_object(labels) ? json_copy(labels) : json_object();
+		} else {
+			const char *k;
+			json_t *v;
+			void *tmp;
+			json_object_foreach_safe(g->labels, tmp, k, v) {
+				json_t *mine = json_object_get(labels, k);
+				if (!json_is_string(mine) || !json_equal(mine, v))
+					json_object_del(g->labels, k);
+			}
+		}
 		json_t *idxs = json_object_get(g->names, t->r.name);
 		if (!idxs) {
 			idxs = json_array();
@@ -609,7 +661,16 @@ int rec_health_wait(struct rec_health_report *report, kube_client *c, json_t *co
 	/* The groups array no longer moves: the caches get pointers into it. */
 	for (size_t gi = 0; gi < w.n_groups; gi++) {
 		struct group *g = &w.groups[gi];
-		struct kube_cache_options co = {.namespace = g->ns, .on_event = on_event, .ud = g};
+		gitops_buf sel = GITOPS_BUF_INIT;
+		const char *k;
+		json_t *v;
+		json_object_foreach(g->labels, k, v)
+			if (json_is_string(v))
+				gitops_buf_printf(&sel, "%s%s=%s", sel.len ? "," : "", k, json_string_value(v));
+		g->selector = sel.len ? gitops_buf_detach(&sel) : NULL;
+		gitops_buf_free(&sel);
+		struct kube_cache_options co = {.namespace = g->ns, .label_selector = g->selector,
+						.on_event = on_event, .ud = g};
 		if (kube_cache_start(&g->cache, c, g->res, &co) != GITOPS_OK) {
 			int rc = gitops_error_code();
 			char *msg = gitops_strdup(gitops_error_last());
@@ -645,12 +706,10 @@ int rec_health_wait(struct rec_health_report *report, kube_client *c, json_t *co
 				json_array_foreach(idxs, k, idx) {
 					struct target *t = &w.t[json_integer_value(idx)];
 					if (!t->seen)
-						set_result(t, REC_PROGRESSING, "not found");
+						set_result(t, REC_PROGRESSING, g->selector ? "not found (with its labels)" : "not found");
 				}
 			}
 		}
-		size_t bad = 0;
-		bool degraded = false;
 		for (size_t i = 0; i < n; i++) {
 			struct target *t = &w.t[i];
 			if (t->changed && opt->on_change) {
@@ -663,9 +722,14 @@ int rec_health_wait(struct rec_health_report *report, kube_client *c, json_t *co
 				pthread_mutex_lock(&w.lock);
 			}
 			t->changed = false;
-			if (t->r.health != REC_HEALTHY)
+		}
+		/* Decided on one consistent view: the lock is held from here to the freeze. */
+		size_t bad = 0;
+		bool degraded = false;
+		for (size_t i = 0; i < n; i++) {
+			if (w.t[i].r.health != REC_HEALTHY)
 				bad++;
-			if (t->r.health == REC_DEGRADED)
+			if (w.t[i].r.health == REC_DEGRADED)
 				degraded = true;
 		}
 		bool all_synced = true;
@@ -693,6 +757,9 @@ int rec_health_wait(struct rec_health_report *report, kube_client *c, json_t *co
 		}
 		w.dirty = false;
 	}
+	/* The report is what the decision saw, not what events arriving until the watches are
+	 * closed would make of it (a Deployment's deadline condition can flip back). */
+	w.frozen = true;
 	pthread_mutex_unlock(&w.lock);
 
 	/* Stop the watches, then read the results without a lock. */

@@ -35,8 +35,8 @@ const char *rec_health_name(enum rec_health h);
  *  2. metadata.generation and status.observedGeneration both set and different: Progressing.
  *  3. condition Stalled=True: Degraded; Reconciling=True: Progressing.
  *  4. by kind: Deployment, StatefulSet, DaemonSet, ReplicaSet rolled out (updated, ready and
- *     available replicas; a Deployment past its progress deadline is Degraded, a paused one
- *     Healthy); Job Complete (Failed or FailureTarget: Degraded; suspended: Healthy); Pod
+ *     available replicas; a Deployment also Available and, with a progress deadline, Progressing
+ *     for NewReplicaSetAvailable; past its deadline it is Degraded, paused it is Healthy); Job Complete (Failed or FailureTarget: Degraded; suspended: Healthy); Pod
  *     (Succeeded or Running and Ready; Failed or a container in CrashLoopBackOff, ImagePullBackOff,
  *     ErrImagePull or another *Error: Degraded); PersistentVolumeClaim Bound (Lost: Degraded);
  *     Service of type LoadBalancer with an ingress address; CustomResourceDefinition Established
@@ -73,7 +73,7 @@ struct rec_health_wait_options {
 	long timeout_ms;                /* 0: wait until healthy, failed or cancelled */
 	/* Set to true (from any thread, e.g. a signal handler's flag) to end the wait: it is
 	 * seen within 100 ms, and the watches take up to a second more to close. May be NULL. */
-	const atomic_bool *cancel;
+	atomic_bool *cancel;
 	/* End as soon as an object is Degraded (a failed Job, a Deployment past its deadline)
 	 * instead of waiting for the timeout. */
 	bool fail_fast;
@@ -86,8 +86,12 @@ struct rec_health_wait_options {
 /* Waits until every object of objs[0..n) (apiVersion, kind, metadata.name and, for namespaced
  * kinds, metadata.namespace; e.g. the applied objects) is Healthy, or the timeout passes, or
  * fail_fast sees a Degraded object, or the cancel flag is set. Objects are read from one
- * list-then-watch cache per kind and namespace; an object not found (yet, or deleted) is
- * Progressing, one whose kind the server does not serve is Degraded.
+ * list-then-watch cache per kind and namespace, selected by the labels the group's objects have in
+ * common (for applied objects: gitops' own), so other objects of the kind are not listed. Kinds
+ * with no status (ConfigMap, Secret, ServiceAccount, RBAC, NetworkPolicy, CronJob, PDB, ...) are
+ * healthy once applied and not watched. An
+ * object not found (yet, deleted, or without those labels) is Progressing, one whose kind the
+ * server does not serve is Degraded.
  * Always fills *report (free with rec_health_report_free). Returns 0 when all are healthy,
  * else GITOPS_ETIMEOUT (timed out), GITOPS_ERROR (failed or cancelled: see report->outcome),
  * or GITOPS_EINVALID (an object without kind or name; report is then empty), with a one-line

@@ -36,6 +36,7 @@ struct rec_entry {
 	bool written;                          /* applied or pruned by the last sync */
 	bool skip;                             /* not written: exists, not managed (no adoption) */
 	bool adopt;                            /* taken over by this sync (--adopt) */
+	bool app_moved;                        /* its inventory entry names another app */
 	char *owner_s;                         /* item.owner */
 	bool failed;
 };

@@ -96,7 +96,6 @@ static int load_legacy(rec_inventory *inv, rec_workspace *ws, const struct mf_en
 	}
 	if (rc || (rc = parse_doc(&old, cm, name)))
 		goto done;
-	char sha[41];
 	const char *rev = str(old, "revision");
 	if (!rev || strlen(rev) != 40 || rec_workspace_has_commit(ws, rev) != GITOPS_OK) {
 		rec_progress(ws, "%s: ConfigMap %s/%s of an earlier release belongs to another repository (its "
@@ -104,7 +103,6 @@ static int load_legacy(rec_inventory *inv, rec_workspace *ws, const struct mf_en
 			     rev ? rev : "?", rec_workspace_repo_url(ws));
 		goto done;
 	}
-	(void)sha;
 	size_t i, kept = 0;
 	json_t *ref, *objects = json_object_get(inv->doc, "objects");
 	json_array_foreach(json_object_get(old, "objects"), i, ref) {
@@ -116,8 +114,9 @@ static int load_legacy(rec_inventory *inv, rec_workspace *ws, const struct mf_en
 	}
 	json_object_set(inv->doc, "revision", json_object_get(old, "revision"));
 	inv->legacy = true;
-	rec_progress(ws, "%s: taking over %zu entries of the earlier inventory %s/%s (written at %.12s of this "
-		     "repository); it is left as it is", env->name, kept, REC_INVENTORY_NAMESPACE, name, rev);
+	rec_progress(ws, "%s: using %zu entries of the inventory %s/%s of an earlier release (written at %.12s of "
+		     "this repository); the next sync records them in %s/%s and leaves the old one as it is", env->name,
+		     kept, REC_INVENTORY_NAMESPACE, name, rev, REC_INVENTORY_NAMESPACE, inv->name);
 done:
 	json_decref(old);
 	json_decref(cm);

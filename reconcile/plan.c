@@ -203,7 +203,9 @@ static int plan_build(rec_plan *p)
 		set_label(e->item.desired, REC_LABEL_APP, mo->app);
 		e->app_s = gitops_strdup(mo->app);
 		e->source_s = gitops_sprintf("%s:%d", mo->file, mo->line);
-		e->item.in_inventory = json_object_get(inv_keys, e->key) != NULL;
+		json_t *iref = json_object_get(inv_keys, e->key);
+		e->item.in_inventory = iref != NULL;
+		e->app_moved = iref && strcmp(json_string_value(json_object_get(iref, "app")) ?: "", mo->app);
 		const char *av = json_string_value(json_object_get(e->item.desired, "apiVersion"));
 		const char *kind = json_string_value(json_object_get(e->item.desired, "kind"));
 		rc = kube_resource_for(&e->resource, p->client, av, kind);
@@ -401,8 +403,8 @@ size_t rec_plan_count(const rec_plan *p) { return p->n_visible; }
 const struct rec_item *rec_plan_item(const rec_plan *p, size_t i) { return &p->entries[i].item; }
 const char *rec_plan_revision(const rec_plan *p) { return p->revision; }
 const char *rec_plan_env_name(const rec_plan *p) { return p->env; }
-const char *rec_plan_inventory_name(const rec_plan *p) { return p->inv->name; }
-const char *rec_plan_pipeline(const rec_plan *p) { return p->inv->pipeline; }
+const char *rec_plan_inventory_name(const rec_plan *p) { return p->inv ? p->inv->name : ""; }
+const char *rec_plan_pipeline(const rec_plan *p) { return p->inv ? p->inv->pipeline : ""; }
 
 void rec_plan_counts(const rec_plan *p, size_t counts[4])
 {

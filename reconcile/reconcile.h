@@ -1,7 +1,16 @@
 /* reconcile: one environment's loop: resolve the revision, render, plan (compare desired with
  * live), apply the difference with server-side apply, prune what gitops created and no longer
  * wants, and keep the inventory of what it applied. The CLI's diff, sync, drift and status
- * commands and the daemon are thin layers over this module. */
+ * commands and the daemon are thin layers over this module.
+ *
+ * Ownership: every applied object is labelled with the pipeline, environment and app, and listed
+ * in the inventory of its pipeline and environment (a ConfigMap written compare-and-swap, intent
+ * recorded before acting); prune, adoption and every inventory write are checked against it.
+ *
+ * Thread-safety: a workspace, and the plans made from it, belong to one thread at a time (the
+ * daemon gives each worker its own workspace); the kube clients under them are thread-safe.
+ * Syncs of one pipeline and environment from several threads or processes serialize on the
+ * environment's sync lock (a Lease in the cluster). */
 #ifndef GITOPS_RECONCILE_H
 #define GITOPS_RECONCILE_H
 
@@ -119,6 +128,13 @@ const char *rec_plan_inventory_name(const rec_plan *p);
 const char *rec_plan_pipeline(const rec_plan *p);
 /* True when every desired object is in sync and managed, and nothing extra is live. */
 bool rec_plan_in_sync(const rec_plan *p);
+/* For `gitops diff` (reconcile/validate.c): sends every object the plan would write (MISSING,
+ * MODIFIED) to the apiserver as a server-side apply dry run, and calls refused(ud, item index,
+ * masked message) for each one the apiserver refuses (Invalid, BadRequest, admission, a
+ * namespace that neither exists nor is created by the plan). Kinds and namespaces the sync
+ * would create first are not refusals. Returns 0, or the error reaching the cluster. */
+typedef void (*rec_refused_fn)(void *ud, size_t item, const char *message);
+int rec_plan_validate(rec_workspace *ws, const rec_plan *plan, rec_refused_fn refused, void *ud);
 
 /* ---- Sync -------------------------------------------------------------------------------- */
 

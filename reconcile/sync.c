@@ -115,21 +115,6 @@ static const char *kind_of(const struct rec_entry *e)
 	return json_string_value(json_object_get(o, "kind")) ?: "";
 }
 
-/* The inventory entry of e records another app (moved between apps in git). */
-static bool app_differs(rec_plan *p, const struct rec_entry *e)
-{
-	size_t i;
-	json_t *ref;
-	json_array_foreach(json_object_get(p->inv->doc, "objects"), i, ref) {
-		char *k = rec_ref_key(ref);
-		bool same = !strcmp(k, e->key);
-		free(k);
-		if (same)
-			return strcmp(json_string_value(json_object_get(ref, "app")) ?: "", e->app_s);
-	}
-	return false;
-}
-
 /* Decides, per desired object that exists without an entry in this inventory, whether it is
  * skipped or adopted. */
 static void classify(rec_plan *p, bool adopt)
@@ -157,7 +142,7 @@ static bool needs_write(rec_plan *p, const struct rec_sync_options *opt)
 			return true; /* an inventory entry whose object is gone */
 		if (e->item.desired && !e->skip) {
 			any_desired = true;
-			if (wants_write(e) || e->adopt || app_differs(p, e))
+			if (wants_write(e) || e->adopt || e->app_moved)
 				return true;
 		}
 		if (is_extra(e) && opt->prune)
@@ -232,24 +217,45 @@ static const char *annotation(const json_t *obj, const char *key)
 	return json_string_value(json_object_get(json_object_get(json_object_get(obj, "metadata"), "annotations"), key));
 }
 
-/* Objects gitops may delete along with a Namespace or CRD: entries of this inventory that are
- * not being let go (prune disabled). */
-static bool ours(const json_t *owned, const json_t *it)
+/* What a Namespace or CRD about to be pruned holds. `going`: objects this prune deletes anyway;
+ * `managed`: this inventory's entries (those let go with prune disabled excluded). */
+struct holds {
+	const json_t *going, *managed;
+	size_t foreign, still;  /* not managed by gitops / managed and still in git */
+	char *example, *example_still;
+};
+
+static void count_object(struct holds *h, const char *kind, const json_t *it)
 {
 	char *k = rec_object_key(it);
-	bool r = json_object_get(owned, k) != NULL;
+	json_t *meta = json_object_get(it, "metadata");
+	const char *ns = json_string_value(json_object_get(meta, "namespace"));
+	const char *name = json_string_value(json_object_get(meta, "name")) ?: "";
+	char *svc = !strcmp(kind, "Endpoints") ? gitops_sprintf("/Service/%s/%s", ns ? ns : "", name) : NULL;
+	bool follows_service = svc && (json_object_get(h->going, svc) || json_object_get(h->managed, svc));
+	free(svc);
+	if (follows_service) {
+		/* the Endpoints the control plane keeps for a Service of ours (no owner reference) */
+	} else if (json_object_get(h->going, k)) {
+		/* deleted by this prune anyway */
+	} else if (json_object_get(h->managed, k)) {
+		if (!h->example_still)
+			h->example_still = gitops_sprintf("%s %s%s%s", kind, ns ? ns : "", ns ? "/" : "", name);
+		h->still++;
+	} else {
+		if (!h->example)
+			h->example = gitops_sprintf("%s %s%s%s", kind, ns ? ns : "", ns ? "/" : "", name);
+		h->foreign++;
+	}
 	free(k);
-	return r;
 }
 
 /* Counts the objects in Namespace `ns` that gitops does not own (not in `owned`): one list per
  * namespaced resource. Not counted: objects with an owner reference (their owner is counted),
- * Events, and what Kubernetes puts in every Namespace (ConfigMap kube-root-ca.crt,
- * ServiceAccount default). *example names one. */
-static int foreign_in_namespace(size_t *count, char **example, kube_client *c, const char *ns, const json_t *owned)
+ * Events, the Endpoints of a Service gitops owns, and what Kubernetes puts in every Namespace
+ * (ConfigMap kube-root-ca.crt, ServiceAccount default). */
+static int foreign_in_namespace(struct holds *h, kube_client *c, const char *ns)
 {
-	*count = 0;
-	*example = NULL;
 	const struct kube_resource **res;
 	size_t n;
 	int rc = kube_resources(&res, &n, c);
@@ -285,11 +291,7 @@ static int foreign_in_namespace(size_t *count, char **example, kube_client *c, c
 			if ((!strcmp(r->kind, "ConfigMap") && !strcmp(name, "kube-root-ca.crt")) ||
 			    (!strcmp(r->kind, "ServiceAccount") && !strcmp(name, "default")))
 				continue;
-			if (ours(owned, it))
-				continue;
-			if (!*example)
-				*example = gitops_sprintf("%s %s", r->kind, name);
-			(*count)++;
+			count_object(h, r->kind, it);
 		}
 		json_decref(items);
 	}
@@ -299,10 +301,8 @@ static int foreign_in_namespace(size_t *count, char **example, kube_client *c, c
 }
 
 /* Counts the custom resources of CRD `crd` (live) that gitops does not own. */
-static int foreign_custom_resources(size_t *count, char **example, kube_client *c, const json_t *crd, const json_t *owned)
+static int foreign_custom_resources(struct holds *h, kube_client *c, const json_t *crd)
 {
-	*count = 0;
-	*example = NULL;
 	json_t *spec = json_object_get(crd, "spec");
 	const char *group = json_string_value(json_object_get(spec, "group"));
 	const char *kind = json_string_value(json_object_get(json_object_get(spec, "names"), "kind"));
@@ -326,17 +326,8 @@ static int foreign_custom_resources(size_t *count, char **example, kube_client *
 			return rc;
 		size_t j;
 		json_t *it;
-		json_array_foreach(items, j, it) {
-			if (ours(owned, it))
-				continue;
-			if (!*example) {
-				json_t *meta = json_object_get(it, "metadata");
-				const char *ns = json_string_value(json_object_get(meta, "namespace"));
-				*example = gitops_sprintf("%s %s%s%s", kind, ns ? ns : "", ns ? "/" : "",
-							  json_string_value(json_object_get(meta, "name")) ?: "");
-			}
-			(*count)++;
-		}
+		json_array_foreach(items, j, it)
+			count_object(h, kind, it);
 		json_decref(items);
 		break; /* one served version lists them all */
 	}
@@ -348,20 +339,23 @@ static int foreign_custom_resources(size_t *count, char **example, kube_client *
 static void prune(struct rec_sync_report *rep, rec_workspace *ws, rec_plan *p, const struct rec_sync_options *opt,
 		  json_t *remove, rec_lock *lock)
 {
-	json_t *owned = json_object();
+	json_t *managed = json_object(), *going = json_object();
 	size_t i;
 	json_t *ref;
 	json_array_foreach(json_object_get(p->inv->doc, "objects"), i, ref) {
 		char *k = rec_ref_key(ref);
-		json_object_set_new(owned, k, json_true());
+		json_object_set_new(managed, k, json_true());
 		free(k);
 	}
-	/* Objects let go (prune disabled) are not ours to delete with their Namespace. */
 	for (i = 0; i < p->n_visible; i++) {
 		struct rec_entry *e = &p->entries[i];
-		if (is_extra(e) && opt->prune && !p->prune_blocked && annotation(e->item.live, REC_ANNOTATION_PRUNE) &&
-		    !strcmp(annotation(e->item.live, REC_ANNOTATION_PRUNE), "disabled"))
-			json_object_del(owned, e->key);
+		if (!is_extra(e))
+			continue;
+		const char *pa = annotation(e->item.live, REC_ANNOTATION_PRUNE);
+		if (pa && !strcmp(pa, "disabled"))
+			json_object_del(managed, e->key); /* let go: not ours to delete with its Namespace */
+		else
+			json_object_set_new(going, e->key, json_true());
 	}
 	for (int pass = 0; pass < 2; pass++) {
 		for (i = 0; i < p->n_visible; i++) {
@@ -390,22 +384,28 @@ static void prune(struct rec_sync_report *rep, rec_workspace *ws, rec_plan *p, c
 				e->failed = true;
 				rec_progress(ws, "failed  prune %s: the sync lock was taken over by another sync", what);
 			} else {
-				size_t foreign = 0;
-				char *example = NULL;
+				struct holds h = {.going = going, .managed = managed};
 				int rc = GITOPS_OK;
 				if (!strcmp(kind, "Namespace"))
-					rc = foreign_in_namespace(&foreign, &example, p->client, json_string_value(json_object_get(
-								  json_object_get(e->item.live, "metadata"), "name")), owned);
+					rc = foreign_in_namespace(&h, p->client, json_string_value(json_object_get(
+								  json_object_get(e->item.live, "metadata"), "name")));
 				else if (!strcmp(kind, "CustomResourceDefinition"))
-					rc = foreign_custom_resources(&foreign, &example, p->client, e->item.live, owned);
+					rc = foreign_custom_resources(&h, p->client, e->item.live);
 				if (rc) {
 					rep->failed++;
 					e->failed = true;
 					rec_progress(ws, "failed  prune %s: cannot tell what it holds: %s", what, gitops_error_last());
-				} else if (foreign) {
+				} else if (h.foreign || h.still) {
 					rep->kept++;
-					rec_progress(ws, "kept    %s: holds %zu object%s gitops does not manage (%s%s); not pruned",
-						     what, foreign, foreign == 1 ? "" : "s", example, foreign > 1 ? ", ..." : "");
+					gitops_buf why = GITOPS_BUF_INIT;
+					if (h.foreign)
+						gitops_buf_printf(&why, "holds %zu object%s gitops does not manage (%s%s)", h.foreign,
+								  h.foreign == 1 ? "" : "s", h.example, h.foreign > 1 ? ", ..." : "");
+					if (h.still)
+						gitops_buf_printf(&why, "%s%zu object%s still in git (%s%s)", h.foreign ? " and " : "holds ",
+								  h.still, h.still == 1 ? "" : "s", h.example_still, h.still > 1 ? ", ..." : "");
+					rec_progress(ws, "kept    %s: %s; not pruned", what, gitops_buf_cstr(&why));
+					gitops_buf_free(&why);
 				} else if (opt->dry_run) {
 					rep->pruned++;
 					rec_progress(ws, "pruned  %s (dry run: not deleted)", what);
@@ -425,12 +425,14 @@ static void prune(struct rec_sync_report *rep, rec_workspace *ws, rec_plan *p, c
 						rec_progress(ws, "pruned  %s", what);
 					}
 				}
-				free(example);
+				free(h.example);
+				free(h.example_still);
 			}
 			free(what);
 		}
 	}
-	json_decref(owned);
+	json_decref(managed);
+	json_decref(going);
 }
 
 int rec_sync(struct rec_sync_report *rep, rec_workspace *ws, rec_plan *p, const struct rec_sync_options *opt)
@@ -580,6 +582,6 @@ int rec_sync(struct rec_sync_report *rep, rec_workspace *ws, rec_plan *p, const 
 		rc = gitops_error_set(GITOPS_ERROR, "%s: %u object(s) failed to sync", p->env, rep->failed);
 	else if (!rc && rep->unmanaged)
 		rc = gitops_error_set(GITOPS_ERROR, "%s: %u object(s) exist and are not managed by this pipeline and "
-				      "environment: skipped (see the lines above)", p->env, rep->unmanaged);
+				      "environment: skipped (to take over what no pipeline owns: --adopt)", p->env, rep->unmanaged);
 	return rc;
 }

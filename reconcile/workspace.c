@@ -1,6 +1,7 @@
 /* reconcile: the workspace: the repository mirror, the pipeline config read from the main
  * branch, the renderer with its cache, and one Kubernetes client per cluster. */
 #include "reconcile/internal.h"
+#include "common/mask.h"
 #include "history/history.h"
 
 #include <stdarg.h>
@@ -17,9 +18,11 @@ void rec_progress(rec_workspace *ws, const char *fmt, ...)
 	va_start(ap, fmt);
 	gitops_buf_vprintf(&b, fmt, ap);
 	va_end(ap);
+	char *line = gitops_mask_text(gitops_buf_cstr(&b), NULL);
 	pthread_mutex_lock(&ws->progress_lock);
-	ws->opt.progress(ws->opt.progress_ud, b.ptr);
+	ws->opt.progress(ws->opt.progress_ud, line);
 	pthread_mutex_unlock(&ws->progress_lock);
+	free(line);
 	gitops_buf_free(&b);
 }
 

@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Runs the test programs and scripts and ends with one summary line: "N passed, N failed".
 # usage: tests/run.sh all|unit|integration [MODULE]
+# GITOPS_TEST_FILTER=<pattern> (`make test TEST=<pattern>`): only the cmocka cases whose names
+# match the glob, and only the shell tests whose file names match it.
 # Unit tests: build/asan/tests/unit/<module>/test_*. Integration tests (need the local control
 # plane, started here when it is not running and stopped again at the end):
 # build/asan/tests/integration/<module>/test_* and tests/integration/<module>/*.sh.
@@ -13,6 +15,9 @@ export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1:abort_on_error=0}
 export UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}
 logdir=$root/build/test-logs; mkdir -p "$logdir"
 passed=0; failed=0; failures=()
+filter=${GITOPS_TEST_FILTER:-}
+# shell tests run whole: with a filter, only those whose file name matches it
+script_matches() { [ -z "$filter" ] || case "$t" in *.sh) [[ "$(basename "$t")" == $filter ]] ;; *) true ;; esac; }
 
 # run_one NAME CMD...: runs one test program; counts its cases from cmocka-style closing lines.
 run_one() {
@@ -25,6 +30,9 @@ run_one() {
   f=$(grep -aE '^\[  FAILED  \] [0-9]+ test' "$logf" | tail -n 1 | awk '{print $4}')
   p=${p:-0}; f=${f:-0}
   if [ "$rc" -ne 0 ] && [ "$f" -eq 0 ]; then f=1; fi   # crashed, sanitizer report, or no summary
+  if [ "$p" -eq 0 ] && [ "$f" -eq 0 ] && [ "$rc" -eq 0 ] && [ -n "$filter" ]; then
+    return 0   # no case of this program matches the filter
+  fi
   if [ "$p" -eq 0 ] && [ "$f" -eq 0 ]; then f=1; echo "  (ran no test case)" >>"$logf"; fi
   passed=$((passed + p)); failed=$((failed + f))
   local secs=$(( $(date +%s) - start ))
@@ -61,6 +69,7 @@ if [ "$kind" = all ] || [ "$kind" = integration ]; then
   for t in build/asan/tests/integration/*/test_* tests/integration/*/*.sh; do
     [ -x "$t" ] || continue
     m=$(basename "$(dirname "$t")"); matches "$m" || continue
+    script_matches || continue
     run_one "integration/$m/$(basename "$t")" "$t"
   done
   [ "$started" = 1 ] && tests/testenv/cluster-down.sh >/dev/null
@@ -68,6 +77,9 @@ fi
 
 if [ ${#failures[@]} -gt 0 ]; then
   echo "failed: ${failures[*]} (logs in build/test-logs/)"
+fi
+if [ -n "$filter" ] && [ $((passed + failed)) -eq 0 ]; then
+  echo "no test case matches '$filter'"; failed=1
 fi
 echo "$passed passed, $failed failed"
 [ "$failed" -eq 0 ]

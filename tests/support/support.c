@@ -1,11 +1,25 @@
 /* Test support: shell commands and unique names for integration tests. */
 #include "support.h"
 
+#include <setjmp.h>
 #include <stdarg.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <sys/wait.h>
 #include <unistd.h>
+
+#include <cmocka.h>
+
+/* One test case by name: GITOPS_TEST_FILTER=<pattern> (cmocka's * and ? wildcards) runs only
+ * the cases whose names match, in every test program (`make test TEST=<pattern>`). Set before
+ * main() runs, so no test program has to do anything. */
+__attribute__((constructor)) static void t_filter_from_env(void)
+{
+	const char *f = getenv("GITOPS_TEST_FILTER");
+	if (f && *f)
+		cmocka_set_test_filter(f);
+}
 
 int t_sh(char **out, const char *fmt, ...)
 {

@@ -15,6 +15,8 @@ if [ -f "$dir/env" ] && "$here/cluster-status.sh" >/dev/null 2>&1; then
   log "already up ($dir/env)"
   exit 0
 fi
+FAKE_NODES=${GITOPS_FAKE_NODES:-3}
+case $FAKE_NODES in ''|*[!0-9]*|0) log "GITOPS_FAKE_NODES=$FAKE_NODES: give a number of fake nodes, 1 or more"; exit 2 ;; esac
 # One start at a time; the daemons started below must not inherit the lock (9>&-).
 mkdir -p "$(dirname "$dir")"
 exec 9>"$(dirname "$dir")/.cluster.lock"
@@ -34,7 +36,6 @@ mkdir -p "$dir/pki" "$dir/etcd-data" "$dir/logs"
 freeport() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()'; }
 etcd_client=$(freeport); etcd_peer=$(freeport); api_port=$(freeport)
 kcm_port=$(freeport); sched_port=$(freeport); kwok_port=$(freeport)
-FAKE_NODES=${GITOPS_FAKE_NODES:-3}
 
 log "generating certificates"
 pki=$dir/pki
@@ -141,7 +142,8 @@ start kwok env HOME="$dir" "$bin/kwok" --kubeconfig="$dir/kubeconfig" --manage-a
   -c "$here/kwok/stages.yaml"
 echo "controller-manager=$kcm_port scheduler=$sched_port kwok=$kwok_port" > "$dir/ports"
 
-# Fake nodes (kwok's docs' shape); kwok makes them Ready and keeps their leases.
+# Fake nodes (kwok's docs' shape, with room for 1000 pods each so that benchmarks with many
+# Deployments are not capped by the kubelet's usual 110); kwok makes them Ready and keeps their leases.
 for i in $(seq 0 $((FAKE_NODES - 1))); do
   cat <<Y
 ---
@@ -152,8 +154,8 @@ metadata:
   labels: {type: kwok, kubernetes.io/hostname: kwok-node-$i, kubernetes.io/os: linux}
   annotations: {kwok.x-k8s.io/node: fake, node.alpha.kubernetes.io/ttl: "0"}
 status:
-  allocatable: {cpu: "32", memory: 256Gi, pods: "110"}
-  capacity: {cpu: "32", memory: 256Gi, pods: "110"}
+  allocatable: {cpu: "32", memory: 256Gi, pods: "1000"}
+  capacity: {cpu: "32", memory: 256Gi, pods: "1000"}
 Y
 done > "$dir/nodes.yaml"
 KUBECONFIG=$dir/kubeconfig "$bin/kubectl" apply -f "$dir/nodes.yaml" >/dev/null
@@ -179,7 +181,8 @@ done
 cat > "$dir/env" <<ENV
 # Source this file: it points kubectl, helm, kustomize and gitops at the local control plane.
 export KUBECONFIG=$dir/kubeconfig
-export PATH=$bin:\$PATH
+# build/ holds gitops itself (make): examples/shop's README runs it by name
+export PATH=$bin:$root/build:\$PATH
 export GITOPS_TESTENV_BIN=$bin
 export GITOPS_CLUSTER_DIR=$dir
 export GITOPS_APISERVER=https://127.0.0.1:$api_port

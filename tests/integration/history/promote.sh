@@ -13,7 +13,8 @@ p=hp$$; dev=$p-dev; stg=$p-staging; prd=$p-prod
 export GITOPS_DATA_DIR=$tmp/data
 unset GITLAB_USER_LOGIN GITHUB_ACTOR CI GITLAB_CI GITHUB_ACTIONS GITOPS_STATE_REPO GITOPS_STATE_BRANCH
 cleanup() { kubectl delete ns "$dev" "$stg" "$prd" --wait=false >/dev/null 2>&1
-  for e in dev staging prod; do kubectl -n gitops-system delete configmap "gitops-inventory-$p-$e" >/dev/null 2>&1; done
+  kubectl -n gitops-system get configmap,lease -o name 2>/dev/null | grep "\.$p-" |
+    xargs -r kubectl -n gitops-system delete >/dev/null 2>&1
   rm -rf "$tmp"; }
 trap cleanup EXIT
 

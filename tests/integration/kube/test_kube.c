@@ -221,6 +221,35 @@ static void delete_and_errors_name_the_object(void **state)
 	assert_int_equal(st.http2, st.requests); /* the apiserver offers h2 over TLS */
 }
 
+/* kube_create / kube_update: a compare-and-swap write; a stale resourceVersion is GITOPS_ECONFLICT
+ * and changes nothing; creating an existing object is GITOPS_EEXISTS. */
+static void update_with_a_stale_resource_version_conflicts(void **state)
+{
+	(void)state;
+	json_t *cm = configmap("cas-me", "k", "v1"), *stored = NULL, *second = NULL;
+	assert_int_equal(kube_create(&stored, client, cm), GITOPS_OK);
+	assert_int_equal(kube_create(NULL, client, cm), GITOPS_EEXISTS);
+	json_t *a = json_deep_copy(stored), *b = json_deep_copy(stored);
+	json_object_set_new(json_object_get(a, "data"), "k", json_string("from-a"));
+	json_object_set_new(json_object_get(b, "data"), "k", json_string("from-b"));
+	assert_int_equal(kube_update(&second, client, a), GITOPS_OK);
+	assert_string_not_equal(json_string_value(json_object_get(json_object_get(second, "metadata"), "resourceVersion")),
+				json_string_value(json_object_get(json_object_get(stored, "metadata"), "resourceVersion")));
+	assert_int_equal(kube_update(NULL, client, b), GITOPS_ECONFLICT); /* b read the old version */
+	assert_non_null(strstr(gitops_error_last(), "cas-me"));
+	json_t *now = NULL;
+	assert_int_equal(kube_get(&now, client, "v1", "ConfigMap", ns, "cas-me"), GITOPS_OK);
+	assert_string_equal(json_string_value(json_object_get(json_object_get(now, "data"), "k")), "from-a");
+	json_object_del(json_object_get(b, "metadata"), "resourceVersion");
+	assert_int_equal(kube_update(NULL, client, b), GITOPS_EINVALID); /* no precondition: refused */
+	json_decref(now);
+	json_decref(a);
+	json_decref(b);
+	json_decref(second);
+	json_decref(stored);
+	json_decref(cm);
+}
+
 static void count_done(void *ud, size_t i, const struct kube_apply_result *r)
 {
 	(void)i;
@@ -300,6 +329,7 @@ int main(void)
 		cmocka_unit_test(list_pages_through_more_than_one_page_with_a_selector),
 		cmocka_unit_test(delete_and_errors_name_the_object),
 		cmocka_unit_test(batch_apply_multiplexes_on_one_connection),
+		cmocka_unit_test(update_with_a_stale_resource_version_conflicts),
 	};
 	return cmocka_run_group_tests(tests, setup, teardown);
 }

@@ -13,7 +13,8 @@ ns=sync-it-$$; other=sync-other-$$; group=it$$.gitops.dev
 export GITOPS_DATA_DIR=$tmp/data
 cleanup() { kubectl delete ns "$ns" "$other" --wait=false >/dev/null 2>&1
   kubectl delete crd "gadgets.$group" --wait=false >/dev/null 2>&1
-  kubectl -n gitops-system delete configmap "gitops-inventory-it$$" >/dev/null 2>&1; rm -rf "$tmp"; }
+  kubectl -n gitops-system get configmap,lease -o name 2>/dev/null | grep -E "\.it$$\$" |
+    xargs -r kubectl -n gitops-system delete >/dev/null 2>&1; rm -rf "$tmp"; }
 trap cleanup EXIT
 
 repo=$tmp/repo; mkdir -p "$repo/web" "$repo/crd"
@@ -126,8 +127,8 @@ expect_eq "dry run created nothing" "" "$(kubectl get ns "$ns" -o name 2>/dev/nu
 expect_rc "first sync succeeds" 0 "$G" sync "$env"
 expect_contains "first sync created every object" "10 created, 0 updated" "$out"
 expect_eq "the custom resource exists" "3" "$(kubectl -n "$ns" get gadget.$group g1 -o jsonpath='{.spec.size}' 2>&1)"
-expect_eq "objects carry gitops' labels" "gitops $env web" \
-  "$(kubectl -n "$ns" get cm settings -o jsonpath='{.metadata.labels.app\.kubernetes\.io/managed-by} {.metadata.labels.gitops\.dev/environment} {.metadata.labels.gitops\.dev/app}')"
+expect_eq "objects carry gitops' labels" "gitops repo-$(git rev-list --max-parents=0 HEAD | cut -c1-16) $env web" \
+  "$(kubectl -n "$ns" get cm settings -o jsonpath='{.metadata.labels.app\.kubernetes\.io/managed-by} {.metadata.labels.gitops\.dev/pipeline} {.metadata.labels.gitops\.dev/environment} {.metadata.labels.gitops\.dev/app}')"
 
 # --- no false drift right after a sync; a second sync writes nothing
 expect_rc "diff right after sync exits 0 (no false drift)" 0 "$G" diff "$env" --quiet

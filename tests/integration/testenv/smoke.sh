@@ -54,7 +54,8 @@ out=$(kustomize build "$tmp/kust/overlay" 2>&1)
 expect_contains "kustomize applies the overlay's prefix" "name: prod-app" "$out"
 expect_contains "kustomize keeps the base's data" "mode: base" "$out"
 # Workloads on the fake nodes.
-expect_eq "three kwok nodes are Ready" "True True True" \
+nodes=${GITOPS_FAKE_NODES:-3}
+expect_eq "$nodes kwok nodes are Ready" "$(yes True | head -n "$nodes" | xargs)" \
   "$(kubectl get nodes -l type=kwok -o jsonpath='{range .items[*]}{.status.conditions[?(@.type=="Ready")].status} {end}' | xargs)"
 kubectl apply -f - >/dev/null <<Y
 apiVersion: apps/v1

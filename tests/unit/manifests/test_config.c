@@ -64,7 +64,7 @@ static void full_config_parses(void **state)
 	assert_int_equal(cache->n_values, 1);
 	assert_string_equal(cache->values[0], "envs/dev/cache.yaml");
 	assert_int_equal(cache->line, 12);
-	assert_true(dev->sync_auto && dev->sync_prune && !dev->sync_self_heal);
+	assert_true(dev->sync_auto && dev->sync_prune && !dev->sync_self_heal && !dev->sync_adopt);
 	assert_int_equal(dev->n_ignore, 1);
 	assert_string_equal(dev->ignore[0].kind, "Deployment");
 	assert_string_equal(dev->ignore[0].json_pointers[0], "/spec/replicas");
@@ -86,6 +86,21 @@ static void full_config_parses(void **state)
 	assert_null(mf_config_env(cfg, "nope"));
 	mf_config_free(cfg);
 	mf_config_free(NULL);
+}
+
+static void pipeline_name_and_adopt(void **state)
+{
+	(void)state;
+	const char *y = "apiVersion: gitops/v1\nkind: Pipeline\nname: shop-1\nenvironments:\n  - name: dev\n    sync: {adopt: true}\n";
+	struct mf_config *cfg = NULL;
+	assert_int_equal(mf_config_parse(&cfg, y, strlen(y), "gitops.yaml"), GITOPS_OK);
+	assert_string_equal(cfg->name, "shop-1");
+	assert_true(cfg->envs[0].sync_adopt);
+	mf_config_free(cfg);
+	const char *n = "apiVersion: gitops/v1\nkind: Pipeline\nenvironments: [{name: dev}]\n";
+	assert_int_equal(mf_config_parse(&cfg, n, strlen(n), "gitops.yaml"), GITOPS_OK);
+	assert_null(cfg->name); /* the identity is then derived from the repository (reconcile/) */
+	mf_config_free(cfg);
 }
 
 static void default_track_is_the_branch(void **state)
@@ -132,6 +147,9 @@ static const struct {
 	{"alias", HDR "branch: &a main\nenvironments: [{name: *a}]\n", "gitops.yaml:4:24: aliases are not supported"},
 	{"syntax", HDR "environments: [{name: dev}\n", "gitops.yaml:"},
 	{"bad namespace", HDR "environments: [{name: dev, namespace: Shop}]\n", "gitops.yaml:3:39: namespace \"Shop\""},
+	{"bad pipeline name", HDR "name: Shop_1\nenvironments: [{name: dev}]\n", "gitops.yaml:3:7: name \"Shop_1\" must be a DNS label"},
+	{"pipeline name too long", HDR "name: a123456789b123456789c123456789d123456789e123456789f123456789g12345\nenvironments: [{name: dev}]\n", "gitops.yaml:3:7: name \"a123456789b"},
+	{"bad adopt", HDR "environments:\n  - name: dev\n    sync: {adopt: perhaps}\n", "gitops.yaml:5:19: sync.adopt: expected true or false"},
 };
 
 static void each_config_error_names_file_line_col(void **state)
@@ -171,6 +189,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(full_config_parses),
 		cmocka_unit_test(default_track_is_the_branch),
+		cmocka_unit_test(pipeline_name_and_adopt),
 		cmocka_unit_test(each_config_error_names_file_line_col),
 		cmocka_unit_test(durations),
 	};

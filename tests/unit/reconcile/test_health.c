@@ -132,6 +132,18 @@ static void test_variants(void **state)
 	assert_int_equal(rec_health_assess(o, NULL, 0), REC_PROGRESSING);
 	json_decref(o);
 
+	/* Counts complete but the controller has not said NewReplicaSetAvailable yet. */
+	o = load("deployment-ready");
+	json_t *conds = json_object_get(json_object_get(o, "status"), "conditions");
+	size_t i;
+	json_t *cond;
+	json_array_foreach(conds, i, cond)
+		if (!strcmp(json_string_value(json_object_get(cond, "type")), "Progressing"))
+			json_object_set_new(cond, "reason", json_string("ReplicaSetUpdated"));
+	assert_int_equal(rec_health_assess(o, reason, sizeof reason), REC_PROGRESSING);
+	assert_string_equal(reason, "new ReplicaSet not yet available");
+	json_decref(o);
+
 	/* A StatefulSet with OnDelete updates is not tracked; an unknown kind with no status is. */
 	o = load("statefulset-broken");
 	json_object_set_new(json_object_get(json_object_get(o, "spec"), "updateStrategy"), "type", json_string("OnDelete"));
