@@ -55,7 +55,8 @@ static const char *requested_of(const json_t *o)
 static void check_request(rec_leases *ls, struct cand *c, const json_t *o)
 {
 	const char *r = requested_of(o);
-	if (c->requested && strcmp(c->requested, r) && *r && ls->on_request)
+	/* never seen (a Lease this replica created): no stamp yet, so any stamp is new */
+	if (strcmp(c->requested ? c->requested : "", r) && *r && ls->on_request)
 		ls->on_request(ls->request_ud, c->env);
 	free(c->requested);
 	c->requested = gitops_strdup(r);

@@ -82,7 +82,7 @@ expect_eq "followers are ready too" 200 "$(curl -s -o /dev/null -w '%{http_code}
 # --- a webhook sent to one replica reaches every environment's leader -----------------------------
 sed -i 's/blue/green/' app/cm.yaml && git -c user.name=t -c user.email=t@t commit -qam two
 expect_rc "the webhook is accepted by r2" 0 webhook r2
-if wait_for 120 all_are green; then ok "the push reaches all six environments, four of them led by the other replicas"; else fail "webhook via Leases" "$(holders | tr '\n' ' ')"; fi
+if wait_for 120 all_are green; then ok "the push reaches all six environments, four of them led by the other replicas"; else fail "webhook via Leases" "$(holders | tr '\n' ' ')" "$(for e in $envs; do printf '%s=%s ' $e "$(kubectl -n "$p-$e" get configmap settings -o jsonpath='{.data.color}')"; done)" "$(grep -h -e requested -e 'synced' -e error "$tmp"/r*.log | tail -20)"; fi
 
 # --- the leader of e1 dies: its environments are taken over -------------------------------------
 victim=$(holders | grep '^e1=' | cut -d= -f2); victim=${victim#$p-}
