@@ -10,7 +10,7 @@ DEB_PKGS := build-essential pkg-config git curl openssl python3 jq openssh-clien
             libmicrohttpd-dev libcmocka-dev openssh-server
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-MODULES := common kube manifests drift reconcile history
+MODULES := common kube manifests drift reconcile history web
 LIB_SRC := $(foreach m,$(MODULES),$(wildcard $(m)/*.c))
 CLI_SRC := $(wildcard cli/*.c)
 SUPPORT_SRC := $(wildcard tests/support/*.c)

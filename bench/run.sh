@@ -26,3 +26,6 @@ echo
 echo "== gitops run on the same objects"
 if build/gitops run --help >/dev/null 2>&1; then bench/gitops_run_bench.sh
 else echo "gitops' daemon figures are not available yet (build/gitops has no run command)"; fi
+echo
+echo "== gitops run: commit to applied through a webhook"
+bench/webhook_bench.sh

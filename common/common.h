@@ -114,4 +114,20 @@ int gitops_cancel_fd(const gitops_cancel *c);
 /* Sleeps `ms` milliseconds or until the token is set; returns true when it was set. */
 bool gitops_cancel_sleep(gitops_cancel *c, long long ms);
 
+
+/* ---- Metrics ----------------------------------------------------------------------------- */
+
+/* One process-wide registry of Prometheus metrics, fed by the library (kube requests, git
+ * fetches, the daemon) and written by web/'s /metrics. Every family (name, type, help, buckets)
+ * is declared once, in common/metrics.c's table; a name not in it is a programmer error
+ * (assertion). Labels are given as name/value pairs ending with NULL, always in the same order
+ * for one family. Thread-safe: one lock guards the registry. */
+__attribute__((sentinel)) void gitops_metric_add(const char *name, double v, ...);     /* counter += v */
+__attribute__((sentinel)) void gitops_metric_set(const char *name, double v, ...);     /* gauge = v */
+__attribute__((sentinel)) void gitops_metric_observe(const char *name, double v, ...); /* histogram */
+/* Appends the registry in the Prometheus text format 0.0.4 to `out`. */
+void gitops_metrics_write(gitops_buf *out);
+/* Forgets every series (tests). */
+void gitops_metrics_reset(void);
+
 #endif

@@ -363,8 +363,11 @@ static int exchange_setup(kube_client *c, struct exchange *ex, const char *metho
 }
 
 /* Counts a finished attempt and frees what the exchange pointed at (not the handle). */
-static void exchange_done(kube_client *c, struct exchange *ex, int attempt, bool is_write)
+static void exchange_done(kube_client *c, struct exchange *ex, const char *method, long code, int attempt, bool is_write)
 {
+	char cs[16];
+	snprintf(cs, sizeof(cs), "%ld", code);
+	gitops_metric_add("gitops_kube_requests_total", 1, "verb", method, "code", cs, NULL);
 	long httpv = 0, nconn = 0;
 	curl_easy_getinfo(ex->h, CURLINFO_NUM_CONNECTS, &nconn);
 	curl_easy_getinfo(ex->h, CURLINFO_HTTP_VERSION, &httpv);
@@ -434,7 +437,7 @@ int kube_http(kube_client *c, const char *method, const char *url_path, const ch
 		CURLcode cc = curl_easy_perform(ex.h);
 		long code = 0;
 		curl_easy_getinfo(ex.h, CURLINFO_RESPONSE_CODE, &code);
-		exchange_done(c, &ex, attempt, is_write);
+		exchange_done(c, &ex, method, code, attempt, is_write);
 		/* A handle whose transfer broke may hold a dead connection: do not pool it. */
 		if (cc == CURLE_OK)
 			handle_put(c, ex.h);
@@ -561,7 +564,7 @@ int kube_http_batch(kube_client *c, struct kube_http_call *calls, size_t n, int 
 			curl_easy_getinfo(sl->ex.h, CURLINFO_RESPONSE_CODE, &code);
 			curl_multi_remove_handle(m, sl->ex.h);
 			bool is_write = strcmp(calls[i].method, "GET") && !strstr(calls[i].path, "dryRun=All");
-			exchange_done(c, &sl->ex, sl->attempt, is_write);
+			exchange_done(c, &sl->ex, calls[i].method, code, sl->attempt, is_write);
 			curl_easy_cleanup(sl->ex.h);
 			sl->active = false;
 			active--;

@@ -645,6 +645,74 @@ static void env_pair(struct cctx *c, const char *key, struct fy_node *val, struc
 	}
 }
 
+/* ---- notifications ---------------------------------------------------------------------------- */
+
+struct from {
+	char **env, **file;
+	const char *what;
+};
+
+static void from_pair(struct cctx *c, const char *key, struct fy_node *val, struct where kw, void *data)
+{
+	struct from *f = data;
+	char **dst = !strcmp(key, "env") ? f->env : f->file;
+	free(*dst);
+	*dst = get_str(c, val, kw, f->what);
+}
+
+static void notify_pair(struct cctx *c, const char *key, struct fy_node *val, struct where kw, void *data)
+{
+	struct mf_notification *n = data;
+	static const char *const from_keys[] = {"env", "file", NULL};
+	if (!strcmp(key, "name")) {
+		free(n->name);
+		n->name = get_str(c, val, kw, "notifications.name");
+	} else if (!strcmp(key, "type")) {
+		char *t = get_str(c, val, kw, "notifications.type");
+		if (t && !strcmp(t, "slack"))
+			n->kind = MF_NOTIFY_SLACK;
+		else if (t && strcmp(t, "webhook"))
+			cerr(c, node_where(val, kw), "notifications.type: \"%s\" is not known (webhook or slack)", t);
+		free(t);
+	} else if (!strcmp(key, "urlFrom")) {
+		struct from f = {&n->url_env, &n->url_file, "notifications.urlFrom"};
+		walk_map(c, val, kw, "notifications.urlFrom", from_keys, from_pair, &f);
+	} else if (!strcmp(key, "secretFrom")) {
+		struct from f = {&n->secret_env, &n->secret_file, "notifications.secretFrom"};
+		walk_map(c, val, kw, "notifications.secretFrom", from_keys, from_pair, &f);
+	} else if (!strcmp(key, "events")) {
+		read_strv(c, val, kw, "notifications.events", &n->events, &n->n_events);
+	} else if (!strcmp(key, "environments")) {
+		read_strv(c, val, kw, "notifications.environments", &n->envs, &n->n_envs);
+	}
+}
+
+static void notify_item(struct cctx *c, struct fy_node *item, struct where at, size_t i, void *data)
+{
+	struct mf_config *cfg = data;
+	static const char *const keys[] = {"name", "type", "urlFrom", "secretFrom", "events", "environments", NULL};
+	cfg->notifications = gitops_realloc(cfg->notifications, (cfg->n_notifications + 1) * sizeof(*cfg->notifications));
+	struct mf_notification *n = &cfg->notifications[cfg->n_notifications++];
+	memset(n, 0, sizeof(*n));
+	n->line = at.line;
+	walk_map(c, item, at, "notifications", keys, notify_pair, n);
+	if (c->rc)
+		return;
+	if (!n->name)
+		n->name = gitops_sprintf("notification-%zu", i + 1);
+	if (!n->url_env == !n->url_file)
+		cerr(c, at, "notifications[%zu] (%s): urlFrom wants exactly one of env: VAR or file: PATH (the URL is a "
+			    "secret: never in gitops.yaml)", i, n->name);
+	else if (n->kind == MF_NOTIFY_WEBHOOK && !n->secret_env == !n->secret_file)
+		cerr(c, at, "notifications[%zu] (%s): a webhook signs its body: secretFrom wants exactly one of env: VAR "
+			    "or file: PATH", i, n->name);
+	else if (n->kind == MF_NOTIFY_SLACK && (n->secret_env || n->secret_file))
+		cerr(c, at, "notifications[%zu] (%s): slack takes no secretFrom (the URL is the secret)", i, n->name);
+	else if (!n->n_events)
+		cerr(c, at, "notifications[%zu] (%s): events: name at least one event type (e.g. sync.failed) or \"*\"",
+		     i, n->name);
+}
+
 struct root {
 	struct mf_config *cfg;
 	struct mf_ignore_rule *ignore;
@@ -716,6 +784,8 @@ static void root_pair(struct cctx *c, const char *key, struct fy_node *val, stru
 	} else if (!strcmp(key, "ignore")) {
 		struct ignore_list l = {&r->ignore, &r->n_ignore};
 		walk_seq(c, val, kw, "ignore", ignore_item, &l);
+	} else if (!strcmp(key, "notifications")) {
+		walk_seq(c, val, kw, "notifications", notify_item, r->cfg);
 	}
 }
 
@@ -809,7 +879,8 @@ int mf_config_parse(struct mf_config **out, const char *text, size_t len, const 
 	struct root r = {cfg, NULL, 0, false, false, false};
 	struct fy_node *root = fy_document_root(fyd);
 	struct where top = {1, 1};
-	static const char *const keys[] = {"apiVersion", "kind", "name", "branch", "environments", "ignore", NULL};
+	static const char *const keys[] = {"apiVersion", "kind", "name", "branch", "environments", "ignore",
+					   "notifications", NULL};
 	if (!no_aliases(&c, root))
 		walk_map(&c, root, top, "gitops.yaml", keys, root_pair, &r);
 	if (!c.rc && !r.saw_api)
@@ -898,6 +969,17 @@ void mf_config_free(struct mf_config *cfg)
 		free(e->ignore);
 	}
 	free(cfg->envs);
+	for (size_t i = 0; i < cfg->n_notifications; i++) {
+		struct mf_notification *n = &cfg->notifications[i];
+		free(n->name);
+		free(n->url_env);
+		free(n->url_file);
+		free(n->secret_env);
+		free(n->secret_file);
+		mf_strv_free(n->events, n->n_events);
+		mf_strv_free(n->envs, n->n_envs);
+	}
+	free(cfg->notifications);
 	free(cfg->branch);
 	free(cfg->name);
 	free(cfg->file);

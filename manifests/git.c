@@ -430,9 +430,12 @@ static int lock_mirror(mf_repo *r)
 int mf_repo_fetch(mf_repo *r)
 {
 	int lock = lock_mirror(r);
+	long long t0 = gitops_now_ms();
 	int rc = fetch_locked(r);
 	if (lock >= 0)
 		close(lock);
+	gitops_metric_observe("gitops_git_fetch_duration_seconds", (double)(gitops_now_ms() - t0) / 1000.0, NULL);
+	gitops_metric_add("gitops_git_fetch_total", 1, "result", rc ? "failed" : "succeeded", NULL);
 	return rc;
 }
 

@@ -201,12 +201,29 @@ struct mf_environment {
 	size_t n_commit_signers;
 };
 
+/* One outgoing notification sink (`notifications:` in gitops.yaml). Its URL and secret are
+ * never in the file: each comes from an environment variable or a file named here. */
+enum mf_notify_kind { MF_NOTIFY_WEBHOOK, MF_NOTIFY_SLACK };
+struct mf_notification {
+	char *name;                 /* names the sink in logs (never the URL) */
+	enum mf_notify_kind kind;   /* webhook: signed JSON; slack: incoming-webhook format */
+	char *url_env, *url_file;   /* exactly one is set */
+	char *secret_env, *secret_file; /* webhook: exactly one is set; slack: none */
+	char **events;              /* event types (e.g. sync.failed) or "*"; checked by reconcile/ */
+	size_t n_events;
+	char **envs;                /* environments; none: every one */
+	size_t n_envs;
+	int line;
+};
+
 struct mf_config {
 	char *file;   /* as given to the parser, for messages */
 	char *branch; /* main branch, default "main" */
 	char *name;   /* pipeline name (DNS label); NULL: derived from the repository (reconcile/) */
 	struct mf_environment *envs;
 	size_t n_envs;
+	struct mf_notification *notifications;
+	size_t n_notifications;
 };
 
 /* Parses gitops.yaml text; `file` names it in messages ("gitops.yaml:12:5: ..."). The caller owns

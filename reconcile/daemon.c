@@ -88,6 +88,30 @@ static void dlog(struct denv *de, const char *fmt, ...)
 	gitops_buf_free(&b);
 }
 
+/* A log line that names an app, an object or a recorded event: given as separate fields to
+ * opt->log_fields when set (JSON logs), else as a plain line. Any field may be NULL. */
+static void dlog_fields(struct denv *de, const char *app, const char *object, const char *event_id, const char *fmt,
+			...) __attribute__((format(printf, 5, 6)));
+static void dlog_fields(struct denv *de, const char *app, const char *object, const char *event_id, const char *fmt,
+			...)
+{
+	const struct rec_daemon_options *o = de->d->opt;
+	if (!o->log && !o->log_fields)
+		return;
+	gitops_buf b = GITOPS_BUF_INIT;
+	va_list ap;
+	va_start(ap, fmt);
+	gitops_buf_vprintf(&b, fmt, ap);
+	va_end(ap);
+	pthread_mutex_lock(&de->d->log_lock);
+	if (o->log_fields)
+		o->log_fields(o->log_ud, de->name, app, object, event_id, gitops_buf_cstr(&b));
+	else
+		o->log(o->log_ud, de->name, gitops_buf_cstr(&b));
+	pthread_mutex_unlock(&de->d->log_lock);
+	gitops_buf_free(&b);
+}
+
 /* The workspace's progress lines go to the log, under the environment's name. */
 static void ws_progress(void *ud, const char *line)
 {
@@ -132,8 +156,12 @@ static void record(struct denv *de, const struct hist_event *ev, bool obey)
 	struct hist_event e = *ev;
 	e.trigger = "auto";
 	e.actor = "gitops-run";
-	if (hist_record(NULL, h, &e))
+	json_t *out = NULL;
+	if (hist_record(&out, h, &e))
 		dlog(de, "warning: %s not recorded: %s", ev->type, gitops_error_last());
+	else
+		dlog_fields(de, ev->app, ev->object, json_string_value(json_object_get(out, "id")), "recorded %s", ev->type);
+	json_decref(out);
 	hist_free(h);
 }
 
@@ -300,8 +328,10 @@ static int watch_plan(struct denv *de, rec_plan *plan, const struct mf_environme
 	de->n_watches = nn;
 	pthread_mutex_unlock(&de->lock);
 	pthread_rwlock_unlock(&de->wlock);
-	if (!rc)
+	if (!rc) {
 		dlog(de, "watching %zu object(s) through %zu watch(es)", json_object_size(desired), nn);
+		gitops_metric_set("gitops_managed_objects", (double)json_object_size(desired), "environment", de->name, NULL);
+	}
 	return rc;
 }
 
@@ -406,6 +436,8 @@ static void heal_one(struct denv *de, const char *key, long long event_ms)
 	pthread_mutex_lock(&de->lock);
 	bool heal = de->self_heal && !de->suspended && !de->syncing;
 	pthread_mutex_unlock(&de->lock);
+	heal = heal && rec_control_may_act(de->d->opt->control, de->name);
+	gitops_metric_add("gitops_drift_detected_total", 1, "environment", de->name, NULL);
 	char *obj = describe_obj(desired);
 	json_t *ep = json_object_get(de->episodes, key);
 	if (!ep) {
@@ -416,7 +448,7 @@ static void heal_one(struct denv *de, const char *key, long long event_ms)
 		struct hist_event ev = {.type = "drift.detected", .environment = de->name, .app = app, .object = obj,
 					.count = 1, .reason = what, .duration_ms = -1};
 		record(de, &ev, false);
-		dlog(de, "drift: %s %s%s", obj, what, heal ? "" : de->suspended ? " (suspended: not corrected)"
+		dlog_fields(de, app, obj, NULL, "drift: %s %s%s", obj, what, heal ? "" : de->suspended ? " (suspended: not corrected)"
 									   : " (selfHeal is off: not corrected)");
 	} else {
 		json_int_t n = json_integer_value(json_object_get(ep, "count")) + 1;
@@ -431,9 +463,10 @@ static void heal_one(struct denv *de, const char *key, long long event_ms)
 		if (kube_apply(NULL, NULL, de->client, desired, &ao) == GITOPS_OK) {
 			json_object_set_new(ep, "fixed", json_true());
 			json_object_set_new(ep, "lastMs", json_integer(gitops_now_ms()));
-			dlog(de, "corrected %s %lld ms after the watch event", obj, gitops_now_ms() - event_ms);
+			gitops_metric_add("gitops_drift_corrected_total", 1, "environment", de->name, NULL);
+			dlog_fields(de, NULL, obj, NULL, "corrected %s %lld ms after the watch event", obj, gitops_now_ms() - event_ms);
 		} else {
-			dlog(de, "failed to correct %s: %s", obj, gitops_error_last());
+			dlog_fields(de, NULL, obj, NULL, "failed to correct %s: %s", obj, gitops_error_last());
 		}
 	}
 	free(obj);
@@ -678,7 +711,16 @@ static int sync_and_gate(struct denv *de, rec_plan *plan, const struct mf_enviro
 		grc = health_gate(de, plan, env, !from_degraded, &why);
 	set_syncing(de, false);
 	if (gitops_cancel_is_set(de->d->opt->cancel) && grc) {
-		/* stopped in the middle of the gate: record nothing; the next run gates again */
+		/* stopped (SIGTERM) in the middle of the gate: the apply that finished is recorded as
+		 * sync.started, which changes no state: the next start syncs (a no-op) and gates again */
+		char *r = gitops_sprintf("applied, then stopped before its health gate passed; the next start gates it again");
+		struct hist_event ev = {.type = "sync.started", .environment = de->name, .sha = target, .reason = r,
+					.has_counts = true, .created = rep.created, .updated = rep.updated,
+					.unchanged = rep.unchanged, .pruned = rep.pruned, .failed = rep.failed,
+					.duration_ms = rep.ms};
+		record(de, &ev, true);
+		free(r);
+		dlog(de, "stopped during the health gate of %.12s: recorded as sync.started", target);
 		free(err);
 		free(why);
 		return gitops_error_set(GITOPS_ETIMEOUT, "stopped during the health gate");
@@ -724,6 +766,9 @@ static int sync_and_gate(struct denv *de, rec_plan *plan, const struct mf_enviro
 		}
 	}
 	hist_free(h);
+	gitops_metric_add("gitops_sync_total", 1, "environment", de->name, "result", rc || grc ? "failed" : "succeeded", NULL);
+	if (!rc)
+		gitops_metric_set("gitops_environment_healthy", grc ? 0 : 1, "environment", de->name, NULL);
 	if (rc) {
 		dlog(de, "sync of %.12s failed: %s", target, err);
 		rc = gitops_error_set(rc, "%s", err);
@@ -872,7 +917,23 @@ static void *env_main(void *arg)
 	unsigned seed = (unsigned)gitops_now_ms() ^ (unsigned)(uintptr_t)de;
 	while (!gitops_cancel_is_set(o->cancel)) {
 		bool again = false;
+		if (!rec_control_may_act(o->control, de->name)) {
+			/* another replica holds the Lease: stand by; taking over starts from scratch */
+			if (de->applied[0] || de->n_watches) {
+				dlog(de, "not the leader any more: standing by");
+				stop_watches(de);
+				de->applied[0] = '\0';
+			}
+			rec_control_pass_done(o->control, de->name, 0, NULL, NULL, -1, -1);
+			if (rec_control_wait(o->control, de->name, o->cancel, 1000))
+				break;
+			continue;
+		}
+		long long t0 = gitops_now_ms();
 		int rc = reconcile_once(de, &again);
+		gitops_metric_observe("gitops_reconcile_duration_seconds", (double)(gitops_now_ms() - t0) / 1000.0,
+				      "environment", de->name, NULL);
+		rec_control_pass_done(o->control, de->name, rc, rc ? gitops_error_last() : NULL, de->applied, -1, -1);
 		if (again)
 			continue; /* a rollback was pinned: sync it now */
 		long long wait;
@@ -901,9 +962,11 @@ static void *env_main(void *arg)
 			de->ok_once = !de->gate_failed;
 		}
 		report_requests(de, false);
+		/* after the error was taken: reading the state branch clears the thread's last error */
+		rec_control_count_pending(o->control, de->name);
 		if (o->once)
 			break;
-		if (gitops_cancel_sleep(o->cancel, jitter(wait, &seed)))
+		if (rec_control_wait(o->control, de->name, o->cancel, jitter(wait, &seed)))
 			break;
 	}
 	report_requests(de, true);
@@ -943,6 +1006,17 @@ static void denv_clear(struct denv *de)
 	free(de->last_error);
 }
 
+/* The notifier's lines go to the log under "-". */
+static void notify_log(void *ud, const char *line)
+{
+	struct daemon *d = ud;
+	if (!d->opt->log)
+		return;
+	pthread_mutex_lock(&d->log_lock);
+	d->opt->log(d->opt->log_ud, "-", line);
+	pthread_mutex_unlock(&d->log_lock);
+}
+
 int rec_daemon_run(const struct rec_daemon_options *opt)
 {
 	/* Open once on this thread to check the repository and the environments before starting. */
@@ -965,6 +1039,29 @@ int rec_daemon_run(const struct rec_daemon_options *opt)
 			goto out;
 		}
 		denv_init(&d.envs[d.n++], &d, opt->n_envs ? opt->envs[i] : cfg->envs[i].name, ws->repo_url);
+	}
+	if (opt->control) {
+		const char *pipeline = NULL;
+		if (rec_workspace_pipeline(&pipeline, NULL, ws) == 0)
+			rec_control_pipeline(opt->control, pipeline, ws->repo_url, cfg->branch);
+		gitops_error_clear();
+		for (size_t i = 0; i < d.n; i++) {
+			const struct mf_environment *env = mf_config_env(cfg, d.envs[i].name);
+			rec_control_env_add(opt->control, d.envs[i].name, env ? env->track : NULL);
+		}
+	}
+	/* notifications: on their own threads, fed by the state branch; a reconcile never waits */
+	rec_notifier *notifier = NULL;
+	if (!opt->once && cfg->n_notifications) {
+		const char *pipeline = NULL;
+		rec_workspace_pipeline(&pipeline, NULL, ws);
+		struct rec_notify_options no = {.cfg = cfg, .repo_url = ws->repo_url, .pipeline = pipeline,
+						.control = opt->control, .log = notify_log, .log_ud = &d};
+		if ((rc = rec_notify_start(&notifier, &no))) {
+			for (size_t j = 0; j < d.n; j++)
+				denv_clear(&d.envs[j]);
+			goto out;
+		}
 	}
 	for (size_t i = 0; i < d.n; i++) {
 		struct denv *de = &d.envs[i];
@@ -995,6 +1092,7 @@ int rec_daemon_run(const struct rec_daemon_options *opt)
 		if (opt->once && !de->ok_once)
 			gitops_buf_printf(&failed, "%s%s", failed.len ? ", " : "", de->name);
 	}
+	rec_notify_stop(notifier);
 	for (size_t i = 0; i < d.n; i++)
 		denv_clear(&d.envs[i]);
 	rc = failed.len ? gitops_error_set(GITOPS_ERROR, "environment(s) failed: %s (see the lines above)", failed.ptr)

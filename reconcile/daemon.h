@@ -16,6 +16,7 @@
 #include <stddef.h>
 
 #include "common/common.h"
+#include "reconcile/control.h"
 
 /* How long an object must stay as git says after a correction before its drift episode is
  * closed with one drift.corrected event (every detection in between is folded into its count). */
@@ -42,6 +43,14 @@ struct rec_daemon_options {
 	 * several threads, serialised by the daemon. May be NULL. */
 	void (*log)(void *ud, const char *env, const char *line);
 	void *log_ud;
+	/* When set, lines that name an app, an object ("Kind ns/name") or a recorded event's id come
+	 * here with those fields apart (any may be NULL); every other line still goes to `log`.
+	 * Same threads and serialisation as `log`; receives log_ud. */
+	void (*log_fields)(void *ud, const char *env, const char *app, const char *object, const char *event_id,
+			   const char *line);
+	/* Readiness, status, pokes and leader election shared with web/ (reconcile/control.h);
+	 * NULL: none (every environment is reconciled, waits end only by the interval). */
+	rec_control *control;
 };
 
 /* Runs until opt->cancel is set (or, with `once`, until every environment was reconciled once).

@@ -1,0 +1,325 @@
+/* reconcile/control: readiness, status and pokes shared between `gitops run`'s reconcilers and
+ * web/. One lock guards the environment table; waits poll an eventfd per environment beside the
+ * cancellation token's, so a poke or SIGTERM ends them at once. */
+#include "reconcile/control.h"
+#include "history/history.h"
+
+#include <errno.h>
+#include <poll.h>
+#include <pthread.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <unistd.h>
+
+struct cenv {
+	char *name, *branch; /* branch: "refs/heads/x", NULL for promoted environments */
+	int fd;              /* eventfd: poked */
+	bool ready, leader;
+	int rc;
+	char *error, *target;
+	long objects;
+	int healthy;
+	long long last_ms;
+};
+
+struct rec_control {
+	pthread_mutex_t lock;
+	rec_leases *leases;
+	char *pipeline, *repo_url, *main_ref;
+	struct cenv *e;
+	size_t n;
+};
+
+static char *full_ref(const char *b)
+{
+	return !b ? NULL : !strncmp(b, "refs/", 5) ? gitops_strdup(b) : gitops_sprintf("refs/heads/%s", b);
+}
+
+static void poke_env(void *ud, const char *env)
+{
+	rec_control *c = ud;
+	pthread_mutex_lock(&c->lock);
+	struct cenv *e = NULL;
+	for (size_t i = 0; i < c->n && !e; i++)
+		if (!strcmp(c->e[i].name, env))
+			e = &c->e[i];
+	uint64_t one = 1;
+	if (e && e->fd >= 0 && write(e->fd, &one, sizeof(one)) != sizeof(one))
+		e = NULL;
+	pthread_mutex_unlock(&c->lock);
+}
+
+rec_control *rec_control_new(rec_leases *leases)
+{
+	rec_control *c = gitops_calloc(1, sizeof(*c));
+	pthread_mutex_init(&c->lock, NULL);
+	c->leases = leases;
+	if (leases)
+		rec_leases_on_request(leases, poke_env, c);
+	return c;
+}
+
+void rec_control_free(rec_control *c)
+{
+	if (!c)
+		return;
+	for (size_t i = 0; i < c->n; i++) {
+		free(c->e[i].name);
+		free(c->e[i].branch);
+		free(c->e[i].error);
+		free(c->e[i].target);
+		if (c->e[i].fd >= 0)
+			close(c->e[i].fd);
+	}
+	free(c->e);
+	free(c->pipeline);
+	free(c->repo_url);
+	free(c->main_ref);
+	pthread_mutex_destroy(&c->lock);
+	free(c);
+}
+
+void rec_control_pipeline(rec_control *c, const char *pipeline, const char *repo_url, const char *main_branch)
+{
+	pthread_mutex_lock(&c->lock);
+	free(c->pipeline);
+	free(c->repo_url);
+	free(c->main_ref);
+	c->pipeline = gitops_strdup(pipeline);
+	c->repo_url = repo_url ? gitops_strdup(repo_url) : NULL;
+	c->main_ref = full_ref(main_branch ? main_branch : "main");
+	pthread_mutex_unlock(&c->lock);
+}
+
+static struct cenv *find(rec_control *c, const char *env)
+{
+	for (size_t i = 0; i < c->n; i++)
+		if (!strcmp(c->e[i].name, env))
+			return &c->e[i];
+	return NULL;
+}
+
+void rec_control_env_add(rec_control *c, const char *env, const char *branch)
+{
+	pthread_mutex_lock(&c->lock);
+	if (!find(c, env)) {
+		c->e = gitops_realloc(c->e, (c->n + 1) * sizeof(*c->e));
+		struct cenv *e = &c->e[c->n++];
+		memset(e, 0, sizeof(*e));
+		e->name = gitops_strdup(env);
+		e->branch = full_ref(branch);
+		e->fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+		e->objects = -1;
+		e->healthy = -1;
+		e->target = gitops_strdup("");
+		if (c->leases && c->pipeline)
+			rec_leases_add(c->leases, c->pipeline, env);
+	}
+	pthread_mutex_unlock(&c->lock);
+}
+
+bool rec_control_may_act(rec_control *c, const char *env)
+{
+	if (!c || !c->leases)
+		return true;
+	pthread_mutex_lock(&c->lock);
+	char *p = gitops_strdup(c->pipeline ? c->pipeline : "");
+	pthread_mutex_unlock(&c->lock);
+	bool held = rec_leases_held(c->leases, p, env);
+	pthread_mutex_lock(&c->lock);
+	struct cenv *e = find(c, env);
+	if (e)
+		e->leader = held;
+	pthread_mutex_unlock(&c->lock);
+	free(p);
+	return held;
+}
+
+void rec_control_pass_done(rec_control *c, const char *env, int rc, const char *error, const char *target,
+			   long objects, int healthy)
+{
+	if (!c)
+		return;
+	pthread_mutex_lock(&c->lock);
+	struct cenv *e = find(c, env);
+	if (e) {
+		e->ready = true;
+		e->rc = rc;
+		free(e->error);
+		e->error = rc && error ? gitops_strdup(error) : NULL;
+		if (target) {
+			free(e->target);
+			e->target = gitops_strdup(target);
+		}
+		if (objects >= 0)
+			e->objects = objects;
+		if (healthy >= 0)
+			e->healthy = healthy;
+		e->last_ms = gitops_now_ms();
+	}
+	pthread_mutex_unlock(&c->lock);
+}
+
+bool rec_control_wait(rec_control *c, const char *env, gitops_cancel *cancel, long long ms)
+{
+	if (!c)
+		return gitops_cancel_sleep(cancel, ms);
+	pthread_mutex_lock(&c->lock);
+	struct cenv *e = find(c, env);
+	int fd = e ? e->fd : -1;
+	pthread_mutex_unlock(&c->lock);
+	long long end = gitops_now_ms() + ms;
+	for (;;) {
+		if (gitops_cancel_is_set(cancel))
+			return true;
+		long long left = end - gitops_now_ms();
+		if (left <= 0)
+			return false;
+		struct pollfd p[2] = {{.fd = gitops_cancel_fd(cancel), .events = POLLIN}, {.fd = fd, .events = POLLIN}};
+		int r = poll(p, fd >= 0 ? 2 : 1, (int)(left > 1000 ? 1000 : left));
+		if (r > 0 && fd >= 0 && (p[1].revents & POLLIN)) {
+			uint64_t v;
+			while (read(fd, &v, sizeof(v)) > 0)
+				;
+			return gitops_cancel_is_set(cancel);
+		}
+		if (r < 0 && errno != EINTR)
+			return gitops_cancel_sleep(cancel, left);
+	}
+}
+
+bool rec_control_ready(rec_control *c, char **why)
+{
+	*why = NULL;
+	pthread_mutex_lock(&c->lock);
+	if (!c->pipeline)
+		*why = gitops_strdup("the daemon is starting: gitops.yaml not read yet");
+	for (size_t i = 0; i < c->n && !*why; i++)
+		if (!c->e[i].ready)
+			*why = gitops_sprintf("environment %s: first reconcile not finished", c->e[i].name);
+	pthread_mutex_unlock(&c->lock);
+	return *why == NULL;
+}
+
+size_t rec_control_poke(rec_control *c, const char *ref)
+{
+	pthread_mutex_lock(&c->lock);
+	bool match = !ref || (c->main_ref && !strcmp(ref, c->main_ref));
+	for (size_t i = 0; i < c->n && !match; i++)
+		match = c->e[i].branch && !strcmp(c->e[i].branch, ref);
+	size_t n = 0;
+	for (size_t i = 0; i < c->n && match; i++) {
+		uint64_t one = 1;
+		if (c->e[i].fd >= 0 && write(c->e[i].fd, &one, sizeof(one)) == sizeof(one))
+			n++;
+	}
+	if (match && n && c->leases && c->pipeline)
+		rec_leases_request(c->leases, c->pipeline);
+	pthread_mutex_unlock(&c->lock);
+	return n;
+}
+
+char *rec_control_repo(rec_control *c)
+{
+	pthread_mutex_lock(&c->lock);
+	char *r = c->repo_url ? gitops_strdup(c->repo_url) : NULL;
+	pthread_mutex_unlock(&c->lock);
+	return r;
+}
+
+int rec_control_status(json_t **out, rec_control *c, const char *env)
+{
+	*out = NULL;
+	json_t *arr = json_array();
+	pthread_mutex_lock(&c->lock);
+	for (size_t i = 0; i < c->n; i++) {
+		struct cenv *e = &c->e[i];
+		if (env && strcmp(env, e->name))
+			continue;
+		json_t *row = json_pack("{s:s, s:s?, s:s, s:b, s:b}", "environment", e->name, "pipeline", c->pipeline,
+					"target", e->target, "leader", c->leases ? e->leader : true, "ready", e->ready);
+		json_object_set_new(row, "state", json_string(!e->ready ? "Unknown" : e->rc ? "Error" : e->target[0] ? "Synced" : "Never"));
+		if (e->objects >= 0)
+			json_object_set_new(row, "objects", json_pack("{s:I}", "managed", (json_int_t)e->objects));
+		if (e->error)
+			json_object_set_new(row, "error", json_string(e->error));
+		json_array_append_new(arr, row);
+	}
+	char *repo = c->repo_url ? gitops_strdup(c->repo_url) : NULL;
+	pthread_mutex_unlock(&c->lock);
+	if (env && !json_array_size(arr)) {
+		json_decref(arr);
+		free(repo);
+		return gitops_error_set(GITOPS_ENOTFOUND, "no environment %s in this daemon", env);
+	}
+	/* The state branch's part, read as gitops status reads it. */
+	hist *h = NULL;
+	if (repo && hist_open_default(&h, NULL, NULL, repo) == 0) {
+		size_t i;
+		json_t *row;
+		json_array_foreach(arr, i, row) {
+			json_t *st = NULL;
+			if (hist_env_state(&st, h, json_string_value(json_object_get(row, "environment"))))
+				continue;
+			json_t *last = json_object_get(st, "lastSync"), *sus = json_object_get(st, "suspended");
+			const char *pinned = json_string_value(json_object_get(st, "pinned"));
+			json_object_set_new(row, "synced", json_string(json_string_value(json_object_get(last, "sha")) ?: ""));
+			json_object_set_new(row, "syncedAt", json_string(json_string_value(json_object_get(last, "time")) ?: ""));
+			json_object_set_new(row, "suspended", json_boolean(sus != NULL));
+			if (sus)
+				json_object_set(row, "suspension", sus);
+			if (pinned)
+				json_object_set_new(row, "pin", json_pack("{s:s, s:s?, s:s?, s:s?}", "sha", pinned, "reason",
+									  json_string_value(json_object_get(st, "pinReason")), "by",
+									  json_string_value(json_object_get(st, "pinnedBy")), "at",
+									  json_string_value(json_object_get(st, "pinnedAt"))));
+			if (json_object_get(st, "health"))
+				json_object_set(row, "health", json_object_get(st, "health"));
+			json_t *derr = json_object_get(st, "daemonError");
+			if (derr)
+				json_object_set_new(row, "daemonError",
+						    json_string(json_string_value(json_object_get(derr, "reason")) ?: ""));
+			json_decref(st);
+		}
+	}
+	hist_free(h);
+	gitops_error_clear();
+	free(repo);
+	*out = arr;
+	return GITOPS_OK;
+}
+
+void rec_control_count_pending(rec_control *c, const char *env)
+{
+	char *repo = c ? rec_control_repo(c) : NULL;
+	hist *h = NULL;
+	json_t *arr = NULL;
+	/* recent requests only: a promotion stays pending until applied, rejected or superseded */
+	struct hist_filter f = {.env = env, .type = "promotion.requested", .limit = 50};
+	if (!repo || hist_open_default(&h, NULL, NULL, repo) || hist_query(&arr, h, &f)) {
+		gitops_error_clear();
+		hist_free(h);
+		free(repo);
+		return;
+	}
+	size_t i, pending = 0;
+	json_t *ev;
+	json_array_foreach(arr, i, ev) {
+		json_t *p = NULL;
+		const char *id = json_string_value(json_object_get(ev, "promotion"));
+		if (!id)
+			id = json_string_value(json_object_get(ev, "id"));
+		if (id && hist_promotion_get(&p, h, id) == 0) {
+			const char *st = json_string_value(json_object_get(p, "status"));
+			pending += st && !strcmp(st, "pending");
+		}
+		json_decref(p);
+		gitops_error_clear();
+	}
+	json_decref(arr);
+	hist_free(h);
+	free(repo);
+	gitops_metric_set("gitops_promotions_pending", (double)pending, "environment", env, NULL);
+}
