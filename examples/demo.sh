@@ -103,7 +103,7 @@ run gitops promote "$sha" staging --actor ci-pipeline
 run gitops sync staging --quiet
 step "prod is gated: alice's key is listed as approver (a reviewed commit like any other)"
 run gitops keygen --out "$root/build/demo/alice.key"
-sed -i "s|REPLACE-WITH-ED25519-PUBLIC-KEY|$(cat "$root/build/demo/alice.key.pub")|" gitops.yaml
+sed -i "s|ed25519:AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=|$(cat "$root/build/demo/alice.key.pub")|" gitops.yaml
 commit "prod: alice approves"
 printf '%s$ gitops promote %s prod --json%s\n' "$bold" "$sha" "$plain"
 id=$(gitops promote "$sha" prod --actor ci-pipeline --json | python3 -c 'import json,sys; print(json.load(sys.stdin)["id"])')

@@ -456,8 +456,13 @@ static void approver_pair(struct cctx *c, const char *key, struct fy_node *val, 
 	struct mf_approver *a = data;
 	if (!strcmp(key, "name"))
 		a->name = get_str(c, val, kw, "approver name");
-	else if (!strcmp(key, "key"))
+	else if (!strcmp(key, "key")) {
 		a->key = get_str(c, val, kw, "approver key");
+		unsigned char pk[32];
+		/* a key that cannot verify anything would leave a gate no one can open: refused now */
+		if (a->key && !c->rc && mf_key_parse_ed25519(pk, a->key))
+			cerr(c, node_where(val, kw), "approver key: %s", gitops_error_last());
+	}
 }
 
 static void approver_item(struct cctx *c, struct fy_node *item, struct where at, size_t i, void *data)

@@ -27,7 +27,7 @@ trap cleanup EXIT
 work=$tmp/work; mkdir -p "$work" && cp -r "$root/examples/shop/." "$work/" && cp "$root/examples/.gitlab-ci.yml" "$work/"
 sed -i "s/shop-\(dev\|staging\|prod\)/$p-\1/" "$work/gitops.yaml" "$work"/platform/*/namespace.yaml
 sed -i "s/^name: shop /name: $p /" "$work/gitops.yaml"   # a pipeline of its own on this cluster
-sed -i "s|REPLACE-WITH-ED25519-PUBLIC-KEY|$(cat "$tmp/alice.key.pub")|" "$work/gitops.yaml"
+sed -i "s|ed25519:AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=|$(cat "$tmp/alice.key.pub")|" "$work/gitops.yaml"
 git -C "$work" init -q -b main && git -C "$work" add -A &&
   git -C "$work" -c user.name=dev -c user.email=dev@example.com commit -qm "shop" || fail "repository"
 SHA=$(git -C "$work" rev-parse HEAD)
