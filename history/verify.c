@@ -363,7 +363,10 @@ static char *check_pin_move(struct vctx *v, const json_t *ev, const struct mf_co
 	}
 	if (streq(pinned, sha))
 		return gitops_sprintf("rollback of %s to %.12s, already pinned there", env, sha);
-	if (current ? !streq(str(ev, "previous"), current) : str(ev, "previous") != NULL)
+	/* previous: what ran there (the pin, else the last healthy deploy), or, for the daemon's
+	 * automatic rollback, the commit whose sync just failed its health gate (the last sync) */
+	const char *prev = str(ev, "previous"), *last_sync = str(json_object_get(st, "lastSync"), "sha");
+	if (!(current ? streq(prev, current) : prev == NULL) && !streq(prev, last_sync))
 		return gitops_sprintf("rollback of %s: previous is not what ran there (%.12s)", env, current ? current : "none");
 	for (int i = 0; i < n; i++) {
 		const struct mf_environment *e = mf_config_env(cfgs[i], env);
