@@ -148,7 +148,7 @@ static const struct {
 	{"bad bool", HDR "environments:\n  - name: dev\n    sync: {auto: maybe}\n", "gitops.yaml:5:18: sync.auto: expected true or false"},
 	{"bad duration", HDR "environments:\n  - name: dev\n    rollback: {healthTimeout: 5 minutes}\n", "gitops.yaml:5:31: rollback.healthTimeout: bad duration"},
 	{"bad required", HDR "environments:\n  - name: dev\n    approval: {required: two}\n", "gitops.yaml:5:26: approval.required: expected an integer"},
-	{"approver key that is no Ed25519 key", HDR "environments:\n  - name: dev\n    approval: {required: 1, approvers: [{name: a, key: nope}]}\n", "gitops.yaml:4:56: approver key: not an Ed25519 public key line"},
+	{"approver key that is no Ed25519 key", HDR "environments:\n  - name: dev\n    approval: {required: 1, approvers: [{name: a, key: nope}]}\n", "gitops.yaml:5:56: approver key: not an Ed25519 public key line"},
 	{"too many required", HDR "environments:\n  - name: dev\n    approval: {required: 2, approvers: [{name: a, key: \"ed25519:AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=\"}]}\n", "gitops.yaml:4:5: environment dev: approval.required is 2 but only 1"},
 	{"track and from", HDR "environments:\n  - {name: dev}\n  - {name: st, track: main, from: dev}\n", "gitops.yaml:5:6: environment st: track and from exclude"},
 	{"from unknown", HDR "environments:\n  - {name: st, from: dev}\n", "gitops.yaml:4:6: environment st: from \"dev\" is not an environment"},
