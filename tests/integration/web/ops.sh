@@ -113,7 +113,9 @@ expect_contains "/api/v1/status shows the environment synced" '"state": "Synced"
 expect_contains "/api/v1/status has the recorded sync" "\"synced\": \"$(git rev-parse HEAD)\"" "$st"
 
 # --- a promotion waiting for its approval shows in gitops_promotions_pending --------------------
-expect_eq "no promotion pending at first" 0 "$(metric "gitops_promotions_pending{environment=\"$env-prod\"}")"
+# (set after each pass of the prod environment's reconciler: wait for its first)
+if wait_for 30 metric_is "gitops_promotions_pending{environment=\"$env-prod\"}" 0; then ok "no promotion pending at first"
+else fail "no promotion pending at first: $(metric "gitops_promotions_pending{environment=\"$env-prod\"}")"; fi
 "$G" promote "$(git rev-parse HEAD)" "$env-prod" --repo "$repo" >/dev/null 2>&1 || fail "promote"
 
 # --- webhooks -----------------------------------------------------------------------------------
