@@ -298,7 +298,12 @@ void rec_control_count_pending(rec_control *c, const char *env)
 	json_t *arr = NULL;
 	/* recent requests only: a promotion stays pending until applied, rejected or superseded */
 	struct hist_filter f = {.env = env, .type = "promotion.requested", .limit = 50};
-	if (!repo || hist_open_default(&h, NULL, NULL, repo) || hist_query(&arr, h, &f)) {
+	int rc = !repo ? GITOPS_ERROR : hist_open_default(&h, NULL, NULL, repo);
+	if (!rc && (rc = hist_query(&arr, h, &f)) == GITOPS_ENOTFOUND) {
+		arr = json_array(); /* no state branch yet: nothing is pending */
+		rc = 0;
+	}
+	if (rc) {
 		gitops_error_clear();
 		hist_free(h);
 		free(repo);
