@@ -437,8 +437,10 @@ static int reflog_check(hist *h, struct hist_verify_report *rep, const git_oid *
 			const git_oid *id = git_reflog_entry_id_new(git_reflog_entry_byindex(log, i));
 			if (!git_oid_is_zero(id) && !contains(h->repo, tip, id)) {
 				git_oid now; /* the branch moved on since we read it: read it again */
-				if (git_reference_name_to_id(&now, h->repo, h->ref) == 0 && !git_oid_equal(&now, tip) &&
-				    contains(h->repo, &now, id)) {
+				/* the branch moved on since we read it (libgit2 may log before it moves the
+				 * ref, so `now` need not contain the entry yet): read it again, and judge a
+				 * rewrite only on a tip that holds still */
+				if (git_reference_name_to_id(&now, h->repo, h->ref) == 0 && !git_oid_equal(&now, tip)) {
 					rc = GITOPS_ECONFLICT;
 					break;
 				}
