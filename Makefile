@@ -72,6 +72,11 @@ build/asan/tests/%: tests/%.c $(patsubst %.c,build/asan/obj/%.o,$(SUPPORT_SRC)) 
 	@mkdir -p $(@D)
 	$(CC) $(ASAN_CFLAGS) -Itests $^ $(LIBS) -lcmocka -o $@
 
+# cli/'s unit tests link its option parser and shared helpers (everything of cli/ but main.c and the commands)
+build/asan/tests/unit/cli/%: tests/unit/cli/%.c build/asan/obj/cli/opt.o build/asan/obj/cli/args.o $(patsubst %.c,build/asan/obj/%.o,$(SUPPORT_SRC)) build/asan/libgitops.a
+	@mkdir -p $(@D)
+	$(CC) $(ASAN_CFLAGS) -Itests $^ $(LIBS) -lcmocka -o $@
+
 build/bench/%: bench/%.c build/libgitops.a
 	@mkdir -p $(@D)
 	$(CC) $(REL_CFLAGS) $^ $(LIBS) -o $@

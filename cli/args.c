@@ -1,81 +1,32 @@
-/* cli: parsing of the options shared by the environment commands. */
+/* cli/args.c: the helpers every subcommand shares (see args.h): the environment commands'
+ * parser on top of their option tables, error lines and exit codes, the default repository. */
 #include "args.h"
 #include "cmd.h"
+#include "common/mask.h"
+#include "manifests/manifests.h"
 
-#include <stddef.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
-static const struct { const char *name; unsigned flag; size_t off; } valued[] = {
-	{"--app", ARG_APP, offsetof(struct cli_args, app)},
-	{"--revision", ARG_REVISION, offsetof(struct cli_args, revision)},
-	{"--repo", 0, offsetof(struct cli_args, repo)},
-	{"--kubeconfig", 0, offsetof(struct cli_args, kubeconfig)},
-	{"--context", 0, offsetof(struct cli_args, context)},
-};
-
-int cli_parse_args(struct cli_args *a, int argc, char **argv, unsigned accepted)
+int cli_parse_args(struct cli_args *a, const struct cli_command *cmd, int argc, char **argv)
 {
 	memset(a, 0, sizeof(*a));
-	const char *cmd = argv[0];
-	for (int i = 1; i < argc; i++) {
-		const char *arg = argv[i];
-		bool done = false;
-		for (size_t k = 0; k < sizeof(valued) / sizeof(valued[0]) && !done; k++) {
-			size_t n = strlen(valued[k].name);
-			if (strncmp(arg, valued[k].name, n) || (arg[n] != '\0' && arg[n] != '='))
-				continue;
-			if (valued[k].flag && !(accepted & valued[k].flag))
-				break;
-			const char *v = arg[n] == '=' ? arg + n + 1 : (i + 1 < argc ? argv[++i] : NULL);
-			if (!v || !*v)
-				return cli_fail(EXIT_USAGE, "%s needs a value; see 'gitops %s --help'", valued[k].name, cmd);
-			*(const char **)((char *)a + valued[k].off) = v;
-			done = true;
-		}
-		if (done)
-			continue;
-		/* The state branch's location reaches the library (history/, through reconcile/) the
-		 * same way the environment variables do. */
-		const char *state_opts[][2] = {{"--state-repo", "GITOPS_STATE_REPO"}, {"--state-branch", "GITOPS_STATE_BRANCH"},
-					       {"--signing-key", "GITOPS_SIGNING_KEY"}};
-		for (size_t k = 0; k < 3 && !done; k++) {
-			size_t n = strlen(state_opts[k][0]);
-			if (strncmp(arg, state_opts[k][0], n) || (arg[n] != '\0' && arg[n] != '='))
-				continue;
-			const char *v = arg[n] == '=' ? arg + n + 1 : (i + 1 < argc ? argv[++i] : NULL);
-			if (!v || !*v)
-				return cli_fail(EXIT_USAGE, "%s needs a value; see 'gitops %s --help'", state_opts[k][0], cmd);
-			setenv(state_opts[k][1], v, 1);
-			done = true;
-		}
-		if (done)
-			continue;
-		if (!strcmp(arg, "--json") && (accepted & ARG_JSON))
-			a->json = true;
-		else if (!strcmp(arg, "--prune") && (accepted & ARG_PRUNE))
-			a->prune = true;
-		else if (!strcmp(arg, "--dry-run") && (accepted & ARG_DRY_RUN))
-			a->dry_run = true;
-		else if (!strcmp(arg, "--adopt") && (accepted & ARG_ADOPT))
-			a->adopt = true;
-		else if (!strcmp(arg, "--no-color"))
-			a->no_color = true;
-		else if (!strcmp(arg, "--quiet") || !strcmp(arg, "-q"))
-			a->quiet = true;
-		else if (arg[0] == '-')
-			return cli_fail(EXIT_USAGE, "unknown option %s; see 'gitops %s --help'", arg, cmd);
-		else if (!a->env)
-			a->env = arg;
-		else
-			return cli_fail(EXIT_USAGE, "unexpected argument %s; see 'gitops %s --help'", arg, cmd);
-	}
-	if (!a->env && !(accepted & ARG_ENV_OPTIONAL))
-		return cli_fail(EXIT_USAGE, "missing <env>; see 'gitops %s --help'", cmd);
+	int code = cli_opt_parse(cmd, a, argc, argv);
+	if (code != CLI_PARSED)
+		return code;
+	/* The state branch's location reaches the library (history/, through reconcile/) the same
+	 * way the environment variables do. */
+	if (a->state_repo)
+		setenv("GITOPS_STATE_REPO", a->state_repo, 1);
+	if (a->state_branch)
+		setenv("GITOPS_STATE_BRANCH", a->state_branch, 1);
+	if (a->signing_key)
+		setenv("GITOPS_SIGNING_KEY", a->signing_key, 1);
 	a->repo = cli_default_repo(a->repo, NULL);
-	return -1;
+	return CLI_PARSED;
 }
 
 void cli_progress(void *ud, const char *line)
@@ -89,4 +40,72 @@ void cli_progress(void *ud, const char *line)
 bool cli_color(const struct cli_args *a)
 {
 	return !a->no_color && !getenv("NO_COLOR") && isatty(STDOUT_FILENO);
+}
+
+int cli_fail(int code, const char *fmt, ...)
+{
+	va_list ap;
+	gitops_buf b = GITOPS_BUF_INIT;
+	va_start(ap, fmt);
+	gitops_buf_vprintf(&b, fmt, ap);
+	va_end(ap);
+	/* error lines often carry apiserver or renderer text */
+	char *line = gitops_mask_text(gitops_buf_cstr(&b), NULL);
+	fprintf(stderr, "gitops: %s\n", line);
+	free(line);
+	gitops_buf_free(&b);
+	return code;
+}
+
+int cli_exit_for(int err)
+{
+	switch (err) {
+	case GITOPS_OK: return EXIT_OK;
+	/* ENOTFOUND reaching the top is something the user named that does not exist: a kubeconfig
+	 * file or context, a key file, an environment. */
+	case GITOPS_EPARSE: case GITOPS_EINVALID: case GITOPS_EUNSUPPORTED: case GITOPS_ENOTFOUND: return EXIT_INPUT;
+	case GITOPS_ENETWORK: case GITOPS_ETLS: case GITOPS_EUNAUTHORIZED: case GITOPS_EFORBIDDEN:
+	case GITOPS_ECONFLICT: case GITOPS_EGONE: case GITOPS_ETOOMANY: case GITOPS_ESERVER:
+	case GITOPS_EAUTH: case GITOPS_ETIMEOUT: return EXIT_CLUSTER;
+	case GITOPS_EGIT: return EXIT_GIT;
+	case GITOPS_EPOLICY: return EXIT_REFUSED;
+	default: return EXIT_INTERNAL;
+	}
+}
+
+int cli_hist_exit(int err)
+{
+	switch (err) {
+	case GITOPS_EFORBIDDEN: return EXIT_REFUSED;
+	case GITOPS_ENOTFOUND: case GITOPS_EEXISTS: return EXIT_INPUT;
+	case GITOPS_ECONFLICT: return EXIT_GIT;
+	default: return cli_exit_for(err);
+	}
+}
+
+const char *cli_default_repo(const char *repo, const char *state_branch)
+{
+	static struct mf_repo_default d;
+	static bool done;
+	if (repo)
+		return repo;
+	if (!done) {
+		done = true;
+		if (!state_branch)
+			state_branch = getenv("GITOPS_STATE_BRANCH");
+		if (mf_repo_default(&d, ".", state_branch && *state_branch ? state_branch : NULL)) {
+			gitops_error_clear();
+			return NULL;
+		}
+		const char *sr = getenv("GITOPS_STATE_REPO");
+		if (d.state && !(sr && *sr))
+			setenv("GITOPS_STATE_REPO", d.state, 1);
+		bool have = (getenv("GITOPS_GIT_TOKEN") && *getenv("GITOPS_GIT_TOKEN")) || getenv("GITOPS_GIT_TOKEN_FILE") ||
+			    getenv("GITOPS_GIT_PASSWORD") || getenv("GITOPS_GIT_PASSWORD_FILE");
+		if (d.password && !have) {
+			setenv("GITOPS_GIT_USERNAME", d.username, 1);
+			setenv("GITOPS_GIT_PASSWORD", d.password, 1);
+		}
+	}
+	return d.manifests;
 }

@@ -1,7 +1,10 @@
-/* cli: the command table and what every subcommand shares: exit codes, option parsing helpers.
- * Each subcommand lives in its own cmd_<name>.c and only parses arguments and calls the library. */
+/* cli/cmd.h: the command table and the exit codes. Each subcommand lives in its own
+ * cmd_<name>.c, declares its options in one table (opt.h) and only parses arguments, calls the
+ * library and prints; the helpers they share are in args.h (args.c). */
 #ifndef GITOPS_CLI_CMD_H
 #define GITOPS_CLI_CMD_H
+
+#include "args.h"
 
 #include <stdbool.h>
 
@@ -27,13 +30,6 @@ struct gitops_cmd {
 
 extern const struct gitops_cmd gitops_commands[];
 
-/* True when argv has --help or -h. */
-bool cli_wants_help(int argc, char **argv);
-/* Prints "gitops: <message>" and a hint line to stderr; returns `code`. */
-int cli_fail(int code, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-/* Maps a library error code (enum gitops_error) to an exit code. */
-int cli_exit_for(int lib_error);
-
 int cmd_version(int argc, char **argv);
 void cmd_version_help(void);
 int cmd_render(int argc, char **argv);
@@ -46,8 +42,8 @@ int cmd_drift(int argc, char **argv);
 void cmd_drift_help(void);
 int cmd_status(int argc, char **argv);
 void cmd_status_help(void);
-/* history and promotion commands (cmd_promote.c, cmd_approve.c, cmd_keygen.c, cmd_rollback.c,
- * cmd_resume.c, cmd_history.c) */
+/* history and promotion commands (cmd_promote.c, cmd_approve.c: approve and reject,
+ * cmd_keygen.c, cmd_rollback.c: rollback and resume, cmd_suspend.c, cmd_history.c) */
 int cmd_promote(int argc, char **argv);
 void cmd_promote_help(void);
 int cmd_approve(int argc, char **argv);
@@ -66,26 +62,6 @@ int cmd_suspend(int argc, char **argv);
 void cmd_suspend_help(void);
 int cmd_history(int argc, char **argv);
 void cmd_history_help(void);
-/* Shared by the history commands (cmd_history.c): the exit code for a history error
- * (GITOPS_EFORBIDDEN is a refusal: EXIT_REFUSED), and option matching: when argv[*i] is `name`
- * (or name=VALUE), sets *val, advances *i and returns 1; returns -1 (message printed) when the
- * value is missing, 0 when argv[*i] is something else. */
-int cli_hist_exit(int lib_error);
-/* The manifests repository to use: `repo` when given, else the working directory's repository,
- * or origin's URL in a clone that lacks what gitops needs (mf_repo_default: a CI job's detached
- * checkout without local branches; the state branch only on origin, then $GITOPS_STATE_REPO is
- * set to origin unless given). Credentials in origin's URL become $GITOPS_GIT_USERNAME and
- * $GITOPS_GIT_PASSWORD unless a token or password is set. NULL when not in a repository (the
- * library then says so). The string lives until exit. */
-const char *cli_default_repo(const char *repo, const char *state_branch);
-int cli_opt(const char *name, int argc, char **argv, int *i, const char **val);
-#define CLI_STATE_HELP \
-	"  --repo URL|PATH     the manifests repository (default: the git repository of the\n" \
-	"                      working directory)\n" \
-	"  --state-repo URL|PATH  repository holding the state branch (default: $GITOPS_STATE_REPO,\n" \
-	"                      else the manifests repository)\n" \
-	"  --state-branch B    the state branch (default: $GITOPS_STATE_BRANCH, else gitops/state)\n"
-
 int cmd_help(int argc, char **argv);
 void cmd_help_help(void);
 

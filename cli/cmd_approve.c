@@ -8,78 +8,75 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define DECIDE_OPTIONS \
-	"  --key FILE          the approver's private key (gitops keygen); its public key must be\n" \
-	"                      listed under the environment's approval.approvers in gitops.yaml\n" \
-	"  --approver NAME --signature SIG\n" \
-	"                      submit a signature made elsewhere (--print-signature) instead of\n" \
-	"                      signing here: no private key on the machine that submits\n" \
-	"  --print-signature   with --key: only print the signature (base64), append nothing\n" \
-	"  --actor NAME        who submits (default: $GITLAB_USER_LOGIN, $GITHUB_ACTOR, git user.name)\n" \
-	"  --json              print the promotion after the decision as JSON\n" \
-	"  --quiet             print nothing on success (the exit code tells)\n"
+struct decide_opts {
+	const char *id, *key, *approver, *signature, *repo, *state_repo, *state_branch;
+	struct hist_action act;
+	bool json, print_signature, quiet;
+};
 
-void cmd_approve_help(void)
-{
-	puts("usage: gitops approve <promotion-id> --key FILE [--reason TEXT] [--json]\n"
-	     "       gitops approve <promotion-id> --approver NAME --signature SIG\n"
-	     "       gitops approve <promotion-id> --key FILE --print-signature\n\n"
-	     "Signs (Ed25519) the text \"gitops-approval-v1\\napprove\\n<id>\\n<environment>\\n<sha>\\n\" and\n"
-	     "appends a promotion.approved event. The promotion takes effect (the environment is pinned\n"
-	     "to its commit) once approval.required distinct listed approvers signed. Refused: a key\n"
-	     "not listed for the environment, a signature that does not verify (forged), a signature\n"
-	     "made for another promotion (replayed), the same approver twice, a promotion that is no\n"
-	     "longer pending.\n\n"
-	     "Options:\n" DECIDE_OPTIONS
-	     "  --reason TEXT       recorded in the event\n"
-	     CLI_STATE_HELP "\n"
-	     "Exit codes: 0 approved; 2 usage; 3 unknown promotion, bad key file or config; 5 git error;\n"
-	     "7 refused (unknown key, bad or replayed signature, duplicate, not pending).");
-}
+/* approve and reject take the same options; only --reason differs (required to reject) */
+#define DECIDE_OPTS(reason_help) \
+	CLI_ARG("promotion-id", CLI_OPT_REQUIRED, struct decide_opts, id, NULL), \
+	CLI_VALUE("key", 0, "FILE", CLI_SEC_COMMAND, 0, struct decide_opts, key, \
+		  "the approver's private key (gitops keygen); its public key must be listed under the " \
+		  "environment's approval.approvers in gitops.yaml"), \
+	CLI_VALUE("approver", 0, "NAME", CLI_SEC_COMMAND, 0, struct decide_opts, approver, \
+		  "with --signature: submit a signature made elsewhere (--print-signature) instead of signing " \
+		  "here: no private key on the machine that submits"), \
+	CLI_VALUE("signature", 0, "SIG", CLI_SEC_COMMAND, 0, struct decide_opts, signature, \
+		  "the signature (base64) of --approver NAME"), \
+	CLI_SWITCH("print-signature", 0, CLI_SEC_COMMAND, struct decide_opts, print_signature, \
+		   "with --key: only print the signature (base64), append nothing"), \
+	CLI_VALUE("reason", 0, "TEXT", CLI_SEC_COMMAND, 0, struct decide_opts, act.reason, reason_help), \
+	CLI_VALUE("actor", 0, "NAME", CLI_SEC_COMMAND, 0, struct decide_opts, act.actor, \
+		  "who submits (default: $GITLAB_USER_LOGIN, $GITHUB_ACTOR, git user.name)"), \
+	CLI_SWITCH("json", 0, CLI_SEC_OUTPUT, struct decide_opts, json, "print the promotion after the decision as JSON"), \
+	CLI_SWITCH("quiet", 'q', CLI_SEC_OUTPUT, struct decide_opts, quiet, "print nothing on success (the exit code tells)"), \
+	CLI_OPTS_REPO(struct decide_opts), \
+	CLI_END
 
-void cmd_reject_help(void)
-{
-	puts("usage: gitops reject <promotion-id> --key FILE --reason TEXT [--json]\n"
-	     "       gitops reject <promotion-id> --approver NAME --signature SIG --reason TEXT\n\n"
-	     "Signs \"gitops-approval-v1\\nreject\\n<id>\\n<environment>\\n<sha>\\n\" and appends a\n"
-	     "promotion.rejected event: the promotion is closed; the environment keeps its pin. One\n"
-	     "listed approver's rejection is enough.\n\n"
-	     "Options:\n" DECIDE_OPTIONS
-	     "  --reason TEXT       why (required)\n"
-	     CLI_STATE_HELP "\n"
-	     "Exit codes: 0 rejected; 2 usage; 3 unknown promotion, bad key file or config; 5 git error;\n"
-	     "7 refused (unknown key, bad or replayed signature, duplicate, not pending).");
-}
+static const struct cli_opt_spec approve_opts[] = {DECIDE_OPTS("recorded in the event")};
+static const struct cli_opt_spec reject_opts[] = {DECIDE_OPTS("why (required)")};
+
+static const struct cli_command approve_cmd = {
+	"approve", approve_opts,
+	"Give --key FILE (sign here), or --approver NAME --signature SIG (a signature made elsewhere\n"
+	"with --key FILE --print-signature).\n\n"
+	"Signs (Ed25519) the text \"gitops-approval-v1\\napprove\\n<id>\\n<environment>\\n<sha>\\n\" and\n"
+	"appends a promotion.approved event. The promotion takes effect (the environment is pinned\n"
+	"to its commit) once approval.required distinct listed approvers signed. Refused: a key\n"
+	"not listed for the environment, a signature that does not verify (forged), a signature\n"
+	"made for another promotion (replayed), the same approver twice, a promotion that is no\n"
+	"longer pending.",
+	"Exit codes: 0 approved; 2 usage; 3 unknown promotion, bad key file or config; 5 git error;\n"
+	"7 refused (unknown key, bad or replayed signature, duplicate, not pending).",
+	NULL,
+};
+
+static const struct cli_command reject_cmd = {
+	"reject", reject_opts,
+	"Give --key FILE, or --approver NAME --signature SIG, and --reason TEXT.\n\n"
+	"Signs \"gitops-approval-v1\\nreject\\n<id>\\n<environment>\\n<sha>\\n\" and appends a\n"
+	"promotion.rejected event: the promotion is closed; the environment keeps its pin. One\n"
+	"listed approver's rejection is enough.",
+	"Exit codes: 0 rejected; 2 usage; 3 unknown promotion, bad key file or config; 5 git error;\n"
+	"7 refused (unknown key, bad or replayed signature, duplicate, not pending).",
+	NULL,
+};
+
+void cmd_approve_help(void) { cli_opt_help(stdout, &approve_cmd); }
+void cmd_reject_help(void) { cli_opt_help(stdout, &reject_cmd); }
 
 static int decide(int argc, char **argv, bool reject)
 {
-	const char *id = NULL, *key = NULL, *approver = NULL, *sig_in = NULL, *repo = NULL, *state_repo = NULL,
-		   *state_branch = NULL;
-	struct hist_action act = {0};
-	bool json = false, print_sig = false, quiet = false;
-	for (int i = 1; i < argc; i++) {
-		int r;
-		if ((r = cli_opt("--key", argc, argv, &i, &key)) || (r = cli_opt("--approver", argc, argv, &i, &approver)) ||
-		    (r = cli_opt("--signature", argc, argv, &i, &sig_in)) || (r = cli_opt("--actor", argc, argv, &i, &act.actor)) ||
-		    (r = cli_opt("--reason", argc, argv, &i, &act.reason)) || (r = cli_opt("--repo", argc, argv, &i, &repo)) ||
-		    (r = cli_opt("--state-repo", argc, argv, &i, &state_repo)) ||
-		    (r = cli_opt("--state-branch", argc, argv, &i, &state_branch))) {
-			if (r < 0)
-				return EXIT_USAGE;
-		} else if (!strcmp(argv[i], "--json")) {
-			json = true;
-		} else if (!strcmp(argv[i], "--quiet") || !strcmp(argv[i], "-q")) {
-			quiet = true;
-		} else if (!strcmp(argv[i], "--print-signature")) {
-			print_sig = true;
-		} else if (argv[i][0] == '-' || id) {
-			return cli_fail(EXIT_USAGE, "unexpected %s; see 'gitops %s --help'", argv[i], argv[0]);
-		} else {
-			id = argv[i];
-		}
-	}
-	if (!id)
-		return cli_fail(EXIT_USAGE, "missing <promotion-id>; see 'gitops %s --help'", argv[0]);
+	struct decide_opts o = {0};
+	int parsed = cli_opt_parse(reject ? &reject_cmd : &approve_cmd, &o, argc, argv);
+	if (parsed != CLI_PARSED)
+		return parsed;
+	const char *id = o.id, *key = o.key, *approver = o.approver, *sig_in = o.signature, *repo = o.repo,
+		   *state_repo = o.state_repo, *state_branch = o.state_branch;
+	struct hist_action act = o.act;
+	bool json = o.json, print_sig = o.print_signature, quiet = o.quiet;
 	if (!key == !(approver && sig_in))
 		return cli_fail(EXIT_USAGE, "give either --key FILE or --approver NAME --signature SIG");
 	if (print_sig && !key)

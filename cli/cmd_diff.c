@@ -7,29 +7,38 @@
 #include <stdio.h>
 #include <stdlib.h>
 
-void cmd_diff_help(void)
-{
-	puts("usage: gitops diff <env> [--app A] [--revision REV] [--json]\n\n"
-	     "Shows what `gitops sync <env>` would change: objects missing from the cluster, fields\n"
-	     "gitops sets that differ, and objects gitops applied before that git no longer has\n"
-	     "(pruned by `sync --prune`). Objects that exist but are not in this pipeline and\n"
-	     "environment's inventory are marked \"exists, not managed by gitops\" (sync skips them\n"
-	     "unless adopting). Only fields gitops sets are compared; Secret values are\n"
-	     "masked. Suspected differences are confirmed with a server-side dry run, and every object\n"
-	     "a sync would write is validated by one: an object the apiserver refuses is shown as an\n"
-	     "error with the apiserver's reason, not as a change.\n\n"
-	     "Options:\n"
-	     "  --app A             one app of the environment\n"
-	     "  --revision REV      branch, tag or commit (default: what the environment runs: its pin\n"
-	     "                      after a promotion or rollback, else the head of the branch it tracks)\n"
-	     "  --json              a JSON array of {environment, app, apiVersion, kind, namespace, name,\n"
-	     "                      state, fields}; refused objects have state REFUSED and an error;\n"
-	     "                      unmanaged objects have managed: false (and owner)\n"
-	     "  --no-color          no ANSI colours (also NO_COLOR=1; off when not a terminal)\n"
-	     CLI_COMMON_HELP "\n"
-	     "Exit codes: 0 in sync; 1 differences; 2 usage; 3 bad input (also: the apiserver would\n"
-	     "refuse an object); 4 cluster error; 5 git error.");
-}
+static const struct cli_opt_spec diff_opts[] = {
+	CLI_ARG("env", CLI_OPT_REQUIRED, struct cli_args, env, NULL),
+	CLI_VALUE("app", 0, "A", CLI_SEC_COMMAND, 0, struct cli_args, app, "one app of the environment"),
+	CLI_VALUE("revision", 0, "REV", CLI_SEC_COMMAND, 0, struct cli_args, revision,
+		  "branch, tag or commit (default: what the environment runs: its pin after a promotion or "
+		  "rollback, else the head of the branch it tracks)"),
+	CLI_SWITCH("json", 0, CLI_SEC_OUTPUT, struct cli_args, json,
+		   "a JSON array of {environment, app, apiVersion, kind, namespace, name, state, fields}; refused "
+		   "objects have state REFUSED and an error; unmanaged objects have managed: false (and owner)"),
+	CLI_SWITCH("quiet", 'q', CLI_SEC_OUTPUT, struct cli_args, quiet, "no progress lines"),
+	CLI_OPT_NO_COLOR(struct cli_args),
+	CLI_OPTS_CLUSTER(struct cli_args),
+	CLI_OPTS_REPO(struct cli_args),
+	CLI_END,
+};
+
+static const struct cli_command diff_cmd = {
+	"diff", diff_opts,
+	"Shows what `gitops sync <env>` would change: objects missing from the cluster, fields\n"
+	"gitops sets that differ, and objects gitops applied before that git no longer has\n"
+	"(pruned by `sync --prune`). Objects that exist but are not in this pipeline and\n"
+	"environment's inventory are marked \"exists, not managed by gitops\" (sync skips them\n"
+	"unless adopting). Only fields gitops sets are compared; Secret values are\n"
+	"masked. Suspected differences are confirmed with a server-side dry run, and every object\n"
+	"a sync would write is validated by one: an object the apiserver refuses is shown as an\n"
+	"error with the apiserver's reason, not as a change.",
+	"Exit codes: 0 in sync; 1 differences; 2 usage; 3 bad input (also: the apiserver would\n"
+	"refuse an object); 4 cluster error; 5 git error.",
+	NULL,
+};
+
+void cmd_diff_help(void) { cli_opt_help(stdout, &diff_cmd); }
 
 struct refusals {
 	char **msg; /* per plan item: the apiserver's reason, or NULL */
@@ -46,8 +55,8 @@ static void on_refused(void *ud, size_t item, const char *message)
 int cmd_diff(int argc, char **argv)
 {
 	struct cli_args a;
-	int code = cli_parse_args(&a, argc, argv, ARG_APP | ARG_REVISION | ARG_JSON);
-	if (code >= 0)
+	int code = cli_parse_args(&a, &diff_cmd, argc, argv);
+	if (code != CLI_PARSED)
 		return code;
 	struct rec_workspace_options wo = {.repo = a.repo, .kubeconfig = a.kubeconfig, .context = a.context,
 					   .progress = cli_progress, .progress_ud = &a};

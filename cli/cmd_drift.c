@@ -9,18 +9,27 @@
 #include <stdlib.h>
 #include <string.h>
 
-void cmd_drift_help(void)
-{
-	puts("usage: gitops drift [<env>] [--json]\n\n"
-	     "Lists, for one environment or all of them, the objects that drifted from the revision\n"
-	     "gitops last synced there: MODIFIED with the fields that differ, DELETED, EXTRA.\n"
-	     "Objects never synced yet are not drift (see `gitops diff`).\n\n"
-	     "Options:\n"
-	     "  --json              a JSON array of {environment, apiVersion, kind, namespace, name,\n"
-	     "                      state, fields}\n"
-	     CLI_COMMON_HELP "\n"
-	     "Exit codes: 0 no drift; 1 drift found; 2 usage; 3 bad input; 4 cluster error; 5 git error.");
-}
+static const struct cli_opt_spec drift_opts[] = {
+	CLI_ARG("env", 0, struct cli_args, env, NULL),
+	CLI_SWITCH("json", 0, CLI_SEC_OUTPUT, struct cli_args, json,
+		   "a JSON array of {environment, apiVersion, kind, namespace, name, state, fields}"),
+	CLI_SWITCH("quiet", 'q', CLI_SEC_OUTPUT, struct cli_args, quiet, "no progress lines"),
+	CLI_OPT_NO_COLOR(struct cli_args),
+	CLI_OPTS_CLUSTER(struct cli_args),
+	CLI_OPTS_REPO(struct cli_args),
+	CLI_END,
+};
+
+static const struct cli_command drift_cmd = {
+	"drift", drift_opts,
+	"Lists, for one environment or all of them, the objects that drifted from the revision\n"
+	"gitops last synced there: MODIFIED with the fields that differ, DELETED, EXTRA.\n"
+	"Objects never synced yet are not drift (see `gitops diff`).",
+	"Exit codes: 0 no drift; 1 drift found; 2 usage; 3 bad input; 4 cluster error; 5 git error.",
+	NULL,
+};
+
+void cmd_drift_help(void) { cli_opt_help(stdout, &drift_cmd); }
 
 /* One environment; appends rows or JSON. Returns 0, 1 (drift) or a library error (< 0). */
 static int drift_env(rec_workspace *ws, const struct mf_environment *env, const struct cli_args *a, gitops_buf *table,
@@ -72,8 +81,8 @@ static int drift_env(rec_workspace *ws, const struct mf_environment *env, const 
 int cmd_drift(int argc, char **argv)
 {
 	struct cli_args a;
-	int code = cli_parse_args(&a, argc, argv, ARG_JSON | ARG_ENV_OPTIONAL);
-	if (code >= 0)
+	int code = cli_parse_args(&a, &drift_cmd, argc, argv);
+	if (code != CLI_PARSED)
 		return code;
 	struct rec_workspace_options wo = {.repo = a.repo, .kubeconfig = a.kubeconfig, .context = a.context,
 					   .progress = cli_progress, .progress_ud = &a};

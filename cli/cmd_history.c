@@ -9,94 +9,140 @@
 #include <stdlib.h>
 #include <string.h>
 
-int cli_hist_exit(int err)
-{
-	switch (err) {
-	case GITOPS_EFORBIDDEN: return EXIT_REFUSED;
-	case GITOPS_ENOTFOUND: case GITOPS_EEXISTS: return EXIT_INPUT;
-	case GITOPS_ECONFLICT: return EXIT_GIT;
-	default: return cli_exit_for(err);
-	}
-}
-
-int cli_opt(const char *name, int argc, char **argv, int *i, const char **val)
-{
-	const char *arg = argv[*i];
-	size_t n = strlen(name);
-	if (strncmp(arg, name, n) || (arg[n] != '\0' && arg[n] != '='))
-		return 0;
-	const char *v = arg[n] == '=' ? arg + n + 1 : (*i + 1 < argc ? argv[++*i] : NULL);
-	if (!v || !*v) {
-		cli_fail(EXIT_USAGE, "%s needs a value; see 'gitops %s --help'", name, argv[0]);
-		return -1;
-	}
-	*val = v;
-	return 1;
-}
-
-void cmd_history_help(void)
-{
-	puts("usage: gitops history [--env E] [--app A] [--type T] [--actor X] [--sha S] [--promotion ID]\n"
-	     "                      [--since T] [--until T] [--limit N] [--json]\n"
-	     "       gitops history show <id> [--json]\n"
-	     "       gitops history dora [--env E] [--since 30d] [--until T] [--json]\n"
-	     "       gitops history verify [--json]\n"
-	     "       gitops history record --type T --env E [--sha SHA] [--app A] [--reason TEXT]\n"
-	     "                             [--trigger manual|auto|ci|webhook] [--actor NAME] [--failed N]\n"
-	     "                             [--duration MS] [--signing-key FILE]\n\n"
-	     "The history is the state branch (gitops/state): one commit per event, the event as one\n"
-	     "JSON object in the message. Queries read a local index under the data directory, brought\n"
-	     "up to date from the branch first.\n\n"
-	     "  (no subcommand)     events, newest first, as a table or --json (an array)\n"
-	     "  show <id>           one event; for a promotion id, the promotion and all its events\n"
-	     "  dora                deployment frequency, lead time for changes (commit time to first\n"
-	     "                      healthy deploy), change failure rate, time to restore\n"
-	     "  verify              checks the chain is linear and was never rewritten, every event's\n"
-	     "                      schema and time order, every approval against the approvers of\n"
-	     "                      gitops.yaml then, every record signature, every precondition, and\n"
-	     "                      that every snapshot equals the replay of the events\n"
-	     "  record              appends an event from outside (health checks, webhooks, drift\n"
-	     "                      watchers); promotion, rollback and resume events are refused here\n\n"
-	     "Options:\n"
-	     "  --env E --app A --actor X   exact matches\n"
-	     "  --type T            event type; \"promotion.\" or \"sync*\" match a family\n"
-	     "  --sha S             commit SHA or a prefix of it\n"
-	     "  --promotion ID      events of one promotion\n"
-	     "  --since T --until T 30d, 12h, 90m, 45s, 2w (ago) or an RFC 3339 date/time (UTC)\n"
-	     "  --limit N           at most N events (default 50 for the table, 0: all)\n"
-	     "  --json              JSON output\n"
-	     "  --quiet             no table header, no summary lines\n"
-	     "  --signing-key FILE  record: sign the event with this reporter key (gitops keygen;\n"
-	     "                      default $GITOPS_SIGNING_KEY); see gitops.yaml `reporters`\n"
-	     CLI_STATE_HELP "\n"
-	     "Exit codes: 0 ok; 2 usage; 3 bad input, unknown id, or an --env gitops.yaml does not\n"
-	     "know (and no event names); 5 git error;\n"
-	     "verify: 7 when the history is invalid (the first problem and its commit are printed);\n"
-	     "3 when the state branch never existed (\"no state branch\").");
-}
-
 struct hopts {
 	const char *repo, *state_repo, *state_branch;
 	bool json, quiet;
 };
 
-/* Takes a common option; 1 taken, 0 not, -1 usage error. */
-static int common_opt(struct hopts *o, int argc, char **argv, int *i)
-{
-	int r;
-	if ((r = cli_opt("--repo", argc, argv, i, &o->repo)) || (r = cli_opt("--state-repo", argc, argv, i, &o->state_repo)) ||
-	    (r = cli_opt("--state-branch", argc, argv, i, &o->state_branch)))
-		return r;
-	if (!strcmp(argv[*i], "--json")) {
-		o->json = true;
-		return 1;
-	}
-	if (!strcmp(argv[*i], "--quiet") || !strcmp(argv[*i], "-q")) {
-		o->quiet = true;
-		return 1;
-	}
-	return 0;
-}
+/* The options of every history subcommand (T has a member `o`, a struct hopts). */
+#define HIST_OPTS(T) \
+	CLI_SWITCH("json", 0, CLI_SEC_OUTPUT, T, o.json, "JSON output"), \
+	CLI_SWITCH("quiet", 'q', CLI_SEC_OUTPUT, T, o.quiet, "no table header, no summary lines"), \
+	CLI_OPTS_REPO_AT(T, o.), \
+	CLI_END
+
+#define TIME_HELP "30d, 12h, 90m, 45s, 2w (ago) or an RFC 3339 date/time (UTC)"
+
+struct query_opts {
+	struct hopts o;
+	struct hist_filter f;
+	const char *since, *until, *limit;
+};
+static const struct cli_opt_spec query_opts[] = {
+	CLI_VALUE("env", 0, "E", CLI_SEC_COMMAND, 0, struct query_opts, f.env, "events of environment E"),
+	CLI_VALUE("app", 0, "A", CLI_SEC_COMMAND, 0, struct query_opts, f.app,
+		  "events of app A (also environment-wide syncs that changed it)"),
+	CLI_VALUE("type", 0, "T", CLI_SEC_COMMAND, 0, struct query_opts, f.type,
+		  "event type; \"promotion.\" or \"sync*\" match a family"),
+	CLI_VALUE("actor", 0, "X", CLI_SEC_COMMAND, 0, struct query_opts, f.actor, "events by X"),
+	CLI_VALUE("sha", 0, "S", CLI_SEC_COMMAND, 0, struct query_opts, f.sha, "commit SHA or a prefix of it"),
+	CLI_VALUE("promotion", 0, "ID", CLI_SEC_COMMAND, 0, struct query_opts, f.promotion, "events of one promotion"),
+	CLI_VALUE("since", 0, "T", CLI_SEC_COMMAND, 0, struct query_opts, since, "events at or after T: " TIME_HELP),
+	CLI_VALUE("until", 0, "T", CLI_SEC_COMMAND, 0, struct query_opts, until, "events before T"),
+	CLI_VALUE("limit", 0, "N", CLI_SEC_COMMAND, 0, struct query_opts, limit,
+		  "at most N events (default 50 for the table, all with --json; 0: all)"),
+	HIST_OPTS(struct query_opts),
+};
+
+struct show_opts {
+	struct hopts o;
+	const char *id;
+};
+static const struct cli_opt_spec show_opts[] = {
+	CLI_ARG("id", CLI_OPT_REQUIRED, struct show_opts, id, NULL),
+	HIST_OPTS(struct show_opts),
+};
+
+struct dora_opts {
+	struct hopts o;
+	const char *env, *since, *until;
+};
+static const struct cli_opt_spec dora_opts[] = {
+	CLI_VALUE("env", 0, "E", CLI_SEC_COMMAND, 0, struct dora_opts, env, "one environment (default: all)"),
+	CLI_VALUE("since", 0, "T", CLI_SEC_COMMAND, 0, struct dora_opts, since, "start of the window (default 30d): " TIME_HELP),
+	CLI_VALUE("until", 0, "T", CLI_SEC_COMMAND, 0, struct dora_opts, until, "end of the window (default: now)"),
+	HIST_OPTS(struct dora_opts),
+};
+
+struct verify_opts {
+	struct hopts o;
+};
+static const struct cli_opt_spec verify_opts[] = {
+	HIST_OPTS(struct verify_opts),
+};
+
+struct record_opts {
+	struct hopts o;
+	struct hist_event ev;
+	const char *failed, *duration, *signing_key;
+};
+static const struct cli_opt_spec record_opts[] = {
+	CLI_VALUE("type", 0, "T", CLI_SEC_COMMAND, CLI_OPT_REQUIRED, struct record_opts, ev.type,
+		  "the event type (README \"Events\"); not promotion.*, rollback or resume"),
+	CLI_VALUE("env", 0, "E", CLI_SEC_COMMAND, CLI_OPT_REQUIRED, struct record_opts, ev.environment, "the environment"),
+	CLI_VALUE("sha", 0, "SHA", CLI_SEC_COMMAND, 0, struct record_opts, ev.sha, "the commit"),
+	CLI_VALUE("app", 0, "A", CLI_SEC_COMMAND, 0, struct record_opts, ev.app, "the app"),
+	CLI_VALUE("reason", 0, "TEXT", CLI_SEC_COMMAND, 0, struct record_opts, ev.reason, "why"),
+	CLI_VALUE("trigger", 0, "manual|auto|ci|webhook", CLI_SEC_COMMAND, 0, struct record_opts, ev.trigger,
+		  "what set it off (default: ci in a CI job, else manual)"),
+	CLI_VALUE("actor", 0, "NAME", CLI_SEC_COMMAND, 0, struct record_opts, ev.actor,
+		  "who (default: $GITLAB_USER_LOGIN, $GITHUB_ACTOR, git user.name)"),
+	CLI_VALUE("failed", 0, "N", CLI_SEC_COMMAND, 0, struct record_opts, failed, "the count of failed objects"),
+	CLI_VALUE("duration", 0, "MS", CLI_SEC_COMMAND, 0, struct record_opts, duration, "how long it took, in ms"),
+	CLI_VALUE("signing-key", 0, "FILE", CLI_SEC_COMMAND, 0, struct record_opts, signing_key,
+		  "sign the event with this reporter key (gitops keygen; default $GITOPS_SIGNING_KEY); see "
+		  "gitops.yaml `reporters`"),
+	HIST_OPTS(struct record_opts),
+};
+
+#define HIST_EXIT \
+	"Exit codes: 0 ok; 2 usage; 3 bad input, unknown id, or an --env gitops.yaml does not\n" \
+	"know (and no event names); 5 git error."
+
+static const struct cli_command show_cmd = {
+	"history show", show_opts, "One event; for a promotion id, the promotion and all its events.", HIST_EXIT, NULL};
+static const struct cli_command dora_cmd = {
+	"history dora", dora_opts,
+	"DORA metrics: deployment frequency, lead time for changes (commit time to first healthy\n"
+	"deploy), change failure rate, time to restore.",
+	HIST_EXIT, NULL};
+static const struct cli_command verify_cmd = {
+	"history verify", verify_opts,
+	"Checks that the chain is linear and was never rewritten, every event's schema and time\n"
+	"order, every approval against the approvers of gitops.yaml then, every record signature,\n"
+	"every precondition, and that every snapshot equals the replay of the events.",
+	"Exit codes: 0 valid; 2 usage; 3 the state branch never existed (\"no state branch\");\n"
+	"5 git error; 7 the history is invalid (the first problem and its commit are printed).",
+	NULL};
+static const struct cli_command record_cmd = {
+	"history record", record_opts,
+	"Appends an event from outside (health checks, webhooks, drift watchers); promotion,\n"
+	"rollback and resume events are refused here: they have preconditions.",
+	"Exit codes: 0 recorded; 2 usage; 3 bad event; 5 git error.", NULL};
+static const struct cli_command *const history_forms[] = {&show_cmd, &dora_cmd, &verify_cmd, &record_cmd, NULL};
+static const struct cli_command query_cmd = {
+	"history", query_opts,
+	"The history is the state branch (gitops/state): one commit per event, the event as one\n"
+	"JSON object in the message. Queries read a local index under the data directory, brought\n"
+	"up to date from the branch first.\n\n"
+	"  (no subcommand)     events, newest first, as a table or --json (an array)\n"
+	"  show <id>           one event; for a promotion id, the promotion and all its events\n"
+	"  dora                deployment frequency, lead time for changes (commit time to first\n"
+	"                      healthy deploy), change failure rate, time to restore\n"
+	"  verify              checks the chain is linear and was never rewritten, every event's\n"
+	"                      schema and time order, every approval against the approvers of\n"
+	"                      gitops.yaml then, every record signature, every precondition, and\n"
+	"                      that every snapshot equals the replay of the events\n"
+	"  record              appends an event from outside (health checks, webhooks, drift\n"
+	"                      watchers); promotion, rollback and resume events are refused here\n\n"
+	"The options of a subcommand: gitops history <show|dora|verify|record> --help.",
+	HIST_EXIT "\n"
+	"verify: 7 when the history is invalid (the first problem and its commit are printed);\n"
+	"3 when the state branch never existed (\"no state branch\").",
+	history_forms,
+};
+
+void cmd_history_help(void) { cli_opt_help(stdout, &query_cmd); }
 
 static int open_store(hist **h, struct hopts *o)
 {
@@ -188,25 +234,17 @@ static void print_row(const json_t *ev)
 
 static int cmd_query(int argc, char **argv)
 {
-	struct hopts o = {0};
-	struct hist_filter f = {0};
-	const char *since = NULL, *until = NULL, *limit = NULL;
-	for (int i = 1; i < argc; i++) {
-		int r = common_opt(&o, argc, argv, &i);
-		if (!r && !(r = cli_opt("--env", argc, argv, &i, &f.env)) && !(r = cli_opt("--app", argc, argv, &i, &f.app)) &&
-		    !(r = cli_opt("--type", argc, argv, &i, &f.type)) && !(r = cli_opt("--actor", argc, argv, &i, &f.actor)) &&
-		    !(r = cli_opt("--sha", argc, argv, &i, &f.sha)) &&
-		    !(r = cli_opt("--promotion", argc, argv, &i, &f.promotion)) &&
-		    !(r = cli_opt("--since", argc, argv, &i, &since)) && !(r = cli_opt("--until", argc, argv, &i, &until)) &&
-		    !(r = cli_opt("--limit", argc, argv, &i, &limit)))
-			return cli_fail(EXIT_USAGE, "unknown option or argument %s; see 'gitops history --help'", argv[i]);
-		if (r < 0)
-			return EXIT_USAGE;
-	}
+	struct query_opts q = {0};
+	int parsed = cli_opt_parse(&query_cmd, &q, argc, argv);
+	if (parsed != CLI_PARSED)
+		return parsed;
+	struct hopts o = q.o;
+	struct hist_filter f = q.f;
+	const char *since = q.since, *until = q.until, *limit = q.limit;
 	if ((since && hist_parse_time(&f.since_ms, since)) || (until && hist_parse_time(&f.until_ms, until)))
 		return cli_fail(EXIT_USAGE, "%s", gitops_error_last());
 	if (f.type && !hist_type_known(f.type) && !strchr(f.type, '*') && f.type[strlen(f.type) - 1] != '.')
-		return cli_fail(EXIT_USAGE, "unknown event type %s; see README (\"History events\")", f.type);
+		return cli_fail(EXIT_USAGE, "unknown event type %s; see README (\"Events\")", f.type);
 	f.limit = o.json ? 0 : 50;
 	if (limit) {
 		char *end;
@@ -243,20 +281,12 @@ static int cmd_query(int argc, char **argv)
 
 static int cmd_show(int argc, char **argv)
 {
-	struct hopts o = {0};
-	const char *id = NULL;
-	for (int i = 1; i < argc; i++) {
-		int r = common_opt(&o, argc, argv, &i);
-		if (r < 0)
-			return EXIT_USAGE;
-		if (r)
-			continue;
-		if (argv[i][0] == '-' || id)
-			return cli_fail(EXIT_USAGE, "unexpected %s; see 'gitops history --help'", argv[i]);
-		id = argv[i];
-	}
-	if (!id)
-		return cli_fail(EXIT_USAGE, "missing <id>; see 'gitops history --help'");
+	struct show_opts so = {0};
+	int parsed = cli_opt_parse(&show_cmd, &so, argc, argv);
+	if (parsed != CLI_PARSED)
+		return parsed;
+	struct hopts o = so.o;
+	const char *id = so.id;
 	hist *h = NULL;
 	int code = open_store(&h, &o);
 	if (code)
@@ -310,16 +340,12 @@ static void fmt_dur(char *out, size_t n, long long ms)
 
 static int cmd_dora(int argc, char **argv)
 {
-	struct hopts o = {0};
-	const char *env = NULL, *since = "30d", *until = NULL;
-	for (int i = 1; i < argc; i++) {
-		int r = common_opt(&o, argc, argv, &i);
-		if (!r && !(r = cli_opt("--env", argc, argv, &i, &env)) && !(r = cli_opt("--since", argc, argv, &i, &since)) &&
-		    !(r = cli_opt("--until", argc, argv, &i, &until)))
-			return cli_fail(EXIT_USAGE, "unknown option or argument %s; see 'gitops history --help'", argv[i]);
-		if (r < 0)
-			return EXIT_USAGE;
-	}
+	struct dora_opts d0 = {.since = "30d"};
+	int parsed = cli_opt_parse(&dora_cmd, &d0, argc, argv);
+	if (parsed != CLI_PARSED)
+		return parsed;
+	struct hopts o = d0.o;
+	const char *env = d0.env, *since = d0.since, *until = d0.until;
 	long long s = 0, u = 0;
 	if (hist_parse_time(&s, since) || (until && hist_parse_time(&u, until)))
 		return cli_fail(EXIT_USAGE, "%s", gitops_error_last());
@@ -364,14 +390,11 @@ static int cmd_dora(int argc, char **argv)
 
 static int cmd_verify(int argc, char **argv)
 {
-	struct hopts o = {0};
-	for (int i = 1; i < argc; i++) {
-		int r = common_opt(&o, argc, argv, &i);
-		if (r < 0)
-			return EXIT_USAGE;
-		if (!r)
-			return cli_fail(EXIT_USAGE, "unexpected %s; see 'gitops history --help'", argv[i]);
-	}
+	struct verify_opts v = {0};
+	int parsed = cli_opt_parse(&verify_cmd, &v, argc, argv);
+	if (parsed != CLI_PARSED)
+		return parsed;
+	struct hopts o = v.o;
 	hist *h = NULL;
 	rec_workspace *ws = NULL;
 	int code = open_store_verified(&h, &ws, &o);
@@ -401,24 +424,13 @@ static int cmd_verify(int argc, char **argv)
 
 static int cmd_record(int argc, char **argv)
 {
-	struct hopts o = {0};
-	struct hist_event ev = {.duration_ms = -1};
-	const char *failed = NULL, *dur = NULL, *signing_key = getenv("GITOPS_SIGNING_KEY");
-	for (int i = 1; i < argc; i++) {
-		int r = common_opt(&o, argc, argv, &i);
-		if (!r && !(r = cli_opt("--type", argc, argv, &i, &ev.type)) &&
-		    !(r = cli_opt("--env", argc, argv, &i, &ev.environment)) && !(r = cli_opt("--sha", argc, argv, &i, &ev.sha)) &&
-		    !(r = cli_opt("--app", argc, argv, &i, &ev.app)) && !(r = cli_opt("--reason", argc, argv, &i, &ev.reason)) &&
-		    !(r = cli_opt("--trigger", argc, argv, &i, &ev.trigger)) &&
-		    !(r = cli_opt("--actor", argc, argv, &i, &ev.actor)) && !(r = cli_opt("--failed", argc, argv, &i, &failed)) &&
-		    !(r = cli_opt("--duration", argc, argv, &i, &dur)) &&
-		    !(r = cli_opt("--signing-key", argc, argv, &i, &signing_key)))
-			return cli_fail(EXIT_USAGE, "unknown option or argument %s; see 'gitops history --help'", argv[i]);
-		if (r < 0)
-			return EXIT_USAGE;
-	}
-	if (!ev.type || !ev.environment)
-		return cli_fail(EXIT_USAGE, "history record needs --type and --env; see 'gitops history --help'");
+	struct record_opts r = {.ev = {.duration_ms = -1}, .signing_key = getenv("GITOPS_SIGNING_KEY")};
+	int parsed = cli_opt_parse(&record_cmd, &r, argc, argv);
+	if (parsed != CLI_PARSED)
+		return parsed;
+	struct hopts o = r.o;
+	struct hist_event ev = r.ev;
+	const char *failed = r.failed, *dur = r.duration, *signing_key = r.signing_key;
 	if (failed) {
 		ev.has_counts = true;
 		ev.failed = (unsigned)strtoul(failed, NULL, 10);

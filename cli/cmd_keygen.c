@@ -9,44 +9,42 @@
 #include <libgen.h>
 #include <sys/stat.h>
 
-void cmd_keygen_help(void)
-{
-	puts("usage: gitops keygen --out FILE [--json] [--quiet]\n\n"
-	     "Makes an Ed25519 key pair with OpenSSL: the private key (PKCS#8 PEM) in FILE, mode 0600,\n"
-	     "and the public key, one line (ed25519:<base64>), in FILE.pub, also printed on stdout.\n"
-	     "Add the line to gitops.yaml under the environment's approval.approvers:\n"
-	     "  approval: {required: 2, approvers: [{name: alice, key: \"ed25519:...\"}]}\n"
-	     "or, for a reconciler or CI job whose signed sync records should count (gitops sync\n"
-	     "--signing-key FILE), under the environment's reporters:\n"
-	     "  reporters: [{name: ci-runner, key: \"ed25519:...\"}]\n"
-	     "Existing files are never overwritten.\n\n"
-	     "Options:\n"
-	     "  --out FILE          where the private key goes (its directory must exist)\n"
-	     "  --json              print {privateKey, publicKeyFile, publicKey}\n"
-	     "  --quiet             no hint on stderr\n\n"
-	     "Exit codes: 0 written; 2 usage; 3 FILE or FILE.pub exists, or its directory does not;\n"
-	     "10 local failure.");
-}
+struct keygen_opts {
+	const char *out;
+	bool json, quiet;
+};
+static const struct cli_opt_spec keygen_opts[] = {
+	CLI_VALUE("out", 0, "FILE", CLI_SEC_COMMAND, CLI_OPT_REQUIRED, struct keygen_opts, out,
+		  "where the private key goes (its directory must exist); the public key goes to FILE.pub"),
+	CLI_SWITCH("json", 0, CLI_SEC_OUTPUT, struct keygen_opts, json, "print {privateKey, publicKeyFile, publicKey}"),
+	CLI_SWITCH("quiet", 'q', CLI_SEC_OUTPUT, struct keygen_opts, quiet, "no hint on stderr"),
+	CLI_END,
+};
+static const struct cli_command keygen_cmd = {
+	"keygen", keygen_opts,
+	"Makes an Ed25519 key pair with OpenSSL: the private key (PKCS#8 PEM) in FILE, mode 0600,\n"
+	"and the public key, one line (ed25519:<base64>), in FILE.pub, also printed on stdout.\n"
+	"Add the line to gitops.yaml under the environment's approval.approvers:\n"
+	"  approval: {required: 2, approvers: [{name: alice, key: \"ed25519:...\"}]}\n"
+	"or, for a reconciler or CI job whose signed sync records should count (gitops sync\n"
+	"--signing-key FILE), under the environment's reporters:\n"
+	"  reporters: [{name: ci-runner, key: \"ed25519:...\"}]\n"
+	"Existing files are never overwritten.",
+	"Exit codes: 0 written; 2 usage; 3 FILE or FILE.pub exists, or its directory does not;\n"
+	"10 local failure.",
+	NULL,
+};
+
+void cmd_keygen_help(void) { cli_opt_help(stdout, &keygen_cmd); }
 
 int cmd_keygen(int argc, char **argv)
 {
-	const char *out = NULL;
-	bool json = false, quiet = false;
-	for (int i = 1; i < argc; i++) {
-		int r = cli_opt("--out", argc, argv, &i, &out);
-		if (r < 0)
-			return EXIT_USAGE;
-		if (r)
-			continue;
-		if (!strcmp(argv[i], "--json"))
-			json = true;
-		else if (!strcmp(argv[i], "--quiet") || !strcmp(argv[i], "-q"))
-			quiet = true;
-		else
-			return cli_fail(EXIT_USAGE, "unexpected %s; see 'gitops keygen --help'", argv[i]);
-	}
-	if (!out)
-		return cli_fail(EXIT_USAGE, "missing --out FILE; see 'gitops keygen --help'");
+	struct keygen_opts o = {0};
+	int parsed = cli_opt_parse(&keygen_cmd, &o, argc, argv);
+	if (parsed != CLI_PARSED)
+		return parsed;
+	const char *out = o.out;
+	bool json = o.json, quiet = o.quiet;
 	/* A missing directory is the user's mistake, not a local failure: say so before OpenSSL runs. */
 	char *dir = gitops_strdup(out);
 	struct stat st;

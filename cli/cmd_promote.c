@@ -9,30 +9,43 @@
 #include <string.h>
 #include <time.h>
 
-void cmd_promote_help(void)
-{
-	puts("usage: gitops promote <sha> <env> [--actor NAME] [--reason TEXT] [--wait [--timeout 30m]] [--json] [--quiet]\n\n"
-	     "Promotes a commit to an environment that has an upstream (`from` in gitops.yaml). Refused\n"
-	     "when the commit never ran healthy (a sync with no failed object) in the upstream\n"
-	     "environment. Without an approval policy the environment is pinned to the commit at once\n"
-	     "(status applied): its next sync deploys it. With `approval.required: N` the promotion is\n"
-	     "pending until N distinct listed approvers signed it (gitops approve). Promoting the same\n"
-	     "commit twice gives the same promotion. Needs git access only, never the cluster.\n\n"
-	     "Prints the promotion's id on stdout (a summary on stderr); --json prints the promotion as\n"
-	     "a JSON object with an \"id\" key.\n\n"
-	     "Options:\n"
-	     "  --actor NAME        who asks (default: $GITLAB_USER_LOGIN, $GITHUB_ACTOR, git user.name)\n"
-	     "  --reason TEXT       why; recorded in the event\n"
-	     "  --wait              wait until the environment ran the commit healthy (a recorded sync)\n"
-	     "  --timeout D         how long --wait waits (default 30m)\n"
-	     "  --json              print the promotion as JSON\n"
-	     "  --quiet             no summary on stderr (the id is still printed)\n"
-	     CLI_STATE_HELP "\n"
-	     "Exit codes: 0 promoted (or pending approvals); 1 --wait timed out; 2 usage;\n"
-	     "3 unknown environment or an environment without `from`; 5 unknown SHA or git error;\n"
-	     "7 refused (not healthy upstream, a commit not signed by the environment's commitSigners,\n"
-	     "a state branch that does not verify; with --wait: rejected or superseded).");
-}
+struct promote_opts {
+	const char *sha, *env, *repo, *state_repo, *state_branch, *timeout;
+	struct hist_action act;
+	bool json, wait, quiet;
+};
+static const struct cli_opt_spec promote_opts[] = {
+	CLI_ARG("sha", CLI_OPT_REQUIRED, struct promote_opts, sha, NULL),
+	CLI_ARG("env", CLI_OPT_REQUIRED, struct promote_opts, env, NULL),
+	CLI_VALUE("actor", 0, "NAME", CLI_SEC_COMMAND, 0, struct promote_opts, act.actor,
+		  "who asks (default: $GITLAB_USER_LOGIN, $GITHUB_ACTOR, git user.name)"),
+	CLI_VALUE("reason", 0, "TEXT", CLI_SEC_COMMAND, 0, struct promote_opts, act.reason, "why; recorded in the event"),
+	CLI_SWITCH("wait", 0, CLI_SEC_COMMAND, struct promote_opts, wait,
+		   "wait until the environment ran the commit healthy (a recorded sync)"),
+	CLI_VALUE("timeout", 0, "D", CLI_SEC_COMMAND, 0, struct promote_opts, timeout, "how long --wait waits (default 30m)"),
+	CLI_SWITCH("json", 0, CLI_SEC_OUTPUT, struct promote_opts, json, "print the promotion as JSON"),
+	CLI_SWITCH("quiet", 'q', CLI_SEC_OUTPUT, struct promote_opts, quiet, "no summary on stderr (the id is still printed)"),
+	CLI_OPTS_REPO(struct promote_opts),
+	CLI_END,
+};
+static const struct cli_command promote_cmd = {
+	"promote", promote_opts,
+	"Promotes a commit to an environment that has an upstream (`from` in gitops.yaml). Refused\n"
+	"when the commit never ran healthy (a sync with no failed object) in the upstream\n"
+	"environment. Without an approval policy the environment is pinned to the commit at once\n"
+	"(status applied): its next sync deploys it. With `approval.required: N` the promotion is\n"
+	"pending until N distinct listed approvers signed it (gitops approve). Promoting the same\n"
+	"commit twice gives the same promotion. Needs git access only, never the cluster.\n\n"
+	"Prints the promotion's id on stdout (a summary on stderr); --json prints the promotion as\n"
+	"a JSON object with an \"id\" key.",
+	"Exit codes: 0 promoted (or pending approvals); 1 --wait timed out; 2 usage;\n"
+	"3 unknown environment or an environment without `from`; 5 unknown SHA or git error;\n"
+	"7 refused (not healthy upstream, a commit not signed by the environment's commitSigners,\n"
+	"a state branch that does not verify; with --wait: rejected or superseded).",
+	NULL,
+};
+
+void cmd_promote_help(void) { cli_opt_help(stdout, &promote_cmd); }
 
 /* Polls the state branch until env ran `sha` healthy or the promotion was decided against. */
 static int wait_deployed(hist *h, const char *env, const char *sha, const char *id, long long timeout_ms)
@@ -68,32 +81,14 @@ static int wait_deployed(hist *h, const char *env, const char *sha, const char *
 
 int cmd_promote(int argc, char **argv)
 {
-	const char *pos[2] = {NULL, NULL}, *repo = NULL, *state_repo = NULL, *state_branch = NULL, *timeout = "30m";
-	struct hist_action act = {0};
-	bool json = false, wait = false, quiet = false;
-	int npos = 0;
-	for (int i = 1; i < argc; i++) {
-		int r;
-		if ((r = cli_opt("--actor", argc, argv, &i, &act.actor)) || (r = cli_opt("--reason", argc, argv, &i, &act.reason)) ||
-		    (r = cli_opt("--repo", argc, argv, &i, &repo)) || (r = cli_opt("--state-repo", argc, argv, &i, &state_repo)) ||
-		    (r = cli_opt("--state-branch", argc, argv, &i, &state_branch)) ||
-		    (r = cli_opt("--timeout", argc, argv, &i, &timeout))) {
-			if (r < 0)
-				return EXIT_USAGE;
-		} else if (!strcmp(argv[i], "--json")) {
-			json = true;
-		} else if (!strcmp(argv[i], "--wait")) {
-			wait = true;
-		} else if (!strcmp(argv[i], "--quiet") || !strcmp(argv[i], "-q")) {
-			quiet = true;
-		} else if (argv[i][0] == '-' || npos == 2) {
-			return cli_fail(EXIT_USAGE, "unexpected %s; see 'gitops promote --help'", argv[i]);
-		} else {
-			pos[npos++] = argv[i];
-		}
-	}
-	if (npos < 2)
-		return cli_fail(EXIT_USAGE, "usage: gitops promote <sha> <env>; see 'gitops promote --help'");
+	struct promote_opts o = {.timeout = "30m"};
+	int parsed = cli_opt_parse(&promote_cmd, &o, argc, argv);
+	if (parsed != CLI_PARSED)
+		return parsed;
+	const char *pos[2] = {o.sha, o.env}, *repo = o.repo, *state_repo = o.state_repo, *state_branch = o.state_branch,
+		   *timeout = o.timeout;
+	struct hist_action act = o.act;
+	bool json = o.json, wait = o.wait, quiet = o.quiet;
 	repo = cli_default_repo(repo, state_branch);
 	long long timeout_ms = 0;
 	if (wait && mf_parse_duration(&timeout_ms, timeout))

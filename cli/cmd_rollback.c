@@ -9,72 +9,71 @@
 #include <stdlib.h>
 #include <string.h>
 
-void cmd_rollback_help(void)
-{
-	puts("usage: gitops rollback <env> [--to SHA | --steps N] [--reason TEXT] [--actor NAME] [--json] [--quiet]\n\n"
-	     "Pins the environment to an earlier commit that was deployed healthy there (a sync with no\n"
-	     "failed object): by default the one before the current, --steps N goes N distinct healthy\n"
-	     "deploys back, --to SHA names it (full or at least 7 characters). Records who and why\n"
-	     "(a rollback event). The environment's next sync deploys the pin. A tracking environment\n"
-	     "stays pinned, whatever lands on its branch, until gitops resume <env>; an environment with\n"
-	     "`from` until a newer promotion.\n\n"
-	     "Options:\n"
-	     "  --to SHA            the commit to go back to\n"
-	     "  --steps N           how many healthy deploys back (default 1)\n"
-	     "  --reason TEXT       why; recorded in the event\n"
-	     "  --actor NAME        who (default: $GITLAB_USER_LOGIN, $GITHUB_ACTOR, git user.name)\n"
-	     "  --json              print the rollback event as JSON\n"
-	     "  --quiet             print nothing (the exit code tells)\n"
-	     CLI_STATE_HELP "\n"
-	     "Exit codes: 0 pinned; 2 usage; 3 unknown environment; 5 git error;\n"
-	     "7 refused (no such earlier healthy deploy, already pinned there, a state branch that does\n"
-	     "not verify).");
-}
+struct pin_opts {
+	const char *env, *to, *steps, *repo, *state_repo, *state_branch;
+	struct hist_action act;
+	bool json, quiet;
+};
 
-void cmd_resume_help(void)
-{
-	puts("usage: gitops resume <env> [--reason TEXT] [--actor NAME] [--json] [--quiet]\n\n"
-	     "Ends a suspension (gitops suspend) and drops the pin of a tracking environment (one with\n"
-	     "`track`), set by gitops rollback or by gitops run's automatic rollback: its next sync\n"
-	     "deploys its branch head again. Records a resume event.\n\n"
-	     "Options:\n"
-	     "  --reason TEXT       why; recorded in the event\n"
-	     "  --actor NAME        who (default: $GITLAB_USER_LOGIN, $GITHUB_ACTOR, git user.name)\n"
-	     "  --json              print the event as JSON\n"
-	     "  --quiet             print nothing (the exit code tells)\n"
-	     CLI_STATE_HELP "\n"
-	     "Exit codes: 0 resumed; 2 usage; 3 unknown environment, not pinned, or an environment\n"
-	     "with `from` (promote instead); 5 git error.");
-}
+#define PIN_OPTS_COMMON(what) \
+	CLI_VALUE("reason", 0, "TEXT", CLI_SEC_COMMAND, 0, struct pin_opts, act.reason, "why; recorded in the event"), \
+	CLI_VALUE("actor", 0, "NAME", CLI_SEC_COMMAND, 0, struct pin_opts, act.actor, \
+		  "who (default: $GITLAB_USER_LOGIN, $GITHUB_ACTOR, git user.name)"), \
+	CLI_SWITCH("json", 0, CLI_SEC_OUTPUT, struct pin_opts, json, "print the " what " event as JSON"), \
+	CLI_SWITCH("quiet", 'q', CLI_SEC_OUTPUT, struct pin_opts, quiet, "print nothing (the exit code tells)"), \
+	CLI_OPTS_REPO(struct pin_opts), \
+	CLI_END
+
+static const struct cli_opt_spec rollback_opts[] = {
+	CLI_ARG("env", CLI_OPT_REQUIRED, struct pin_opts, env, NULL),
+	CLI_VALUE("to", 0, "SHA", CLI_SEC_COMMAND, 0, struct pin_opts, to, "the commit to go back to"),
+	CLI_VALUE("steps", 0, "N", CLI_SEC_COMMAND, 0, struct pin_opts, steps, "how many healthy deploys back (default 1)"),
+	PIN_OPTS_COMMON("rollback"),
+};
+static const struct cli_opt_spec resume_opts[] = {
+	CLI_ARG("env", CLI_OPT_REQUIRED, struct pin_opts, env, NULL),
+	PIN_OPTS_COMMON("resume"),
+};
+
+static const struct cli_command rollback_cmd = {
+	"rollback", rollback_opts,
+	"Pins the environment to an earlier commit that was deployed healthy there (a sync with no\n"
+	"failed object): by default the one before the current, --steps N goes N distinct healthy\n"
+	"deploys back, --to SHA names it (full or at least 7 characters). Records who and why\n"
+	"(a rollback event). The environment's next sync deploys the pin. A tracking environment\n"
+	"stays pinned, whatever lands on its branch, until gitops resume <env>; an environment with\n"
+	"`from` until a newer promotion.",
+	"Exit codes: 0 pinned; 2 usage; 3 unknown environment; 5 git error;\n"
+	"7 refused (no such earlier healthy deploy, already pinned there, a state branch that does\n"
+	"not verify).",
+	NULL,
+};
+
+static const struct cli_command resume_cmd = {
+	"resume", resume_opts,
+	"Ends a suspension (gitops suspend) and drops the pin of a tracking environment (one with\n"
+	"`track`), set by gitops rollback or by gitops run's automatic rollback: its next sync\n"
+	"deploys its branch head again. Records a resume event.",
+	"Exit codes: 0 resumed; 2 usage; 3 unknown environment, not pinned, or an environment\n"
+	"with `from` (promote instead); 5 git error.",
+	NULL,
+};
+
+void cmd_rollback_help(void) { cli_opt_help(stdout, &rollback_cmd); }
+void cmd_resume_help(void) { cli_opt_help(stdout, &resume_cmd); }
 
 /* rollback (resume = false) or resume: parses, opens the environment and its history, records the
  * event, prints it. */
 static int pin_command(int argc, char **argv, bool resume)
 {
-	const char *cmd = resume ? "resume" : "rollback";
-	const char *envname = NULL, *to = NULL, *steps_s = NULL, *repo = NULL, *state_repo = NULL, *state_branch = NULL;
-	struct hist_action act = {0};
-	bool json = false, quiet = false;
-	for (int i = 1; i < argc; i++) {
-		int r = 0;
-		if ((!resume && ((r = cli_opt("--to", argc, argv, &i, &to)) || (r = cli_opt("--steps", argc, argv, &i, &steps_s)))) ||
-		    (r = cli_opt("--reason", argc, argv, &i, &act.reason)) || (r = cli_opt("--actor", argc, argv, &i, &act.actor)) ||
-		    (r = cli_opt("--repo", argc, argv, &i, &repo)) || (r = cli_opt("--state-repo", argc, argv, &i, &state_repo)) ||
-		    (r = cli_opt("--state-branch", argc, argv, &i, &state_branch))) {
-			if (r < 0)
-				return EXIT_USAGE;
-		} else if (!strcmp(argv[i], "--json")) {
-			json = true;
-		} else if (!strcmp(argv[i], "--quiet") || !strcmp(argv[i], "-q")) {
-			quiet = true;
-		} else if (argv[i][0] == '-' || envname) {
-			return cli_fail(EXIT_USAGE, "unexpected %s; see 'gitops %s --help'", argv[i], cmd);
-		} else {
-			envname = argv[i];
-		}
-	}
-	if (!envname)
-		return cli_fail(EXIT_USAGE, "missing <env>; see 'gitops %s --help'", cmd);
+	struct pin_opts o = {0};
+	int parsed = cli_opt_parse(resume ? &resume_cmd : &rollback_cmd, &o, argc, argv);
+	if (parsed != CLI_PARSED)
+		return parsed;
+	const char *envname = o.env, *to = o.to, *steps_s = o.steps, *repo = o.repo, *state_repo = o.state_repo,
+		   *state_branch = o.state_branch;
+	struct hist_action act = o.act;
+	bool json = o.json, quiet = o.quiet;
 	if (to && steps_s)
 		return cli_fail(EXIT_USAGE, "give --to or --steps, not both");
 	if (to && (strlen(to) < 7 || strlen(to) > 40 || strspn(to, "0123456789abcdefABCDEF") != strlen(to)))

@@ -17,56 +17,66 @@
 #include <string.h>
 #include <time.h>
 
-void cmd_run_help(void)
-{
-	puts("usage: gitops run [--repo URL|PATH] [--interval 30s] [--env E]... [--once]\n"
-	     "                  [--signing-key FILE] [--kubeconfig F] [--context C] [--quiet]\n"
-	     "                  [--listen ADDR] [--webhook-secret-file F] [--log-format json|text]\n"
-	     "                  [--leader-elect] [--lease-namespace NS] [--identity ID] [--lease-duration 15s]\n\n"
-	     "The reconciler, in the foreground, for every environment of gitops.yaml (or those named):\n"
-	     "  - fetches the repository every interval (+-10 % jitter); an environment with sync.auto\n"
-	     "    follows its target (branch head, or the pin of a promotion or rollback) and syncs\n"
-	     "    when it moves; without sync.auto it logs OutOfSync and waits for gitops sync;\n"
-	     "  - after a sync that changed something, waits for every object to be healthy\n"
-	     "    (rollback.healthTimeout, default 5m): only then is it recorded as a healthy deploy\n"
-	     "    (sync.succeeded); a failed gate is sync.failed + health.degraded and, with\n"
-	     "    rollback.onFailure, an automatic rollback to the last healthy commit, which stays\n"
-	     "    pinned until gitops resume <env>;\n"
-	     "  - watches every object it applied (one list-then-watch per kind and namespace); a\n"
-	     "    change is compared with git at once and, with sync.selfHeal, corrected at once;\n"
-	     "    drift is recorded folded per object (one drift.detected, one drift.corrected with a\n"
-	     "    count); a suspended environment (gitops suspend) is neither synced nor healed;\n"
-	     "  - retries failures per environment with exponential backoff (1 s doubling, capped at\n"
-	     "    5 min); one environment's failure never stops the others; the last error is recorded\n"
-	     "    in the state branch when it changes (gitops status shows it).\n"
-	     "SIGINT or SIGTERM stops it: the apply in flight finishes, waits end at once.\n\n"
-	     "Options:\n"
-	     "  --interval D        fetch interval (default 30s; e.g. 5s, 1m)\n"
-	     "  --env E             reconcile only E (repeatable)\n"
-	     "  --once              reconcile each environment once (sync, health gate, rollback), then\n"
-	     "                      exit: for CI and cron\n"
-	     "  --signing-key FILE  reporter key that signs the sync, health and drift records it writes\n"
-	     "  --kubeconfig FILE, --context NAME\n"
-	     "                      cluster settings instead of the environments' own\n"
-	     "  --quiet             no log lines\n"
-	     "  --listen ADDR       HTTP endpoints: /healthz, /readyz, /metrics, /api/v1/status,\n"
-	     "                      /api/v1/history, /hooks/github, /hooks/gitlab (default\n"
-	     "                      127.0.0.1:9090; 0.0.0.0:9090 in a pod; \"off\": none)\n"
-	     "  --webhook-secret-file FILE\n"
-	     "                      the webhooks' secret (GitHub HMAC key, GitLab token); without it\n"
-	     "                      /hooks/ answers 404\n"
-	     "  --log-format F      json (one object per line; the default when stderr is not a\n"
-	     "                      terminal) or text\n"
-	     "  --leader-elect      several replicas share the environments: one Lease per pipeline\n"
-	     "                      and environment in --lease-namespace (default $POD_NAMESPACE, else\n"
-	     "                      gitops-system), each replica taking its fair share\n"
-	     "  --identity ID       this replica in the Leases (default $POD_NAME, else host-pid)\n"
-	     "  --lease-duration D  take-over delay after a leader stops renewing (default 15s)\n"
-	     CLI_STATE_HELP "\n"
-	     "Exit codes: 0 stopped by SIGINT/SIGTERM, or --once and every environment reconciled;\n"
-	     "2 usage; 3 bad gitops.yaml or unknown environment; 5 repository cannot be opened;\n"
-	     "6 --once and some environment failed (named on stderr).");
-}
+struct run_opts {
+	const char *repo, *interval, *signing_key, *kubeconfig, *context, *state_repo, *state_branch, *listen,
+		*secret_file, *log_format, *lease_ns, *identity, *lease_dur;
+	struct cli_list envs;
+	bool once, quiet, leader_elect;
+};
+static const struct cli_opt_spec run_opts[] = {
+	CLI_VALUE("interval", 0, "D", CLI_SEC_COMMAND, 0, struct run_opts, interval, "fetch interval (default 30s; e.g. 5s, 1m)"),
+	CLI_LIST("env", 0, "E", CLI_SEC_COMMAND, struct run_opts, envs, "reconcile only E (repeatable)"),
+	CLI_SWITCH("once", 0, CLI_SEC_COMMAND, struct run_opts, once,
+		   "reconcile each environment once (sync, health gate, rollback), then exit: for CI and cron"),
+	CLI_VALUE("signing-key", 0, "FILE", CLI_SEC_COMMAND, 0, struct run_opts, signing_key,
+		  "reporter key that signs the sync, health and drift records it writes"),
+	CLI_SWITCH("quiet", 'q', CLI_SEC_OUTPUT, struct run_opts, quiet, "no log lines"),
+	CLI_VALUE("log-format", 0, "F", CLI_SEC_OUTPUT, 0, struct run_opts, log_format,
+		  "json (one object per line; the default when stderr is not a terminal) or text"),
+	CLI_VALUE("listen", 0, "ADDR", CLI_SEC_SERVE, 0, struct run_opts, listen,
+		  "HTTP endpoints: /healthz, /readyz, /metrics, /api/v1/status, /api/v1/history, /hooks/github, "
+		  "/hooks/gitlab (default 127.0.0.1:9090; 0.0.0.0:9090 in a pod; \"off\": none)"),
+	CLI_VALUE("webhook-secret-file", 0, "FILE", CLI_SEC_SERVE, 0, struct run_opts, secret_file,
+		  "the webhooks' secret (GitHub HMAC key, GitLab token); without it /hooks/ answers 404"),
+	CLI_SWITCH("leader-elect", 0, CLI_SEC_LEADER, struct run_opts, leader_elect,
+		   "several replicas share the environments: one Lease per pipeline and environment in "
+		   "--lease-namespace, each replica taking its fair share"),
+	CLI_VALUE("lease-namespace", 0, "NS", CLI_SEC_LEADER, 0, struct run_opts, lease_ns,
+		  "where the Leases are (default $POD_NAMESPACE, else gitops-system)"),
+	CLI_VALUE("identity", 0, "ID", CLI_SEC_LEADER, 0, struct run_opts, identity,
+		  "this replica in the Leases (default $POD_NAME, else host-pid)"),
+	CLI_VALUE("lease-duration", 0, "D", CLI_SEC_LEADER, 0, struct run_opts, lease_dur,
+		  "take-over delay after a leader stops renewing (default 15s)"),
+	CLI_OPTS_CLUSTER(struct run_opts),
+	CLI_OPTS_REPO(struct run_opts),
+	CLI_END,
+};
+static const struct cli_command run_cmd = {
+	"run", run_opts,
+	"The reconciler, in the foreground, for every environment of gitops.yaml (or those named):\n"
+	"  - fetches the repository every interval (+-10 % jitter); an environment with sync.auto\n"
+	"    follows its target (branch head, or the pin of a promotion or rollback) and syncs\n"
+	"    when it moves; without sync.auto it logs OutOfSync and waits for gitops sync;\n"
+	"  - after a sync that changed something, waits for every object to be healthy\n"
+	"    (rollback.healthTimeout, default 5m): only then is it recorded as a healthy deploy\n"
+	"    (sync.succeeded); a failed gate is sync.failed + health.degraded and, with\n"
+	"    rollback.onFailure, an automatic rollback to the last healthy commit, which stays\n"
+	"    pinned until gitops resume <env>;\n"
+	"  - watches every object it applied (one list-then-watch per kind and namespace); a\n"
+	"    change is compared with git at once and, with sync.selfHeal, corrected at once;\n"
+	"    drift is recorded folded per object (one drift.detected, one drift.corrected with a\n"
+	"    count); a suspended environment (gitops suspend) is neither synced nor healed;\n"
+	"  - retries failures per environment with exponential backoff (1 s doubling, capped at\n"
+	"    5 min); one environment's failure never stops the others; the last error is recorded\n"
+	"    in the state branch when it changes (gitops status shows it).\n"
+	"SIGINT or SIGTERM stops it: the apply in flight finishes, waits end at once.",
+	"Exit codes: 0 stopped by SIGINT/SIGTERM, or --once and every environment reconciled;\n"
+	"2 usage; 3 bad gitops.yaml or unknown environment; 5 repository cannot be opened;\n"
+	"6 --once and some environment failed (named on stderr).",
+	NULL,
+};
+
+void cmd_run_help(void) { cli_opt_help(stdout, &run_cmd); }
 
 enum log_mode { LOG_QUIET, LOG_TEXT, LOG_JSON };
 
@@ -125,50 +135,26 @@ static void *signal_main(void *arg)
 int cmd_run(int argc, char **argv)
 {
 	struct rec_daemon_options o = {0};
-	const char *interval = NULL, *state_repo = NULL, *state_branch = NULL;
-	const char *listen = NULL, *secret_file = NULL, *log_format = NULL, *lease_ns = NULL, *identity = NULL,
-		   *lease_dur = NULL;
-	bool leader_elect = false;
+	struct run_opts ro = {0};
 	gitops_buf secret = GITOPS_BUF_INIT;
 	rec_leases *leases = NULL;
 	kube_client *lease_client = NULL;
 	web_server *web = NULL;
 	char *ident = NULL;
-	const char **envs = gitops_calloc((size_t)argc + 1, sizeof(*envs));
-	bool quiet = false;
-	int code = EXIT_OK;
-	for (int i = 1; i < argc; i++) {
-		int r = 0;
-		const char *env = NULL;
-		if ((r = cli_opt("--repo", argc, argv, &i, &o.repo)) || (r = cli_opt("--interval", argc, argv, &i, &interval)) ||
-		    (r = cli_opt("--env", argc, argv, &i, &env)) || (r = cli_opt("--signing-key", argc, argv, &i, &o.signing_key)) ||
-		    (r = cli_opt("--kubeconfig", argc, argv, &i, &o.kubeconfig)) ||
-		    (r = cli_opt("--context", argc, argv, &i, &o.context)) ||
-		    (r = cli_opt("--state-repo", argc, argv, &i, &state_repo)) ||
-		    (r = cli_opt("--state-branch", argc, argv, &i, &state_branch)) ||
-		    (r = cli_opt("--listen", argc, argv, &i, &listen)) ||
-		    (r = cli_opt("--webhook-secret-file", argc, argv, &i, &secret_file)) ||
-		    (r = cli_opt("--log-format", argc, argv, &i, &log_format)) ||
-		    (r = cli_opt("--lease-namespace", argc, argv, &i, &lease_ns)) ||
-		    (r = cli_opt("--identity", argc, argv, &i, &identity)) ||
-		    (r = cli_opt("--lease-duration", argc, argv, &i, &lease_dur))) {
-			if (r < 0) {
-				code = EXIT_USAGE;
-				goto out;
-			}
-			if (env)
-				envs[o.n_envs++] = env;
-		} else if (!strcmp(argv[i], "--once")) {
-			o.once = true;
-		} else if (!strcmp(argv[i], "--quiet") || !strcmp(argv[i], "-q")) {
-			quiet = true;
-		} else if (!strcmp(argv[i], "--leader-elect")) {
-			leader_elect = true;
-		} else {
-			code = cli_fail(EXIT_USAGE, "unexpected %s; see 'gitops run --help'", argv[i]);
-			goto out;
-		}
-	}
+	int code = cli_opt_parse(&run_cmd, &ro, argc, argv);
+	if (code != CLI_PARSED)
+		goto out;
+	code = EXIT_OK;
+	const char *interval = ro.interval, *state_repo = ro.state_repo, *state_branch = ro.state_branch;
+	const char *listen = ro.listen, *secret_file = ro.secret_file, *log_format = ro.log_format, *lease_ns = ro.lease_ns,
+		   *identity = ro.identity, *lease_dur = ro.lease_dur;
+	bool leader_elect = ro.leader_elect, quiet = ro.quiet;
+	o.repo = ro.repo;
+	o.signing_key = ro.signing_key;
+	o.kubeconfig = ro.kubeconfig;
+	o.context = ro.context;
+	o.once = ro.once;
+	o.n_envs = ro.envs.n;
 	if (interval && (mf_parse_duration(&o.interval_ms, interval) || o.interval_ms < 100)) {
 		code = cli_fail(EXIT_USAGE, "--interval wants a duration of at least 100ms (e.g. 30s, 1m), got %s", interval);
 		goto out;
@@ -202,7 +188,7 @@ int cmd_run(int argc, char **argv)
 			goto out;
 		}
 	}
-	o.envs = envs;
+	o.envs = ro.envs.items;
 	o.log = log_line;
 	o.log_fields = log_fields;
 	o.log_ud = (void *)(intptr_t)mode;
@@ -283,6 +269,6 @@ out:
 	if (secret.ptr)
 		OPENSSL_cleanse(secret.ptr, secret.len);
 	gitops_buf_free(&secret);
-	free(envs);
+	cli_opts_free(&run_cmd, &ro);
 	return code;
 }

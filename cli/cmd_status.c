@@ -9,24 +9,34 @@
 #include <stdlib.h>
 #include <string.h>
 
-void cmd_status_help(void)
-{
-	puts("usage: gitops status [<env>] [--json]\n\n"
-	     "For each environment (or one): the revision it should run (its pin after a promotion or\n"
-	     "rollback, else the head of the branch it tracks), the revision in the cluster, when it\n"
-	     "was last synced (from the history), the sync state (Synced, OutOfSync, Never, Unknown\n"
-	     "when the cluster cannot be read), counts of objects in sync, modified, missing and extra,\n"
-	     "and notes: why it is pinned (promotion or rollback, by whom), pending promotions, a\n"
-	     "failed last sync, or the error that kept it from being read; from gitops run: suspended\n"
-	     "(by whom, why), health degraded after the last gate, its last error. One unreachable\n"
-	     "environment does not hide the others. The first line names the pipeline (gitops.yaml's\n"
-	     "`name`, else derived from the repository's root commit).\n\n"
-	     "Options:\n"
-	     "  --json              a JSON array of per-environment objects (see README, \"JSON output\")\n"
-	     CLI_COMMON_HELP "\n"
-	     "Exit codes: 0 shown; 2 usage; 3 bad input; 4 cluster error (the other environments are\n"
-	     "still shown); 5 git error.");
-}
+static const struct cli_opt_spec status_opts[] = {
+	CLI_ARG("env", 0, struct cli_args, env, NULL),
+	CLI_SWITCH("json", 0, CLI_SEC_OUTPUT, struct cli_args, json,
+		   "a JSON array of per-environment objects (see README, \"JSON output\")"),
+	CLI_SWITCH("quiet", 'q', CLI_SEC_OUTPUT, struct cli_args, quiet, "accepted; status prints no progress lines anyway"),
+	CLI_OPT_NO_COLOR(struct cli_args),
+	CLI_OPTS_CLUSTER(struct cli_args),
+	CLI_OPTS_REPO(struct cli_args),
+	CLI_END,
+};
+
+static const struct cli_command status_cmd = {
+	"status", status_opts,
+	"For each environment (or one): the revision it should run (its pin after a promotion or\n"
+	"rollback, else the head of the branch it tracks), the revision in the cluster, when it\n"
+	"was last synced (from the history), the sync state (Synced, OutOfSync, Never, Unknown\n"
+	"when the cluster cannot be read), counts of objects in sync, modified, missing and extra,\n"
+	"and notes: why it is pinned (promotion or rollback, by whom), pending promotions, a\n"
+	"failed last sync, or the error that kept it from being read; from gitops run: suspended\n"
+	"(by whom, why), health degraded after the last gate, its last error. One unreachable\n"
+	"environment does not hide the others. The first line names the pipeline (gitops.yaml's\n"
+	"`name`, else derived from the repository's root commit).",
+	"Exit codes: 0 shown; 2 usage; 3 bad input; 4 cluster error (the other environments are\n"
+	"still shown); 5 git error.",
+	NULL,
+};
+
+void cmd_status_help(void) { cli_opt_help(stdout, &status_cmd); }
 
 static const char *sv(const json_t *o, const char *k)
 {
@@ -138,8 +148,8 @@ static void notes(gitops_buf *b, const json_t *row)
 int cmd_status(int argc, char **argv)
 {
 	struct cli_args a;
-	int code = cli_parse_args(&a, argc, argv, ARG_JSON | ARG_ENV_OPTIONAL);
-	if (code >= 0)
+	int code = cli_parse_args(&a, &status_cmd, argc, argv);
+	if (code != CLI_PARSED)
 		return code;
 	a.quiet = true; /* status prints a table; no progress lines */
 	struct rec_workspace_options wo = {.repo = a.repo, .kubeconfig = a.kubeconfig, .context = a.context,

@@ -8,42 +8,41 @@
 #include <stdlib.h>
 #include <string.h>
 
-void cmd_suspend_help(void)
-{
-	puts("usage: gitops suspend <env> [--reason TEXT] [--actor NAME] [--json]\n\n"
-	     "Records a suspend event: gitops run stops syncing and self-healing the environment (it\n"
-	     "still reports drift) from its next fetch, until gitops resume <env>. gitops status shows\n"
-	     "it. Needs git access only.\n\n"
-	     "Options:\n"
-	     "  --reason TEXT       why; recorded in the event and shown by status\n"
-	     "  --actor NAME        who (default: $GITLAB_USER_LOGIN, $GITHUB_ACTOR, git user.name)\n"
-	     "  --json              print the event as JSON\n"
-	     CLI_STATE_HELP "\n"
-	     "Exit codes: 0 suspended; 2 usage; 3 unknown environment; 5 git error; 7 already suspended.");
-}
+struct suspend_opts {
+	const char *env, *repo, *state_repo, *state_branch;
+	struct hist_action act;
+	bool json;
+};
+static const struct cli_opt_spec suspend_opts[] = {
+	CLI_ARG("env", CLI_OPT_REQUIRED, struct suspend_opts, env, NULL),
+	CLI_VALUE("reason", 0, "TEXT", CLI_SEC_COMMAND, 0, struct suspend_opts, act.reason,
+		  "why; recorded in the event and shown by status"),
+	CLI_VALUE("actor", 0, "NAME", CLI_SEC_COMMAND, 0, struct suspend_opts, act.actor,
+		  "who (default: $GITLAB_USER_LOGIN, $GITHUB_ACTOR, git user.name)"),
+	CLI_SWITCH("json", 0, CLI_SEC_OUTPUT, struct suspend_opts, json, "print the event as JSON"),
+	CLI_OPTS_REPO(struct suspend_opts),
+	CLI_END,
+};
+static const struct cli_command suspend_cmd = {
+	"suspend", suspend_opts,
+	"Records a suspend event: gitops run stops syncing and self-healing the environment (it\n"
+	"still reports drift) from its next fetch, until gitops resume <env>. gitops status shows\n"
+	"it. Needs git access only.",
+	"Exit codes: 0 suspended; 2 usage; 3 unknown environment; 5 git error; 7 already suspended.",
+	NULL,
+};
+
+void cmd_suspend_help(void) { cli_opt_help(stdout, &suspend_cmd); }
 
 int cmd_suspend(int argc, char **argv)
 {
-	const char *envname = NULL, *repo = NULL, *state_repo = NULL, *state_branch = NULL;
-	struct hist_action act = {0};
-	bool json = false;
-	for (int i = 1; i < argc; i++) {
-		int r = 0;
-		if ((r = cli_opt("--reason", argc, argv, &i, &act.reason)) || (r = cli_opt("--actor", argc, argv, &i, &act.actor)) ||
-		    (r = cli_opt("--repo", argc, argv, &i, &repo)) || (r = cli_opt("--state-repo", argc, argv, &i, &state_repo)) ||
-		    (r = cli_opt("--state-branch", argc, argv, &i, &state_branch))) {
-			if (r < 0)
-				return EXIT_USAGE;
-		} else if (!strcmp(argv[i], "--json")) {
-			json = true;
-		} else if (argv[i][0] == '-' || envname) {
-			return cli_fail(EXIT_USAGE, "unexpected %s; see 'gitops suspend --help'", argv[i]);
-		} else {
-			envname = argv[i];
-		}
-	}
-	if (!envname)
-		return cli_fail(EXIT_USAGE, "missing <env>; see 'gitops suspend --help'");
+	struct suspend_opts o = {0};
+	int parsed = cli_opt_parse(&suspend_cmd, &o, argc, argv);
+	if (parsed != CLI_PARSED)
+		return parsed;
+	const char *envname = o.env, *repo = o.repo, *state_repo = o.state_repo, *state_branch = o.state_branch;
+	struct hist_action act = o.act;
+	bool json = o.json;
 	struct rec_workspace_options wo = {.repo = repo};
 	rec_workspace *ws = NULL;
 	hist *h = NULL;

@@ -45,49 +45,62 @@ static void sync_progress_line(void *ud, const char *line)
 		fprintf(stderr, "%s\n", line);
 }
 
-void cmd_sync_help(void)
-{
-	puts("usage: gitops sync <env> [--app A] [--revision REV] [--prune] [--dry-run] [--adopt] [--json]\n\n"
-	     "Renders the environment, compares it with the cluster and applies only what is missing\n"
-	     "or different, with server-side apply (field manager \"gitops\", forcing the fields git\n"
-	     "sets): Namespaces and CRDs first, then cluster-scoped, then namespaced objects, in\n"
-	     "parallel. Unchanged objects are not written. Every applied object is labelled\n"
-	     "app.kubernetes.io/managed-by=gitops, gitops.dev/pipeline, gitops.dev/environment and\n"
-	     "gitops.dev/app, and recorded in the inventory of the pipeline and environment (ConfigMap\n"
-	     "gitops-system/gitops-inventory.<pipeline>.<env>) before it is applied. An object that\n"
-	     "exists but is not in that inventory is skipped (exit 6) unless adopted.\n\n"
-	     "Options:\n"
-	     "  --app A             sync one app of the environment\n"
-	     "  --revision REV      branch, tag or commit (default: what the environment runs: its pin\n"
-	     "                      after a promotion or rollback, else the head of the branch it tracks)\n"
-	     "  --prune             delete objects gitops applied before that no app of the environment\n"
-	     "                      has any more (only those in the inventory and labelled as this\n"
-	     "                      pipeline's and environment's); the environment's `sync.prune: true`\n"
-	     "                      turns it on too. Kept: objects annotated gitops.dev/prune=disabled,\n"
-	     "                      Namespaces and CRDs still holding objects gitops does not manage\n"
-	     "  --dry-run           server-side dry run: nothing is written or deleted, inventory included\n"
-	     "  --adopt             take over existing objects that no gitops pipeline owns (also\n"
-	     "                      `sync: {adopt: true}`); objects of another pipeline or environment\n"
-	     "                      are never taken over\n"
-	     "  --json              print the summary as JSON: environment, app, pipeline, revision,\n"
-	     "                      dryRun, counts {created, updated, unchanged, pruned, failed, extra,\n"
-	     "                      skipped, unmanaged, adopted, kept}, failures [{object, reason}],\n"
-	     "                      durationMs\n"
-	     "  --quiet             no progress lines; failed and unmanaged objects are still printed\n"
-	     "  --signing-key FILE  sign the recorded sync event with this reporter key (gitops keygen;\n"
-	     "                      default $GITOPS_SIGNING_KEY); see gitops.yaml `reporters`\n"
-	     CLI_COMMON_HELP "\n"
-	     "Exit codes: 0 synced; 2 usage; 3 bad input; 4 cluster error; 5 git error;\n"
-	     "6 some objects failed or were skipped as not managed by gitops (the others were\n"
-	     "applied; each one is printed); 7 refused: the state branch does not verify, or the\n"
-	     "commit is not signed by the environment's commitSigners.");
-}
+static const struct cli_opt_spec sync_opts[] = {
+	CLI_ARG("env", CLI_OPT_REQUIRED, struct cli_args, env, NULL),
+	CLI_VALUE("app", 0, "A", CLI_SEC_COMMAND, 0, struct cli_args, app, "sync one app of the environment"),
+	CLI_VALUE("revision", 0, "REV", CLI_SEC_COMMAND, 0, struct cli_args, revision,
+		  "branch, tag or commit (default: what the environment runs: its pin after a promotion or "
+		  "rollback, else the head of the branch it tracks)"),
+	CLI_SWITCH("prune", 0, CLI_SEC_COMMAND, struct cli_args, prune,
+		   "delete objects gitops applied before that no app of the environment has any more (only "
+		   "those in the inventory and labelled as this pipeline's and environment's); the environment's "
+		   "`sync.prune: true` turns it on too. Kept: objects annotated gitops.dev/prune=disabled, "
+		   "Namespaces and CRDs still holding objects gitops does not manage"),
+	CLI_SWITCH("dry-run", 0, CLI_SEC_COMMAND, struct cli_args, dry_run,
+		   "server-side dry run: nothing is written or deleted, inventory included"),
+	CLI_SWITCH("adopt", 0, CLI_SEC_COMMAND, struct cli_args, adopt,
+		   "take over existing objects that no gitops pipeline owns (also `sync: {adopt: true}`); objects "
+		   "of another pipeline or environment are never taken over"),
+	CLI_VALUE("signing-key", 0, "FILE", CLI_SEC_COMMAND, 0, struct cli_args, signing_key,
+		  "sign the recorded sync event with this reporter key (gitops keygen; default "
+		  "$GITOPS_SIGNING_KEY); see gitops.yaml `reporters`"),
+	CLI_SWITCH("json", 0, CLI_SEC_OUTPUT, struct cli_args, json,
+		   "print the summary as JSON: environment, app, pipeline, revision, dryRun, counts {created, "
+		   "updated, unchanged, pruned, failed, extra, skipped, unmanaged, adopted, kept}, failures "
+		   "[{object, reason}], durationMs"),
+	CLI_SWITCH("quiet", 'q', CLI_SEC_OUTPUT, struct cli_args, quiet,
+		   "no progress lines; failed and unmanaged objects are still printed"),
+	CLI_OPT_NO_COLOR(struct cli_args),
+	CLI_OPTS_CLUSTER(struct cli_args),
+	CLI_OPTS_REPO(struct cli_args),
+	CLI_END,
+};
+
+static const struct cli_command sync_cmd = {
+	"sync", sync_opts,
+	"Renders the environment, compares it with the cluster and applies only what is missing\n"
+	"or different, with server-side apply (field manager \"gitops\", forcing the fields git\n"
+	"sets): Namespaces and CRDs first, then cluster-scoped, then namespaced objects, in\n"
+	"parallel. Unchanged objects are not written. Every applied object is labelled\n"
+	"app.kubernetes.io/managed-by=gitops, gitops.dev/pipeline, gitops.dev/environment and\n"
+	"gitops.dev/app, and recorded in the inventory of the pipeline and environment (ConfigMap\n"
+	"gitops-system/gitops-inventory.<pipeline>.<env>) before it is applied. An object that\n"
+	"exists but is not in that inventory is skipped (exit 6) unless adopted. The sync is\n"
+	"recorded in the history (sync.succeeded or sync.failed; not with --dry-run).",
+	"Exit codes: 0 synced; 2 usage; 3 bad input; 4 cluster error; 5 git error;\n"
+	"6 some objects failed or were skipped as not managed by gitops (the others were\n"
+	"applied; each one is printed); 7 refused: the state branch does not verify, or the\n"
+	"commit is not signed by the environment's commitSigners.",
+	NULL,
+};
+
+void cmd_sync_help(void) { cli_opt_help(stdout, &sync_cmd); }
 
 int cmd_sync(int argc, char **argv)
 {
 	struct cli_args a;
-	int code = cli_parse_args(&a, argc, argv, ARG_APP | ARG_REVISION | ARG_PRUNE | ARG_DRY_RUN | ARG_JSON | ARG_ADOPT);
-	if (code >= 0)
+	int code = cli_parse_args(&a, &sync_cmd, argc, argv);
+	if (code != CLI_PARSED)
 		return code;
 	struct sync_progress sp = {.a = &a};
 	struct rec_workspace_options wo = {.repo = a.repo, .kubeconfig = a.kubeconfig, .context = a.context,

@@ -11,23 +11,29 @@
 #include <stdio.h>
 #include <string.h>
 
-void cmd_version_help(void)
-{
-	puts("usage: gitops version [--json]\n\n"
-	     "Prints gitops' version and the versions of libgit2, libfyaml, libcurl, OpenSSL and\n"
-	     "jansson it runs with.\n\n"
-	     "  --json   print one JSON object");
-}
+struct version_opts {
+	bool json;
+};
+static const struct cli_opt_spec version_opts[] = {
+	CLI_SWITCH("json", 0, CLI_SEC_OUTPUT, struct version_opts, json, "print one JSON object"),
+	CLI_END,
+};
+static const struct cli_command version_cmd = {
+	"version", version_opts,
+	"Prints gitops' version and the versions of libgit2, libfyaml, libcurl, OpenSSL and\n"
+	"jansson it runs with (as loaded, not as compiled).",
+	NULL, NULL,
+};
+
+void cmd_version_help(void) { cli_opt_help(stdout, &version_cmd); }
 
 int cmd_version(int argc, char **argv)
 {
-	bool as_json = false;
-	for (int i = 1; i < argc; i++) {
-		if (!strcmp(argv[i], "--json"))
-			as_json = true;
-		else
-			return cli_fail(EXIT_USAGE, "version: unknown option '%s'; see 'gitops version --help'", argv[i]);
-	}
+	struct version_opts opts = {0};
+	int code = cli_opt_parse(&version_cmd, &opts, argc, argv);
+	if (code != CLI_PARSED)
+		return code;
+	bool as_json = opts.json;
 	int major, minor, rev;
 	git_libgit2_version(&major, &minor, &rev);
 	char git_v[32];

@@ -1,11 +1,8 @@
-/* cli: entry point. Dispatches `gitops <command>` through the command table; all behaviour
- * lives in the library modules. */
+/* cli/main.c: entry point. Dispatches `gitops <command>` through the command table; all
+ * behaviour lives in the library modules, each command's options in its own table. */
 #include "cmd.h"
 #include "../common/common.h"
-#include "../common/mask.h"
-#include "../manifests/manifests.h"
 
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -30,84 +27,28 @@ const struct gitops_cmd gitops_commands[] = {
 	{NULL, NULL, NULL, NULL},
 };
 
+/* `gitops` itself: `gitops [--version | --help] | <command> [<args>]`. */
+struct global_opts {
+	bool version;
+};
+static const struct cli_opt_spec global_opts[] = {
+	CLI_SWITCH("version", 0, CLI_SEC_GLOBAL, struct global_opts, version, "print gitops' version (as gitops version)"),
+	CLI_END,
+};
+
 static void usage(FILE *out)
 {
-	fputs("usage: gitops <command> [options]\n\n"
-	      "A GitOps reconciler: renders environments from git, applies them to Kubernetes,\n"
-	      "promotes commits between environments and keeps an audit history in git.\n\n"
-	      "Commands:\n", out);
+	gitops_buf about = GITOPS_BUF_INIT;
+	gitops_buf_puts(&about, "A GitOps reconciler: renders environments from git, applies them to Kubernetes,\n"
+				"promotes commits between environments and keeps an audit history in git.\n\n"
+				"Commands:");
 	for (const struct gitops_cmd *c = gitops_commands; c->name; c++)
-		fprintf(out, "  %-10s %s\n", c->name, c->summary);
-	fputs("\nRun 'gitops <command> --help' for a command's options. Exit codes are listed in README.md.\n", out);
-}
-
-bool cli_wants_help(int argc, char **argv)
-{
-	for (int i = 1; i < argc; i++) {
-		if (!strcmp(argv[i], "--"))
-			break;
-		if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h"))
-			return true;
-	}
-	return false;
-}
-
-int cli_fail(int code, const char *fmt, ...)
-{
-	va_list ap;
-	gitops_buf b = GITOPS_BUF_INIT;
-	va_start(ap, fmt);
-	gitops_buf_vprintf(&b, fmt, ap);
-	va_end(ap);
-	/* error lines often carry apiserver or renderer text */
-	char *line = gitops_mask_text(gitops_buf_cstr(&b), NULL);
-	fprintf(stderr, "gitops: %s\n", line);
-	free(line);
-	gitops_buf_free(&b);
-	return code;
-}
-
-int cli_exit_for(int err)
-{
-	switch (err) {
-	case GITOPS_OK: return EXIT_OK;
-	/* ENOTFOUND reaching the top is something the user named that does not exist: a kubeconfig
-	 * file or context, a key file, an environment. */
-	case GITOPS_EPARSE: case GITOPS_EINVALID: case GITOPS_EUNSUPPORTED: case GITOPS_ENOTFOUND: return EXIT_INPUT;
-	case GITOPS_ENETWORK: case GITOPS_ETLS: case GITOPS_EUNAUTHORIZED: case GITOPS_EFORBIDDEN:
-	case GITOPS_ECONFLICT: case GITOPS_EGONE: case GITOPS_ETOOMANY: case GITOPS_ESERVER:
-	case GITOPS_EAUTH: case GITOPS_ETIMEOUT: return EXIT_CLUSTER;
-	case GITOPS_EGIT: return EXIT_GIT;
-	case GITOPS_EPOLICY: return EXIT_REFUSED;
-	default: return EXIT_INTERNAL;
-	}
-}
-
-const char *cli_default_repo(const char *repo, const char *state_branch)
-{
-	static struct mf_repo_default d;
-	static bool done;
-	if (repo)
-		return repo;
-	if (!done) {
-		done = true;
-		if (!state_branch)
-			state_branch = getenv("GITOPS_STATE_BRANCH");
-		if (mf_repo_default(&d, ".", state_branch && *state_branch ? state_branch : NULL)) {
-			gitops_error_clear();
-			return NULL;
-		}
-		const char *sr = getenv("GITOPS_STATE_REPO");
-		if (d.state && !(sr && *sr))
-			setenv("GITOPS_STATE_REPO", d.state, 1);
-		bool have = (getenv("GITOPS_GIT_TOKEN") && *getenv("GITOPS_GIT_TOKEN")) || getenv("GITOPS_GIT_TOKEN_FILE") ||
-			    getenv("GITOPS_GIT_PASSWORD") || getenv("GITOPS_GIT_PASSWORD_FILE");
-		if (d.password && !have) {
-			setenv("GITOPS_GIT_USERNAME", d.username, 1);
-			setenv("GITOPS_GIT_PASSWORD", d.password, 1);
-		}
-	}
-	return d.manifests;
+		gitops_buf_printf(&about, "\n  %-10s %s", c->name, c->summary);
+	const struct cli_command cmd = {"<command> [<args>]", global_opts, gitops_buf_cstr(&about),
+					"Run 'gitops <command> --help' for a command's options. Exit codes are listed in "
+					"README.md (\"Exit codes\").", NULL};
+	cli_opt_help(out, &cmd);
+	gitops_buf_free(&about);
 }
 
 static const struct gitops_cmd *find_cmd(const char *name)
@@ -118,12 +59,27 @@ static const struct gitops_cmd *find_cmd(const char *name)
 	return NULL;
 }
 
+struct help_opts {
+	const char *command;
+};
+static const struct cli_opt_spec help_opts[] = {
+	CLI_ARG("command", 0, struct help_opts, command, "the command whose help to show (default: the list of commands)"),
+	CLI_END,
+};
+static const struct cli_command help_cmd = {"help", help_opts, "Shows the list of commands, or one command's help.", NULL, NULL};
+
+void cmd_help_help(void) { cli_opt_help(stdout, &help_cmd); }
+
 int cmd_help(int argc, char **argv)
 {
-	if (argc > 1) {
-		const struct gitops_cmd *c = find_cmd(argv[1]);
+	struct help_opts o = {0};
+	int code = cli_opt_parse(&help_cmd, &o, argc, argv);
+	if (code != CLI_PARSED)
+		return code;
+	if (o.command) {
+		const struct gitops_cmd *c = find_cmd(o.command);
 		if (!c)
-			return cli_fail(EXIT_USAGE, "unknown command '%s'; run 'gitops --help' for the list", argv[1]);
+			return cli_fail(EXIT_USAGE, "unknown command '%s'; run 'gitops --help' for the list", o.command);
 		c->help();
 		return EXIT_OK;
 	}
@@ -131,28 +87,31 @@ int cmd_help(int argc, char **argv)
 	return EXIT_OK;
 }
 
-void cmd_help_help(void) { puts("usage: gitops help [<command>]\n\nShows the list of commands, or one command's help."); }
-
 int main(int argc, char **argv)
 {
 	if (argc < 2) {
 		usage(stderr);
 		return EXIT_USAGE;
 	}
-	if (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h")) {
-		usage(stdout);
-		return EXIT_OK;
+	if (argv[1][0] == '-') {
+		/* options of gitops itself come before the command; --help and -h print the list */
+		struct global_opts g = {0};
+		const struct cli_command cmd = {"", global_opts, NULL, NULL, NULL};
+		if (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h")) {
+			usage(stdout);
+			return EXIT_OK;
+		}
+		int code = cli_opt_parse(&cmd, &g, 2, argv);
+		if (code != CLI_PARSED)
+			return code;
+		if (g.version)
+			return cmd_version(1, argv);
 	}
-	if (!strcmp(argv[1], "--version"))
-		return cmd_version(1, argv);
 	const struct gitops_cmd *c = find_cmd(argv[1]);
 	if (!c) {
-		fprintf(stderr, "gitops: unknown command '%s'\nusage: gitops <command> [options]; run 'gitops --help' for the list\n", argv[1]);
+		fprintf(stderr, "gitops: unknown command '%s'; run 'gitops --help' for the list\n", argv[1]);
 		return EXIT_USAGE;
 	}
-	if (cli_wants_help(argc - 1, argv + 1)) {
-		c->help();
-		return EXIT_OK;
-	}
+	/* each command parses its own options with its table (opt.h), --help included */
 	return c->run(argc - 1, argv + 1);
 }

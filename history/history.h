@@ -5,7 +5,7 @@
  * Conventions: every public symbol starts with hist_; functions return 0 or a negative
  * enum gitops_error code with the message in gitops_error_last(); out-parameters come first;
  * every *_free accepts NULL. Events cross the API as jansson objects (the schema is in
- * README.md, "History events"). Refusals by policy (upstream not healthy, bad signature,
+ * README.md, "Events"). Refusals by policy (upstream not healthy, bad signature,
  * duplicate approver...) are GITOPS_EFORBIDDEN with the reason as the message.
  * This module never talks to Kubernetes. */
 #ifndef GITOPS_HISTORY_H

@@ -414,7 +414,7 @@ int rec_notify_start(rec_notifier **out, const struct rec_notify_options *o)
 			if (strcmp(c->events[k], "*") && !hist_type_known(c->events[k]))
 				return gitops_error_set(GITOPS_EINVALID,
 							"%s:%d: notifications (%s): unknown event type \"%s\" (see README "
-							"\"History events\")", cfg->file, c->line, c->name, c->events[k]);
+							"\"Events\")", cfg->file, c->line, c->name, c->events[k]);
 		for (size_t k = 0; k < c->n_envs; k++)
 			if (!mf_config_env(cfg, c->envs[k]))
 				return gitops_error_set(GITOPS_EINVALID, "%s:%d: notifications (%s): unknown environment \"%s\"",

@@ -40,7 +40,7 @@ static int read_config(rec_workspace *ws, const char *sha, struct mf_config **ou
 	int rc = mf_repo_read(&text, ws->repo, sha, "gitops.yaml");
 	if (rc == GITOPS_ENOTFOUND)
 		rc = gitops_error_set(GITOPS_EGIT, "no gitops.yaml at the root of %.12s in %s; add one (see README, "
-				      "\"gitops.yaml\")", sha, ws->repo_url);
+				      "\"The pipeline config: gitops.yaml\")", sha, ws->repo_url);
 	else if (rc)
 		rc = git_error(rc);
 	if (!rc)
