@@ -11,7 +11,7 @@
 struct suspend_opts {
 	const char *env, *repo, *state_repo, *state_branch;
 	struct hist_action act;
-	bool json;
+	bool json, quiet;
 };
 static const struct cli_opt_spec suspend_opts[] = {
 	CLI_ARG("env", CLI_OPT_REQUIRED, struct suspend_opts, env, NULL),
@@ -20,6 +20,7 @@ static const struct cli_opt_spec suspend_opts[] = {
 	CLI_VALUE("actor", 0, "NAME", CLI_SEC_COMMAND, 0, struct suspend_opts, act.actor,
 		  "who (default: $GITLAB_USER_LOGIN, $GITHUB_ACTOR, git user.name)"),
 	CLI_SWITCH("json", 0, CLI_SEC_OUTPUT, struct suspend_opts, json, "print the event as JSON"),
+	CLI_SWITCH("quiet", 'q', CLI_SEC_OUTPUT, struct suspend_opts, quiet, "print nothing (the exit code tells)"),
 	CLI_OPTS_REPO(struct suspend_opts),
 	CLI_END,
 };
@@ -62,7 +63,7 @@ int cmd_suspend(int argc, char **argv)
 		char *s = json_dumps(ev, JSON_INDENT(2));
 		puts(s);
 		free(s);
-	} else {
+	} else if (!o.quiet) {
 		printf("%s suspended: gitops run neither syncs nor self-heals it until gitops resume %s\n", env->name,
 		       env->name);
 	}
