@@ -13,7 +13,7 @@ static const struct cli_opt_spec drift_opts[] = {
 	CLI_ARG("env", 0, struct cli_args, env, NULL),
 	CLI_SWITCH("json", 0, CLI_SEC_OUTPUT, struct cli_args, json,
 		   "a JSON array of {environment, apiVersion, kind, namespace, name, state, fields}"),
-	CLI_SWITCH("quiet", 'q', CLI_SEC_OUTPUT, struct cli_args, quiet, "no progress lines"),
+	CLI_SWITCH("quiet", 'q', CLI_SEC_OUTPUT, struct cli_args, quiet, "no progress lines, no \"never synced\" lines"),
 	CLI_OPT_NO_COLOR(struct cli_args),
 	CLI_OPTS_CLUSTER(struct cli_args),
 	CLI_OPTS_REPO(struct cli_args),

@@ -1,6 +1,5 @@
 /* cli: `gitops history`: the deploy history from the state branch (filters, table or JSON),
- * `history show`, `history dora`, `history verify`, `history record`; plus the helpers the
- * other history commands share (exit codes, option matching). */
+ * `history show`, `history dora`, `history verify`, `history record`: one option table each. */
 #include "cmd.h"
 #include "history/history.h"
 #include "reconcile/reconcile.h"
