@@ -491,27 +491,18 @@ static void approval_pair(struct cctx *c, const char *key, struct fy_node *val, 
 
 /* ---- public keys: reporters (ed25519:<base64>) and commit signers (OpenSSH lines) -------- */
 
-/* Strict base64 (EVP_DecodeInit/Update/Final: exact length, no newlines inside a key line) into
- * out; returns the decoded length or -1. */
+/* Strict base64 (no newline inside a key line) into out, at most `max` bytes; returns the
+ * decoded length or -1. */
 static long b64_exact(unsigned char *out, size_t max, const char *s, size_t n)
 {
-	if (!n || n % 4 || n / 4 * 3 > max + 2)
+	unsigned char *raw;
+	size_t len;
+	if (!n || gitops_base64_decode(&raw, &len, s, n, 0))
 		return -1;
-	for (size_t i = 0; i < n; i++)
-		if (!(isalnum((unsigned char)s[i]) || s[i] == '+' || s[i] == '/' || (s[i] == '=' && i >= n - 2)))
-			return -1;
-	unsigned char *tmp = gitops_malloc(n / 4 * 3 + 3);
-	EVP_ENCODE_CTX *ctx = EVP_ENCODE_CTX_new();
-	int l1 = 0, l2 = 0;
-	long got = -1;
-	EVP_DecodeInit(ctx);
-	if (EVP_DecodeUpdate(ctx, tmp, &l1, (const unsigned char *)s, (int)n) >= 0 && EVP_DecodeFinal(ctx, tmp + l1, &l2) == 1 &&
-	    (size_t)(l1 + l2) <= max) {
-		got = l1 + l2;
-		memcpy(out, tmp, (size_t)got);
-	}
-	EVP_ENCODE_CTX_free(ctx);
-	free(tmp);
+	long got = len <= max ? (long)len : -1;
+	if (got >= 0)
+		memcpy(out, raw, len);
+	gitops_base64_free(raw, len);
 	return got;
 }
 

@@ -228,21 +228,10 @@ static json_t *resolve_plain(const char *s, const char **err)
  * NULL with *err for invalid base64. */
 static json_t *binary_scalar(const char *s, size_t len, const char **err)
 {
-	char *clean = gitops_malloc(len + 1);
-	size_t n = 0;
-	for (size_t i = 0; i < len; i++)
-		if (s[i] != '\n' && s[i] != '\r')
-			clean[n++] = s[i];
-	clean[n] = '\0';
 	json_t *v = NULL;
-	/* Go's StdEncoding: padded, '=' only as the last one or two characters */
-	size_t body = strspn(clean, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/");
-	size_t pad = strspn(clean + body, "=");
-	bool valid = n % 4 == 0 && body + pad == n && pad <= 2;
-	unsigned char *raw = gitops_malloc(n / 4 * 3 + 3);
-	int got = valid ? EVP_DecodeBlock(raw, (unsigned char *)clean, (int)n) : -1;
-	if (got >= 0)
-		got -= (int)pad; /* EVP_DecodeBlock counts padding as data */
+	unsigned char *raw = NULL;
+	size_t n = 0;
+	long got = gitops_base64_decode(&raw, &n, s, len, GITOPS_BASE64_LINES) ? -1 : (long)n;
 	if (got < 0) {
 		*err = "!!binary value is not valid base64";
 	} else {
@@ -265,7 +254,6 @@ static json_t *binary_scalar(const char *s, size_t len, const char **err)
 		gitops_buf_free(&b);
 	}
 	free(raw);
-	free(clean);
 	return v;
 }
 
