@@ -74,31 +74,12 @@ done:
 	return rc;
 }
 
+/* kubeconfig's *-data fields: base64 as client-go reads them (line breaks ignored). */
 static char *b64_decode(const char *in, size_t *outlen)
 {
-	size_t n = strlen(in);
-	gitops_buf clean = GITOPS_BUF_INIT;
-	for (size_t i = 0; i < n; i++)
-		if (in[i] != '\n' && in[i] != '\r' && in[i] != ' ')
-			gitops_buf_putc(&clean, in[i]);
-	if (clean.len % 4 != 0 || clean.len == 0) {
-		gitops_buf_free(&clean);
+	unsigned char *out;
+	if (!*in || gitops_base64_decode(&out, outlen, in, strlen(in), GITOPS_BASE64_LINES))
 		return NULL;
-	}
-	unsigned char *out = gitops_malloc(clean.len / 4 * 3 + 1);
-	int r = EVP_DecodeBlock(out, (unsigned char *)clean.ptr, (int)clean.len);
-	if (r < 0) {
-		free(out);
-		gitops_buf_free(&clean);
-		return NULL;
-	}
-	/* EVP_DecodeBlock counts padding bytes as data: take them off. */
-	size_t len = (size_t)r;
-	if (clean.len >= 1 && clean.ptr[clean.len - 1] == '=') len--;
-	if (clean.len >= 2 && clean.ptr[clean.len - 2] == '=') len--;
-	out[len] = '\0';
-	gitops_buf_free(&clean);
-	*outlen = len;
 	return (char *)out;
 }
 

@@ -97,7 +97,16 @@ int kube_discovery_refresh(kube_client *c);
 int kube_api_versions(json_t **out, kube_client *c);
 /* The server's version (GET /version: gitVersion, e.g. "v1.36.3"). The caller frees *out. */
 int kube_server_version(char **out, kube_client *c);
-/* Waits until CustomResourceDefinition `name` is Established and its kind is discoverable. */
+/* Waits until the CustomResourceDefinitions crds[0..n) (the objects as applied: spec.group,
+ * spec.names, spec.versions) are all Established and every version they serve is discoverable,
+ * together: each poll reads the small resource list of each group-version still awaited
+ * (GET /apis/G/V, which lists a kind only once its CRD is Established and served) and adds
+ * what it finds to the client's discovery table, so no full discovery refresh is needed.
+ * ready (may be NULL) gets, per CRD, whether it is served. GITOPS_ETIMEOUT after timeout_ms
+ * (the message names the CRDs not served and the reason their conditions give), or as soon as
+ * the client's cancel flag is set ("wait cancelled"). Thread-safe like every call on a client. */
+int kube_wait_crds(kube_client *c, const json_t *const *crds, size_t n, bool *ready, long timeout_ms);
+/* kube_wait_crds for one CRD known by name (read from the server first). */
 int kube_wait_crd(kube_client *c, const char *name, long timeout_ms);
 
 /* ---- Operations ------------------------------------------------------------------------- */
