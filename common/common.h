@@ -10,6 +10,19 @@
 
 #define GITOPS_VERSION "0.1.0"
 
+/* ---- Threads and ownership, per type (common/) -------------------------------------------
+ *
+ * Last error       thread-local: each thread sees only its own (gitops_error_*).
+ * gitops_buf       not locked: one owner thread; the owner frees it (gitops_buf_free) or takes
+ *                  its string (gitops_buf_detach, then free()).
+ * gitops_cancel    thread-safe and async-signal-safe to set; one owner frees it after every
+ *                  thread that waits on it stopped.
+ * Metrics          thread-safe (one lock around the registry).
+ * Base64, apiVersion, masking (mask.h), YAML (yaml.h), git errors (git.h): pure or thread-local
+ *                  only, reentrant.
+ * Allocation       gitops_malloc and friends abort on out-of-memory; what they return is the
+ *                  caller's (free()). */
+
 /* Error codes returned by every library function: 0 on success, one of these on failure.
  * The list only grows; values are stable. The message beside the code is in
  * gitops_error_last(). */

@@ -283,6 +283,38 @@ static void crd_wait_stops_when_cancelled(void **state)
 	kube_client_free(c);
 }
 
+/* kubeconfig goes through the one YAML reader, with kubectl's scalar rules and file:line:col */
+static void kubeconfig_is_read_with_kubectl_yaml_rules(void **state)
+{
+	static const char y[] = "clusters:\n- name: c\n  cluster:\n    server: https://x\n"
+				"    insecure-skip-tls-verify: yes\n    port: 0x10\n    quoted: \"yes\"\n";
+	json_t *doc = NULL;
+	assert_int_equal(kube_yaml_to_json(&doc, y, strlen(y), "kc.yaml"), 0);
+	json_t *c = json_object_get(json_array_get(json_object_get(doc, "clusters"), 0), "cluster");
+	assert_true(json_is_true(json_object_get(c, "insecure-skip-tls-verify")));
+	assert_int_equal(json_integer_value(json_object_get(c, "port")), 16);
+	assert_string_equal(json_string_value(json_object_get(c, "quoted")), "yes");
+	json_decref(doc);
+	/* an empty file is an empty config, not an error */
+	assert_int_equal(kube_yaml_to_json(&doc, "", 0, "empty.yaml"), 0);
+	assert_true(json_is_object(doc) && json_object_size(doc) == 0);
+	json_decref(doc);
+	/* errors name the file, line and column */
+	static const char bad[] = "clusters:\n- name: c\n  name: d\n";
+	assert_int_equal(kube_yaml_to_json(&doc, bad, strlen(bad), "dup.yaml"), GITOPS_EPARSE);
+	assert_null(doc);
+	assert_non_null(strstr(gitops_error_last(), "dup.yaml:3:"));
+	static const char broken[] = "clusters: [a, b\nusers: x\n";
+	assert_int_equal(kube_yaml_to_json(&doc, broken, strlen(broken), "broken.yaml"), GITOPS_EPARSE);
+	assert_non_null(strstr(gitops_error_last(), "broken.yaml:"));
+	/* the insecure flag written as kubectl accepts it reaches the configuration */
+	kube_config *cfg = NULL;
+	struct kube_config_options co = {.kubeconfig = FIXTURES "kubeconfig.yaml"};
+	assert_int_equal(kube_config_load(&cfg, &co), 0);
+	assert_true(cfg->insecure);
+	kube_config_free(cfg);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -293,6 +325,7 @@ int main(void)
 		cmocka_unit_test(secret_values_quoted_by_the_apiserver_are_masked),
 		cmocka_unit_test(retry_decisions_follow_client_go),
 		cmocka_unit_test(crd_wait_stops_when_cancelled),
+		cmocka_unit_test(kubeconfig_is_read_with_kubectl_yaml_rules),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
