@@ -10,6 +10,19 @@
 
 #define GITOPS_VERSION "0.1.0"
 
+/* ---- Threads and ownership, per type (common/) -------------------------------------------
+ *
+ * Last error       thread-local: each thread sees only its own (gitops_error_*).
+ * gitops_buf       not locked: one owner thread; the owner frees it (gitops_buf_free) or takes
+ *                  its string (gitops_buf_detach, then free()).
+ * gitops_cancel    thread-safe and async-signal-safe to set; one owner frees it after every
+ *                  thread that waits on it stopped.
+ * Metrics          thread-safe (one lock around the registry).
+ * Base64, apiVersion, masking (mask.h), YAML (yaml.h), git errors (git.h): pure or thread-local
+ *                  only, reentrant.
+ * Allocation       gitops_malloc and friends abort on out-of-memory; what they return is the
+ *                  caller's (free()). */
+
 /* Error codes returned by every library function: 0 on success, one of these on failure.
  * The list only grows; values are stable. The message beside the code is in
  * gitops_error_last(). */
@@ -90,6 +103,32 @@ int gitops_write_file(const char *path, const void *data, size_t len, int mode);
  * U+10FFFF); else -1 with the 1-based line and column of the first bad byte. Every YAML input
  * is checked with it before libfyaml sees it. */
 int gitops_utf8_check(const char *text, size_t len, int *line, int *col);
+
+/* ---- Base64 (common/base64.c): the only base64 code; everything else calls these. ---- */
+
+/* Standard alphabet, padded (RFC 4648 section 4). Returns a new NUL-terminated string; the
+ * caller frees it (free()). Thread-safe. */
+char *gitops_base64_encode(const void *data, size_t len);
+/* Line breaks (\r, \n) anywhere are ignored, as Go's decoder (the apiserver's, kubectl's)
+ * and PEM/SSH armour do; without it only the alphabet and final '=' padding are accepted. */
+#define GITOPS_BASE64_LINES 1u
+/* Decodes the n bytes at s: the padded standard alphabet only, length a multiple of 4, '='
+ * only as the last one or two characters (Go's StdEncoding); "" decodes to 0 bytes. On success
+ * 0, *out (NUL-terminated after *out_len bytes; the caller frees it with gitops_base64_free,
+ * which wipes it: decoded values are often secrets) and *out_len. -1 when malformed, with
+ * *out NULL and no error set: the caller says what was malformed. Thread-safe. */
+int gitops_base64_decode(unsigned char **out, size_t *out_len, const char *s, size_t n, unsigned flags);
+/* Wipes `len` bytes and frees p (NULL is fine). */
+void gitops_base64_free(unsigned char *p, size_t len);
+
+/* ---- apiVersion (common/apiversion.c) ---- */
+
+/* The length of the API group at the start of an apiVersion: "apps/v1" -> 4 ("apps"), "v1" -> 0
+ * (the core group ""). *version (may be NULL) gets the version part ("v1"). NULL reads as "".
+ * Pure and thread-safe, like gitops_api_group. */
+size_t gitops_api_group_len(const char *api_version, const char **version);
+/* The API group as a new string ("" for the core group); the caller frees it. */
+char *gitops_api_group(const char *api_version);
 
 /* Monotonic clock in milliseconds. */
 long long gitops_now_ms(void);

@@ -144,17 +144,13 @@ static void add_base64(struct values *s, const json_t *v)
 	add_scalar(s, v);
 	const char *b64 = json_string_value(v);
 	size_t len = b64 ? strlen(b64) : 0;
-	if (!len || len % 4 || len > (1u << 24))
+	unsigned char *out;
+	size_t n;
+	if (!len || len > (1u << 24) || gitops_base64_decode(&out, &n, b64, len, GITOPS_BASE64_LINES))
 		return;
-	unsigned char *out = gitops_malloc(len / 4 * 3 + 1);
-	int n = EVP_DecodeBlock(out, (const unsigned char *)b64, (int)len);
-	if (n > 0) {
-		for (size_t i = len; i > 0 && b64[i - 1] == '='; i--)
-			n--;
-		if (n > 0)
-			add_forms(s, (const char *)out, (size_t)n);
-	}
-	free(out);
+	if (n > 0)
+		add_forms(s, (const char *)out, n);
+	gitops_base64_free(out, n);
 }
 
 static void collect(struct values *s, const json_t *o)

@@ -477,9 +477,7 @@ static void set_identity(drift_result *r, const json_t *obj)
 {
 	json_t *md = json_object_get(obj, "metadata");
 	r->api_version = dup_str(json_object_get(obj, "apiVersion"));
-	const char *slash = strchr(r->api_version, '/');
-	r->group = slash ? gitops_strndup(r->api_version, (size_t)(slash - r->api_version))
-			 : gitops_strdup("");
+	r->group = gitops_api_group(r->api_version);
 	r->kind = dup_str(json_object_get(obj, "kind"));
 	r->namespace_ = dup_str(json_object_get(md, "namespace"));
 	r->name = dup_str(json_object_get(md, "name"));

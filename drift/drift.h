@@ -12,6 +12,17 @@
 #define DRIFT_FIELD_MANAGER "gitops"
 
 /* How one object compares. */
+/* ---- Threads and ownership, per type -----------------------------------------------------
+ *
+ * drift does no I/O and keeps no global state: every function is reentrant.
+ * drift_ignore     read-only once built (drift_ignore_add is not thread-safe): then shared by any
+ *                  number of comparing threads; one owner frees it.
+ * drift_result     owned by the caller that received it (drift_result_free); not locked: one
+ *                  thread uses it at a time, or several only read it.
+ * Inputs           desired and live objects are borrowed, never changed nor reference-counted, so
+ *                  objects shared with a watch cache may be compared from several threads.
+ * Output           every string drift returns (diffs, JSON text) is the caller's to free. */
+
 typedef enum {
 	DRIFT_IN_SYNC = 0, /* every field gitops sets has its desired value live */
 	DRIFT_MODIFIED,    /* live exists, at least one of our fields differs (see the fields) */

@@ -70,31 +70,18 @@ static void canonical_base64(json_t *data)
 		if (!json_is_string(c))
 			continue;
 		const char *in = json_string_value(c);
-		size_t n = json_string_length(c), m = 0, pad = 0;
-		char *flat = gitops_malloc(n + 1);
-		for (size_t i = 0; i < n; i++)
-			if (in[i] != '\n' && in[i] != '\r')
-				flat[m++] = in[i];
-		flat[m] = '\0';
-		if (m == n || m % 4 != 0 || m > (size_t)1 << 30) {
-			free(flat);
+		size_t n = json_string_length(c);
+		if (!memchr(in, '\n', n) && !memchr(in, '\r', n))
 			continue; /* already flat (then canonical or rejected by the server) */
-		}
-		while (pad < 2 && pad < m && flat[m - 1 - pad] == '=')
-			pad++;
-		unsigned char *raw = gitops_malloc(m / 4 * 3 + 1);
-		int len = EVP_DecodeBlock(raw, (const unsigned char *)flat, (int)m);
-		if (len >= 0) {
-			unsigned char *enc = gitops_malloc(m + 1);
-			EVP_EncodeBlock(enc, raw, len - (int)pad);
-			json_object_set_new(data, k, json_string((const char *)enc));
-			OPENSSL_cleanse(enc, m + 1);
-			free(enc);
-		}
-		OPENSSL_cleanse(raw, m / 4 * 3 + 1);
-		OPENSSL_cleanse(flat, m);
-		free(raw);
-		free(flat);
+		unsigned char *raw;
+		size_t len;
+		if (gitops_base64_decode(&raw, &len, in, n, GITOPS_BASE64_LINES))
+			continue;
+		char *enc = gitops_base64_encode(raw, len);
+		json_object_set_new(data, k, json_string(enc));
+		OPENSSL_cleanse(enc, strlen(enc));
+		free(enc);
+		gitops_base64_free(raw, len);
 	}
 }
 
@@ -117,11 +104,9 @@ static void fold_string_data(json_t *secret)
 	json_object_foreach(sd, k, c) {
 		if (!json_is_string(c))
 			continue;
-		size_t n = json_string_length(c);
-		unsigned char *enc = gitops_malloc(4 * ((n + 2) / 3) + 1);
-		EVP_EncodeBlock(enc, (const unsigned char *)json_string_value(c), (int)n);
-		json_object_set_new(data, k, json_string((const char *)enc));
-		OPENSSL_cleanse(enc, 4 * ((n + 2) / 3) + 1);
+		char *enc = gitops_base64_encode(json_string_value(c), json_string_length(c));
+		json_object_set_new(data, k, json_string(enc));
+		OPENSSL_cleanse(enc, strlen(enc));
 		free(enc);
 	}
 	json_object_del(secret, "stringData");

@@ -5,6 +5,7 @@
 #include <git2.h>
 #include <openssl/evp.h>
 
+#include "common/git.h"
 #include "history/history.h"
 
 struct hist {
@@ -68,7 +69,6 @@ int hist_append(hist *h, json_t *ev, hist_prepare_fn prep, void *ud, bool *skipp
 int hist_tip(git_oid *out, bool *exists, hist *h);
 /* A snapshot of the tip (caller frees). */
 int hist_snapshot(struct hist_snap **out, hist *h);
-int hist_git_fail(int gerr, int code, const char *what);
 
 /* ---- verify.c ---------------------------------------------------------------------------- */
 

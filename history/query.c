@@ -176,7 +176,7 @@ static int index_load(struct index *x, hist *h)
 	if (g == 0)
 		git_revwalk_sorting(w, GIT_SORT_TOPOLOGICAL | GIT_SORT_REVERSE);
 	if (g < 0) {
-		rc = hist_git_fail(g, GITOPS_EGIT, h->ref);
+		rc = gitops_git_fail(g, GITOPS_EGIT, h->ref);
 		git_revwalk_free(w);
 		goto out;
 	}

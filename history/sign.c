@@ -26,40 +26,17 @@ static int ssl_fail(int code, const char *what)
 	return gitops_error_set(code, "%s%s%s", what, *buf ? ": " : "", buf);
 }
 
-static char *b64_encode(const unsigned char *data, size_t len)
-{
-	char *out = gitops_malloc(4 * ((len + 2) / 3) + 1);
-	EVP_EncodeBlock((unsigned char *)out, data, (int)len);
-	return out;
-}
-
-/* Decodes strict base64 into out (at most `max` bytes); -1 when malformed. */
+/* Decodes strict base64 (a key or a signature) into out, at most `max` bytes; -1 when malformed. */
 static long b64_decode(unsigned char *out, size_t max, const char *s)
 {
-	size_t n = strlen(s);
-	if (n == 0 || n % 4 || n / 4 * 3 > max + 2)
+	unsigned char *raw;
+	size_t n;
+	if (!*s || gitops_base64_decode(&raw, &n, s, strlen(s), 0))
 		return -1;
-	for (size_t i = 0; i < n; i++) {
-		char c = s[i];
-		bool ok = (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '+' ||
-			  c == '/' || (c == '=' && i >= n - 2);
-		if (!ok)
-			return -1;
-	}
-	unsigned char *tmp = gitops_malloc(n / 4 * 3 + 1);
-	int got = EVP_DecodeBlock(tmp, (const unsigned char *)s, (int)n);
-	if (got < 0) {
-		free(tmp);
-		return -1;
-	}
-	int pad = (s[n - 1] == '=') + (s[n - 2] == '=');
-	got -= pad;
-	if ((size_t)got > max) {
-		free(tmp);
-		return -1;
-	}
-	memcpy(out, tmp, (size_t)got);
-	free(tmp);
+	long got = n <= max ? (long)n : -1;
+	if (got >= 0)
+		memcpy(out, raw, n);
+	gitops_base64_free(raw, n);
 	return got;
 }
 
@@ -69,7 +46,7 @@ static char *pub_line(EVP_PKEY *k)
 	size_t len = sizeof(raw);
 	if (EVP_PKEY_get_raw_public_key(k, raw, &len) != 1 || len != 32)
 		return NULL;
-	char *b = b64_encode(raw, len);
+	char *b = gitops_base64_encode(raw, len);
 	char *line = gitops_sprintf(PUB_PREFIX "%s", b);
 	free(b);
 	return line;
@@ -180,7 +157,7 @@ int hist_sign(char **out_sig, const char *key_file, const char *decision, const 
 	    EVP_DigestSign(ctx, sig, &siglen, (const unsigned char *)text, strlen(text)) != 1)
 		rc = ssl_fail(GITOPS_ERROR, "signing");
 	else
-		*out_sig = b64_encode(sig, siglen);
+		*out_sig = gitops_base64_encode(sig, siglen);
 	EVP_MD_CTX_free(ctx);
 	free(text);
 	EVP_PKEY_free(k);
@@ -254,7 +231,7 @@ int hist_event_sign(json_t *ev, EVP_PKEY *k, const char *pub)
 	    EVP_DigestSign(ctx, sig, &siglen, (const unsigned char *)text, strlen(text)) != 1) {
 		rc = ssl_fail(GITOPS_ERROR, "signing the record");
 	} else {
-		char *b = b64_encode(sig, siglen);
+		char *b = gitops_base64_encode(sig, siglen);
 		json_object_set_new(ev, "signature", json_pack("{s:s, s:s}", "key", pub, "value", b));
 		free(b);
 	}
@@ -354,18 +331,14 @@ int hist_sshsig_verify(unsigned char out_blob[51], const char *armored, size_t a
 		return gitops_error_set(GITOPS_EINVALID, "not an SSH signature (gpg.format=ssh; GPG and X.509 signatures are not supported)");
 	a += sizeof(begin) - 1;
 	size_t b64len = (size_t)(e - a);
-	unsigned char *blob = gitops_malloc(b64len + 4);
-	int l1 = 0, l2 = 0;
-	EVP_ENCODE_CTX *ctx = EVP_ENCODE_CTX_new();
-	EVP_DecodeInit(ctx);
-	bool ok = EVP_DecodeUpdate(ctx, blob, &l1, (const unsigned char *)a, (int)b64len) >= 0 &&
-		  EVP_DecodeFinal(ctx, blob + l1, &l2) == 1;
-	EVP_ENCODE_CTX_free(ctx);
+	unsigned char *blob = NULL;
+	size_t bloblen = 0;
+	bool ok = !gitops_base64_decode(&blob, &bloblen, a, b64len, GITOPS_BASE64_LINES);
 	int rc = 0;
 	EVP_PKEY *k = NULL;
 	EVP_MD_CTX *mctx = NULL;
 	gitops_buf tbs = GITOPS_BUF_INIT;
-	struct rd r = {blob, ok ? (size_t)(l1 + l2) : 0}, pk, nsp, res, hash, sig, kt, kraw, st, sraw;
+	struct rd r = {blob, ok ? bloblen : 0}, pk, nsp, res, hash, sig, kt, kraw, st, sraw;
 	uint32_t ver = 0;
 	if (!ok || r.n < 6 || memcmp(r.p, "SSHSIG", 6)) {
 		rc = gitops_error_set(GITOPS_EINVALID, "malformed SSH signature (no SSHSIG preamble)");
@@ -431,7 +404,7 @@ void hist_ssh_fingerprint(char out[64], const unsigned char blob[51])
 	unsigned char md[32];
 	unsigned int n = 0;
 	EVP_Digest(blob, 51, md, &n, EVP_sha256(), NULL);
-	char *b = b64_encode(md, 32);
+	char *b = gitops_base64_encode(md, 32);
 	size_t l = strlen(b);
 	while (l && b[l - 1] == '=')
 		b[--l] = '\0';

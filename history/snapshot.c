@@ -67,12 +67,12 @@ static int read_json(json_t **out, struct hist_snap *s, const char *path)
 		return 0;
 	}
 	if (g < 0)
-		return hist_git_fail(g, GITOPS_EGIT, path);
+		return gitops_git_fail(g, GITOPS_EGIT, path);
 	git_blob *b = NULL;
 	g = git_blob_lookup(&b, s->repo, git_tree_entry_id(e));
 	git_tree_entry_free(e);
 	if (g < 0)
-		return hist_git_fail(g, GITOPS_EGIT, path);
+		return gitops_git_fail(g, GITOPS_EGIT, path);
 	json_error_t je;
 	*out = json_loadb(git_blob_rawcontent(b), (size_t)git_blob_rawsize(b), 0, &je);
 	git_blob_free(b);
@@ -126,7 +126,7 @@ int hist_snap_pending(json_t **out, struct hist_snap *s)
 			g = git_tree_lookup(&t, s->repo, git_tree_entry_id(e));
 			git_tree_entry_free(e);
 			if (g < 0)
-				return hist_git_fail(g, GITOPS_EGIT, "promotions");
+				return gitops_git_fail(g, GITOPS_EGIT, "promotions");
 			for (size_t i = 0; i < git_tree_entrycount(t); i++) {
 				const char *name = git_tree_entry_name(git_tree_entry_byindex(t, i));
 				size_t n = strlen(name);
@@ -143,7 +143,7 @@ int hist_snap_pending(json_t **out, struct hist_snap *s)
 			}
 			git_tree_free(t);
 		} else if (g != GIT_ENOTFOUND) {
-			return hist_git_fail(g, GITOPS_EGIT, "promotions");
+			return gitops_git_fail(g, GITOPS_EGIT, "promotions");
 		}
 		git_error_clear();
 	}
@@ -421,7 +421,7 @@ static int put_blob(git_treebuilder *b, git_repository *repo, const char *name, 
 	gitops_buf_free(&buf);
 	if (g == 0)
 		g = git_treebuilder_insert(NULL, b, name, &oid, GIT_FILEMODE_BLOB);
-	return g < 0 ? hist_git_fail(g, GITOPS_EGIT, name) : 0;
+	return g < 0 ? gitops_git_fail(g, GITOPS_EGIT, name) : 0;
 }
 
 /* Rewrites subtree `dir` with the dirty entries of `map`; a JSON null removes the file. */
@@ -434,9 +434,9 @@ static int write_dir(git_treebuilder *root, struct hist_snap *s, const char *dir
 	int rc = 0, g;
 	const git_tree_entry *e = git_treebuilder_get(root, dir);
 	if (e && (g = git_tree_lookup(&old, s->repo, git_tree_entry_id(e))) < 0)
-		return hist_git_fail(g, GITOPS_EGIT, dir);
+		return gitops_git_fail(g, GITOPS_EGIT, dir);
 	if ((g = git_treebuilder_new(&b, s->repo, old)) < 0) {
-		rc = hist_git_fail(g, GITOPS_EGIT, dir);
+		rc = gitops_git_fail(g, GITOPS_EGIT, dir);
 		goto out;
 	}
 	const char *k;
@@ -460,7 +460,7 @@ static int write_dir(git_treebuilder *root, struct hist_snap *s, const char *dir
 			git_treebuilder_remove(root, dir);
 	} else if ((g = git_treebuilder_write(&oid, b)) < 0 ||
 		   (g = git_treebuilder_insert(NULL, root, dir, &oid, GIT_FILEMODE_TREE)) < 0) {
-		rc = hist_git_fail(g, GITOPS_EGIT, dir);
+		rc = gitops_git_fail(g, GITOPS_EGIT, dir);
 	}
 out:
 	git_treebuilder_free(b);
@@ -473,14 +473,14 @@ int hist_snap_write(git_oid *out, struct hist_snap *s)
 	git_treebuilder *root = NULL;
 	int g = git_treebuilder_new(&root, s->repo, s->root);
 	if (g < 0)
-		return hist_git_fail(g, GITOPS_EGIT, "state tree");
+		return gitops_git_fail(g, GITOPS_EGIT, "state tree");
 	int rc = 0;
 	if (!git_treebuilder_get(root, "format")) {
 		git_oid oid;
 		const char *fmt = "gitops-state 1\n";
 		if ((g = git_blob_create_from_buffer(&oid, s->repo, fmt, strlen(fmt))) < 0 ||
 		    (g = git_treebuilder_insert(NULL, root, "format", &oid, GIT_FILEMODE_BLOB)) < 0)
-			rc = hist_git_fail(g, GITOPS_EGIT, "format");
+			rc = gitops_git_fail(g, GITOPS_EGIT, "format");
 	}
 	if (!rc)
 		rc = write_dir(root, s, "environments", s->envs, s->dirty_envs);
@@ -489,7 +489,7 @@ int hist_snap_write(git_oid *out, struct hist_snap *s)
 	if (!rc && s->dirty_decided)
 		rc = put_blob(root, s->repo, "decided.json", s->decided);
 	if (!rc && (g = git_treebuilder_write(out, root)) < 0)
-		rc = hist_git_fail(g, GITOPS_EGIT, "state tree");
+		rc = gitops_git_fail(g, GITOPS_EGIT, "state tree");
 	git_treebuilder_free(root);
 	return rc;
 }

@@ -15,17 +15,6 @@
 #include <time.h>
 #include <unistd.h>
 
-int hist_git_fail(int gerr, int code, const char *what)
-{
-	const git_error *e = git_error_last();
-	const char *msg = e && e->message ? e->message : "unknown libgit2 error";
-	if (gerr == GIT_ENOTFOUND && code == GITOPS_ERROR)
-		code = GITOPS_ENOTFOUND;
-	int rc = gitops_error_set(code ? code : GITOPS_EGIT, "%s: %s", what, msg);
-	git_error_clear();
-	return rc;
-}
-
 static bool is_url(const char *s)
 {
 	if (strstr(s, "://"))
@@ -69,7 +58,7 @@ int hist_open(hist **out, const struct hist_options *opt)
 		h->path = gitops_strdup(opt->repo);
 	}
 	if ((g = git_repository_open(&h->repo, h->path)) < 0) {
-		rc = hist_git_fail(g, GITOPS_EGIT, h->path);
+		rc = gitops_git_fail(g, GITOPS_EGIT, h->path);
 		goto fail;
 	}
 	*out = h;
@@ -164,7 +153,7 @@ static int local_tip(git_oid *out, bool *exists, hist *h)
 		git_error_clear();
 		return 0;
 	}
-	return g < 0 ? hist_git_fail(g, GITOPS_EGIT, h->ref) : 0;
+	return g < 0 ? gitops_git_fail(g, GITOPS_EGIT, h->ref) : 0;
 }
 
 int hist_tip(git_oid *out, bool *exists, hist *h)
@@ -194,7 +183,7 @@ static int snapshot_at(struct hist_snap **out, hist *h, const git_oid *tip, bool
 		g = git_commit_tree(&t, c);
 	git_commit_free(c);
 	if (g < 0)
-		return hist_git_fail(g, GITOPS_EGIT, h->ref);
+		return gitops_git_fail(g, GITOPS_EGIT, h->ref);
 	*out = hist_snap_new(h->repo, t);
 	git_tree_free(t);
 	return 0;
@@ -255,7 +244,7 @@ static int make_commit(git_oid *out, hist *h, const git_oid *tree_id, const git_
 	const git_oid *parents[1] = {parent};
 	if ((g = git_signature_new(&sig, actor && *actor ? actor : "gitops", "gitops@localhost", (git_time_t)(ms / 1000), 0)) < 0 ||
 	    (g = git_commit_create_from_ids(out, h->repo, NULL, sig, sig, NULL, msg, tree_id, parent ? 1 : 0, parents)) < 0)
-		rc = hist_git_fail(g, GITOPS_EGIT, "state commit");
+		rc = gitops_git_fail(g, GITOPS_EGIT, "state commit");
 	free(msg);
 	git_signature_free(sig);
 	return rc;
@@ -342,7 +331,7 @@ static int push(hist *h, const git_oid *commit, const git_oid *old)
 	int g = git_reference_create(&r, h->repo, tmpref, commit, 1, "gitops: push");
 	git_reference_free(r);
 	if (g < 0)
-		return hist_git_fail(g, GITOPS_EGIT, tmpref);
+		return gitops_git_fail(g, GITOPS_EGIT, tmpref);
 	git_remote *remote = NULL;
 	git_remote_create_options copts;
 	git_remote_create_options_init(&copts, GIT_REMOTE_CREATE_OPTIONS_VERSION);
@@ -350,7 +339,7 @@ static int push(hist *h, const git_oid *commit, const git_oid *old)
 	copts.flags = GIT_REMOTE_CREATE_SKIP_INSTEADOF | GIT_REMOTE_CREATE_SKIP_DEFAULT_FETCHSPEC;
 	int rc = 0;
 	if ((g = git_remote_create_with_opts(&remote, h->url, &copts)) < 0) {
-		rc = hist_git_fail(g, GITOPS_EGIT, h->url);
+		rc = gitops_git_fail(g, GITOPS_EGIT, h->url);
 		goto out;
 	}
 	char *spec = gitops_sprintf("%s:%s", tmpref, h->ref); /* not forced: a moved branch is refused */
@@ -367,7 +356,7 @@ static int push(hist *h, const git_oid *commit, const git_oid *old)
 	if (ctx.moved || ctx.rejected)
 		rc = gitops_error_set(GITOPS_ECONFLICT, "push %s: %s", h->url, ctx.why ? ctx.why : "the branch moved");
 	else if (g < 0)
-		rc = hist_git_fail(g, GITOPS_ENETWORK, h->url);
+		rc = gitops_git_fail(g, GITOPS_ENETWORK, h->url);
 	free(ctx.why);
 out:
 	git_remote_free(remote);
@@ -410,7 +399,7 @@ static int land(hist *h, const git_oid *commit, bool exists, const git_oid *tip,
 		git_error_clear();
 		return GITOPS_ECONFLICT;
 	}
-	return g < 0 ? hist_git_fail(g, GITOPS_EGIT, h->ref) : 0;
+	return g < 0 ? gitops_git_fail(g, GITOPS_EGIT, h->ref) : 0;
 }
 
 /* Keeps `s` (now at `tree_id`, tip `commit`) as the cache for the next append. */
@@ -496,7 +485,7 @@ static int batch_once(hist *h, json_t **evs, size_t n, const git_oid *tip, bool 
 	int rc = 0, g;
 	if ((g = git_repository_open(&r2, h->path)) < 0 || (g = git_repository_odb(&odb, r2)) < 0 ||
 	    (g = git_mempack_new(&mp)) < 0 || (g = git_odb_add_backend(odb, mp, 1000)) < 0) {
-		rc = hist_git_fail(g, GITOPS_EGIT, h->path);
+		rc = gitops_git_fail(g, GITOPS_EGIT, h->path);
 		goto out;
 	}
 	if ((rc = snapshot_at(&s, h, tip, exists)))
@@ -510,7 +499,7 @@ static int batch_once(hist *h, json_t **evs, size_t n, const git_oid *tip, bool 
 			g = git_commit_tree(&s->root, c);
 		git_commit_free(c);
 		if (g < 0) {
-			rc = hist_git_fail(g, GITOPS_EGIT, h->ref);
+			rc = gitops_git_fail(g, GITOPS_EGIT, h->ref);
 			goto out;
 		}
 	}
@@ -528,7 +517,7 @@ static int batch_once(hist *h, json_t **evs, size_t n, const git_oid *tip, bool 
 		git_tree_free(s->root);
 		s->root = NULL;
 		if ((g = git_tree_lookup(&s->root, r2, &tree_id)) < 0)
-			rc = hist_git_fail(g, GITOPS_EGIT, "state tree");
+			rc = gitops_git_fail(g, GITOPS_EGIT, "state tree");
 		parent = commit;
 		has_parent = true;
 	}
@@ -538,7 +527,7 @@ static int batch_once(hist *h, json_t **evs, size_t n, const git_oid *tip, bool 
 	git_indexer_progress st;
 	if ((g = git_mempack_dump(&pack, r2, mp)) < 0 || (g = git_odb_write_pack(&wp, odb, NULL, NULL)) < 0 ||
 	    (g = wp->append(wp, pack.ptr, pack.size, &st)) < 0 || (g = wp->commit(wp, &st)) < 0) {
-		rc = hist_git_fail(g, GITOPS_EGIT, "writing the batch's packfile");
+		rc = gitops_git_fail(g, GITOPS_EGIT, "writing the batch's packfile");
 		goto out;
 	}
 	*out_commit = commit;

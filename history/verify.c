@@ -490,7 +490,7 @@ static int walk(struct hist_verify_report *rep, hist *h, const git_oid *tip, boo
 		git_commit *c = NULL;
 		if (git_commit_lookup(&c, h->repo, &from) < 0 || git_commit_tree(&ptree, c) < 0) {
 			git_commit_free(c);
-			return hist_git_fail(-1, GITOPS_EGIT, "the verified tip");
+			return gitops_git_fail(-1, GITOPS_EGIT, "the verified tip");
 		}
 		json_t *ev = json_loads(git_commit_message(c), 0, NULL);
 		last_ms = hist_time_ms(str(ev, "time"));
@@ -510,7 +510,7 @@ static int walk(struct hist_verify_report *rep, hist *h, const git_oid *tip, boo
 	if (g == 0 && incremental)
 		g = git_revwalk_hide(w, &from);
 	if (g < 0) {
-		rc = hist_git_fail(g, GITOPS_EGIT, h->ref);
+		rc = gitops_git_fail(g, GITOPS_EGIT, h->ref);
 		goto out;
 	}
 	git_revwalk_sorting(w, GIT_SORT_TOPOLOGICAL | GIT_SORT_REVERSE);
@@ -574,7 +574,7 @@ static int walk(struct hist_verify_report *rep, hist *h, const git_oid *tip, boo
 		git_commit_free(c);
 	}
 	if (!rc && g != GIT_ITEROVER && g < 0)
-		rc = hist_git_fail(g, GITOPS_EGIT, h->ref);
+		rc = gitops_git_fail(g, GITOPS_EGIT, h->ref);
 	git_error_clear();
 	if (!rc)
 		remember(h, tip);

@@ -1,9 +1,9 @@
 /* kube: connection settings. Reads kubeconfig files (merged like kubectl: the first file that
  * sets a value wins), the in-cluster service account, and runs exec credential plugins. */
 #include "kube/internal.h"
+#include "common/yaml.h"
 
 #include <errno.h>
-#include <libfyaml.h>
 #include <openssl/evp.h>
 #include <poll.h>
 #include <signal.h>
@@ -20,85 +20,24 @@ extern char **environ;
 #define SA_DIR "/var/run/secrets/kubernetes.io/serviceaccount"
 #define TOKEN_FILE_MAX_AGE 60 /* seconds: bound service-account tokens rotate */
 
-static void diag_capture(struct fy_diag *d, void *user, const char *buf, size_t len)
-{
-	(void)d;
-	gitops_buf *b = user;
-	if (b->len == 0) /* the first message is the one that names the position */
-		gitops_buf_put(b, buf, len);
-}
-
 int kube_yaml_to_json(json_t **out, const char *data, size_t len, const char *origin)
 {
-	/* YAML is UTF-8; libfyaml 0.7.12 can loop forever on some invalid input (a directive
-	 * followed by invalid bytes), so nothing else reaches it. */
-	int bad_line, bad_col;
-	*out = NULL;
-	if (gitops_utf8_check(data, len, &bad_line, &bad_col))
-		return gitops_error_set(GITOPS_EPARSE, "%s:%d:%d: invalid UTF-8", origin, bad_line, bad_col);
-	gitops_buf diagmsg = GITOPS_BUF_INIT;
-	struct fy_diag_cfg dcfg;
-	fy_diag_cfg_default(&dcfg);
-	dcfg.fp = NULL;
-	dcfg.output_fn = diag_capture;
-	dcfg.user = &diagmsg;
-	dcfg.colorize = false;
-	struct fy_diag *diag = fy_diag_create(&dcfg);
-	struct fy_parse_cfg pcfg = {.flags = FYPCF_QUIET, .diag = diag};
-	struct fy_document *fyd = fy_document_build_from_string(&pcfg, data, len);
-	int rc = GITOPS_OK;
-	char *js = NULL;
-	*out = NULL;
-	if (!fyd) {
-		char *nl = diagmsg.ptr ? strchr(diagmsg.ptr, '\n') : NULL;
-		if (nl)
-			*nl = '\0';
-		rc = gitops_error_set(GITOPS_EPARSE, "%s: malformed YAML: %s", origin,
-				      diagmsg.ptr ? diagmsg.ptr : "parse error");
-		goto done;
-	}
-	js = fy_emit_document_to_string(fyd, FYECF_MODE_JSON_ONELINE);
-	if (!js) {
-		rc = gitops_error_set(GITOPS_EPARSE, "%s: cannot convert to JSON", origin);
-		goto done;
-	}
-	json_error_t jerr;
-	*out = json_loads(js, JSON_DECODE_ANY, &jerr);
-	if (!*out)
+	/* common/yaml.c: kubectl reads kubeconfig with sigs.k8s.io/yaml, as it reads manifests, so
+	 * `insecure-skip-tls-verify: yes` is true here too; errors name origin:line:col */
+	int rc = gitops_yaml_parse(out, data, len, origin, NULL);
+	if (!rc && json_is_null(*out)) {
+		json_decref(*out);
 		*out = json_object(); /* an empty document */
-done:
-	free(js);
-	fy_document_destroy(fyd);
-	fy_diag_destroy(diag);
-	gitops_buf_free(&diagmsg);
+	}
 	return rc;
 }
 
+/* kubeconfig's *-data fields: base64 as client-go reads them (line breaks ignored). */
 static char *b64_decode(const char *in, size_t *outlen)
 {
-	size_t n = strlen(in);
-	gitops_buf clean = GITOPS_BUF_INIT;
-	for (size_t i = 0; i < n; i++)
-		if (in[i] != '\n' && in[i] != '\r' && in[i] != ' ')
-			gitops_buf_putc(&clean, in[i]);
-	if (clean.len % 4 != 0 || clean.len == 0) {
-		gitops_buf_free(&clean);
+	unsigned char *out;
+	if (!*in || gitops_base64_decode(&out, outlen, in, strlen(in), GITOPS_BASE64_LINES))
 		return NULL;
-	}
-	unsigned char *out = gitops_malloc(clean.len / 4 * 3 + 1);
-	int r = EVP_DecodeBlock(out, (unsigned char *)clean.ptr, (int)clean.len);
-	if (r < 0) {
-		free(out);
-		gitops_buf_free(&clean);
-		return NULL;
-	}
-	/* EVP_DecodeBlock counts padding bytes as data: take them off. */
-	size_t len = (size_t)r;
-	if (clean.len >= 1 && clean.ptr[clean.len - 1] == '=') len--;
-	if (clean.len >= 2 && clean.ptr[clean.len - 2] == '=') len--;
-	out[len] = '\0';
-	gitops_buf_free(&clean);
-	*outlen = len;
 	return (char *)out;
 }
 

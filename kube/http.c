@@ -202,6 +202,12 @@ static void sleep_ms(const kube_client *c, long ms)
 	}
 }
 
+bool kube_sleep(const kube_client *c, long ms)
+{
+	sleep_ms(c, ms);
+	return cancelled(c);
+}
+
 struct xfer {
 	gitops_buf *resp;
 	const struct kube_http_opts *o;
@@ -386,27 +392,37 @@ static void exchange_done(kube_client *c, struct exchange *ex, const char *metho
 	pthread_mutex_unlock(&c->stats_lock);
 }
 
+enum kube_next kube_retry_decide(const struct kube_attempt *a, bool *reauthed, long *wait_ms)
+{
+	if (a->curl_code != CURLE_OK)
+		return (retryable_curl((CURLcode)a->curl_code) && a->attempt < a->max_retries)
+			       ? (*wait_ms = 200L << (a->attempt < 5 ? a->attempt : 5), KUBE_NEXT_RETRY) : KUBE_NEXT_DONE;
+	if (a->status == 401 && !*reauthed && a->can_reauth) {
+		*reauthed = true; /* a rotated token or an expired plugin credential: reload once */
+		return KUBE_NEXT_REAUTH;
+	}
+	/* As client-go: throttling and gateway errors are retried; a plain 500 only when the
+	 * server asked for it with Retry-After (it is usually a definitive answer). */
+	long code = a->status;
+	bool transient = code == 429 || code == 502 || code == 503 || code == 504 || (code == 500 && a->retry_after >= 0);
+	if (!transient || a->attempt >= a->max_retries || a->watch)
+		return KUBE_NEXT_DONE;
+	/* Jitter, so clients throttled together do not all come back in the same instant. */
+	*wait_ms = (a->retry_after >= 0 ? a->retry_after * 1000 : (200L << (a->attempt < 5 ? a->attempt : 5))) + a->jitter_ms;
+	if (*wait_ms > 10000)
+		*wait_ms = 10000;
+	return KUBE_NEXT_RETRY;
+}
+
 /* What to do after an attempt ended with `cc` and HTTP `code`: 0 done, 1 retry after *wait_ms,
  * 2 re-authenticate and retry at once. */
 static int next_step(kube_client *c, CURLcode cc, long code, const struct xfer *x, int attempt, int max_retries,
 		     bool *reauthed, long *wait_ms)
 {
-	if (cc != CURLE_OK)
-		return (retryable_curl(cc) && attempt < max_retries) ? (*wait_ms = 200L << (attempt < 5 ? attempt : 5), 1) : 0;
-	if (code == 401 && !*reauthed && (c->cfg->token_file || c->cfg->exec)) {
-		*reauthed = true; /* a rotated token or an expired plugin credential: reload once */
-		return 2;
-	}
-	/* As client-go: throttling and gateway errors are retried; a plain 500 only when the
-	 * server asked for it with Retry-After (it is usually a definitive answer). */
-	bool transient = code == 429 || code == 502 || code == 503 || code == 504 || (code == 500 && x->retry_after >= 0);
-	if (!transient || attempt >= max_retries || (x->o && x->o->watch))
-		return 0;
-	/* Jitter, so clients throttled together do not all come back in the same instant. */
-	*wait_ms = (x->retry_after >= 0 ? x->retry_after * 1000 : (200L << (attempt < 5 ? attempt : 5))) + rand() % 250;
-	if (*wait_ms > 10000)
-		*wait_ms = 10000;
-	return 1;
+	struct kube_attempt a = {.curl_code = (int)cc, .status = code, .retry_after = x->retry_after, .attempt = attempt,
+				 .max_retries = max_retries, .watch = x->o && x->o->watch,
+				 .can_reauth = c->cfg->token_file || c->cfg->exec, .jitter_ms = rand() % 250};
+	return (int)kube_retry_decide(&a, reauthed, wait_ms);
 }
 
 static int reauth(kube_client *c)

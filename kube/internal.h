@@ -102,6 +102,30 @@ struct kube_http_opts {
 int kube_http(kube_client *c, const char *method, const char *url_path, const char *body,
 	      const struct kube_http_opts *o, long *status, gitops_buf *resp);
 
+/* http.c: the retry decision after one attempt, pure (unit-tested): connection errors that may
+ * pass (refused, reset, timed out, HTTP/2 stream errors), 429 and 502-504, and a 500 with
+ * Retry-After, are retried with backoff (200 ms doubling, capped at 6.4 s, or the server's
+ * Retry-After; plus jitter; at most 10 s) until max_retries; never a watch. A 401 is retried
+ * once at once after re-reading credentials when they can change (token file, exec plugin). */
+enum kube_next { KUBE_NEXT_DONE, KUBE_NEXT_RETRY, KUBE_NEXT_REAUTH };
+struct kube_attempt {
+	int curl_code;     /* CURLcode of the attempt (CURLE_OK when a reply came) */
+	long status;       /* HTTP status of the reply */
+	long retry_after;  /* the reply's Retry-After in seconds, -1 when absent */
+	int attempt;       /* 0 for the first attempt */
+	int max_retries;
+	bool watch;
+	bool can_reauth;   /* credentials from a token file or exec plugin */
+	long jitter_ms;    /* added to the backoff (the caller draws it: 0-249) */
+};
+/* *reauthed: in/out, true once a re-authentication was done for this request. *wait_ms is set
+ * for KUBE_NEXT_RETRY. */
+enum kube_next kube_retry_decide(const struct kube_attempt *a, bool *reauthed, long *wait_ms);
+
+/* http.c: sleeps `ms` in short slices, or until the client's cancel flag is set; true when it
+ * is set. Every wait of the module (backoff, kube_wait_crds) sleeps through it. */
+bool kube_sleep(const kube_client *c, long ms);
+
 /* One call of a batch: the request (in), the reply (out). status -1 is used internally. */
 struct kube_http_call {
 	const char *method, *path, *body, *content_type; /* in */
@@ -121,6 +145,15 @@ int kube_http_batch(kube_client *c, struct kube_http_call *calls, size_t n, int 
 int kube_list_pages(kube_client *c, const struct kube_resource *r, const char *ns, const char *label_selector,
 		    void (*page)(void *ud, json_t *items), void (*restart)(void *ud), void *ud,
 		    char **resource_version);
+
+/* ops.c: replaces the discovery table with what two aggregated discovery documents (the replies
+ * of GET /api and GET /apis as APIGroupDiscoveryList) serve. GITOPS_EPARSE when either is not
+ * one. kube_discovery_refresh reads them from the server; unit tests from recorded files. */
+int kube_discovery_load(kube_client *c, const json_t *api, const json_t *apis);
+
+/* ops.c: the last error is about `obj`: masks out of its message the Secret values obj carries
+ * (the apiserver quotes values it refuses). Returns rc. */
+int kube_mask_error_for(int rc, const json_t *obj);
 
 /* ops.c: turns a non-2xx reply into an error code and message: "<what>: <reason>: <message>". */
 int kube_status_error(long status, const json_t *body, const char *what);

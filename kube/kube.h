@@ -10,6 +10,29 @@
 
 #include "common/common.h"
 
+/* ---- Threads and ownership, per type -----------------------------------------------------
+ *
+ * kube_config      immutable once loaded: readable from any thread. The caller frees it with
+ *                  kube_config_free, unless kube_client_new took it (it always does, also on
+ *                  failure).
+ * kube_client      thread-safe: every call may be made from any number of threads at once
+ *                  (connection pool, credentials, rate limiter, counters and discovery table each
+ *                  have their own lock). One client per cluster is the rule; the daemon's threads
+ *                  share it. kube_client_free only once no call on it is in flight and every
+ *                  kube_cache on it was freed.
+ * kube_resource    entries of the client's discovery table: immutable, never freed before the
+ *                  client, so pointers may be kept and shared across threads and refreshes.
+ * kube_cache       its own thread fills it; kube_cache_get/list/size/stats may be called from any
+ *                  thread (one lock) and return copies the caller owns. on_event runs on the
+ *                  cache's thread: it must not call kube_cache_free on its own cache.
+ * json_t results   every json_t returned is the caller's (json_decref). jansson values are not
+ *                  locked: one thread changes a value at a time; reading a value that no thread
+ *                  changes is safe from several threads.
+ * Errors           the last error (gitops_error_last) is per thread, so a failed call on one
+ *                  thread never overwrites another thread's message.
+ * Waits            the client's cancel flag (kube_client_options.cancel, from a gitops_cancel)
+ *                  stops retries, their backoff sleeps and kube_wait_crds at once. */
+
 /* ---- Configuration ---------------------------------------------------------------------- */
 
 /* Resolved connection settings for one cluster/user pair. Opaque. */
@@ -97,7 +120,16 @@ int kube_discovery_refresh(kube_client *c);
 int kube_api_versions(json_t **out, kube_client *c);
 /* The server's version (GET /version: gitVersion, e.g. "v1.36.3"). The caller frees *out. */
 int kube_server_version(char **out, kube_client *c);
-/* Waits until CustomResourceDefinition `name` is Established and its kind is discoverable. */
+/* Waits until the CustomResourceDefinitions crds[0..n) (the objects as applied: spec.group,
+ * spec.names, spec.versions) are all Established and every version they serve is discoverable,
+ * together: each poll reads the small resource list of each group-version still awaited
+ * (GET /apis/G/V, which lists a kind only once its CRD is Established and served) and adds
+ * what it finds to the client's discovery table, so no full discovery refresh is needed.
+ * ready (may be NULL) gets, per CRD, whether it is served. GITOPS_ETIMEOUT after timeout_ms
+ * (the message names the CRDs not served and the reason their conditions give), or as soon as
+ * the client's cancel flag is set ("wait cancelled"). Thread-safe like every call on a client. */
+int kube_wait_crds(kube_client *c, const json_t *const *crds, size_t n, bool *ready, long timeout_ms);
+/* kube_wait_crds for one CRD known by name (read from the server first). */
 int kube_wait_crd(kube_client *c, const char *name, long timeout_ms);
 
 /* ---- Operations ------------------------------------------------------------------------- */

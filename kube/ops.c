@@ -101,7 +101,7 @@ int kube_status_error(long status, const json_t *body, const char *what)
 
 /* The last error is about `obj`: masks the Secret values it carries out of the message (the
  * apiserver quotes the values it refuses). */
-static int mask_error_for(int rc, const json_t *obj)
+int kube_mask_error_for(int rc, const json_t *obj)
 {
 	if (!rc)
 		return rc;
@@ -210,9 +210,8 @@ static int load_legacy(kube_client *c)
 		}
 		if (rc)
 			break;
-		const char *slash = strchr(gv, '/');
-		char *group = slash ? gitops_strndup(gv, (size_t)(slash - gv)) : gitops_strdup("");
-		const char *version = slash ? slash + 1 : gv;
+		const char *version;
+		char *group = gitops_strndup(gv, gitops_api_group_len(gv, &version));
 		json_array_foreach(json_object_get(list, "resources"), j, v) {
 			const char *name = json_string_value(json_object_get(v, "name"));
 			const char *kind = json_string_value(json_object_get(v, "kind"));
@@ -225,6 +224,24 @@ static int load_legacy(kube_client *c)
 	}
 	json_decref(gvs);
 	return rc;
+}
+
+int kube_discovery_load(kube_client *c, const json_t *api, const json_t *apis)
+{
+	const json_t *docs[2] = {api, apis};
+	for (int i = 0; i < 2; i++) {
+		const char *kind = json_string_value(json_object_get(docs[i], "kind"));
+		if (!kind || strcmp(kind, "APIGroupDiscoveryList"))
+			return gitops_error_set(GITOPS_EPARSE, "discovery: %s is not an APIGroupDiscoveryList",
+						i ? "/apis" : "/api");
+	}
+	pthread_mutex_lock(&c->disc_lock);
+	clear_resources(c);
+	load_aggregated(c, api, true);
+	load_aggregated(c, apis, false);
+	c->discovered = true;
+	pthread_mutex_unlock(&c->disc_lock);
+	return GITOPS_OK;
 }
 
 int kube_discovery_refresh(kube_client *c)
@@ -280,9 +297,8 @@ int kube_resource_for(const struct kube_resource **out, kube_client *c, const ch
 	*out = NULL;
 	if (!api_version || !kind)
 		return gitops_error_set(GITOPS_EINVALID, "object has no apiVersion or kind");
-	const char *slash = strchr(api_version, '/');
-	char *group = slash ? gitops_strndup(api_version, (size_t)(slash - api_version)) : gitops_strdup("");
-	const char *version = slash ? slash + 1 : api_version;
+	const char *version;
+	char *group = gitops_strndup(api_version, gitops_api_group_len(api_version, &version));
 	int rc = GITOPS_OK;
 	for (int pass = 0; pass < 2; pass++) {
 		pthread_mutex_lock(&c->disc_lock);
@@ -301,64 +317,165 @@ int kube_resource_for(const struct kube_resource **out, kube_client *c, const ch
 	return rc;
 }
 
+/* One kind a CRD serves, in one version: what kube_wait_crds waits to see discovered. */
+struct crd_kind {
+	size_t crd;            /* index in the caller's array */
+	const char *group, *version, *kind, *plural;
+	bool seen;
+	unsigned read_in_pass; /* the pass that read this kind's group-version (0: none) */
+};
+
+/* Why a CRD is not established, from its own conditions (NamesAccepted=False names the
+ * conflicting kind or plural); NULL when it says nothing. The caller frees it. */
+static char *crd_not_ready_reason(kube_client *c, const char *name)
+{
+	char *path = gitops_sprintf("/apis/apiextensions.k8s.io/v1/customresourcedefinitions/%s", name);
+	json_t *crd = NULL;
+	int rc = get_json(c, path, &crd);
+	free(path);
+	if (rc)
+		return gitops_strdup(gitops_error_last());
+	char *why = NULL;
+	size_t i;
+	json_t *cond;
+	json_array_foreach(json_object_get(json_object_get(crd, "status"), "conditions"), i, cond) {
+		const char *s = json_string_value(json_object_get(cond, "status"));
+		const char *m = json_string_value(json_object_get(cond, "message"));
+		if (!why && s && strcmp(s, "True") && m && *m)
+			why = gitops_sprintf("%s: %s", json_string_value(json_object_get(cond, "type")), m);
+	}
+	json_decref(crd);
+	return why;
+}
+
+int kube_wait_crds(kube_client *c, const json_t *const *crds, size_t n, bool *ready, long timeout_ms)
+{
+	long long deadline = gitops_now_ms() + timeout_ms;
+	struct crd_kind *k = NULL;
+	size_t nk = 0;
+	size_t *left = gitops_calloc(n ? n : 1, sizeof(*left)); /* kinds not yet seen, per CRD */
+	for (size_t i = 0; i < n; i++) {
+		if (ready)
+			ready[i] = false;
+		json_t *spec = json_object_get(crds[i], "spec");
+		json_t *names = json_object_get(spec, "names");
+		const char *group = json_string_value(json_object_get(spec, "group"));
+		const char *kind = json_string_value(json_object_get(names, "kind"));
+		const char *plural = json_string_value(json_object_get(names, "plural"));
+		size_t j;
+		json_t *v;
+		json_array_foreach(json_object_get(spec, "versions"), j, v) {
+			const char *ver = json_string_value(json_object_get(v, "name"));
+			if (!json_is_true(json_object_get(v, "served")) || !group || !kind || !plural || !ver)
+				continue;
+			k = gitops_realloc(k, (nk + 1) * sizeof(*k));
+			k[nk++] = (struct crd_kind){i, group, ver, kind, plural, false, 0};
+			left[i]++;
+		}
+	}
+	int rc = GITOPS_OK;
+	long wait = 20;
+	for (unsigned pass = 1;; pass++) {
+		/* One small GET per group-version still awaited: its resource list shows a kind only once
+		 * the CRD is Established and the apiserver serves it (what a discovery refresh would find,
+		 * without reading every group's document). */
+		for (size_t i = 0; i < nk && !rc; i++) {
+			if (k[i].seen)
+				continue;
+			bool asked = false;
+			for (size_t j = 0; j < i && !asked; j++)
+				asked = k[j].read_in_pass == pass && !strcmp(k[j].group, k[i].group) &&
+					!strcmp(k[j].version, k[i].version);
+			if (asked)
+				continue; /* this group-version was read for an earlier kind of this pass */
+			k[i].read_in_pass = pass;
+			char *path = gitops_sprintf("/apis/%s/%s", k[i].group, k[i].version);
+			json_t *list = NULL;
+			rc = get_json(c, path, &list);
+			free(path);
+			if (rc == GITOPS_ENOTFOUND) { /* no CRD of the group-version served yet */
+				rc = GITOPS_OK;
+				continue;
+			}
+			if (rc)
+				break;
+			size_t r;
+			json_t *res;
+			pthread_mutex_lock(&c->disc_lock);
+			json_array_foreach(json_object_get(list, "resources"), r, res) {
+				const char *rname = json_string_value(json_object_get(res, "name"));
+				const char *rkind = json_string_value(json_object_get(res, "kind"));
+				for (size_t j = i; rname && rkind && j < nk; j++) {
+					if (k[j].seen || strcmp(k[j].group, k[i].group) || strcmp(k[j].version, k[i].version) ||
+					    strcmp(k[j].plural, rname) || strcmp(k[j].kind, rkind))
+						continue;
+					add_resource(c, k[j].group, k[j].version, k[j].kind, k[j].plural,
+						     json_is_true(json_object_get(res, "namespaced")));
+					k[j].seen = true;
+					left[k[j].crd]--;
+				}
+			}
+			pthread_mutex_unlock(&c->disc_lock);
+			json_decref(list);
+		}
+		if (rc)
+			break;
+		size_t pending = 0;
+		for (size_t i = 0; i < n; i++) {
+			if (ready)
+				ready[i] = left[i] == 0;
+			pending += left[i] > 0;
+		}
+		if (!pending)
+			break;
+		if (gitops_now_ms() >= deadline || kube_sleep(c, wait)) {
+			bool cancel = gitops_now_ms() < deadline;
+			gitops_buf msg = GITOPS_BUF_INIT;
+			gitops_buf_puts(&msg, "CustomResourceDefinition ");
+			char *why = NULL;
+			for (size_t i = 0, shown = 0; i < n; i++) {
+				if (!left[i])
+					continue;
+				const char *name = json_string_value(json_object_get(json_object_get(crds[i], "metadata"), "name"));
+				gitops_buf_printf(&msg, "%s%s", shown++ ? ", " : "", name ? name : "?");
+				if (!why && !cancel && name)
+					why = crd_not_ready_reason(c, name);
+			}
+			if (cancel)
+				gitops_buf_puts(&msg, ": wait cancelled before it was established and served");
+			else
+				gitops_buf_printf(&msg, ": not established and served after %ld ms%s%s", timeout_ms,
+						  why ? ": " : "", why ? why : "");
+			rc = gitops_error_set(GITOPS_ETIMEOUT, "%s", msg.ptr);
+			free(why);
+			gitops_buf_free(&msg);
+			break;
+		}
+		if (wait < 500)
+			wait *= 2;
+	}
+	free(k);
+	free(left);
+	return rc;
+}
+
 int kube_wait_crd(kube_client *c, const char *name, long timeout_ms)
 {
 	long long deadline = gitops_now_ms() + timeout_ms;
-	long wait = 50;
 	char *path = gitops_sprintf("/apis/apiextensions.k8s.io/v1/customresourcedefinitions/%s", name);
-	int rc = GITOPS_OK;
-	for (;;) {
-		json_t *crd = NULL;
-		rc = get_json(c, path, &crd);
-		bool established = false;
-		if (!rc) {
-			size_t i;
-			json_t *cond;
-			json_array_foreach(json_object_get(json_object_get(crd, "status"), "conditions"), i, cond) {
-				const char *t = json_string_value(json_object_get(cond, "type"));
-				const char *s = json_string_value(json_object_get(cond, "status"));
-				if (t && s && !strcmp(t, "Established") && !strcmp(s, "True"))
-					established = true;
-			}
-		}
-		if (established) {
-			/* Established is not yet served by discovery: there is a lag with no condition. */
-			json_t *spec = json_object_get(crd, "spec");
-			const char *group = json_string_value(json_object_get(spec, "group"));
-			const char *kind = json_string_value(json_object_get(json_object_get(spec, "names"), "kind"));
-			size_t i;
-			json_t *v;
-			bool served = false;
-			json_array_foreach(json_object_get(spec, "versions"), i, v) {
-				if (!json_is_true(json_object_get(v, "served")))
-					continue;
-				const char *ver = json_string_value(json_object_get(v, "name"));
-				if (kube_discovery_refresh(c) == GITOPS_OK) {
-					pthread_mutex_lock(&c->disc_lock);
-					served = lookup(c, group ? group : "", ver ? ver : "", kind ? kind : "") != NULL;
-					pthread_mutex_unlock(&c->disc_lock);
-				}
-				break;
-			}
-			if (served) {
-				json_decref(crd);
-				rc = GITOPS_OK;
-				break;
-			}
-		}
-		json_decref(crd);
-		if (rc && rc != GITOPS_ENOTFOUND)
+	json_t *crd = NULL;
+	int rc;
+	/* Right after its creation the CRD may not be readable yet from this apiserver's cache. */
+	for (long wait = 20; (rc = get_json(c, path, &crd)) == GITOPS_ENOTFOUND; wait = wait < 500 ? wait * 2 : wait)
+		if (gitops_now_ms() >= deadline || kube_sleep(c, wait))
 			break;
-		if (gitops_now_ms() >= deadline) {
-			rc = gitops_error_set(GITOPS_ETIMEOUT, "CustomResourceDefinition %s: not established and served "
-					      "after %ld ms", name, timeout_ms);
-			break;
-		}
-		usleep((useconds_t)wait * 1000);
-		if (wait < 1000)
-			wait *= 2;
-	}
 	free(path);
+	if (!rc) {
+		long rest = (long)(deadline - gitops_now_ms());
+		const json_t *one = crd;
+		rc = kube_wait_crds(c, &one, 1, NULL, rest > 0 ? rest : 0);
+	}
+	json_decref(crd);
 	return rc;
 }
 
@@ -590,7 +707,7 @@ int kube_apply(json_t **out, bool *created, kube_client *c, const json_t *obj, c
 		if (!rc)
 			rc = apply_reply(out, created, status, result, what);
 	}
-	mask_error_for(rc, obj);
+	kube_mask_error_for(rc, obj);
 	free(path);
 	free(body);
 	free(what);

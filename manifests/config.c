@@ -1,6 +1,7 @@
 /* manifests/config.c: the pipeline config (gitops.yaml) -> plain C structs. Every unknown key and
  * every bad value is an error naming file:line:col; the README documents each key. */
 #include "manifests/manifests.h"
+#include "common/yaml.h"
 
 #include <ctype.h>
 #include <libfyaml.h>
@@ -96,24 +97,28 @@ static char *get_str(struct cctx *c, struct fy_node *n, struct where kw, const c
 	return gitops_strndup(s, len);
 }
 
+/* A plain scalar as common/yaml.c's reader resolves it (kubectl's YAML 1.1 rules: yes/on/y are
+ * true, 0x10 is 16, 1_000 is 1000); NULL for a quoted one, which is always a string. */
+static json_t *resolved(struct fy_node *n, const char *s)
+{
+	if (fy_token_scalar_style(fy_node_get_scalar_token(n)) != FYSS_PLAIN)
+		return NULL;
+	const char *err = NULL;
+	return gitops_yaml_resolve_plain(s, &err);
+}
+
 static bool get_bool(struct cctx *c, struct fy_node *n, struct where kw, const char *key)
 {
 	char *s = get_str(c, n, kw, key);
 	if (!s)
 		return false;
-	static const char *t[] = {"true", "True", "TRUE", "yes", "Yes", "YES", "on", "On", "ON", NULL};
-	static const char *f[] = {"false", "False", "FALSE", "no", "No", "NO", "off", "Off", "OFF", NULL};
-	bool v = false, ok = false;
-	for (int i = 0; t[i]; i++)
-		if (!strcmp(s, t[i]))
-			v = ok = true;
-	for (int i = 0; f[i]; i++)
-		if (!strcmp(s, f[i]))
-			ok = true;
-	if (!ok || fy_token_scalar_style(fy_node_get_scalar_token(n)) != FYSS_PLAIN)
+	json_t *v = resolved(n, s);
+	if (!json_is_boolean(v))
 		cerr(c, node_where(n, kw), "%s: expected true or false, got \"%s\"", key, s);
+	bool b = json_is_true(v);
+	json_decref(v);
 	free(s);
-	return v;
+	return b;
 }
 
 static long long get_int(struct cctx *c, struct fy_node *n, struct where kw, const char *key,
@@ -122,12 +127,13 @@ static long long get_int(struct cctx *c, struct fy_node *n, struct where kw, con
 	char *s = get_str(c, n, kw, key);
 	if (!s)
 		return 0;
-	char *end;
-	long long v = strtoll(s, &end, 10);
-	if (*end || end == s || v < min || v > max)
+	json_t *v = resolved(n, s);
+	long long i = json_is_integer(v) ? (long long)json_integer_value(v) : 0;
+	if (!json_is_integer(v) || i < min || i > max)
 		cerr(c, node_where(n, kw), "%s: expected an integer from %lld to %lld, got \"%s\"", key, min, max, s);
+	json_decref(v);
 	free(s);
-	return v;
+	return i;
 }
 
 static bool dns_label(const char *s, size_t max)
@@ -491,27 +497,18 @@ static void approval_pair(struct cctx *c, const char *key, struct fy_node *val, 
 
 /* ---- public keys: reporters (ed25519:<base64>) and commit signers (OpenSSH lines) -------- */
 
-/* Strict base64 (EVP_DecodeInit/Update/Final: exact length, no newlines inside a key line) into
- * out; returns the decoded length or -1. */
+/* Strict base64 (no newline inside a key line) into out, at most `max` bytes; returns the
+ * decoded length or -1. */
 static long b64_exact(unsigned char *out, size_t max, const char *s, size_t n)
 {
-	if (!n || n % 4 || n / 4 * 3 > max + 2)
+	unsigned char *raw;
+	size_t len;
+	if (!n || gitops_base64_decode(&raw, &len, s, n, 0))
 		return -1;
-	for (size_t i = 0; i < n; i++)
-		if (!(isalnum((unsigned char)s[i]) || s[i] == '+' || s[i] == '/' || (s[i] == '=' && i >= n - 2)))
-			return -1;
-	unsigned char *tmp = gitops_malloc(n / 4 * 3 + 3);
-	EVP_ENCODE_CTX *ctx = EVP_ENCODE_CTX_new();
-	int l1 = 0, l2 = 0;
-	long got = -1;
-	EVP_DecodeInit(ctx);
-	if (EVP_DecodeUpdate(ctx, tmp, &l1, (const unsigned char *)s, (int)n) >= 0 && EVP_DecodeFinal(ctx, tmp + l1, &l2) == 1 &&
-	    (size_t)(l1 + l2) <= max) {
-		got = l1 + l2;
-		memcpy(out, tmp, (size_t)got);
-	}
-	EVP_ENCODE_CTX_free(ctx);
-	free(tmp);
+	long got = len <= max ? (long)len : -1;
+	if (got >= 0)
+		memcpy(out, raw, len);
+	gitops_base64_free(raw, len);
 	return got;
 }
 

@@ -2,6 +2,7 @@
  * fetched with libgit2 (path, file://, https with token/basic auth, ssh with a key and
  * known_hosts); refs resolved to commits; trees and blobs read without a checkout. */
 #include "manifests/internal.h"
+#include "common/git.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -26,25 +27,6 @@ struct mf_repo {
 
 static pthread_once_t git_once = PTHREAD_ONCE_INIT;
 static void git_init_once(void) { git_libgit2_init(); }
-
-/* Translates libgit2's last error once, here at the boundary. */
-static int git_fail(int gerr, int code, const char *what)
-{
-	const git_error *e = git_error_last();
-	const char *msg = e && e->message ? e->message : "unknown libgit2 error";
-	if (code == 0) {
-		code = GITOPS_ERROR;
-		if (gerr == GIT_ENOTFOUND)
-			code = GITOPS_ENOTFOUND;
-		else if (gerr == GIT_EAMBIGUOUS)
-			code = GITOPS_EINVALID;
-		else if (gerr == GIT_EAUTH)
-			code = GITOPS_EUNAUTHORIZED;
-		else if (gerr == GIT_ECERTIFICATE)
-			code = GITOPS_ETLS;
-	}
-	return gitops_error_set(code, "%s: %s", what, msg);
-}
 
 char *mf_data_dir(void)
 {
@@ -130,7 +112,7 @@ int mf_repo_open(mf_repo **out, const char *url, const char *data_dir)
 		git_repository_free(repo);
 		repo = NULL;
 		if (g < 0) {
-			rc = git_fail(g, GITOPS_EIO, path);
+			rc = gitops_git_fail(g, GITOPS_EIO, path);
 			mf_rmtree(tmp);
 			free(tmp);
 			goto out;
@@ -145,7 +127,7 @@ int mf_repo_open(mf_repo **out, const char *url, const char *data_dir)
 		free(tmp);
 		int g2 = git_repository_open_bare(&repo, path);
 		if (g2 < 0) {
-			rc = git_fail(g2, GITOPS_EIO, path);
+			rc = gitops_git_fail(g2, GITOPS_EIO, path);
 			goto out;
 		}
 	}
@@ -290,18 +272,8 @@ static int cred_cb(git_credential **out, const char *url, const char *user_from_
 
 static unsigned char *b64dec(const char *s, size_t len, size_t *out_len)
 {
-	unsigned char *buf = gitops_malloc(len + 4);
-	int n = EVP_DecodeBlock(buf, (const unsigned char *)s, (int)len);
-	if (n < 0) {
-		free(buf);
-		return NULL;
-	}
-	while (len && s[len - 1] == '=') {
-		n--;
-		len--;
-	}
-	*out_len = (size_t)n;
-	return buf;
+	unsigned char *buf;
+	return gitops_base64_decode(&buf, out_len, s, len, 0) ? NULL : buf;
 }
 
 /* True when `pattern` (one comma-separated entry of a known_hosts line) names `host`. */
@@ -449,7 +421,7 @@ static int fetch_locked(mf_repo *r)
 	copts.flags = GIT_REMOTE_CREATE_SKIP_INSTEADOF | GIT_REMOTE_CREATE_SKIP_DEFAULT_FETCHSPEC;
 	int g = git_remote_create_with_opts(&remote, r->url, &copts);
 	if (g < 0)
-		return git_fail(g, GITOPS_EIO, r->url);
+		return gitops_git_fail(g, GITOPS_EIO, r->url);
 	/* origin's remote-tracking branches: a CI clone often has no local branch */
 	char *specs[] = {"+refs/heads/*:refs/heads/*", "+refs/tags/*:refs/tags/*",
 			 "+refs/remotes/origin/*:refs/remotes/origin/*"};
@@ -516,7 +488,7 @@ int mf_repo_resolve(char out[41], mf_repo *r, const char *rev)
 		if (g == GIT_ENOTFOUND || g == GIT_EINVALIDSPEC || g == GIT_EUNBORNBRANCH)
 			return gitops_error_set(GITOPS_ENOTFOUND, "unknown revision %s: no such branch, tag or commit in %s",
 						rev, r->url);
-		return git_fail(g, 0, rev);
+		return gitops_git_fail(g, 0, rev);
 	}
 	g = git_object_peel(&commit, obj, GIT_OBJECT_COMMIT);
 	git_object_free(obj);
@@ -564,7 +536,7 @@ int mf_repo_commit_signature(gitops_buf *sig, gitops_buf *payload, mf_repo *r, c
 	if (g == GIT_ENOTFOUND) {
 		rc = gitops_error_set(GITOPS_ENOTFOUND, "commit %.12s is not signed", commit);
 	} else if (g < 0) {
-		rc = git_fail(g, 0, commit);
+		rc = gitops_git_fail(g, 0, commit);
 	} else {
 		gitops_buf_put(sig, s.ptr, s.size);
 		gitops_buf_put(payload, p.ptr, p.size);
@@ -711,10 +683,10 @@ static int commit_tree(git_tree **out, mf_repo *r, const char *commit)
 		return gitops_error_set(GITOPS_EINVALID, "\"%s\" is not a full commit id", commit);
 	int g = git_commit_lookup(&c, r->repo, &oid);
 	if (g < 0)
-		return git_fail(g, 0, commit);
+		return gitops_git_fail(g, 0, commit);
 	g = git_commit_tree(out, c);
 	git_commit_free(c);
-	return g < 0 ? git_fail(g, 0, commit) : 0;
+	return g < 0 ? gitops_git_fail(g, 0, commit) : 0;
 }
 
 static bool is_root(const char *path) { return !path || !*path || !strcmp(path, ".") || !strcmp(path, "/"); }
@@ -743,7 +715,7 @@ int mf_repo_read_max(gitops_buf *out, mf_repo *r, const char *commit, const char
 	}
 	g = git_blob_lookup(&blob, r->repo, git_tree_entry_id(e));
 	if (g < 0) {
-		rc = git_fail(g, 0, path);
+		rc = gitops_git_fail(g, 0, path);
 		goto out;
 	}
 	if ((size_t)git_blob_rawsize(blob) > max) {
@@ -819,7 +791,7 @@ int mf_repo_list(char ***out_paths, size_t *out_n, mf_repo *r, const char *commi
 		if (git_tree_entry_bypath(&e, tree, path) < 0 || git_tree_entry_type(e) != GIT_OBJECT_TREE) {
 			rc = gitops_error_set(GITOPS_ENOTFOUND, "%s: no such directory at commit %.12s", path, commit);
 		} else if (git_tree_lookup(&sub, r->repo, git_tree_entry_id(e)) < 0) {
-			rc = git_fail(-1, 0, path);
+			rc = gitops_git_fail(-1, 0, path);
 		}
 		git_tree_entry_free(e);
 	}
@@ -852,14 +824,14 @@ static int write_tree(mf_repo *r, git_tree *tree, const char *dir)
 			if (mkdir(p, 0700))
 				rc = gitops_error_set(GITOPS_EIO, "mkdir %s: %s", p, strerror(errno));
 			else if (git_tree_lookup(&sub, r->repo, git_tree_entry_id(e)) < 0)
-				rc = git_fail(-1, GITOPS_EIO, name);
+				rc = gitops_git_fail(-1, GITOPS_EIO, name);
 			else
 				rc = write_tree(r, sub, p);
 			git_tree_free(sub);
 		} else if (mode == GIT_FILEMODE_BLOB || mode == GIT_FILEMODE_BLOB_EXECUTABLE) {
 			git_blob *b = NULL;
 			if (git_blob_lookup(&b, r->repo, git_tree_entry_id(e)) < 0) {
-				rc = git_fail(-1, GITOPS_EIO, name);
+				rc = gitops_git_fail(-1, GITOPS_EIO, name);
 			} else {
 				int fd = open(p, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW, mode == GIT_FILEMODE_BLOB_EXECUTABLE ? 0700 : 0600);
 				const char *data = git_blob_rawcontent(b);
@@ -958,7 +930,7 @@ int mf_repo_root_commit(char out[41], mf_repo *r, const char *commit)
 	}
 	if (g < 0) {
 		git_commit_free(c);
-		return git_fail(g, 0, commit);
+		return gitops_git_fail(g, 0, commit);
 	}
 	git_oid_tostr(out, 41, git_commit_id(c));
 	git_commit_free(c);
@@ -1002,7 +974,7 @@ int mf_repo_check_plain_tree(mf_repo *r, const char *commit, const char *path)
 			c.found = gitops_strdup(path);
 			c.link = git_tree_entry_filemode(e) == GIT_FILEMODE_LINK;
 		} else if (git_tree_entry_type(e) == GIT_OBJECT_TREE && git_tree_lookup(&sub, r->repo, git_tree_entry_id(e)) < 0) {
-			rc = git_fail(-1, 0, path);
+			rc = gitops_git_fail(-1, 0, path);
 		}
 		git_tree_entry_free(e);
 	}

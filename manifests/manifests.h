@@ -14,6 +14,23 @@
 
 #include "common/common.h"
 
+/* ---- Threads and ownership, per type -----------------------------------------------------
+ *
+ * mf_config        immutable once parsed (mf_config_parse/load): readable from any thread; one
+ *                  owner frees it (mf_config_free) once no thread reads it.
+ * mf_config_log    not thread-safe (lazy walk and cache): one per thread; borrows its mf_repo.
+ * mf_repo          not thread-safe (a libgit2 repository): one per thread, opened on the same
+ *                  mirror directory is fine (the mirror's fetch is locked on disk).
+ * mf_renderer      not thread-safe (its in-memory cache and checkout): one per thread; the disk
+ *                  render cache under data_dir may be shared by renderers of several threads and
+ *                  processes (entries are written atomically).
+ * mf_objects       not thread-safe: one owner builds it; once built, reading it (mf_objects_at,
+ *                  the objects' JSON) from several threads is safe while nobody adds to it.
+ * YAML and keys    mf_yaml_* (common/yaml.c), mf_key_parse_*: pure, reentrant.
+ * Process state    the library reads $GITOPS_DATA_DIR, $XDG_CACHE_HOME, $HOME (mf_data_dir) and
+ *                  the renderer timeout from the environment: no thread may call setenv meanwhile.
+ * Every returned string or object is the caller's, to free as each function says. */
+
 /* ---------------------------------------------------------------------------------------------
  * Limits applied to every manifest read (hazards: huge files, alias bombs, deep nesting).
  * A zero field means "use the default" (MF_DEFAULT_*). */
@@ -21,6 +38,7 @@
 #define MF_DEFAULT_MAX_NODES (1000000u)             /* YAML nodes per document, aliases expanded */
 #define MF_DEFAULT_MAX_ALIAS_NODES (100000u)        /* nodes copied by alias expansion per document */
 #define MF_DEFAULT_MAX_DEPTH (200u)                 /* nesting depth */
+/* (the same as common/yaml.h's GITOPS_YAML_DEFAULT_*: the reader is common/yaml.c) */
 #define MF_DEFAULT_TIMEOUT_MS (60000)               /* renderer process timeout */
 
 struct mf_limits {
@@ -31,7 +49,8 @@ struct mf_limits {
 };
 
 /* ---------------------------------------------------------------------------------------------
- * YAML values: one document or a stream, read the way kubectl (sigs.k8s.io/yaml, YAML 1.1) reads
+ * YAML values (common/yaml.c's reader, the one for manifests, gitops.yaml and kubeconfig alike):
+ * one document or a stream, read the way kubectl (sigs.k8s.io/yaml, YAML 1.1) reads
  * them: yes/no/on/off/y/n are booleans, unquoted 0755 is octal (493), 0x1F hex, 1_000 is 1000,
  * integral numbers become integers, ints beyond int64 become reals, quoted scalars stay strings,
  * timestamps stay strings, aliases and << merge keys are expanded (bounded by max_alias_nodes;

@@ -329,11 +329,10 @@ static enum rec_health apiservice(const json_t *obj, struct verdict *v)
 	return say(v, REC_PROGRESSING, "not available%s%s", *t ? ": " : "", t);
 }
 
-/* "apps/v1" -> "apps"; "v1" -> "". */
+/* "apps/v1" -> "apps"; "v1" -> "" (truncated to size - 1). */
 static void group_of(char *out, size_t size, const char *api_version)
 {
-	const char *slash = api_version ? strchr(api_version, '/') : NULL;
-	size_t n = slash ? (size_t)(slash - api_version) : 0;
+	size_t n = gitops_api_group_len(api_version, NULL);
 	if (n >= size)
 		n = size - 1;
 	memcpy(out, api_version ? api_version : "", n);

@@ -30,15 +30,9 @@
 #define INVENTORY_MAX_BYTES (1000 * 1000)
 #define LEASE_SECONDS 30
 
-static char *group_of(const char *api_version)
-{
-	const char *slash = api_version ? strchr(api_version, '/') : NULL;
-	return slash ? gitops_strndup(api_version, (size_t)(slash - api_version)) : gitops_strdup("");
-}
-
 static char *make_key(const char *api_version, const char *kind, const char *ns, const char *name)
 {
-	char *g = group_of(api_version);
+	char *g = gitops_api_group(api_version);
 	char *k = gitops_sprintf("%s/%s/%s/%s", g, kind ? kind : "", ns ? ns : "", name ? name : "");
 	free(g);
 	return k;

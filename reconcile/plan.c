@@ -26,8 +26,7 @@ static const char *label(const json_t *obj, const char *key)
 /* Is (group, kind) defined by a CustomResourceDefinition among the desired objects? */
 static bool crd_in_set(const mf_objects *set, const char *api_version, const char *kind)
 {
-	const char *slash = strchr(api_version, '/');
-	size_t glen = slash ? (size_t)(slash - api_version) : 0;
+	size_t glen = gitops_api_group_len(api_version, NULL);
 	for (size_t i = 0; i < mf_objects_count(set); i++) {
 		const json_t *o = mf_objects_at(set, i)->obj;
 		if (strcmp(json_string_value(json_object_get(o, "kind")) ?: "", "CustomResourceDefinition"))

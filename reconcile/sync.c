@@ -560,19 +560,34 @@ int rec_sync(struct rec_sync_report *rep, rec_workspace *ws, rec_plan *p, const 
 		rep->failed += b.failed;
 		rep->skipped += b.skipped;
 		if (step == 0 && !opt->dry_run) {
-			/* CRDs must be established and served before their resources are applied. */
+			/* CRDs must be established and served before their resources are applied: all the
+			 * CRDs of the sync are waited for together. */
+			const json_t **crds = gitops_calloc(b.n ? b.n : 1, sizeof(*crds));
+			size_t *which = gitops_calloc(b.n ? b.n : 1, sizeof(*which));
+			size_t ncrd = 0;
 			for (size_t k = 0; k < b.n; k++) {
 				struct rec_entry *e = &p->entries[b.idx[k]];
 				const char *kind = json_string_value(json_object_get(e->item.desired, "kind"));
 				if (!e->written || strcmp(kind, "CustomResourceDefinition"))
 					continue;
-				rec_progress(ws, "waiting for CustomResourceDefinition %s to be established", obj_name(e->item.desired));
-				if (kube_wait_crd(p->client, obj_name(e->item.desired), 60000)) {
-					rec_progress(ws, "failed  %s", gitops_error_last());
-					e->failed = true;
-					rep->failed++;
-				}
+				which[ncrd] = b.idx[k];
+				crds[ncrd++] = e->item.desired;
 			}
+			if (ncrd) {
+				rec_progress(ws, "waiting for %zu CustomResourceDefinition(s) to be established", ncrd);
+				bool *ready = gitops_calloc(ncrd, sizeof(*ready));
+				if (kube_wait_crds(p->client, crds, ncrd, ready, 60000)) {
+					rec_progress(ws, "failed  %s", gitops_error_last());
+					for (size_t k = 0; k < ncrd; k++)
+						if (!ready[k]) {
+							p->entries[which[k]].failed = true;
+							rep->failed++;
+						}
+				}
+				free(ready);
+			}
+			free(crds);
+			free(which);
 		}
 	}
 	free(idx);

@@ -5,7 +5,10 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <cmocka.h>
+#include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
+#include <unistd.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -163,6 +166,97 @@ static void crd_then_custom_resource_in_one_pass(void **state)
 	json_decref(crd);
 	free(crdname);
 	free(plural);
+}
+
+static json_t *widget_crd(const char *group, const char *plural, const char *kind)
+{
+	char *name = gitops_sprintf("%s.%s", plural, group);
+	json_t *crd = json_pack(
+		"{s:s, s:s, s:{s:s}, s:{s:s, s:s, s:{s:s, s:s}, s:[{s:s, s:b, s:b, s:{s:{s:s, s:b}}}]}}",
+		"apiVersion", "apiextensions.k8s.io/v1", "kind", "CustomResourceDefinition", "metadata", "name", name,
+		"spec", "group", group, "scope", "Namespaced", "names", "plural", plural, "kind", kind,
+		"versions", "name", "v1", "served", 1, "storage", 1,
+		"schema", "openAPIV3Schema", "type", "object", "x-kubernetes-preserve-unknown-fields", 1);
+	free(name);
+	return crd;
+}
+
+/* Several CRDs applied together are waited for together, and their kinds are then served
+ * from the client's table with no discovery refresh. */
+static void crds_are_waited_for_together(void **state)
+{
+	(void)state;
+	char *u = t_unique("g");
+	for (char *p = u; *p; p++)
+		if (*p == '-')
+			*p = 'x';
+	char *group = gitops_sprintf("%s.test.gitops.dev", u);
+	json_t *crds[3] = {widget_crd(group, "alphas", "Alpha"), widget_crd(group, "betas", "Beta"),
+			   widget_crd(group, "gammas", "Gamma")};
+	for (int i = 0; i < 3; i++)
+		assert_int_equal(kube_apply(NULL, NULL, client, crds[i], NULL), 0);
+	bool ready[3] = {false, false, false};
+	if (kube_wait_crds(client, (const json_t *const *)crds, 3, ready, 30000))
+		fail_msg("wait: %s", gitops_error_last());
+	assert_true(ready[0] && ready[1] && ready[2]);
+	char *av = gitops_sprintf("%s/v1", group);
+	struct kube_stats before, after;
+	kube_client_stats(client, &before);
+	const struct kube_resource *r = NULL;
+	assert_int_equal(kube_resource_for(&r, client, av, "Gamma"), 0);
+	assert_string_equal(r->resource, "gammas");
+	assert_true(r->namespaced);
+	kube_client_stats(client, &after);
+	assert_int_equal(after.requests, before.requests);
+	json_t *cr = json_pack("{s:s, s:s, s:{s:s, s:s}}", "apiVersion", av, "kind", "Beta", "metadata", "name", "b1",
+			       "namespace", ns);
+	if (kube_apply(NULL, NULL, client, cr, NULL))
+		fail_msg("apply custom resource: %s", gitops_error_last());
+	json_decref(cr);
+	for (int i = 0; i < 3; i++) {
+		const char *name = json_string_value(json_object_get(json_object_get(crds[i], "metadata"), "name"));
+		assert_int_equal(kube_delete(client, "apiextensions.k8s.io/v1", "CustomResourceDefinition", NULL, name,
+					     "Background", false), 0);
+		json_decref(crds[i]);
+	}
+	free(av);
+	free(group);
+	free(u);
+}
+
+static void *cancel_later(void *flag)
+{
+	usleep(300 * 1000);
+	atomic_store((atomic_bool *)flag, true);
+	return NULL;
+}
+
+/* A CRD that never comes (it was never applied) is waited for until the cancel flag is set,
+ * not for the whole timeout. */
+static void crd_wait_honours_the_cancel_flag(void **state)
+{
+	(void)state;
+	kube_config *cfg;
+	assert_int_equal(kube_config_load(&cfg, NULL), 0);
+	atomic_bool cancel;
+	atomic_init(&cancel, false);
+	kube_client *c = NULL;
+	struct kube_client_options o = {.cancel = &cancel};
+	assert_int_equal(kube_client_new(&c, cfg, &o), 0);
+	json_t *crd = widget_crd("never.test.gitops.dev", "nevers", "Never");
+	const json_t *crds[] = {crd};
+	pthread_t t;
+	pthread_create(&t, NULL, cancel_later, &cancel);
+	long long t0 = gitops_now_ms();
+	assert_int_equal(kube_wait_crds(c, crds, 1, NULL, 60000), GITOPS_ETIMEOUT);
+	long long took = gitops_now_ms() - t0;
+	pthread_join(t, NULL);
+	assert_non_null(strstr(gitops_error_last(), "nevers.never.test.gitops.dev"));
+	assert_non_null(strstr(gitops_error_last(), "cancelled"));
+	if (took > 5000)
+		fail_msg("the wait went on %lld ms after the cancel", took);
+	json_decref(crd);
+	kube_client_free(c);
 }
 
 static void list_pages_through_more_than_one_page_with_a_selector(void **state)
@@ -326,6 +420,8 @@ int main(void)
 		cmocka_unit_test(strict_validation_names_the_unknown_field),
 		cmocka_unit_test(conflict_names_other_manager_and_field_and_force_takes_over),
 		cmocka_unit_test(crd_then_custom_resource_in_one_pass),
+		cmocka_unit_test(crds_are_waited_for_together),
+		cmocka_unit_test(crd_wait_honours_the_cancel_flag),
 		cmocka_unit_test(list_pages_through_more_than_one_page_with_a_selector),
 		cmocka_unit_test(delete_and_errors_name_the_object),
 		cmocka_unit_test(batch_apply_multiplexes_on_one_connection),
