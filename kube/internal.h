@@ -115,13 +115,6 @@ struct kube_http_call {
 int kube_http_batch(kube_client *c, struct kube_http_call *calls, size_t n, int max_in_flight,
 		    void (*on_done)(void *ud, size_t i), void *ud);
 
-/* ops.c: lists page by page, calling `page` with each page's items (borrowed); the last page's
- * resourceVersion goes to *resource_version. A restart after an expired continue token calls
- * `restart` first (may be NULL). */
-int kube_list_pages(kube_client *c, const struct kube_resource *r, const char *ns, const char *label_selector,
-		    void (*page)(void *ud, json_t *items), void (*restart)(void *ud), void *ud,
-		    char **resource_version);
-
 /* ops.c: turns a non-2xx reply into an error code and message: "<what>: <reason>: <message>". */
 int kube_status_error(long status, const json_t *body, const char *what);
 
