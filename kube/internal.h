@@ -139,13 +139,6 @@ struct kube_http_call {
 int kube_http_batch(kube_client *c, struct kube_http_call *calls, size_t n, int max_in_flight,
 		    void (*on_done)(void *ud, size_t i), void *ud);
 
-/* ops.c: lists page by page, calling `page` with each page's items (borrowed); the last page's
- * resourceVersion goes to *resource_version. A restart after an expired continue token calls
- * `restart` first (may be NULL). */
-int kube_list_pages(kube_client *c, const struct kube_resource *r, const char *ns, const char *label_selector,
-		    void (*page)(void *ud, json_t *items), void (*restart)(void *ud), void *ud,
-		    char **resource_version);
-
 /* ops.c: replaces the discovery table with what two aggregated discovery documents (the replies
  * of GET /api and GET /apis as APIGroupDiscoveryList) serve. GITOPS_EPARSE when either is not
  * one. kube_discovery_refresh reads them from the server; unit tests from recorded files. */

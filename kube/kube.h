@@ -148,6 +148,14 @@ int kube_get(json_t **out, kube_client *c, const char *api_version, const char *
 int kube_list(json_t **items, char **resource_version, kube_client *c,
 	      const struct kube_resource *r, const char *ns, const char *label_selector);
 
+/* kube_list page by page (memory: one page of at most 500 objects at a time): `page` gets each
+ * page's items (borrowed for the call: take a reference to keep one); `restart` (may be NULL)
+ * is called when the list starts over after an expired continue token, so what the pages gave
+ * so far must be dropped. *resource_version (may be NULL) as for kube_list. */
+int kube_list_pages(kube_client *c, const struct kube_resource *r, const char *ns, const char *label_selector,
+		    void (*page)(void *ud, json_t *items), void (*restart)(void *ud), void *ud,
+		    char **resource_version);
+
 struct kube_apply_options {
 	const char *field_manager; /* NULL: "gitops" */
 	bool force;                /* take over conflicting fields */
@@ -180,6 +188,11 @@ typedef void (*kube_apply_done_fn)(void *ud, size_t i, const struct kube_apply_r
  * are per object). */
 int kube_apply_batch(struct kube_apply_result *results, kube_client *c, json_t *const *objs, size_t n,
 		     const struct kube_apply_options *opt, int max_in_flight, kube_apply_done_fn done, void *ud);
+/* kube_apply_batch that also keeps each object's resulting object (the server's answer; with
+ * dry_run, what applying would make it) in outs[i], NULL when it failed. The caller owns them. */
+int kube_apply_batch_out(struct kube_apply_result *results, json_t **outs, kube_client *c, json_t *const *objs,
+			 size_t n, const struct kube_apply_options *opt, int max_in_flight, kube_apply_done_fn done,
+			 void *ud);
 
 /* Compare-and-swap writes (PUT/POST), for objects read, changed and written back (the
  * inventory, locks). kube_update replaces `obj`, which must carry metadata.resourceVersion (the

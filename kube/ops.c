@@ -716,6 +716,7 @@ int kube_apply(json_t **out, bool *created, kube_client *c, const json_t *obj, c
 
 struct apply_batch {
 	struct kube_apply_result *results;
+	json_t **outs;       /* the server's answers, or NULL */
 	struct kube_http_call *calls;
 	size_t *index;   /* call -> object */
 	char **whats;
@@ -738,7 +739,7 @@ static void apply_done(void *ud, size_t k)
 	} else {
 		json_error_t jerr;
 		json_t *reply = call->resp.len ? json_loadb(call->resp.ptr, call->resp.len, 0, &jerr) : NULL;
-		res->rc = apply_reply(NULL, &res->created, call->status, reply, b->whats[i]);
+		res->rc = apply_reply(b->outs ? &b->outs[i] : NULL, &res->created, call->status, reply, b->whats[i]);
 		if (res->rc)
 			res->error = gitops_strdup(gitops_error_last());
 	}
@@ -755,10 +756,19 @@ static void apply_done(void *ud, size_t k)
 int kube_apply_batch(struct kube_apply_result *results, kube_client *c, json_t *const *objs, size_t n,
 		     const struct kube_apply_options *opt, int max_in_flight, kube_apply_done_fn done, void *ud)
 {
+	return kube_apply_batch_out(results, NULL, c, objs, n, opt, max_in_flight, done, ud);
+}
+
+int kube_apply_batch_out(struct kube_apply_result *results, json_t **outs, kube_client *c, json_t *const *objs,
+			 size_t n, const struct kube_apply_options *opt, int max_in_flight, kube_apply_done_fn done,
+			 void *ud)
+{
 	struct kube_apply_options none = {0};
 	if (!opt)
 		opt = &none;
-	struct apply_batch b = {results, gitops_calloc(n + 1, sizeof(struct kube_http_call)),
+	for (size_t i = 0; outs && i < n; i++)
+		outs[i] = NULL;
+	struct apply_batch b = {results, outs, gitops_calloc(n + 1, sizeof(struct kube_http_call)),
 				gitops_calloc(n + 1, sizeof(size_t)), gitops_calloc(n + 1, sizeof(char *)), objs, done, ud};
 	size_t m = 0;
 	for (size_t i = 0; i < n; i++) {

@@ -17,9 +17,13 @@
 /* Bump when the cached form or the YAML reading changes: old entries are then ignored. */
 #define CACHE_FORMAT "gitops-render-cache/1"
 
+/* A render in the memory cache: the cache file's text ({"format", "objects": [{"file","line",
+ * "object"}]}), compact. Text, not a parsed tree: a tree takes about 8 times the memory, and a
+ * hit parses it straight into the caller's set (which needs its own objects anyway). */
 struct mem_entry {
 	char key[65];
-	json_t *objs; /* [{"file","line","object"}] */
+	char *text;
+	size_t len;
 };
 
 struct mf_renderer {
@@ -29,7 +33,7 @@ struct mf_renderer {
 	mf_scope_fn scope;
 	void *scope_data;
 	struct mem_entry *mem;
-	size_t n_mem, cap_mem;
+	size_t n_mem, cap_mem, mem_bytes;
 	unsigned long executed, hits;
 	char *bin[2], *version[2]; /* [0] helm, [1] kustomize */
 	char *work;                /* <data dir>/work/<pid>-XXXXXX: checkouts and sandbox mount points */
@@ -123,7 +127,7 @@ void mf_renderer_free(mf_renderer *r)
 		return;
 	drop_checkout(r);
 	for (size_t i = 0; i < r->n_mem; i++)
-		json_decref(r->mem[i].objs);
+		free(r->mem[i].text);
 	free(r->mem);
 	for (int i = 0; i < 2; i++) {
 		free(r->bin[i]);
@@ -806,43 +810,50 @@ static json_t *set_to_cache(const mf_objects *set)
 	json_t *a = json_array();
 	for (size_t i = 0; i < mf_objects_count(set); i++) {
 		const struct mf_object *o = mf_objects_at(set, i);
-		/* a copy: the set's objects get namespaces filled in later, the cache must not */
-		json_array_append_new(a, json_pack("{s:s, s:i, s:o}", "file", o->file, "line", o->line, "object",
-						   json_deep_copy(o->obj)));
+		/* shared, not copied: serialized at once, before namespaces are filled in */
+		json_array_append_new(a, json_pack("{s:s, s:i, s:O}", "file", o->file, "line", o->line, "object", o->obj));
 	}
 	return a;
 }
 
-static int cache_to_set(mf_objects *set, json_t *objs, const char *app, const char *ns)
+/* Parses a cache text into the set: its objects go to the set as they are (no copy). */
+static int cache_to_set(mf_objects *set, const char *text, size_t len, const char *app, const char *ns)
 {
+	json_error_t je;
+	json_t *doc = json_loadb(text, len, 0, &je);
+	json_t *objs = json_object_get(doc, "objects");
+	const char *fmt = json_string_value(json_object_get(doc, "format"));
+	int rc = (json_is_array(objs) && fmt && !strcmp(fmt, CACHE_FORMAT)) ? 0 : GITOPS_ENOTFOUND;
 	size_t i;
 	json_t *e;
 	json_array_foreach(objs, i, e) {
-		json_t *copy = json_deep_copy(json_object_get(e, "object"));
-		int rc = mf_objects_add(set, copy, json_string_value(json_object_get(e, "file")),
-					(int)json_integer_value(json_object_get(e, "line")), app, ns);
-		json_decref(copy);
 		if (rc)
-			return rc;
+			break;
+		rc = mf_objects_add(set, json_object_get(e, "object"), json_string_value(json_object_get(e, "file")),
+				    (int)json_integer_value(json_object_get(e, "line")), app, ns);
 	}
-	return 0;
+	json_decref(doc);
+	return rc;
 }
 
-static json_t *mem_get(mf_renderer *r, const char *key)
+static const struct mem_entry *mem_get(mf_renderer *r, const char *key)
 {
 	for (size_t i = 0; i < r->n_mem; i++)
 		if (!strcmp(r->mem[i].key, key))
-			return r->mem[i].objs;
+			return &r->mem[i];
 	return NULL;
 }
 
-/* The memory cache keeps the newest MEM_MAX renders (a daemon runs for weeks). */
+/* The memory cache keeps the newest renders, MEM_MAX of them and MEM_MAX_BYTES of text at most
+ * (a daemon runs for weeks); the newest is always kept. */
 #define MEM_MAX 4096
+#define MEM_MAX_BYTES (16u << 20)
 
-static void mem_put(mf_renderer *r, const char *key, json_t *objs)
+static void mem_put(mf_renderer *r, const char *key, const char *text, size_t len)
 {
-	if (r->n_mem == MEM_MAX) {
-		json_decref(r->mem[0].objs);
+	while (r->n_mem > 0 && (r->n_mem == MEM_MAX || r->mem_bytes + len > MEM_MAX_BYTES)) {
+		r->mem_bytes -= r->mem[0].len;
+		free(r->mem[0].text);
 		memmove(r->mem, r->mem + 1, (r->n_mem - 1) * sizeof(*r->mem));
 		r->n_mem--;
 	}
@@ -851,7 +862,9 @@ static void mem_put(mf_renderer *r, const char *key, json_t *objs)
 		r->mem = gitops_realloc(r->mem, r->cap_mem * sizeof(*r->mem));
 	}
 	snprintf(r->mem[r->n_mem].key, sizeof(r->mem[r->n_mem].key), "%s", key);
-	r->mem[r->n_mem].objs = json_incref(objs);
+	r->mem[r->n_mem].text = gitops_strndup(text, len);
+	r->mem[r->n_mem].len = len;
+	r->mem_bytes += len;
 	r->n_mem++;
 }
 
@@ -860,26 +873,22 @@ static char *disk_path(mf_renderer *r, const char *key)
 	return r->data_dir ? gitops_sprintf("%s/render-cache/%.2s/%s.json", r->data_dir, key, key) : NULL;
 }
 
-static json_t *disk_get(mf_renderer *r, const char *key)
+/* The cache file's text (0), or GITOPS_ENOTFOUND. */
+static int disk_get(gitops_buf *out, mf_renderer *r, const char *key)
 {
 	char *p = disk_path(r, key);
 	if (!p)
-		return NULL;
-	json_error_t je;
-	json_t *v = json_load_file(p, 0, &je);
+		return GITOPS_ENOTFOUND;
+	int rc = gitops_read_file(out, p, (size_t)1 << 30);
 	free(p);
-	json_t *objs = json_object_get(v, "objects");
-	const char *fmt = json_string_value(json_object_get(v, "format"));
-	if (!json_is_array(objs) || !fmt || strcmp(fmt, CACHE_FORMAT)) {
-		json_decref(v);
-		return NULL;
+	if (rc) {
+		gitops_error_clear();
+		return GITOPS_ENOTFOUND;
 	}
-	json_incref(objs);
-	json_decref(v);
-	return objs;
+	return 0;
 }
 
-static void disk_put(mf_renderer *r, const char *key, json_t *objs)
+static void disk_put(mf_renderer *r, const char *key, const char *text, size_t len)
 {
 	char *p = disk_path(r, key);
 	if (!p)
@@ -889,12 +898,8 @@ static void disk_put(mf_renderer *r, const char *key, json_t *objs)
 	mkdir(dir, 0700);
 	char *sub = gitops_sprintf("%s/%.2s", dir, key);
 	mkdir(sub, 0700);
-	json_t *doc = json_pack("{s:s, s:O}", "format", CACHE_FORMAT, "objects", objs);
-	char *s = json_dumps(doc, JSON_COMPACT | JSON_REAL_PRECISION(17));
-	if (s && gitops_write_file(p, s, strlen(s), 0600))
+	if (gitops_write_file(p, text, len, 0600))
 		gitops_error_clear(); /* a cache that cannot be written is only slower */
-	free(s);
-	json_decref(doc);
 	free(sub);
 	free(dir);
 	free(p);
@@ -1011,20 +1016,29 @@ int mf_render_app(mf_objects *set, mf_renderer *r, mf_repo *repo, const char *co
 	char hex[65];
 	sha256_hex(hex, key.ptr, key.len);
 
-	json_t *objs = mem_get(r, hex);
-	if (objs) {
+	const struct mem_entry *me = mem_get(r, hex);
+	if (me) {
 		r->hits++;
-		rc = cache_to_set(set, objs, app->name, ns);
+		rc = cache_to_set(set, me->text, me->len, app->name, ns);
 		goto out;
 	}
-	objs = disk_get(r, hex);
-	if (objs) {
-		r->hits++;
-		mem_put(r, hex, objs);
-		rc = cache_to_set(set, objs, app->name, ns);
-		json_decref(objs);
-		goto out;
+	gitops_buf text = GITOPS_BUF_INIT;
+	if (disk_get(&text, r, hex) == 0) {
+		mf_objects *got;
+		mf_objects_new(&got);
+		if (cache_to_set(got, text.ptr, text.len, app->name, ns) == 0) {
+			/* a valid entry (one of another format or a damaged one is rendered again) */
+			r->hits++;
+			mem_put(r, hex, text.ptr, text.len);
+			mf_objects_take(set, got);
+			mf_objects_free(got);
+			gitops_buf_free(&text);
+			goto out;
+		}
+		mf_objects_free(got);
+		gitops_error_clear();
 	}
+	gitops_buf_free(&text);
 
 	mf_objects *fresh;
 	mf_objects_new(&fresh);
@@ -1040,10 +1054,14 @@ int mf_render_app(mf_objects *set, mf_renderer *r, mf_repo *repo, const char *co
 		}
 	}
 	if (!rc) {
-		objs = set_to_cache(fresh);
-		mem_put(r, hex, objs);
-		disk_put(r, hex, objs);
-		json_decref(objs);
+		json_t *doc = json_pack("{s:s, s:o}", "format", CACHE_FORMAT, "objects", set_to_cache(fresh));
+		char *dump = json_dumps(doc, JSON_COMPACT | JSON_REAL_PRECISION(17));
+		json_decref(doc);
+		if (dump) {
+			mem_put(r, hex, dump, strlen(dump));
+			disk_put(r, hex, dump, strlen(dump));
+		}
+		free(dump);
 		mf_objects_take(set, fresh);
 	}
 	mf_objects_free(fresh);

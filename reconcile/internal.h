@@ -21,8 +21,9 @@ struct rec_workspace {
 	struct mf_config *cfg;
 	mf_config_log *cfglog; /* gitops.yaml over time, for history/'s verification (lazy) */
 	mf_renderer *renderer;
-	struct rec_client_entry *clients;
+	struct rec_client_entry *clients; /* guarded by clients_lock */
 	size_t n_clients;
+	pthread_mutex_t clients_lock;
 	pthread_mutex_t progress_lock;
 	char pipeline[64];     /* the pipeline identity, computed once (rec_workspace_pipeline) */
 	char root_commit[41];
@@ -32,7 +33,8 @@ struct rec_workspace {
 struct rec_entry {
 	struct rec_item item;
 	const struct kube_resource *resource; /* NULL: kind not served yet (its CRD is in this plan) */
-	char *key;                             /* group/kind/namespace/name */
+	char *key;                             /* group/kind/namespace/name: a map key, never parsed */
+	char *ref_mem;                         /* the strings of item.ref */
 	char *app_s, *source_s;
 	bool written;                          /* applied or pruned by the last sync */
 	bool skip;                             /* not written: exists, not managed (no adoption) */
@@ -69,6 +71,7 @@ struct rec_plan {
 	char *only_app;
 	char *prune_blocked; /* why nothing may be pruned (with --app: another app does not render) */
 	rec_workspace *ws;
+	struct rec_live_source live; /* get NULL: lists */
 };
 
 /* plan.c: builds the plan again at the same revision (under the sync lock). */
@@ -118,8 +121,12 @@ void rec_lock_release(rec_lock *l);
 const char *rec_workspace_repo_url(const rec_workspace *ws);
 /* GITOPS_OK when `sha` (40 hex) is a commit of the repository. */
 int rec_workspace_has_commit(rec_workspace *ws, const char *sha);
-/* "group/kind/namespace/name" of an object or an inventory reference. Caller frees. */
+/* "group/kind/namespace/name" of an object or an inventory reference: a map key, never taken
+ * apart again (struct rec_ref carries the parts). Caller frees. */
 char *rec_object_key(const json_t *obj);
 char *rec_ref_key(const json_t *ref);
+/* Fills *r from an object's (or an inventory entry's) apiVersion, kind, metadata.namespace or
+ * namespace, and name; the strings are copied into *mem, which the caller frees. */
+void rec_ref_of(struct rec_ref *r, char **mem, const json_t *obj);
 
 #endif

@@ -4,7 +4,10 @@
  * ConfigMap gitops-system/gitops-inventory.<pipeline>.<env> (the dots cannot occur in either
  * DNS label, so two pipelines or environments never share a name), key inventory.json:
  * {pipeline, environment, repository, rootCommit, revision, syncedAt, objects: [{apiVersion,
- * kind, namespace, name, app}]}. It is only ever written compare-and-swap (the resourceVersion
+ * kind, namespace, name, app}]}. An inventory too large for that form (about 9,000 objects) is
+ * written grouped instead, `groups: [{apiVersion, kind, namespace, app, names: [...]}]` in place
+ * of `objects` (an entry then takes the length of its name and 3 bytes); it is read back into
+ * the `objects` form, the only one the rest of the module sees. It is only ever written compare-and-swap (the resourceVersion
  * read is the precondition; on a conflict it is re-read and the edit applied again), and
  * intent is recorded before acting: entries are added before objects are applied and removed
  * after they are deleted.
@@ -51,6 +54,41 @@ char *rec_ref_key(const json_t *ref)
 			json_string_value(json_object_get(ref, "namespace")), json_string_value(json_object_get(ref, "name")));
 }
 
+void rec_ref_of(struct rec_ref *r, char **mem, const json_t *obj)
+{
+	json_t *meta = json_object_get(obj, "metadata");
+	const char *av = json_string_value(json_object_get(obj, "apiVersion")) ?: "";
+	const char *kind = json_string_value(json_object_get(obj, "kind")) ?: "";
+	const char *ns = json_string_value(json_object_get(meta ? meta : obj, "namespace"));
+	const char *name = json_string_value(json_object_get(meta ? meta : obj, "name")) ?: "";
+	const char *slash = strchr(av, '/');
+	size_t glen = slash ? (size_t)(slash - av) : 0;
+	const char *version = slash ? slash + 1 : av;
+	/* group\0version\0kind\0name\0namespace\0 */
+	size_t lv = strlen(version), lk = strlen(kind), ln = strlen(name), lns = ns ? strlen(ns) : 0;
+	char *m = gitops_malloc(glen + lv + lk + ln + lns + 5), *at = m;
+	memcpy(at, av, glen);
+	at[glen] = '\0';
+	r->group = at;
+	at += glen + 1;
+	memcpy(at, version, lv + 1);
+	r->version = at;
+	at += lv + 1;
+	memcpy(at, kind, lk + 1);
+	r->kind = at;
+	at += lk + 1;
+	memcpy(at, name, ln + 1);
+	r->name = at;
+	at += ln + 1;
+	if (ns) {
+		memcpy(at, ns, lns + 1);
+		r->namespace = at;
+	} else {
+		r->namespace = NULL;
+	}
+	*mem = m;
+}
+
 char *rec_inventory_name(const char *pipeline, const char *env)
 {
 	return gitops_sprintf("gitops-inventory.%s.%s", pipeline, env);
@@ -58,13 +96,79 @@ char *rec_inventory_name(const char *pipeline, const char *env)
 
 static const char *str(const json_t *o, const char *k) { return json_string_value(json_object_get(o, k)); }
 
-/* Parses the inventory.json of ConfigMap `cm`. */
+/* The grouped form's `groups` expanded into `objects` (in place). False when it is damaged. */
+static bool expand_groups(json_t *doc)
+{
+	json_t *groups = json_object_get(doc, "groups");
+	if (!groups)
+		return true;
+	json_t *objs = json_object_get(doc, "objects");
+	if (!json_is_array(groups) || (objs && !json_is_array(objs)))
+		return false;
+	if (!objs) {
+		objs = json_array();
+		json_object_set_new(doc, "objects", objs);
+	}
+	size_t i, j;
+	json_t *g, *name;
+	json_array_foreach(groups, i, g) {
+		json_t *names = json_object_get(g, "names");
+		if (!json_is_array(names) || !json_is_string(json_object_get(g, "apiVersion")) ||
+		    !json_is_string(json_object_get(g, "kind")))
+			return false;
+		json_array_foreach(names, j, name) {
+			if (!json_is_string(name))
+				return false;
+			json_t *ref = json_pack("{s:O, s:O, s:O}", "apiVersion", json_object_get(g, "apiVersion"), "kind",
+						json_object_get(g, "kind"), "name", name);
+			if (json_object_get(g, "namespace"))
+				json_object_set(ref, "namespace", json_object_get(g, "namespace"));
+			if (json_object_get(g, "app"))
+				json_object_set(ref, "app", json_object_get(g, "app"));
+			json_array_append_new(objs, ref);
+		}
+	}
+	json_object_del(doc, "groups");
+	return true;
+}
+
+/* The grouped form of `doc` (a new document): one group per apiVersion, kind, namespace and app,
+ * in the order of their first entries. */
+static json_t *grouped(const json_t *doc)
+{
+	json_t *out = json_deep_copy(doc), *groups = json_array(), *index = json_object();
+	json_object_del(out, "objects");
+	size_t i;
+	json_t *ref;
+	json_array_foreach(json_object_get(doc, "objects"), i, ref) {
+		const char *av = str(ref, "apiVersion"), *kind = str(ref, "kind"), *ns = str(ref, "namespace");
+		const char *app = str(ref, "app");
+		char *k = gitops_sprintf("%s\n%s\n%s\n%s", av ? av : "", kind ? kind : "", ns ? ns : "\001", app ? app : "\001");
+		json_t *g = json_object_get(index, k);
+		if (!g) {
+			g = json_pack("{s:s, s:s, s:[]}", "apiVersion", av ? av : "", "kind", kind ? kind : "", "names");
+			if (ns)
+				json_object_set_new(g, "namespace", json_string(ns));
+			if (app)
+				json_object_set_new(g, "app", json_string(app));
+			json_array_append_new(groups, g);
+			json_object_set(index, k, g);
+		}
+		free(k);
+		json_array_append(json_object_get(g, "names"), json_object_get(ref, "name"));
+	}
+	json_decref(index);
+	json_object_set_new(out, "groups", groups);
+	return out;
+}
+
+/* Parses the inventory.json of ConfigMap `cm` (either form) into the `objects` form. */
 static int parse_doc(json_t **doc, const json_t *cm, const char *name)
 {
 	const char *text = str(json_object_get(cm, "data"), INVENTORY_KEY);
 	json_error_t jerr;
 	*doc = text ? json_loads(text, 0, &jerr) : NULL;
-	if (!*doc || !json_is_array(json_object_get(*doc, "objects"))) {
+	if (!*doc || !expand_groups(*doc) || !json_is_array(json_object_get(*doc, "objects"))) {
 		json_decref(*doc);
 		*doc = NULL;
 		return gitops_error_set(GITOPS_EINVALID, "ConfigMap %s/%s: %s is missing or damaged; nothing was changed. "
@@ -202,27 +306,29 @@ const char *rec_inventory_rv(const rec_inventory *inv)
 	return str(json_object_get(inv->cm, "metadata"), "resourceVersion");
 }
 
+struct keyed_ref { char *key; json_t *ref; };
+
 static int cmp_refs(const void *a, const void *b)
 {
-	char *ka = rec_ref_key(*(json_t *const *)a), *kb = rec_ref_key(*(json_t *const *)b);
-	int r = strcmp(ka, kb);
-	free(ka);
-	free(kb);
-	return r;
+	return strcmp(((const struct keyed_ref *)a)->key, ((const struct keyed_ref *)b)->key);
 }
 
-/* Sorted by key, so an unchanged inventory serializes identically. */
+/* Sorted by key, so an unchanged inventory serializes identically (each key built once). */
 static void sort_objects(json_t *doc)
 {
 	json_t *objs = json_object_get(doc, "objects");
 	size_t n = json_array_size(objs);
-	json_t **v = gitops_calloc(n + 1, sizeof(*v));
-	for (size_t i = 0; i < n; i++)
-		v[i] = json_incref(json_array_get(objs, i));
+	struct keyed_ref *v = gitops_calloc(n + 1, sizeof(*v));
+	for (size_t i = 0; i < n; i++) {
+		v[i].ref = json_incref(json_array_get(objs, i));
+		v[i].key = rec_ref_key(v[i].ref);
+	}
 	qsort(v, n, sizeof(*v), cmp_refs);
 	json_t *sorted = json_array();
-	for (size_t i = 0; i < n; i++)
-		json_array_append_new(sorted, v[i]);
+	for (size_t i = 0; i < n; i++) {
+		json_array_append_new(sorted, v[i].ref);
+		free(v[i].key);
+	}
 	free(v);
 	json_object_set_new(doc, "objects", sorted);
 }
@@ -254,9 +360,16 @@ int rec_inventory_edit(rec_inventory *inv, rec_inventory_edit_fn edit, void *ud)
 		char *text = json_dumps(doc, JSON_COMPACT | JSON_SORT_KEYS);
 		size_t len = strlen(text);
 		if (len > INVENTORY_MAX_BYTES) {
+			json_t *g = grouped(doc);
+			free(text);
+			text = json_dumps(g, JSON_COMPACT | JSON_SORT_KEYS);
+			len = strlen(text);
+			json_decref(g);
+		}
+		if (len > INVENTORY_MAX_BYTES) {
 			int rc = gitops_error_set(GITOPS_EINVALID, "the inventory of pipeline %s environment %s would hold %zu "
-						  "objects in %zu bytes, over the ConfigMap limit of 1 MiB (about 9,000 "
-						  "objects); split the environment. Nothing was applied",
+						  "objects in %zu bytes, over the ConfigMap limit of 1 MiB (names of 20 "
+						  "characters: about 40,000 objects); split the environment. Nothing was applied",
 						  inv->pipeline, inv->env, json_array_size(json_object_get(doc, "objects")), len);
 			free(text);
 			json_decref(doc);

@@ -1,7 +1,8 @@
-/* reconcile: the plan: renders an environment, reads its live objects (one list per kind and
- * namespace it touches, no read per object), compares each pair
- * with drift/, and confirms every suspected modification with a server-side dry run, so a
- * difference only in defaulting or spelling never leads to a write. */
+/* reconcile: the plan, in four steps: render an environment; read its live objects (from a live
+ * source such as the daemon's watch caches, else one list per kind and namespace it touches,
+ * never a read per object); compare each pair with drift/; confirm every suspected modification
+ * with a server-side dry run, so a difference only in defaulting or spelling never leads to a
+ * write. A plan belongs to one thread. */
 #include "reconcile/internal.h"
 
 #include <stdlib.h>
@@ -38,14 +39,6 @@ static bool crd_in_set(const mf_objects *set, const char *api_version, const cha
 			return true;
 	}
 	return false;
-}
-
-static struct rec_entry *add_entry(rec_plan *p)
-{
-	p->entries = gitops_realloc(p->entries, (p->n + 1) * sizeof(*p->entries));
-	struct rec_entry *e = &p->entries[p->n++];
-	memset(e, 0, sizeof(*e));
-	return e;
 }
 
 static int build_ignore(drift_ignore **out, const struct mf_environment *env)
@@ -102,21 +95,25 @@ static char *other_owner(const json_t *live, const char *pipeline, const char *e
 	return NULL;
 }
 
+static void free_entry(struct rec_entry *e)
+{
+	drift_result_free(e->item.result);
+	json_decref(e->item.desired);
+	json_decref(e->item.live);
+	free(e->key);
+	free(e->ref_mem);
+	free(e->app_s);
+	free(e->source_s);
+	free(e->owner_s);
+}
+
 static void free_entries(rec_plan *p)
 {
-	for (size_t i = 0; i < p->n; i++) {
-		struct rec_entry *e = &p->entries[i];
-		drift_result_free(e->item.result);
-		json_decref(e->item.desired);
-		json_decref(e->item.live);
-		free(e->key);
-		free(e->app_s);
-		free(e->source_s);
-		free(e->owner_s);
-	}
+	for (size_t i = 0; i < p->n; i++)
+		free_entry(&p->entries[i]);
 	free(p->entries);
 	p->entries = NULL;
-	p->n = 0;
+	p->n = p->n_visible = 0;
 	rec_hooks_free(p);
 	rec_inventory_free(p->inv);
 	p->inv = NULL;
@@ -126,111 +123,119 @@ static void free_entries(rec_plan *p)
 	p->prune_blocked = NULL;
 }
 
-/* Builds the plan's entries at p->revision: render, inventory, live state, comparison. */
-static int plan_build(rec_plan *p)
+/* Step 1, render: every app of the environment at p->revision into *out, namespaces filled in.
+ * Every app is rendered, also with --app: what another app desires is never pruned. */
+static int plan_render(mf_objects **out, rec_plan *p)
 {
 	rec_workspace *ws = p->ws;
 	const struct mf_environment *env = p->envp;
-	const char *only_app = p->only_app;
-	const char *pipeline;
-	int rc = rec_workspace_pipeline(&pipeline, NULL, ws);
-	if (rc)
-		return rc;
-	mf_objects *set = NULL;
-	drift_ignore *ignore = NULL;
-	json_t *live_index = json_object(), *desired_keys = json_object(), *inv_keys = json_object();
+	mf_objects *set = NULL, *tmp = NULL;
 	rec_progress(ws, "%s: rendering %.12s", env->name, p->revision);
-	/* Every app is rendered, also with --app: what another app desires is never pruned. */
-	mf_objects *tmp = NULL;
-	if ((rc = mf_objects_new(&set)))
-		goto done;
-	for (size_t i = 0; i < env->n_apps; i++) {
+	int rc = mf_objects_new(&set);
+	for (size_t i = 0; i < env->n_apps && !rc; i++) {
 		if ((rc = mf_objects_new(&tmp)) || (rc = mf_render_app(tmp, ws->renderer, ws->repo, p->revision, env, &env->apps[i]))) {
-			if (only_app && strcmp(env->apps[i].name, only_app) && rc != GITOPS_EIO) {
+			if (p->only_app && strcmp(env->apps[i].name, p->only_app) && rc != GITOPS_EIO) {
 				/* Another app does not render: sync this one, but prune nothing. */
 				free(p->prune_blocked);
 				p->prune_blocked = gitops_sprintf("app %s does not render (%s)", env->apps[i].name, gitops_error_last());
-				mf_objects_free(tmp);
-				tmp = NULL;
 				gitops_error_clear();
 				rc = GITOPS_OK;
-				continue;
-			}
-			/* A render failure (bad manifests, renderer error or timeout, missing helm or
-			 * kustomize) is the input's fault, whatever code the renderer reported. */
-			if (rc != GITOPS_EIO)
+			} else if (rc != GITOPS_EIO) {
+				/* A render failure (bad manifests, renderer error or timeout, missing helm or
+				 * kustomize) is the input's fault, whatever code the renderer reported. */
 				rc = gitops_error_set(GITOPS_EINVALID, "%s", gitops_error_last());
-			mf_objects_free(tmp);
-			goto done;
+			}
+		} else {
+			mf_objects_take(set, tmp);
 		}
-		mf_objects_take(set, tmp);
 		mf_objects_free(tmp);
 		tmp = NULL;
 	}
 	struct scope_ctx sc = {p->client};
-	if ((rc = mf_objects_resolve(set, scope_lookup, &sc))) {
+	if (!rc && (rc = mf_objects_resolve(set, scope_lookup, &sc)))
 		rc = gitops_error_set(GITOPS_EINVALID, "%s", gitops_error_last());
-		goto done;
+	if (rc) {
+		mf_objects_free(set);
+		return rc;
 	}
-	if ((rc = build_ignore(&ignore, env)))
-		goto done;
-	if ((rc = rec_inventory_open(&p->inv, ws, p->client, env)))
-		goto done;
-	p->inv_rv = gitops_strdup(rec_inventory_rv(p->inv) ? rec_inventory_rv(p->inv) : "");
-	size_t i;
+	*out = set;
+	return GITOPS_OK;
+}
+
+static struct rec_entry *add_entry(rec_plan *p, size_t *cap)
+{
+	if (p->n == *cap) {
+		*cap = *cap ? *cap * 2 : 64;
+		p->entries = gitops_realloc(p->entries, *cap * sizeof(*p->entries));
+	}
+	struct rec_entry *e = &p->entries[p->n++];
+	memset(e, 0, sizeof(*e));
+	return e;
+}
+
+/* The plan's entries: the desired objects (labelled as this pipeline's, environment's and app's;
+ * the set's objects are taken, not copied), then the inventory entries no app desires. `index`
+ * gets key -> entry number. */
+static int plan_entries(rec_plan *p, mf_objects *set, json_t *index)
+{
+	const struct mf_environment *env = p->envp;
+	const char *pipeline = p->inv->pipeline;
+	json_t *inv_keys = json_object(), *desired_keys = json_object();
+	size_t cap = 0, i;
 	json_t *ref;
+	int rc = GITOPS_OK;
 	json_array_foreach(json_object_get(p->inv->doc, "objects"), i, ref) {
 		char *k = rec_ref_key(ref);
 		json_object_set(inv_keys, k, ref);
 		free(k);
 	}
-
-	/* Desired objects, labelled as this pipeline's, environment's and app's. */
-	for (i = 0; i < mf_objects_count(set); i++) {
+	for (i = 0; i < mf_objects_count(set) && !rc; i++) {
 		const struct mf_object *mo = mf_objects_at(set, i);
 		char *key = rec_object_key(mo->obj);
 		json_object_set_new(desired_keys, key, json_true());
-		if (only_app && strcmp(mo->app, only_app)) {
+		if (p->only_app && strcmp(mo->app, p->only_app)) {
 			free(key);
 			continue;
 		}
 		if (mo->hook) { /* hooks are not desired state: the sync runs them (hooks.c) */
 			free(key);
 			char *src = gitops_sprintf("%s:%d", mo->file, mo->line);
-			rec_hook_add(p, json_deep_copy(mo->obj), mo, src);
+			rec_hook_add(p, json_incref(mo->obj), mo, src);
 			free(src);
 			continue;
 		}
-		struct rec_entry *e = add_entry(p);
+		struct rec_entry *e = add_entry(p, &cap);
 		e->key = key;
-		e->item.desired = json_deep_copy(mo->obj);
+		/* The set is the plan's own and freed after it: its objects are labelled in place. */
+		e->item.desired = json_incref(mo->obj);
 		set_label(e->item.desired, REC_LABEL_MANAGED_BY, "gitops");
 		set_label(e->item.desired, REC_LABEL_PIPELINE, pipeline);
 		set_label(e->item.desired, REC_LABEL_ENV, env->name);
 		set_label(e->item.desired, REC_LABEL_APP, mo->app);
+		rec_ref_of(&e->item.ref, &e->ref_mem, e->item.desired);
 		e->app_s = gitops_strdup(mo->app);
 		e->source_s = gitops_sprintf("%s:%d", mo->file, mo->line);
 		json_t *iref = json_object_get(inv_keys, e->key);
 		e->item.in_inventory = iref != NULL;
 		e->app_moved = iref && strcmp(json_string_value(json_object_get(iref, "app")) ?: "", mo->app);
 		const char *av = json_string_value(json_object_get(e->item.desired, "apiVersion"));
-		const char *kind = json_string_value(json_object_get(e->item.desired, "kind"));
+		const char *kind = e->item.ref.kind;
 		rc = kube_resource_for(&e->resource, p->client, av, kind);
 		if (rc == GITOPS_ENOTFOUND && crd_in_set(set, av, kind)) {
 			e->resource = NULL; /* served once its CRD, applied first, is established */
 			rc = GITOPS_OK;
 		} else if (rc == GITOPS_ENOTFOUND) {
-			rc = gitops_error_set(GITOPS_EINVALID, "%s: %s %s: %s", e->source_s, kind, json_string_value(
-					      json_object_get(json_object_get(e->item.desired, "metadata"), "name")), gitops_error_last());
+			rc = gitops_error_set(GITOPS_EINVALID, "%s: %s %s: %s", e->source_s, kind, e->item.ref.name,
+					      gitops_error_last());
 		}
-		if (rc)
-			goto done;
 	}
 	/* Inventory entries no app of the environment desires (candidates for pruning); with
 	 * --app, only that app's entries. */
 	json_array_foreach(json_object_get(p->inv->doc, "objects"), i, ref) {
+		if (rc)
+			break;
 		const char *app = json_string_value(json_object_get(ref, "app"));
-		if (only_app && (!app || strcmp(app, only_app)))
+		if (p->only_app && (!app || strcmp(app, p->only_app)))
 			continue;
 		char *k = rec_ref_key(ref);
 		if (json_object_get(desired_keys, k)) {
@@ -242,107 +247,221 @@ static int plan_build(rec_plan *p)
 				      json_string_value(json_object_get(ref, "kind")))) {
 			r = NULL; /* the kind is gone (CRD removed): so are its objects */
 		}
-		struct rec_entry *e = add_entry(p);
+		struct rec_entry *e = add_entry(p, &cap);
 		e->key = k;
+		rec_ref_of(&e->item.ref, &e->ref_mem, ref);
 		e->resource = r;
 		e->app_s = gitops_strdup(app ? app : "");
 		e->source_s = gitops_strdup("inventory");
 		e->item.in_inventory = true;
 	}
-	gitops_error_clear();
+	if (!rc)
+		gitops_error_clear();
+	for (i = 0; i < p->n && !rc; i++)
+		json_object_set_new(index, p->entries[i].key, json_integer((json_int_t)i));
+	json_decref(inv_keys);
+	json_decref(desired_keys);
+	return rc;
+}
 
-	/* Live state: one list per (kind, namespace) the plan touches, unfiltered so objects that
-	 * exist without gitops' labels (made by hand, or by another tool) are seen too; never a get
-	 * per object. */
+/* Step 3, compare, for one entry: ownership (labels and inventory) and drift/. Entries compared
+ * already are left as they are. */
+static int compare_one(rec_plan *p, struct rec_entry *e, const drift_options *dopt)
+{
+	const char *pipeline = p->inv->pipeline, *env = p->envp->name;
+	e->item.app = e->app_s;
+	e->item.source = e->source_s;
+	if (e->item.result || (!e->item.desired && !e->item.live))
+		return GITOPS_OK; /* compared, or an inventory entry already gone */
+	const char *lm = e->item.live ? label(e->item.live, REC_LABEL_MANAGED_BY) : NULL;
+	const char *le = e->item.live ? label(e->item.live, REC_LABEL_ENV) : NULL;
+	const char *lp = e->item.live ? label(e->item.live, REC_LABEL_PIPELINE) : NULL;
+	/* Objects of an earlier release carry no pipeline label; the inventory entry decides. */
+	e->item.owned = lm && !strcmp(lm, "gitops") && le && !strcmp(le, env) && (!lp || !strcmp(lp, pipeline));
+	if (!e->item.desired && !e->item.owned) {
+		json_decref(e->item.live);
+		e->item.live = NULL; /* not ours after all: never reported, never pruned */
+		return GITOPS_OK;
+	}
+	if (e->item.desired && e->item.live && !e->item.in_inventory) {
+		e->item.unmanaged = true;
+		e->owner_s = other_owner(e->item.live, pipeline, env);
+		e->item.owner = e->owner_s;
+	}
+	return drift_compare(&e->item.result, e->item.desired, e->item.live, dopt);
+}
+
+/* Once an object is known to be in sync, its live form is cut down to what names it (apiVersion,
+ * kind, metadata without managedFields): most of a plan's memory is otherwise live objects that
+ * nothing reads again. MODIFIED (confirmed with the whole object) and EXTRA (pruned: a CRD's
+ * spec is read) keep it whole. */
+static void slim_live(struct rec_entry *e)
+{
+	if (!e->item.live || !e->item.result || drift_result_state(e->item.result) != DRIFT_IN_SYNC)
+		return;
+	json_t *meta = json_object_get(e->item.live, "metadata"), *m = json_object();
+	const char *k;
+	json_t *v;
+	json_object_foreach(meta, k, v)
+		if (strcmp(k, "managedFields"))
+			json_object_set(m, k, v);
+	json_t *slim = json_pack("{s:O?, s:O?, s:o}", "apiVersion", json_object_get(e->item.live, "apiVersion"), "kind",
+				 json_object_get(e->item.live, "kind"), "metadata", m);
+	json_decref(e->item.live);
+	e->item.live = slim;
+}
+
+static void uncompare(struct rec_entry *e)
+{
+	drift_result_free(e->item.result);
+	e->item.result = NULL;
+	json_decref(e->item.live);
+	e->item.live = NULL;
+	free(e->owner_s);
+	e->owner_s = NULL;
+	e->item.owner = NULL;
+	e->item.owned = e->item.unmanaged = false;
+}
+
+struct list_ctx {
+	rec_plan *p;
+	json_t *index;
+	const drift_options *dopt;
+	const struct kube_resource *r; /* what is listed */
+	const char *ns;
+	int rc;
+};
+
+/* A page of a list: keeps the objects the plan names, compared at once (so a page at a time is
+ * held whole), and drops the rest. */
+static void keep_named(void *ud, json_t *items)
+{
+	struct list_ctx *lc = ud;
+	size_t j;
+	json_t *it;
+	json_array_foreach(items, j, it) {
+		if (lc->rc)
+			return;
+		char *k = rec_object_key(it);
+		json_t *at = json_object_get(lc->index, k);
+		free(k);
+		if (!at)
+			continue;
+		struct rec_entry *e = &lc->p->entries[json_integer_value(at)];
+		uncompare(e);
+		e->item.live = json_incref(it);
+		lc->rc = compare_one(lc->p, e, lc->dopt);
+		slim_live(e);
+	}
+}
+
+/* The list started over: what its pages gave so far is dropped. */
+static void restart_named(void *ud)
+{
+	struct list_ctx *lc = ud;
+	for (size_t i = 0; i < lc->p->n; i++) {
+		struct rec_entry *e = &lc->p->entries[i];
+		const char *ns = e->resource && e->resource->namespaced ? e->item.ref.namespace : NULL;
+		if (e->resource == lc->r && !strcmp(ns ? ns : "", lc->ns ? lc->ns : ""))
+			uncompare(e);
+	}
+}
+
+/* Step 2, read live, with step 3 for each object as it comes: each entry's live object, from
+ * the plan's live source, else from one list per (kind, namespace) the plan touches, unfiltered
+ * so objects that exist without gitops' labels (made by hand, or by another tool) are seen too;
+ * never a get per object. Then step 3 for the entries no list had (missing objects). */
+static int plan_read_live(rec_plan *p, json_t *index, const drift_options *dopt)
+{
 	json_t *listed = json_object();
-	for (i = 0; i < p->n && !rc; i++) {
-		const struct rec_entry *e = &p->entries[i];
+	int rc = GITOPS_OK;
+	for (size_t i = 0; i < p->n && !rc; i++) {
+		struct rec_entry *e = &p->entries[i];
 		if (!e->resource)
 			continue;
-		/* The namespace is the third field of the key: group/kind/namespace/name. */
-		const char *k1 = strchr(e->key, '/'), *k2 = k1 ? strchr(k1 + 1, '/') : NULL;
-		const char *k3 = k2 ? strchr(k2 + 1, '/') : NULL;
-		char *ns = (k2 && k3 && k3 > k2 + 1) ? gitops_strndup(k2 + 1, (size_t)(k3 - k2 - 1)) : NULL;
-		char *pair = gitops_sprintf("%p/%s", (const void *)e->resource, e->resource->namespaced && ns ? ns : "");
+		const char *ns = e->resource->namespaced && e->item.ref.namespace ? e->item.ref.namespace : NULL;
+		if (p->live.get) {
+			json_t *live = NULL;
+			rc = p->live.get(p->live.ud, e->resource, &e->item.ref, &live);
+			if (rc == GITOPS_OK) {
+				e->item.live = live;
+				rc = compare_one(p, e, dopt);
+				slim_live(e);
+				continue;
+			}
+			if (rc != GITOPS_ENOTFOUND)
+				break;
+			gitops_error_clear();
+			rc = GITOPS_OK;
+		}
+		char *pair = gitops_sprintf("%p/%s", (const void *)e->resource, ns ? ns : "");
 		if (!json_object_get(listed, pair)) {
 			json_object_set_new(listed, pair, json_true());
-			json_t *items = NULL;
-			rc = kube_list(&items, NULL, p->client, e->resource, e->resource->namespaced ? ns : NULL, NULL);
-			if (rc == GITOPS_OK) {
-				size_t j;
-				json_t *it;
-				json_array_foreach(items, j, it) {
-					char *k = rec_object_key(it);
-					json_object_set(live_index, k, it);
-					free(k);
-				}
-			}
-			json_decref(items);
+			struct list_ctx lc = {p, index, dopt, e->resource, ns, GITOPS_OK};
+			rc = kube_list_pages(p->client, e->resource, ns, NULL, keep_named, restart_named, &lc, NULL);
+			if (!rc)
+				rc = lc.rc;
 		}
 		free(pair);
-		free(ns);
 	}
 	json_decref(listed);
-	if (rc)
-		goto done;
+	for (size_t i = 0; i < p->n && !rc; i++)
+		rc = compare_one(p, &p->entries[i], dopt);
+	return rc;
+}
 
-	drift_options dopt = {.field_manager = DRIFT_FIELD_MANAGER, .ignore = ignore};
-	for (i = 0; i < p->n; i++) {
-		struct rec_entry *e = &p->entries[i];
-		e->item.app = e->app_s;
-		e->item.source = e->source_s;
-		json_t *live = json_object_get(live_index, e->key);
-		if (live)
-			e->item.live = json_incref(live);
-		if (!e->item.desired && !e->item.live)
-			continue; /* an inventory entry already gone */
-		const char *lm = e->item.live ? label(e->item.live, REC_LABEL_MANAGED_BY) : NULL;
-		const char *le = e->item.live ? label(e->item.live, REC_LABEL_ENV) : NULL;
-		const char *lp = e->item.live ? label(e->item.live, REC_LABEL_PIPELINE) : NULL;
-		/* Objects of an earlier release carry no pipeline label; the inventory entry decides. */
-		e->item.owned = lm && !strcmp(lm, "gitops") && le && !strcmp(le, env->name) && (!lp || !strcmp(lp, pipeline));
-		if (!e->item.desired && !e->item.owned) {
-			json_decref(e->item.live);
-			e->item.live = NULL; /* not ours after all: never reported, never pruned */
-			continue;
+/* Step 4, confirm: every suspected modification is sent as a server-side apply dry run (all at
+ * once, as HTTP/2 streams); one whose answer equals the live object is in sync after all (a
+ * difference only in defaulting or spelling). */
+static int plan_confirm(rec_plan *p, const drift_options *dopt)
+{
+	size_t m = 0;
+	size_t *idx = gitops_calloc(p->n + 1, sizeof(*idx));
+	json_t **objs = gitops_calloc(p->n + 1, sizeof(*objs));
+	for (size_t i = 0; i < p->n; i++)
+		if (p->entries[i].item.result && drift_result_state(p->entries[i].item.result) == DRIFT_MODIFIED) {
+			idx[m] = i;
+			objs[m++] = p->entries[i].item.desired;
 		}
-		if (e->item.desired && e->item.live && !e->item.in_inventory) {
-			e->item.unmanaged = true;
-			e->owner_s = other_owner(e->item.live, pipeline, env->name);
-			e->item.owner = e->owner_s;
-		}
-		if ((rc = drift_compare(&e->item.result, e->item.desired, e->item.live, &dopt)))
-			goto done;
-		if (drift_result_state(e->item.result) == DRIFT_MODIFIED) {
-			json_t *dry = NULL;
-			struct kube_apply_options ao = {.force = true, .dry_run = true};
-			if (kube_apply(&dry, NULL, p->client, e->item.desired, &ao) == GITOPS_OK &&
-			    dry_run_is_noop(e->item.live, dry)) {
+	int rc = GITOPS_OK;
+	if (m) {
+		json_t **dry = gitops_calloc(m, sizeof(*dry));
+		struct kube_apply_result *res = gitops_calloc(m, sizeof(*res));
+		struct kube_apply_options ao = {.force = true, .dry_run = true};
+		kube_apply_batch_out(res, dry, p->client, objs, m, &ao, 0, NULL, NULL);
+		for (size_t k = 0; k < m; k++) {
+			struct rec_entry *e = &p->entries[idx[k]];
+			if (!rc && res[k].rc == GITOPS_OK && dry[k] && dry_run_is_noop(e->item.live, dry[k])) {
 				drift_result_free(e->item.result);
 				e->item.result = NULL;
-				rc = drift_compare(&e->item.result, e->item.live, e->item.live, &dopt);
+				rc = drift_compare(&e->item.result, e->item.live, e->item.live, dopt);
+				slim_live(e);
 			}
-			json_decref(dry);
-			gitops_error_clear();
-			if (rc)
-				goto done;
+			json_decref(dry[k]);
+			free(res[k].error);
 		}
+		free(res);
+		free(dry);
 	}
-	/* Keep inventory entries that turned out to be gone: the sync drops them from the
-	 * inventory. They have no result; rec_plan_item callers never see them. */
-	size_t k = 0;
+	free(idx);
+	free(objs);
+	gitops_error_clear();
+	return rc;
+}
+
+/* Keeps the entries with a result first (n_visible of them), then the inventory entries that
+ * turned out to be gone (no result: the sync drops them from the inventory; rec_plan_item
+ * callers never see them); frees the rest. */
+static void plan_order(rec_plan *p)
+{
+	size_t k = 0, i;
 	for (i = 0; i < p->n; i++) {
-		if (p->entries[i].item.result || !p->entries[i].item.desired) {
+		if (p->entries[i].item.result || !p->entries[i].item.desired)
 			p->entries[k++] = p->entries[i];
-		} else {
-			free(p->entries[i].key);
-			free(p->entries[i].app_s);
-			free(p->entries[i].source_s);
-			free(p->entries[i].owner_s);
-		}
+		else
+			free_entry(&p->entries[i]);
 	}
 	p->n = k;
-	/* Entries with a result first; gone ones (no result) at the end, counted apart. */
 	size_t w = 0;
 	for (i = 0; i < p->n; i++)
 		if (p->entries[i].item.result) {
@@ -351,12 +470,35 @@ static int plan_build(rec_plan *p)
 			p->entries[i] = t;
 		}
 	p->n_visible = w;
-done:
-	json_decref(live_index);
-	json_decref(desired_keys);
-	json_decref(inv_keys);
-	drift_ignore_free(ignore);
+}
+
+/* Builds the plan's entries at p->revision: render, inventory, live state compared as it is
+ * read, confirmation. */
+static int plan_build(rec_plan *p)
+{
+	const char *pipeline;
+	int rc = rec_workspace_pipeline(&pipeline, NULL, p->ws);
+	if (rc)
+		return rc;
+	mf_objects *set = NULL;
+	drift_ignore *ignore = NULL;
+	json_t *index = json_object();
+	if (!(rc = plan_render(&set, p)) && !(rc = build_ignore(&ignore, p->envp)) &&
+	    !(rc = rec_inventory_open(&p->inv, p->ws, p->client, p->envp))) {
+		p->inv_rv = gitops_strdup(rec_inventory_rv(p->inv) ? rec_inventory_rv(p->inv) : "");
+		rc = plan_entries(p, set, index);
+	}
+	/* The desired objects are the entries' now: the rendered set goes before the live ones come. */
 	mf_objects_free(set);
+	drift_options dopt = {.field_manager = DRIFT_FIELD_MANAGER, .ignore = ignore};
+	if (!rc)
+		rc = plan_read_live(p, index, &dopt);
+	json_decref(index);
+	if (!rc)
+		rc = plan_confirm(p, &dopt);
+	if (!rc)
+		plan_order(p);
+	drift_ignore_free(ignore);
 	return rc;
 }
 
@@ -368,6 +510,16 @@ int rec_plan_refresh(rec_plan *p)
 
 int rec_plan_env(rec_plan **out, rec_workspace *ws, const char *env_name, const char *revision, const char *only_app)
 {
+	struct rec_plan_options opt = {.revision = revision, .only_app = only_app};
+	return rec_plan_new(out, ws, env_name, &opt);
+}
+
+int rec_plan_new(rec_plan **out, rec_workspace *ws, const char *env_name, const struct rec_plan_options *opt)
+{
+	struct rec_plan_options none = {0};
+	if (!opt)
+		opt = &none;
+	const char *revision = opt->revision, *only_app = opt->only_app;
 	*out = NULL;
 	const struct mf_environment *env;
 	int rc = rec_workspace_env(&env, ws, env_name);
@@ -387,6 +539,8 @@ int rec_plan_env(rec_plan **out, rec_workspace *ws, const char *env_name, const 
 	p->envp = env;
 	p->ws = ws;
 	p->only_app = only_app ? gitops_strdup(only_app) : NULL;
+	if (opt->live)
+		p->live = *opt->live;
 	if (!(rc = rec_resolve_revision(p->revision, ws, env, revision)) && !(rc = rec_workspace_client(&p->client, ws, env)))
 		rc = plan_build(p);
 	if (rc) {

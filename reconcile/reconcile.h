@@ -8,7 +8,8 @@
  * recorded before acting); prune, adoption and every inventory write are checked against it.
  *
  * Thread-safety: a workspace, and the plans made from it, belong to one thread at a time (the
- * daemon gives each worker its own workspace); the kube clients under them are thread-safe.
+ * daemon gives each worker its own workspace), except rec_workspace_client and progress lines,
+ * which any thread may use; the kube clients under them are thread-safe.
  * Syncs of one pipeline and environment from several threads or processes serialize on the
  * environment's sync lock (a Lease in the cluster). */
 #ifndef GITOPS_RECONCILE_H
@@ -35,10 +36,16 @@
 
 /* ---- Workspace: the repository, its pipeline config, and cluster clients ---------------- */
 
-/* Threads: a workspace (its repository mirror, config and render cache) is used by one thread
- * at a time; a daemon opens one per thread (cheap: the mirror and the render cache on disk are
- * shared through their locks). Its kube_clients are thread-safe and may be handed to other
- * threads for as long as the workspace lives. */
+/* Threads: a workspace's repository mirror, config and render cache are used by one thread at a
+ * time: every function below taking a rec_workspace, and every plan made from it, belongs to
+ * the thread using the workspace, except two that any thread may call at any time:
+ * rec_workspace_client (the client list is guarded by a lock; a client, once returned, stays
+ * where it is until rec_workspace_free) and the progress callback (serialized by the
+ * workspace). The kube_clients are thread-safe and may be handed to other threads for as long
+ * as the workspace lives. A thread that needs its own repository and renderer opens its own
+ * workspace with rec_workspace_open and .no_fetch = true: that costs opening the mirror and
+ * reading gitops.yaml (milliseconds); the mirror and the render cache on disk are shared
+ * through their locks. The daemon opens one per environment worker. */
 typedef struct rec_workspace rec_workspace;
 
 struct rec_workspace_options {
@@ -109,14 +116,26 @@ int rec_render_env(mf_objects **out, rec_workspace *ws, const struct mf_environm
  * main branch's root commit (the same in every clone). *root gets the root commit (40 hex).
  * Both owned by the workspace. */
 int rec_workspace_pipeline(const char **pipeline, const char **root, rec_workspace *ws);
-/* The client for an environment's cluster (created once, owned by the workspace). */
+/* The client for an environment's cluster (created once, owned by the workspace). Thread-safe:
+ * may be called from any thread while the workspace lives. */
 int rec_workspace_client(kube_client **out, rec_workspace *ws, const struct mf_environment *env);
 
 /* ---- Plan: desired against live ---------------------------------------------------------- */
 
 typedef struct rec_plan rec_plan;
 
+/* Which object: the parts of its identity, never a "group/kind/namespace/name" string to take
+ * apart again. The strings belong to whatever holds the reference (a plan's item: the plan). */
+struct rec_ref {
+	const char *group;     /* "" for the core group */
+	const char *version;
+	const char *kind;
+	const char *namespace; /* NULL for cluster-scoped objects */
+	const char *name;
+};
+
 struct rec_item {
+	struct rec_ref ref;
 	drift_result *result;   /* state and differing fields (owned by the plan) */
 	json_t *desired;        /* the object to apply, labels added; NULL for EXTRA */
 	json_t *live;           /* the live object; NULL when absent */
@@ -132,12 +151,33 @@ struct rec_item {
 	const char *owner;
 };
 
-/* Renders `env` at `revision` (see rec_resolve_revision), reads the inventory of this pipeline
- * and environment and the live
- * objects (one list per kind and namespace touched; no read per object),
- * compares them, and confirms every suspected modification with a server-side dry run.
- * `only_app` may be NULL; with it, every app is still rendered so that nothing another app
- * desires is planned for pruning. The caller owns *out: free with rec_plan_free. */
+/* Where a plan reads live objects: the daemon's watch caches instead of lists. get() puts the
+ * live object `ref` (of resource r) in *out, a new reference the plan owns, or NULL when it
+ * does not exist, and returns GITOPS_OK; GITOPS_ENOTFOUND when the source does not watch that
+ * resource and namespace (the plan lists those); any other error stops the plan. Called on the
+ * planning thread. A source that drops other managers' managedFields entries is fine (see
+ * drift_compare). */
+struct rec_live_source {
+	int (*get)(void *ud, const struct kube_resource *r, const struct rec_ref *ref, json_t **out);
+	void *ud;
+};
+
+struct rec_plan_options {
+	const char *revision;  /* NULL: the environment's revision (rec_resolve_revision) */
+	/* Plan one app; every app is still rendered so that nothing another app desires is
+	 * planned for pruning. NULL: every app. */
+	const char *only_app;
+	const struct rec_live_source *live; /* NULL: list the live objects */
+};
+
+/* The plan, in four steps (plan.c): render `env` at the revision; read the live objects (from
+ * opt->live, else one list per kind and namespace touched, streamed page by page and keeping
+ * only the objects the plan names; never a read per object) and the inventory of this pipeline
+ * and environment; compare each pair with drift/; confirm every suspected modification with a
+ * server-side dry run (sent together, as HTTP/2 streams). `opt` may be NULL. The caller owns
+ * *out: free with rec_plan_free. A plan belongs to the thread that uses it. */
+int rec_plan_new(rec_plan **out, rec_workspace *ws, const char *env, const struct rec_plan_options *opt);
+/* rec_plan_new with revision and only_app (both may be NULL) and lists for the live objects. */
 int rec_plan_env(rec_plan **out, rec_workspace *ws, const char *env, const char *revision, const char *only_app);
 void rec_plan_free(rec_plan *p);
 size_t rec_plan_count(const rec_plan *p);

@@ -1,5 +1,7 @@
 /* reconcile: the workspace: the repository mirror, the pipeline config read from the main
- * branch, the renderer with its cache, and one Kubernetes client per cluster. */
+ * branch, the renderer with its cache, and one Kubernetes client per cluster. Thread-safety:
+ * rec_workspace_client and progress lines may be used from any thread (clients_lock,
+ * progress_lock); everything else by one thread at a time (reconcile.h). */
 #include "reconcile/internal.h"
 #include "common/mask.h"
 #include "history/history.h"
@@ -173,6 +175,7 @@ int rec_workspace_open(rec_workspace **out, const struct rec_workspace_options *
 	rec_workspace *ws = gitops_calloc(1, sizeof(*ws));
 	ws->opt = opt ? *opt : none;
 	pthread_mutex_init(&ws->progress_lock, NULL);
+	pthread_mutex_init(&ws->clients_lock, NULL);
 	*out = NULL;
 	int rc;
 	if (ws->opt.repo) {
@@ -247,6 +250,7 @@ void rec_workspace_free(rec_workspace *ws)
 	mf_repo_free(ws->repo);
 	free(ws->repo_url);
 	pthread_mutex_destroy(&ws->progress_lock);
+	pthread_mutex_destroy(&ws->clients_lock);
 	free(ws);
 }
 
@@ -415,7 +419,8 @@ int rec_workspace_pipeline(const char **pipeline, const char **root, rec_workspa
 	return GITOPS_OK;
 }
 
-int rec_workspace_client(kube_client **out, rec_workspace *ws, const struct mf_environment *env)
+/* rec_workspace_client under clients_lock. */
+static int client_locked(kube_client **out, rec_workspace *ws, const struct mf_environment *env)
 {
 	const char *kubeconfig = ws->opt.kubeconfig ? ws->opt.kubeconfig : env->cluster_kubeconfig;
 	const char *context = ws->opt.context ? ws->opt.context : env->cluster_context;
@@ -449,4 +454,14 @@ int rec_workspace_client(kube_client **out, rec_workspace *ws, const struct mf_e
 	ws->n_clients++;
 	*out = c;
 	return GITOPS_OK;
+}
+
+int rec_workspace_client(kube_client **out, rec_workspace *ws, const struct mf_environment *env)
+{
+	/* The daemon's threads ask for clients of one workspace at once: the list grows under a lock
+	 * (the clients themselves never move, so pointers handed out stay valid). */
+	pthread_mutex_lock(&ws->clients_lock);
+	int rc = client_locked(out, ws, env);
+	pthread_mutex_unlock(&ws->clients_lock);
+	return rc;
 }

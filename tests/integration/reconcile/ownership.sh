@@ -3,7 +3,8 @@
 # pipelines with the same environment names on one cluster, the pipeline identity, dry runs that
 # delete nothing, --app never pruning what another app desires, the Namespace and CRD rules,
 # gitops.dev/prune: disabled, explicit adoption, two environments defining one object, an
-# inventory of an earlier release, and concurrent syncs followed by a prune.
+# inventory of an earlier release, one in the grouped form, and concurrent syncs followed by a
+# prune.
 set -uo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 . "$here/../../lib.sh"
@@ -14,7 +15,7 @@ export GITOPS_DATA_DIR=$tmp/data
 export GIT_AUTHOR_NAME=t GIT_AUTHOR_EMAIL=t@t GIT_COMMITTER_NAME=t GIT_COMMITTER_EMAIL=t@t
 env=own$$; nsa=own-a-$$; nsb=own-b-$$; nsx=own-x-$$; group=own$$.gitops.dev
 cleanup() {
-  kubectl delete ns "$nsa" "$nsb" "$nsx" "own-c-$$" --wait=false >/dev/null 2>&1
+  kubectl delete ns "$nsa" "$nsb" "$nsx" "own-c-$$" "own-g-$$" --wait=false >/dev/null 2>&1
   kubectl delete crd "widgets.$group" --wait=false >/dev/null 2>&1
   kubectl -n default delete configmap "b-new-$$" >/dev/null 2>&1
   kubectl -n gitops-system get configmap,lease -o name 2>/dev/null | grep -E "$$\$" |
@@ -248,6 +249,33 @@ expect_eq "an object it recorded is pruned" "" "$(exists "$nsl" old)"
 expect_eq "an object it did not record is not" configmap/foreign "$(exists "$nsl" foreign)"
 expect_eq "the kept object now has the pipeline label" "repo-$(git rev-list --max-parents=0 HEAD | cut -c1-16)" \
   "$(kubectl -n "$nsl" get cm keep -o jsonpath='{.metadata.labels.gitops\.dev/pipeline}')"
+
+# --- an inventory in its grouped form (what a sync writes when the plain one would pass 1 MB):
+# read back whole, so what it lists is owned (kept, pruned) and nothing else is
+repo=$tmp/grouped; mkdir -p "$repo/app" && cd "$repo"; nsg=own-g-$$
+kubectl create ns "$nsg" >/dev/null
+printf 'apiVersion: gitops/v1\nkind: Pipeline\nname: grp%s\nenvironments:\n  - name: g%s\n    namespace: %s\n    apps: [{name: app, path: app}]\n' "$$" "$$" "$nsg" > gitops.yaml
+cm keep > app/o.yaml; git init -q -b main && commit init
+for n in keep gone1 gone2 foreign; do
+  kubectl -n "$nsg" create configmap "$n" --from-literal=v=1 >/dev/null
+  kubectl -n "$nsg" label configmap "$n" app.kubernetes.io/managed-by=gitops gitops.dev/pipeline="grp$$" \
+    gitops.dev/environment="g$$" gitops.dev/app=app >/dev/null
+done
+python3 - "$nsg" "$$" <<'PY' | kubectl apply -f - >/dev/null
+import json, sys
+ns, pid = sys.argv[1:]
+doc = {"pipeline": "grp" + pid, "environment": "g" + pid, "revision": "", "syncedAt": "",
+       "groups": [{"apiVersion": "v1", "kind": "ConfigMap", "namespace": ns, "app": "app", "names": ["gone1", "keep"]},
+                  {"apiVersion": "v1", "kind": "ConfigMap", "namespace": ns, "app": "app", "names": ["gone2"]}]}
+print(json.dumps({"apiVersion": "v1", "kind": "ConfigMap",
+  "metadata": {"name": "gitops-inventory.grp%s.g%s" % (pid, pid), "namespace": "gitops-system"},
+  "data": {"inventory.json": json.dumps(doc)}}))
+PY
+expect_rc "sync --prune with a grouped inventory" 0 "$G" sync "g$$" --prune
+expect_contains "its entries are owned: the one still in git is unchanged" "1 unchanged" "$out"
+expect_eq "entries of both groups are pruned" "" "$(exists "$nsg" gone1)$(exists "$nsg" gone2)"
+expect_eq "an object it does not list is not" configmap/foreign "$(exists "$nsg" foreign)"
+expect_eq "written back in the plain form" "keep" "$(inv "grp$$" "g$$")"
 
 # --- concurrent syncs of one environment, then a prune that removes everything git dropped
 repo=$tmp/conc; mkdir -p "$repo/app" && cd "$repo"
