@@ -95,6 +95,33 @@ for cc in $all; do
   done < <(readme_opts "$c" | sort -u)
 done
 
+# Values reach the command the same way in both spellings: render, in a small repository (plain
+# YAML; no cluster read), prints the one app asked for, at the revision asked for.
+repo=$tmp/repo; mkdir -p "$repo/web" "$repo/api"
+cat > "$repo/gitops.yaml" <<Y
+apiVersion: gitops/v1
+kind: Pipeline
+environments:
+  - name: dev
+    track: main
+    namespace: opt-ns
+    apps: [{name: web, path: web}, {name: api, path: api}]
+Y
+for a in web api; do printf 'apiVersion: v1\nkind: ConfigMap\nmetadata: {name: %s}\ndata: {v: "1"}\n' $a > "$repo/$a/cm.yaml"; done
+git -C "$repo" init -q -b main && git -C "$repo" add -A &&
+  git -C "$repo" -c user.name=t -c user.email=t@t commit -qm one || fail "a git repository"
+first=$(git -C "$repo" rev-parse HEAD)
+sed -i 's/"1"/"2"/' "$repo/web/cm.yaml"; git -C "$repo" -c user.name=t -c user.email=t@t commit -qam two
+eq=$($G render dev --app=web --revision="$first" --repo="$repo" -q 2>&1)
+sp=$($G render dev --app web --revision "$first" --repo "$repo" --quiet 2>&1)
+expect_eq "render: --app=web --revision=SHA --repo=R and --app web --revision SHA --repo R print the same" "$eq" "$sp"
+expect_contains "render --app=web prints web" "name: web" "$eq"
+expect_contains "render --revision=SHA prints that revision" 'v: "1"' "$eq"
+case $eq in *"name: api"*) fail "render --app=web printed api too" "$eq" ;; *) ok "render --app=web prints web only" ;; esac
+(cd "$repo" && $G render dev --app=api --json >"$tmp/j1" 2>&1; $G render --json dev --app api >"$tmp/j2" 2>&1)
+expect_eq "render --app=api --json and --json --app api print the same" "$(cat "$tmp/j1")" "$(cat "$tmp/j2")"
+expect_contains "render --app=api --json prints api" '"name": "api"' "$(cat "$tmp/j1")"
+
 # `--` ends the options: what follows is an argument, even --help
 out=$($G render -- --help 2>&1); rc=$?
 expect_eq "gitops render -- --help: --help is the environment" 5 "$rc"
