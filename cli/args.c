@@ -14,6 +14,10 @@ static const struct { const char *name; unsigned flag; size_t off; } valued[] = 
 	{"--repo", 0, offsetof(struct cli_args, repo)},
 	{"--kubeconfig", 0, offsetof(struct cli_args, kubeconfig)},
 	{"--context", 0, offsetof(struct cli_args, context)},
+	/* the state branch's location and the reporter key reach the library through cli_config */
+	{"--state-repo", 0, offsetof(struct cli_args, state_repo)},
+	{"--state-branch", 0, offsetof(struct cli_args, state_branch)},
+	{"--signing-key", 0, offsetof(struct cli_args, signing_key)},
 };
 
 int cli_parse_args(struct cli_args *a, int argc, char **argv, unsigned accepted)
@@ -37,22 +41,6 @@ int cli_parse_args(struct cli_args *a, int argc, char **argv, unsigned accepted)
 		}
 		if (done)
 			continue;
-		/* The state branch's location reaches the library (history/, through reconcile/) the
-		 * same way the environment variables do. */
-		const char *state_opts[][2] = {{"--state-repo", "GITOPS_STATE_REPO"}, {"--state-branch", "GITOPS_STATE_BRANCH"},
-					       {"--signing-key", "GITOPS_SIGNING_KEY"}};
-		for (size_t k = 0; k < 3 && !done; k++) {
-			size_t n = strlen(state_opts[k][0]);
-			if (strncmp(arg, state_opts[k][0], n) || (arg[n] != '\0' && arg[n] != '='))
-				continue;
-			const char *v = arg[n] == '=' ? arg + n + 1 : (i + 1 < argc ? argv[++i] : NULL);
-			if (!v || !*v)
-				return cli_fail(EXIT_USAGE, "%s needs a value; see 'gitops %s --help'", state_opts[k][0], cmd);
-			setenv(state_opts[k][1], v, 1);
-			done = true;
-		}
-		if (done)
-			continue;
 		if (!strcmp(arg, "--json") && (accepted & ARG_JSON))
 			a->json = true;
 		else if (!strcmp(arg, "--prune") && (accepted & ARG_PRUNE))
@@ -61,6 +49,8 @@ int cli_parse_args(struct cli_args *a, int argc, char **argv, unsigned accepted)
 			a->dry_run = true;
 		else if (!strcmp(arg, "--adopt") && (accepted & ARG_ADOPT))
 			a->adopt = true;
+		else if (!strcmp(arg, "--apps") && (accepted & ARG_APPS))
+			a->apps = true;
 		else if (!strcmp(arg, "--no-color"))
 			a->no_color = true;
 		else if (!strcmp(arg, "--quiet") || !strcmp(arg, "-q"))
@@ -74,7 +64,7 @@ int cli_parse_args(struct cli_args *a, int argc, char **argv, unsigned accepted)
 	}
 	if (!a->env && !(accepted & ARG_ENV_OPTIONAL))
 		return cli_fail(EXIT_USAGE, "missing <env>; see 'gitops %s --help'", cmd);
-	a->repo = cli_default_repo(a->repo, NULL);
+	a->repo = cli_default_repo(a->repo, a->state_branch);
 	return -1;
 }
 

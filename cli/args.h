@@ -6,13 +6,14 @@
 
 struct cli_args {
 	const char *env, *app, *revision, *repo, *kubeconfig, *context;
-	bool json, prune, dry_run, no_color, quiet, adopt;
+	const char *state_repo, *state_branch, *signing_key; /* NULL: see cli_config */
+	bool json, prune, dry_run, no_color, quiet, adopt, apps;
 };
 
 /* Flags a command accepts, OR-ed. */
 enum {
 	ARG_APP = 1 << 0, ARG_REVISION = 1 << 1, ARG_JSON = 1 << 2, ARG_PRUNE = 1 << 3,
-	ARG_DRY_RUN = 1 << 4, ARG_ENV_OPTIONAL = 1 << 5, ARG_ADOPT = 1 << 6,
+	ARG_DRY_RUN = 1 << 4, ARG_ENV_OPTIONAL = 1 << 5, ARG_ADOPT = 1 << 6, ARG_APPS = 1 << 7,
 };
 
 /* Parses argv (argv[0] is the command name). Returns -1 when parsed, else the exit code to

@@ -73,11 +73,20 @@ void cmd_history_help(void);
 int cli_hist_exit(int lib_error);
 /* The manifests repository to use: `repo` when given, else the working directory's repository,
  * or origin's URL in a clone that lacks what gitops needs (mf_repo_default: a CI job's detached
- * checkout without local branches; the state branch only on origin, then $GITOPS_STATE_REPO is
- * set to origin unless given). Credentials in origin's URL become $GITOPS_GIT_USERNAME and
- * $GITOPS_GIT_PASSWORD unless a token or password is set. NULL when not in a repository (the
- * library then says so). The string lives until exit. */
+ * checkout without local branches; the state branch only on origin, then cli_config points the
+ * state repository at origin unless given). Credentials in origin's URL are handed to
+ * mf_git_set_url_credentials (used unless a token or password is set). NULL when not in a
+ * repository (the library then says so). The string lives until exit. */
 const char *cli_default_repo(const char *repo, const char *state_branch);
+/* `given` when set and not empty, else $var when set and not empty, else NULL. */
+const char *cli_env_or(const char *given, const char *var);
+/* The configuration the library takes explicitly, from the options given (state_repo,
+ * state_branch, wo->main_branch, wo->signing_key; any NULL) and else the environment:
+ * $GITOPS_STATE_REPO (else origin, see cli_default_repo), $GITOPS_STATE_BRANCH,
+ * $GITOPS_MAIN_BRANCH, $GITOPS_SIGNING_KEY, $GITOPS_KUBE_QPS, $GITOPS_RENDER_TIMEOUT. cli/ is the
+ * only place that reads them; call after cli_default_repo. */
+struct rec_workspace_options;
+void cli_config(struct rec_workspace_options *wo, const char *state_repo, const char *state_branch);
 int cli_opt(const char *name, int argc, char **argv, int *i, const char **val);
 #define CLI_STATE_HELP \
 	"  --repo URL|PATH     the manifests repository (default: the git repository of the\n" \

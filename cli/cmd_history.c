@@ -101,7 +101,9 @@ static int common_opt(struct hopts *o, int argc, char **argv, int *i)
 static int open_store(hist **h, struct hopts *o)
 {
 	o->repo = cli_default_repo(o->repo, o->state_branch);
-	int rc = hist_open_default(h, o->state_repo, o->state_branch, o->repo);
+	struct rec_workspace_options wo = {0};
+	cli_config(&wo, o->state_repo, o->state_branch);
+	int rc = hist_open_default(h, wo.state_repo, wo.state_branch, o->repo);
 	return rc ? cli_fail(cli_hist_exit(rc), "%s", gitops_error_last()) : 0;
 }
 
@@ -111,6 +113,7 @@ static int open_store(hist **h, struct hopts *o)
 static int unknown_env(const struct hopts *o, const char *env)
 {
 	struct rec_workspace_options wo = {.repo = o->repo};
+	cli_config(&wo, o->state_repo, o->state_branch);
 	rec_workspace *ws = NULL;
 	const struct mf_environment *e = NULL;
 	int code = 0;
@@ -126,6 +129,7 @@ static int unknown_env(const struct hopts *o, const char *env)
 static int open_store_verified(hist **h, rec_workspace **ws, const struct hopts *o)
 {
 	struct rec_workspace_options wo = {.repo = o->repo};
+	cli_config(&wo, o->state_repo, o->state_branch);
 	int rc = rec_workspace_open(ws, &wo);
 	if (!rc)
 		rc = rec_workspace_history(h, *ws, o->state_repo, o->state_branch);

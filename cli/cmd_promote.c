@@ -34,38 +34,6 @@ void cmd_promote_help(void)
 	     "a state branch that does not verify; with --wait: rejected or superseded).");
 }
 
-/* Polls the state branch until env ran `sha` healthy or the promotion was decided against. */
-static int wait_deployed(hist *h, const char *env, const char *sha, const char *id, long long timeout_ms)
-{
-	long long end = gitops_now_ms() + timeout_ms;
-	for (;;) {
-		json_t *st = NULL, *p = NULL;
-		if (hist_env_state(&st, h, env) == 0) {
-			const char *lh = json_string_value(json_object_get(st, "lastHealthy"));
-			bool done = lh && !strcmp(lh, sha);
-			json_decref(st);
-			if (done)
-				return EXIT_OK;
-		}
-		if (hist_promotion_get(&p, h, id) == 0) {
-			const char *status = json_string_value(json_object_get(p, "status"));
-			if (status && (!strcmp(status, "rejected") || !strcmp(status, "superseded"))) {
-				/* the message is printed before the promotion (which owns `status`) is freed */
-				int code = cli_fail(EXIT_REFUSED, "promotion %s was %s: %s does not run %.12s", id, status,
-						    env, sha);
-				json_decref(p);
-				return code;
-			}
-			json_decref(p);
-		}
-		gitops_error_clear();
-		if (gitops_now_ms() >= end)
-			return cli_fail(EXIT_DIFFERS, "timed out waiting for %s to run %.12s", env, sha);
-		struct timespec ts = {2, 0};
-		nanosleep(&ts, NULL);
-	}
-}
-
 int cmd_promote(int argc, char **argv)
 {
 	const char *pos[2] = {NULL, NULL}, *repo = NULL, *state_repo = NULL, *state_branch = NULL, *timeout = "30m";
@@ -99,6 +67,7 @@ int cmd_promote(int argc, char **argv)
 	if (wait && mf_parse_duration(&timeout_ms, timeout))
 		return cli_fail(EXIT_USAGE, "--timeout: %s", gitops_error_last());
 	struct rec_workspace_options wo = {.repo = repo};
+	cli_config(&wo, state_repo, state_branch);
 	rec_workspace *ws = NULL;
 	hist *h = NULL;
 	json_t *p = NULL;
@@ -163,8 +132,8 @@ int cmd_promote(int argc, char **argv)
 		fprintf(stderr, "promotion %s%s: %s is pinned to %.12s; its next sync deploys it\n", id,
 			existing ? " (existing)" : "", env->name, sha);
 	fflush(stdout);
-	if (wait)
-		code = wait_deployed(h, env->name, sha, id, timeout_ms);
+	if (wait && (rc = hist_wait_deployed(h, env->name, sha, id, timeout_ms, 0, NULL)))
+		code = cli_fail(rc == GITOPS_ETIMEOUT ? EXIT_DIFFERS : EXIT_REFUSED, "%s", gitops_error_last());
 done:
 	json_decref(p);
 	hist_free(h);

@@ -89,6 +89,7 @@ static int pin_command(int argc, char **argv, bool resume)
 		steps = (int)n;
 	}
 	struct rec_workspace_options wo = {.repo = repo};
+	cli_config(&wo, state_repo, state_branch);
 	rec_workspace *ws = NULL;
 	hist *h = NULL;
 	json_t *ev = NULL;

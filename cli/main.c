@@ -4,6 +4,7 @@
 #include "../common/common.h"
 #include "../common/mask.h"
 #include "../manifests/manifests.h"
+#include "../reconcile/reconcile.h"
 
 #include <stdarg.h>
 #include <stdio.h>
@@ -83,31 +84,52 @@ int cli_exit_for(int err)
 	}
 }
 
+/* What cli_default_repo found in the working directory's clone (lives until exit). */
+static struct mf_repo_default found_default;
+
 const char *cli_default_repo(const char *repo, const char *state_branch)
 {
-	static struct mf_repo_default d;
 	static bool done;
 	if (repo)
 		return repo;
 	if (!done) {
 		done = true;
-		if (!state_branch)
-			state_branch = getenv("GITOPS_STATE_BRANCH");
-		if (mf_repo_default(&d, ".", state_branch && *state_branch ? state_branch : NULL)) {
+		state_branch = cli_env_or(state_branch, "GITOPS_STATE_BRANCH");
+		if (mf_repo_default(&found_default, ".", state_branch)) {
 			gitops_error_clear();
 			return NULL;
 		}
-		const char *sr = getenv("GITOPS_STATE_REPO");
-		if (d.state && !(sr && *sr))
-			setenv("GITOPS_STATE_REPO", d.state, 1);
-		bool have = (getenv("GITOPS_GIT_TOKEN") && *getenv("GITOPS_GIT_TOKEN")) || getenv("GITOPS_GIT_TOKEN_FILE") ||
-			    getenv("GITOPS_GIT_PASSWORD") || getenv("GITOPS_GIT_PASSWORD_FILE");
-		if (d.password && !have) {
-			setenv("GITOPS_GIT_USERNAME", d.username, 1);
-			setenv("GITOPS_GIT_PASSWORD", d.password, 1);
-		}
+		if (found_default.password)
+			mf_git_set_url_credentials(found_default.username, found_default.password);
 	}
-	return d.manifests;
+	return found_default.manifests;
+}
+
+const char *cli_env_or(const char *given, const char *var)
+{
+	if (given && *given)
+		return given;
+	const char *v = getenv(var);
+	return v && *v ? v : NULL;
+}
+
+void cli_config(struct rec_workspace_options *wo, const char *state_repo, const char *state_branch)
+{
+	wo->state_repo = cli_env_or(state_repo, "GITOPS_STATE_REPO");
+	if (!wo->state_repo)
+		wo->state_repo = found_default.state; /* the clone's origin holds the state branch */
+	wo->state_branch = cli_env_or(state_branch, "GITOPS_STATE_BRANCH");
+	wo->main_branch = cli_env_or(wo->main_branch, "GITOPS_MAIN_BRANCH");
+	wo->signing_key = cli_env_or(wo->signing_key, "GITOPS_SIGNING_KEY");
+	const char *qps = getenv("GITOPS_KUBE_QPS");
+	if (qps && *qps)
+		wo->kube_qps = atof(qps);
+	/* a bad value keeps the default, as before */
+	const char *t = getenv("GITOPS_RENDER_TIMEOUT");
+	long long ms;
+	if (t && *t && mf_parse_duration(&ms, t) == 0 && ms > 0 && ms < 24LL * 3600 * 1000)
+		wo->render_timeout_ms = (int)ms;
+	gitops_error_clear();
 }
 
 static const struct gitops_cmd *find_cmd(const char *name)
