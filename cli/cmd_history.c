@@ -207,18 +207,9 @@ static int cmd_query(int argc, char **argv)
 		if (r < 0)
 			return EXIT_USAGE;
 	}
-	if ((since && hist_parse_time(&f.since_ms, since)) || (until && hist_parse_time(&f.until_ms, until)))
-		return cli_fail(EXIT_USAGE, "%s", gitops_error_last());
-	if (f.type && !hist_type_known(f.type) && !strchr(f.type, '*') && f.type[strlen(f.type) - 1] != '.')
-		return cli_fail(EXIT_USAGE, "unknown event type %s; see README (\"History events\")", f.type);
 	f.limit = o.json ? 0 : 50;
-	if (limit) {
-		char *end;
-		long n = strtol(limit, &end, 10);
-		if (*end || n < 0)
-			return cli_fail(EXIT_USAGE, "--limit wants a number, got %s", limit);
-		f.limit = (size_t)n;
-	}
+	if (hist_filter_parse(&f, since, until, limit))
+		return cli_fail(EXIT_USAGE, "%s", gitops_error_last());
 	hist *h = NULL;
 	int code = open_store(&h, &o);
 	if (code)

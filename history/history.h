@@ -220,6 +220,11 @@ struct hist_filter {
 	size_t limit;                 /* 0: no limit */
 };
 
+/* Completes `f` from the text of the filters (`gitops history` options and /api/v1/history
+ * query parameters alike): since/until as hist_parse_time reads them, limit a number >= 0 (NULL:
+ * f->limit stays), and checks f->type (a known type, or a prefix ending in '.' or '*').
+ * GITOPS_EINVALID with the message. Thread-safe. */
+int hist_filter_parse(struct hist_filter *f, const char *since, const char *until, const char *limit);
 /* Matching events, newest first, as a JSON array (caller decrefs). Reads through a local index
  * (under the data directory) brought up to date from the branch first. */
 int hist_query(json_t **out, hist *h, const struct hist_filter *f);

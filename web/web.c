@@ -233,21 +233,8 @@ static enum MHD_Result history(web_server *s, struct MHD_Connection *c)
 	const char *since = MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, "since");
 	const char *until = MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, "until");
 	const char *limit = MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, "limit");
-	if ((since && hist_parse_time(&f.since_ms, since)) || (until && hist_parse_time(&f.until_ms, until)))
+	if (hist_filter_parse(&f, since, until, limit))
 		return reply_error(c, 400, gitops_error_last());
-	if (f.type && !hist_type_known(f.type) && !strchr(f.type, '*') && f.type[strlen(f.type) - 1] != '.') {
-		char *m = gitops_sprintf("unknown event type %s", f.type);
-		enum MHD_Result r = reply_error(c, 400, m);
-		free(m);
-		return r;
-	}
-	if (limit) {
-		char *end;
-		long n = strtol(limit, &end, 10);
-		if (*end || n < 0)
-			return reply_error(c, 400, "limit wants a number");
-		f.limit = (size_t)n;
-	}
 	char *repo = rec_control_repo(s->ctl);
 	if (!repo)
 		return reply_error(c, 503, "the daemon is starting");

@@ -180,6 +180,20 @@ expect_eq "status and sync name counts the same way" "inSync modified missing ex
 expect_rc "status table" 4 "$G" status
 expect_contains "status table: pinned by rollback" "pinned to ${C1:0:12} by rollback" "$out"
 expect_contains "status table: pending promotion" "pending promotion $P" "$out"
+# --- status --apps: a row per app (issue 13), in JSON and in the table
+sa=$("$G" status "$p-a" --apps --json 2>/dev/null)
+expect_eq "status --apps --json: a row per app with source and object count" "api plain 1|web plain 2" \
+  "$(jq -r '[.[0].apps[] | "\(.app) \(.source) \(.objects)"] | join("|")' <<<"$sa")"
+expect_eq "status --apps --json: an app is OutOfSync when one of its objects differs" \
+  "$(jq -r '[.[0].apps[] | if (.counts.modified + .counts.missing + .counts.extra) > 0 then "OutOfSync" else "Synced" end] | join(" ")' <<<"$sa")" \
+  "$(jq -r '[.[0].apps[].state] | join(" ")' <<<"$sa")"
+expect_eq "status --apps --json: the apps' counts add up to the environment's" \
+  "$(jq -r '.[0].counts | [.inSync, .modified, .missing, .extra] | join(" ")' <<<"$sa")" \
+  "$(jq -r '[.[0].apps[].counts] | [(map(.inSync) | add), (map(.modified) | add), (map(.missing) | add), (map(.extra) | add)] | join(" ")' <<<"$sa")"
+expect_eq "status --apps --json: the apps' health" "Healthy Healthy" "$(jq -r '[.[0].apps[].health] | join(" ")' <<<"$sa")"
+expect_rc "status --apps table" 0 "$G" status "$p-a" --apps
+expect_contains "status --apps table: the app rows" "APP          SOURCE" "$out"
+expect_contains "status --apps table: the web app" "  web          plain" "$out"
 
 # --- promote --json: one shape for new and existing
 old=$("$G" promote "$C2" "$p-b" --json 2>/dev/null)
