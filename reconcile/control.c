@@ -264,28 +264,10 @@ int rec_control_status(json_t **out, rec_control *c, const char *env)
 		size_t i;
 		json_t *row;
 		json_array_foreach(arr, i, row) {
-			json_t *st = NULL;
-			if (hist_env_state(&st, h, json_string_value(json_object_get(row, "environment"))))
-				continue;
-			json_t *last = json_object_get(st, "lastSync"), *sus = json_object_get(st, "suspended");
-			const char *pinned = json_string_value(json_object_get(st, "pinned"));
-			json_object_set_new(row, "synced", json_string(json_string_value(json_object_get(last, "sha")) ?: ""));
-			json_object_set_new(row, "syncedAt", json_string(json_string_value(json_object_get(last, "time")) ?: ""));
-			json_object_set_new(row, "suspended", json_boolean(sus != NULL));
-			if (sus)
-				json_object_set(row, "suspension", sus);
-			if (pinned)
-				json_object_set_new(row, "pin", json_pack("{s:s, s:s?, s:s?, s:s?}", "sha", pinned, "reason",
-									  json_string_value(json_object_get(st, "pinReason")), "by",
-									  json_string_value(json_object_get(st, "pinnedBy")), "at",
-									  json_string_value(json_object_get(st, "pinnedAt"))));
-			if (json_object_get(st, "health"))
-				json_object_set(row, "health", json_object_get(st, "health"));
-			json_t *derr = json_object_get(st, "daemonError");
-			if (derr)
-				json_object_set_new(row, "daemonError",
-						    json_string(json_string_value(json_object_get(derr, "reason")) ?: ""));
-			json_decref(st);
+			rec_status_history(row, h, json_string_value(json_object_get(row, "environment")));
+			/* the daemon's view: the revision of the last sync recorded (status: the inventory's) */
+			const char *synced = json_string_value(json_object_get(json_object_get(row, "lastSync"), "sha"));
+			json_object_set_new(row, "synced", json_string(synced ? synced : ""));
 		}
 	}
 	hist_free(h);

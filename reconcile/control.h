@@ -84,9 +84,10 @@ bool rec_control_ready(rec_control *ctl, char **why);
  * when ref is NULL; with leader election, also asks the holders of the others (through their
  * Leases) to fetch. Returns how many were woken (0: the ref matters to none). */
 size_t rec_control_poke(rec_control *ctl, const char *ref);
-/* The daemon's view of each environment (or of `env` only), with the state branch's snapshot:
- * the keys of `gitops status --json` that need no cluster read, plus leader and ready. Caller
- * decrefs *out. GITOPS_ENOTFOUND for an unknown env. */
+/* The daemon's view of each environment (or of `env` only; GET /api/v1/daemon), with the state
+ * branch's part of a status row (rec_status_history): no cluster read; plus leader, ready,
+ * objects.managed and the last pass's error. Caller decrefs *out. GITOPS_ENOTFOUND for an
+ * unknown env. (GET /api/v1/status is rec_status on rec_control_workspace.) */
 int rec_control_status(json_t **out, rec_control *ctl, const char *env);
 /* The manifests repository's URL the daemon uses (for history reads); caller frees. NULL before
  * the daemon registered. */

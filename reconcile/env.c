@@ -274,13 +274,12 @@ static json_t *app_rows(rec_workspace *ws, const struct mf_environment *env, rec
 	return apps;
 }
 
-int rec_env_status(json_t **out, rec_workspace *ws, hist *h, const struct mf_environment *env,
-		   const struct rec_status_options *opt)
+void rec_status_history(json_t *row, hist *h, const char *env)
 {
 	json_t *st = NULL, *pending = NULL;
-	if (h && hist_env_state(&st, h, env->name))
+	if (h && hist_env_state(&st, h, env))
 		st = NULL;
-	if (h && hist_pending(&pending, h, env->name))
+	if (h && hist_pending(&pending, h, env))
 		pending = NULL;
 	gitops_error_clear();
 	json_t *last = json_object_get(st, "lastSync");
@@ -296,10 +295,10 @@ int rec_env_status(json_t **out, rec_workspace *ws, hist *h, const struct mf_env
 		json_array_append_new(pend, json_pack("{s:s, s:s, s:I, s:I}", "id", sv(p, "id"), "sha", sv(p, "sha"), "approvals",
 						      (json_int_t)json_array_size(json_object_get(p, "approvals")), "required",
 						      json_integer_value(json_object_get(p, "required"))));
-	json_t *row = json_pack("{s:s, s:s, s:s, s:s, s:s, s:{s:i, s:i, s:i, s:i}, s:o, s:o, s:O}", "environment", env->name,
-				"target", "", "synced", "", "syncedAt", last ? sv(last, "time") : "", "state", "Never", "counts",
-				"inSync", 0, "modified", 0, "missing", 0, "extra", 0, "pin", pin ? pin : json_null(), "pending",
-				pend, "lastSync", last ? last : json_null());
+	json_object_set_new(row, "syncedAt", json_string(last ? sv(last, "time") : ""));
+	json_object_set_new(row, "pin", pin ? pin : json_null());
+	json_object_set_new(row, "pending", pend);
+	json_object_set(row, "lastSync", last ? last : json_null());
 	/* what gitops run recorded: a suspension, the health after the last gate, its last error */
 	json_t *sus = json_object_get(st, "suspended"), *derr = json_object_get(st, "daemonError");
 	json_object_set_new(row, "suspended", json_boolean(sus != NULL));
@@ -311,6 +310,16 @@ int rec_env_status(json_t **out, rec_workspace *ws, hist *h, const struct mf_env
 		json_object_set_new(row, "daemonError", json_string(sv(derr, "reason")));
 	json_decref(st);
 	json_decref(pending);
+}
+
+int rec_env_status(json_t **out, rec_workspace *ws, hist *h, const struct mf_environment *env,
+		   const struct rec_status_options *opt)
+{
+	/* the keys in the order gitops status --json has always printed them */
+	json_t *row = json_pack("{s:s, s:s, s:s, s:s, s:s, s:{s:i, s:i, s:i, s:i}}", "environment", env->name, "target", "",
+				"synced", "", "syncedAt", "", "state", "Never", "counts", "inSync", 0, "modified", 0,
+				"missing", 0, "extra", 0);
+	rec_status_history(row, h, env->name);
 	struct rec_inventory_info info;
 	int rc = rec_inventory_info(&info, ws, env);
 	/* The target: the pin (promotion or rollback), else the tracked branch's head; an

@@ -1,7 +1,11 @@
 /* reconcile: one environment's loop: resolve the revision, render, plan (compare desired with
  * live), apply the difference with server-side apply, prune what gitops created and no longer
  * wants, and keep the inventory of what it applied. The CLI's diff, sync, drift and status
- * commands and the daemon are thin layers over this module.
+ * commands and the daemon are thin layers over this module (the verbs themselves: env.c).
+ *
+ * Configuration is explicit (rec_workspace_options): the module reads no GITOPS_* environment
+ * variable and never calls setenv; only KUBECONFIG is read, as kubectl reads it, to key the
+ * render capabilities cache.
  *
  * Ownership: every applied object is labelled with the pipeline, environment and app, and listed
  * in the inventory of its pipeline and environment (a ConfigMap written compare-and-swap, intent
@@ -283,6 +287,10 @@ struct rec_status_options {
  * reading the cluster or git, also in the row's "error". */
 int rec_env_status(json_t **out, rec_workspace *ws, struct hist *h, const struct mf_environment *env,
 		   const struct rec_status_options *opt);
+/* The state branch's part of a status row, set on `row`: syncedAt, pin, pending, lastSync,
+ * suspended, suspension, health, daemonError (h NULL or unreadable: the empty values). Shared by
+ * rec_env_status and the daemon's own view (rec_control_status). */
+void rec_status_history(json_t *row, struct hist *h, const char *env);
 /* Every environment's row (or only `only_env`'s), each with "pipeline": the JSON of
  * `gitops status --json` and of GET /api/v1/status. *out is set whenever the environments
  * could be listed; the return is the first environment's error (the rest are still there), or
