@@ -86,6 +86,14 @@ const char *cli_env_or(const char *given, const char *var);
  * $GITOPS_MAIN_BRANCH, $GITOPS_SIGNING_KEY, $GITOPS_KUBE_QPS, $GITOPS_RENDER_TIMEOUT. cli/ is the
  * only place that reads them; call after cli_default_repo. */
 struct rec_workspace_options;
+/* Who and what start the events a command records, when not given: the actor is
+ * $GITLAB_USER_LOGIN, $GITHUB_ACTOR, git's user.name, $USER, else "unknown" (lives until exit);
+ * the trigger "ci" when $CI, $GITLAB_CI or $GITHUB_ACTIONS is set, else "manual". */
+const char *cli_actor(void);
+const char *cli_trigger(void);
+struct hist_action;
+/* Fills act->actor and act->trigger when NULL (cli_actor, cli_trigger). */
+void cli_action_defaults(struct hist_action *act);
 void cli_config(struct rec_workspace_options *wo, const char *state_repo, const char *state_branch);
 int cli_opt(const char *name, int argc, char **argv, int *i, const char **val);
 #define CLI_STATE_HELP \

@@ -87,6 +87,7 @@ static int decide(int argc, char **argv, bool reject)
 	if (reject && !act.reason && !print_sig)
 		return cli_fail(EXIT_USAGE, "gitops reject needs --reason TEXT");
 	repo = cli_default_repo(repo, state_branch);
+	cli_action_defaults(&act);
 	const char *decision = reject ? "reject" : "approve";
 	rec_workspace *ws = NULL;
 	hist *h = NULL;

@@ -430,6 +430,10 @@ static int cmd_record(int argc, char **argv)
 		rec_workspace_free(ws);
 		return code;
 	}
+	if (!ev.actor || !*ev.actor)
+		ev.actor = cli_actor();
+	if (!ev.trigger)
+		ev.trigger = cli_trigger();
 	json_t *j = NULL;
 	int rc = hist_record(&j, h, &ev);
 	if (rc)

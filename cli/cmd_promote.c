@@ -63,6 +63,7 @@ int cmd_promote(int argc, char **argv)
 	if (npos < 2)
 		return cli_fail(EXIT_USAGE, "usage: gitops promote <sha> <env>; see 'gitops promote --help'");
 	repo = cli_default_repo(repo, state_branch);
+	cli_action_defaults(&act);
 	long long timeout_ms = 0;
 	if (wait && mf_parse_duration(&timeout_ms, timeout))
 		return cli_fail(EXIT_USAGE, "--timeout: %s", gitops_error_last());

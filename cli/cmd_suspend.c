@@ -46,6 +46,7 @@ int cmd_suspend(int argc, char **argv)
 		return cli_fail(EXIT_USAGE, "missing <env>; see 'gitops suspend --help'");
 	struct rec_workspace_options wo = {.repo = repo};
 	cli_config(&wo, state_repo, state_branch);
+	cli_action_defaults(&act);
 	rec_workspace *ws = NULL;
 	hist *h = NULL;
 	json_t *ev = NULL;

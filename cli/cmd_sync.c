@@ -82,7 +82,7 @@ int cmd_sync(int argc, char **argv)
 		goto done;
 	}
 	struct rec_env_sync_options so = {.sync = {.prune = a.prune || env->sync_prune, .dry_run = a.dry_run, .adopt = a.adopt},
-					  .only_app = a.app, .record = true};
+					  .only_app = a.app, .record = true, .actor = cli_actor(), .trigger = cli_trigger()};
 	rc = rec_env_sync(&res, ws, plan, &so);
 	if (res.record_error)
 		fprintf(stderr, "gitops: warning: the sync was not recorded in the history: %s\n", res.record_error);

@@ -5,6 +5,7 @@
 #include "../common/mask.h"
 #include "../manifests/manifests.h"
 #include "../reconcile/reconcile.h"
+#include "../history/history.h"
 
 #include <stdarg.h>
 #include <stdio.h>
@@ -111,6 +112,44 @@ const char *cli_env_or(const char *given, const char *var)
 		return given;
 	const char *v = getenv(var);
 	return v && *v ? v : NULL;
+}
+
+const char *cli_actor(void)
+{
+	static char *actor;
+	if (actor)
+		return actor;
+	const char *ci = cli_env_or(cli_env_or(NULL, "GITLAB_USER_LOGIN"), "GITHUB_ACTOR");
+	if (ci) {
+		actor = gitops_strdup(ci);
+	} else {
+		actor = hist_default_actor(); /* git's user.name */
+		const char *user = getenv("USER");
+		if (!strcmp(actor, "unknown") && user && *user) {
+			free(actor);
+			actor = gitops_strdup(user);
+		}
+	}
+	return actor;
+}
+
+const char *cli_trigger(void)
+{
+	const char *vars[] = {"CI", "GITLAB_CI", "GITHUB_ACTIONS"};
+	for (size_t i = 0; i < 3; i++) {
+		const char *v = getenv(vars[i]);
+		if (v && *v && strcmp(v, "false") && strcmp(v, "0"))
+			return HIST_TRIGGER_CI;
+	}
+	return HIST_TRIGGER_MANUAL;
+}
+
+void cli_action_defaults(struct hist_action *act)
+{
+	if (!act->actor || !*act->actor)
+		act->actor = cli_actor();
+	if (!act->trigger)
+		act->trigger = cli_trigger();
 }
 
 void cli_config(struct rec_workspace_options *wo, const char *state_repo, const char *state_branch)

@@ -118,9 +118,12 @@ int hist_record_batch(hist *h, const struct hist_event *evs, size_t n);
  * Thread-safety: as every append, one hist per thread; appends from several are CAS-safe. */
 int hist_record_sync(json_t **out, hist *h, const struct hist_event *ev);
 
-/* The actor: $GITLAB_USER_LOGIN, $GITHUB_ACTOR, git's user.name, $USER, "unknown". Caller frees. */
+/* The actor when an event names none: git's user.name (the working directory's repository,
+ * else the global and system configuration), else "unknown". Caller frees. The library reads no
+ * environment variable: cli/ names the actor from $GITLAB_USER_LOGIN, $GITHUB_ACTOR, this, then
+ * $USER (cli_actor). */
 char *hist_default_actor(void);
-/* "ci" when $CI or $GITLAB_CI or $GITHUB_ACTIONS is set, else "manual". Static string. */
+/* The trigger when an event names none: "manual" (cli/ says "ci" in a CI job). Static string. */
 const char *hist_default_trigger(void);
 
 /* ---- Snapshot ---------------------------------------------------------------------------- */
