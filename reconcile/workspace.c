@@ -22,7 +22,8 @@ void rec_progress(rec_workspace *ws, const char *fmt, ...)
 	va_end(ap);
 	char *line = gitops_mask_text(gitops_buf_cstr(&b), NULL);
 	pthread_mutex_lock(&ws->progress_lock);
-	ws->opt.progress(ws->opt.progress_ud, line);
+	if (ws->opt.progress) /* rec_env_sync swaps it under this lock */
+		ws->opt.progress(ws->opt.progress_ud, line);
 	pthread_mutex_unlock(&ws->progress_lock);
 	free(line);
 	gitops_buf_free(&b);
