@@ -4,10 +4,19 @@
 #include "history/history.h"
 #include "reconcile/reconcile.h"
 
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+
+/* Ctrl-C or SIGTERM during --wait ends the wait at once (the promotion stays as it is). */
+static gitops_cancel *wait_cancel;
+static void stop_waiting(int sig)
+{
+	(void)sig;
+	gitops_cancel_set(wait_cancel); /* async-signal-safe */
+}
 
 void cmd_promote_help(void)
 {
@@ -28,7 +37,8 @@ void cmd_promote_help(void)
 	     "  --json              print the promotion as JSON\n"
 	     "  --quiet             no summary on stderr (the id is still printed)\n"
 	     CLI_STATE_HELP "\n"
-	     "Exit codes: 0 promoted (or pending approvals); 1 --wait timed out; 2 usage;\n"
+	     "Exit codes: 0 promoted (or pending approvals); 1 --wait timed out or was interrupted\n"
+	     "(Ctrl-C, SIGTERM: the promotion stays); 2 usage;\n"
 	     "3 unknown environment or an environment without `from`; 5 unknown SHA or git error;\n"
 	     "7 refused (not healthy upstream, a commit not signed by the environment's commitSigners,\n"
 	     "a state branch that does not verify; with --wait: rejected or superseded).");
@@ -133,8 +143,26 @@ int cmd_promote(int argc, char **argv)
 		fprintf(stderr, "promotion %s%s: %s is pinned to %.12s; its next sync deploys it\n", id,
 			existing ? " (existing)" : "", env->name, sha);
 	fflush(stdout);
-	if (wait && (rc = hist_wait_deployed(h, env->name, sha, id, timeout_ms, 0, NULL)))
-		code = cli_fail(rc == GITOPS_ETIMEOUT ? EXIT_DIFFERS : EXIT_REFUSED, "%s", gitops_error_last());
+	if (wait) {
+		struct sigaction sa = {.sa_handler = stop_waiting}, old_int, old_term;
+		sigemptyset(&sa.sa_mask);
+		bool handled = gitops_cancel_new(&wait_cancel) == 0;
+		if (handled) {
+			sigaction(SIGINT, &sa, &old_int);
+			sigaction(SIGTERM, &sa, &old_term);
+		}
+		rc = hist_wait_deployed(h, env->name, sha, id, timeout_ms, 0, wait_cancel);
+		if (handled) {
+			sigaction(SIGINT, &old_int, NULL);
+			sigaction(SIGTERM, &old_term, NULL);
+		}
+		gitops_cancel_free(wait_cancel);
+		wait_cancel = NULL;
+		/* rejected or superseded: refused; timed out or interrupted: not deployed yet */
+		if (rc)
+			code = cli_fail(rc == GITOPS_EFORBIDDEN ? EXIT_REFUSED : EXIT_DIFFERS, "%s%s", gitops_error_last(),
+					rc == GITOPS_ETIMEOUT ? "" : " (interrupted; the promotion stays as it is)");
+	}
 done:
 	json_decref(p);
 	hist_free(h);

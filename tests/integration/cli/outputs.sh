@@ -213,4 +213,12 @@ P3=$("$G" promote "$C3" "$p-b" 2>/dev/null)
 expect_rc "promote --wait on a superseded promotion: exit 7" 7 "$G" promote "$C3" "$p-b" --wait --timeout 60s --quiet
 expect_contains "promote --wait says it was superseded" "was superseded" "$out"
 wait
+# --- promote --wait interrupted: Ctrl-C ends the wait at once (exit 1), the promotion stays
+"$G" promote "$C2" "$p-b" --wait --timeout 10m >/dev/null 2>"$tmp/wait.err" & wpid=$!
+for _ in $(seq 50); do grep -q . "$tmp/wait.err" 2>/dev/null && break; kill -0 $wpid 2>/dev/null || break; sleep 0.2; done
+sleep 1; kill -INT $wpid; wait $wpid; rc=$?
+expect_eq "promote --wait interrupted by SIGINT: exit 1" 1 "$rc"
+expect_contains "promote --wait says it was interrupted" "interrupted" "$(cat "$tmp/wait.err")"
+expect_eq "the interrupted wait left the promotion applied" "applied" \
+  "$("$G" promote "$C2" "$p-b" --json 2>/dev/null | jq -r .status)"
 t_done
