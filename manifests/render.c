@@ -574,6 +574,14 @@ static int detect_git(enum mf_renderer_kind *out, mf_repo *repo, const char *com
 	return 0;
 }
 
+int mf_renderer_detect(enum mf_renderer_kind *out, mf_repo *repo, const char *commit, const struct mf_app *app)
+{
+	*out = app->renderer;
+	if (*out == MF_RENDERER_AUTO)
+		return detect_git(out, repo, commit, app->path);
+	return 0;
+}
+
 /* Joins a kustomization-relative reference onto dir, resolving "." and "..". NULL when it
  * leaves the repository. */
 static char *join_norm(const char *dir, const char *ref)
@@ -1069,13 +1077,5 @@ int mf_render_env(mf_objects **out, mf_renderer *r, mf_repo *repo, const char *c
 		return rc;
 	}
 	*out = set;
-	return 0;
-}
-
-int mf_renderer_detect(enum mf_renderer_kind *out, mf_repo *repo, const char *commit, const struct mf_app *app)
-{
-	*out = app->renderer;
-	if (*out == MF_RENDERER_AUTO)
-		return detect_git(out, repo, commit, app->path);
 	return 0;
 }
