@@ -4,6 +4,8 @@
 #include "cmd.h"
 #include "common/mask.h"
 #include "manifests/manifests.h"
+#include "reconcile/reconcile.h"
+#include "history/history.h"
 
 #include <stdarg.h>
 #include <stdio.h>
@@ -17,15 +19,8 @@ int cli_parse_args(struct cli_args *a, const struct cli_command *cmd, int argc, 
 	int code = cli_opt_parse(cmd, a, argc, argv);
 	if (code != CLI_PARSED)
 		return code;
-	/* The state branch's location reaches the library (history/, through reconcile/) the same
-	 * way the environment variables do. */
-	if (a->state_repo)
-		setenv("GITOPS_STATE_REPO", a->state_repo, 1);
-	if (a->state_branch)
-		setenv("GITOPS_STATE_BRANCH", a->state_branch, 1);
-	if (a->signing_key)
-		setenv("GITOPS_SIGNING_KEY", a->signing_key, 1);
-	a->repo = cli_default_repo(a->repo, NULL);
+	/* --state-repo, --state-branch and --signing-key reach the library through cli_config */
+	a->repo = cli_default_repo(a->repo, a->state_branch);
 	return CLI_PARSED;
 }
 
@@ -83,29 +78,88 @@ int cli_hist_exit(int err)
 	}
 }
 
+/* What cli_default_repo found in the working directory's clone (lives until exit). */
+static struct mf_repo_default found_default;
+
 const char *cli_default_repo(const char *repo, const char *state_branch)
 {
-	static struct mf_repo_default d;
 	static bool done;
 	if (repo)
 		return repo;
 	if (!done) {
 		done = true;
-		if (!state_branch)
-			state_branch = getenv("GITOPS_STATE_BRANCH");
-		if (mf_repo_default(&d, ".", state_branch && *state_branch ? state_branch : NULL)) {
+		state_branch = cli_env_or(state_branch, "GITOPS_STATE_BRANCH");
+		if (mf_repo_default(&found_default, ".", state_branch)) {
 			gitops_error_clear();
 			return NULL;
 		}
-		const char *sr = getenv("GITOPS_STATE_REPO");
-		if (d.state && !(sr && *sr))
-			setenv("GITOPS_STATE_REPO", d.state, 1);
-		bool have = (getenv("GITOPS_GIT_TOKEN") && *getenv("GITOPS_GIT_TOKEN")) || getenv("GITOPS_GIT_TOKEN_FILE") ||
-			    getenv("GITOPS_GIT_PASSWORD") || getenv("GITOPS_GIT_PASSWORD_FILE");
-		if (d.password && !have) {
-			setenv("GITOPS_GIT_USERNAME", d.username, 1);
-			setenv("GITOPS_GIT_PASSWORD", d.password, 1);
+		if (found_default.password)
+			mf_git_set_url_credentials(found_default.username, found_default.password);
+	}
+	return found_default.manifests;
+}
+
+const char *cli_env_or(const char *given, const char *var)
+{
+	if (given && *given)
+		return given;
+	const char *v = getenv(var);
+	return v && *v ? v : NULL;
+}
+
+const char *cli_actor(void)
+{
+	static char *actor;
+	if (actor)
+		return actor;
+	const char *ci = cli_env_or(cli_env_or(NULL, "GITLAB_USER_LOGIN"), "GITHUB_ACTOR");
+	if (ci) {
+		actor = gitops_strdup(ci);
+	} else {
+		actor = hist_default_actor(); /* git's user.name */
+		const char *user = getenv("USER");
+		if (!strcmp(actor, "unknown") && user && *user) {
+			free(actor);
+			actor = gitops_strdup(user);
 		}
 	}
-	return d.manifests;
+	return actor;
+}
+
+const char *cli_trigger(void)
+{
+	const char *vars[] = {"CI", "GITLAB_CI", "GITHUB_ACTIONS"};
+	for (size_t i = 0; i < 3; i++) {
+		const char *v = getenv(vars[i]);
+		if (v && *v && strcmp(v, "false") && strcmp(v, "0"))
+			return HIST_TRIGGER_CI;
+	}
+	return HIST_TRIGGER_MANUAL;
+}
+
+void cli_action_defaults(struct hist_action *act)
+{
+	if (!act->actor || !*act->actor)
+		act->actor = cli_actor();
+	if (!act->trigger)
+		act->trigger = cli_trigger();
+}
+
+void cli_config(struct rec_workspace_options *wo, const char *state_repo, const char *state_branch)
+{
+	wo->state_repo = cli_env_or(state_repo, "GITOPS_STATE_REPO");
+	if (!wo->state_repo)
+		wo->state_repo = found_default.state; /* the clone's origin holds the state branch */
+	wo->state_branch = cli_env_or(state_branch, "GITOPS_STATE_BRANCH");
+	wo->main_branch = cli_env_or(wo->main_branch, "GITOPS_MAIN_BRANCH");
+	wo->signing_key = cli_env_or(wo->signing_key, "GITOPS_SIGNING_KEY");
+	const char *qps = getenv("GITOPS_KUBE_QPS");
+	if (qps && *qps)
+		wo->kube_qps = atof(qps);
+	/* a bad value keeps the default, as before */
+	const char *t = getenv("GITOPS_RENDER_TIMEOUT");
+	long long ms;
+	if (t && *t && mf_parse_duration(&ms, t) == 0 && ms > 0 && ms < 24LL * 3600 * 1000)
+		wo->render_timeout_ms = (int)ms;
+	gitops_error_clear();
 }

@@ -1,7 +1,7 @@
 /* cli/args.h: what the subcommands share: the options every table repeats (declared once here),
  * the environment commands' options struct and parser, exit-code mapping, error lines, the
  * default repository, progress and colour. Everything here runs on the main thread before or
- * around a command (cli_default_repo and cli_parse_args set process environment variables). */
+ * around a command; cli/ is the only place that reads the process environment (cli_config). */
 #ifndef GITOPS_CLI_ARGS_H
 #define GITOPS_CLI_ARGS_H
 
@@ -12,8 +12,8 @@
 /* The options of the environment commands (render, diff, sync, drift, status). */
 struct cli_args {
 	const char *env, *app, *revision, *repo, *kubeconfig, *context;
-	const char *state_repo, *state_branch, *signing_key;
-	bool json, prune, dry_run, no_color, quiet, adopt;
+	const char *state_repo, *state_branch, *signing_key; /* NULL: see cli_config */
+	bool json, prune, dry_run, no_color, quiet, adopt, apps;
 };
 
 /* Table entries every command that has them shares (T: the command's options struct, with
@@ -39,9 +39,8 @@ struct cli_args {
 	CLI_SWITCH("no-color", 0, CLI_SEC_OUTPUT, T, no_color, "no ANSI colours (also NO_COLOR=1; off when stdout is not a terminal)")
 
 /* Parses argv (argv[0] is the command name) with the command's table into *a (zeroed first),
- * then passes --state-repo, --state-branch and --signing-key on to the library through
- * GITOPS_STATE_REPO, GITOPS_STATE_BRANCH and GITOPS_SIGNING_KEY, and fills in the default
- * repository. Returns CLI_PARSED, else the exit code to return (help or a usage error printed). */
+ * and fills in the default repository (--state-repo, --state-branch and --signing-key reach the
+ * library through cli_config). Returns CLI_PARSED, else the exit code to return (help or a usage error printed). */
 int cli_parse_args(struct cli_args *a, const struct cli_command *cmd, int argc, char **argv);
 
 /* Prints a progress line to stderr (the library's progress callback; ud: struct cli_args). */
@@ -59,10 +58,27 @@ int cli_exit_for(int lib_error);
 int cli_hist_exit(int lib_error);
 /* The manifests repository to use: `repo` when given, else the working directory's repository,
  * or origin's URL in a clone that lacks what gitops needs (mf_repo_default: a CI job's detached
- * checkout without local branches; the state branch only on origin, then $GITOPS_STATE_REPO is
- * set to origin unless given). Credentials in origin's URL become $GITOPS_GIT_USERNAME and
- * $GITOPS_GIT_PASSWORD unless a token or password is set. NULL when not in a repository (the
- * library then says so). The string lives until exit. */
+ * checkout without local branches; the state branch only on origin, then cli_config points the
+ * state repository at origin unless given). Credentials in origin's URL are handed to
+ * mf_git_set_url_credentials (used unless a token or password is set). NULL when not in a
+ * repository (the library then says so). The string lives until exit. */
 const char *cli_default_repo(const char *repo, const char *state_branch);
+/* `given` when set and not empty, else $var when set and not empty, else NULL. */
+const char *cli_env_or(const char *given, const char *var);
+/* Who and what start the events a command records, when not given: the actor is
+ * $GITLAB_USER_LOGIN, $GITHUB_ACTOR, git's user.name, $USER, else "unknown" (lives until exit);
+ * the trigger "ci" when $CI, $GITLAB_CI or $GITHUB_ACTIONS is set, else "manual". */
+const char *cli_actor(void);
+const char *cli_trigger(void);
+struct hist_action;
+/* Fills act->actor and act->trigger when NULL (cli_actor, cli_trigger). */
+void cli_action_defaults(struct hist_action *act);
+/* The configuration the library takes explicitly, from the options given (state_repo,
+ * state_branch, wo->main_branch, wo->signing_key; any NULL) and else the environment:
+ * $GITOPS_STATE_REPO (else origin, see cli_default_repo), $GITOPS_STATE_BRANCH,
+ * $GITOPS_MAIN_BRANCH, $GITOPS_SIGNING_KEY, $GITOPS_KUBE_QPS, $GITOPS_RENDER_TIMEOUT. cli/ is the
+ * only place that reads them; call after cli_default_repo. */
+struct rec_workspace_options;
+void cli_config(struct rec_workspace_options *wo, const char *state_repo, const char *state_branch);
 
 #endif

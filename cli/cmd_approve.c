@@ -84,6 +84,7 @@ static int decide(int argc, char **argv, bool reject)
 	if (reject && !act.reason && !print_sig)
 		return cli_fail(EXIT_USAGE, "gitops reject needs --reason TEXT");
 	repo = cli_default_repo(repo, state_branch);
+	cli_action_defaults(&act);
 	const char *decision = reject ? "reject" : "approve";
 	rec_workspace *ws = NULL;
 	hist *h = NULL;
@@ -91,6 +92,7 @@ static int decide(int argc, char **argv, bool reject)
 	char *pub = NULL, *sig = NULL;
 	int code = EXIT_OK, rc;
 	struct rec_workspace_options wo = {.repo = repo};
+	cli_config(&wo, state_repo, state_branch);
 	if ((rc = rec_workspace_open(&ws, &wo)) || (rc = rec_workspace_history(&h, ws, state_repo, state_branch)) ||
 	    (rc = hist_promotion_get(&p, h, id)))
 		goto fail;
@@ -104,15 +106,8 @@ static int decide(int argc, char **argv, bool reject)
 			goto done;
 		}
 	} else {
-		const struct mf_environment *e = mf_config_env(rec_workspace_config(ws), env);
-		for (size_t i = 0; e && i < e->n_approvers && !pub; i++)
-			if (!strcmp(e->approvers[i].name, approver))
-				pub = gitops_strdup(e->approvers[i].key);
-		if (!pub) {
-			rc = gitops_error_set(GITOPS_EFORBIDDEN, "refused: %s is not an approver of %s in gitops.yaml", approver,
-					      env ? env : "?");
+		if ((rc = hist_approver_key(&pub, rec_workspace_config(ws), env, approver)))
 			goto fail;
-		}
 		sig = gitops_strdup(sig_in);
 	}
 	if ((rc = hist_decide(&after, h, rec_workspace_config(ws), id, pub, sig, reject, &act)))

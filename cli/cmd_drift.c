@@ -31,51 +31,38 @@ static const struct cli_command drift_cmd = {
 
 void cmd_drift_help(void) { cli_opt_help(stdout, &drift_cmd); }
 
-/* One environment; appends rows or JSON. Returns 0, 1 (drift) or a library error (< 0). */
+/* One environment (rec_env_drift); appends table rows or JSON. Returns 0, 1 (drift) or a
+ * library error (< 0). */
 static int drift_env(rec_workspace *ws, const struct mf_environment *env, const struct cli_args *a, gitops_buf *table,
 		     json_t *arr)
 {
-	struct rec_inventory_info info;
-	int rc = rec_inventory_info(&info, ws, env);
+	json_t *found = NULL;
+	bool never = false;
+	int rc = rec_env_drift(&found, &never, ws, env);
 	if (rc)
 		return rc;
-	if (!info.revision[0]) {
-		if (!a->quiet)
-			fprintf(stderr, "%s: never synced, nothing to compare\n", env->name);
-		return 0;
-	}
-	rec_plan *plan = NULL;
-	if ((rc = rec_plan_env(&plan, ws, env->name, info.revision, NULL)))
-		return rc;
-	int found = 0;
-	for (size_t i = 0; i < rec_plan_count(plan); i++) {
-		const struct rec_item *it = rec_plan_item(plan, i);
-		if (it->unmanaged)
-			continue; /* not this pipeline's and environment's: diff marks it, drift has none */
-		drift_state s = drift_result_state(it->result);
-		const char *word = s == DRIFT_MODIFIED ? "MODIFIED" : s == DRIFT_EXTRA ? "EXTRA"
-				   : (s == DRIFT_MISSING && it->in_inventory) ? "DELETED" : NULL;
-		if (!word)
-			continue;
-		found = 1;
+	if (never && !a->quiet)
+		fprintf(stderr, "%s: never synced, nothing to compare\n", env->name);
+	size_t i;
+	json_t *j;
+	json_array_foreach(found, i, j) {
 		if (arr) {
-			json_t *j;
-			drift_result_to_json(&j, it->result);
-			json_object_set_new(j, "state", json_string(word));
-			json_object_set_new(j, "environment", json_string(env->name));
-			json_object_set_new(j, "app", json_string(it->app));
-			json_array_append_new(arr, j);
+			json_array_append(arr, j);
 			continue;
 		}
-		const char *ns = drift_result_namespace(it->result);
-		gitops_buf_printf(table, "%-8s  %-9s %-10s %s %s%s%s  ", env->name, word, it->app, drift_result_kind(it->result),
-				  ns, *ns ? "/" : "", drift_result_name(it->result));
-		for (size_t f = 0; f < drift_result_field_count(it->result); f++)
-			gitops_buf_printf(table, "%s%s", f ? ", " : "", drift_result_field(it->result, f)->path);
+		const char *ns = json_string_value(json_object_get(j, "namespace"));
+		gitops_buf_printf(table, "%-8s  %-9s %-10s %s %s%s%s  ", env->name, json_string_value(json_object_get(j, "state")),
+				  json_string_value(json_object_get(j, "app")), json_string_value(json_object_get(j, "kind")),
+				  ns ? ns : "", ns && *ns ? "/" : "", json_string_value(json_object_get(j, "name")));
+		size_t f;
+		json_t *fld;
+		json_array_foreach(json_object_get(j, "fields"), f, fld)
+			gitops_buf_printf(table, "%s%s", f ? ", " : "", json_string_value(json_object_get(fld, "path")));
 		gitops_buf_putc(table, '\n');
 	}
-	rec_plan_free(plan);
-	return found;
+	int any = json_array_size(found) > 0;
+	json_decref(found);
+	return any;
 }
 
 int cmd_drift(int argc, char **argv)
@@ -86,6 +73,7 @@ int cmd_drift(int argc, char **argv)
 		return code;
 	struct rec_workspace_options wo = {.repo = a.repo, .kubeconfig = a.kubeconfig, .context = a.context,
 					   .progress = cli_progress, .progress_ud = &a};
+	cli_config(&wo, a.state_repo, a.state_branch);
 	a.quiet = a.quiet || a.json;
 	rec_workspace *ws = NULL;
 	int rc = rec_workspace_open(&ws, &wo);

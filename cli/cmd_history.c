@@ -146,7 +146,9 @@ void cmd_history_help(void) { cli_opt_help(stdout, &query_cmd); }
 static int open_store(hist **h, struct hopts *o)
 {
 	o->repo = cli_default_repo(o->repo, o->state_branch);
-	int rc = hist_open_default(h, o->state_repo, o->state_branch, o->repo);
+	struct rec_workspace_options wo = {0};
+	cli_config(&wo, o->state_repo, o->state_branch);
+	int rc = hist_open_default(h, wo.state_repo, wo.state_branch, o->repo);
 	return rc ? cli_fail(cli_hist_exit(rc), "%s", gitops_error_last()) : 0;
 }
 
@@ -156,6 +158,7 @@ static int open_store(hist **h, struct hopts *o)
 static int unknown_env(const struct hopts *o, const char *env)
 {
 	struct rec_workspace_options wo = {.repo = o->repo};
+	cli_config(&wo, o->state_repo, o->state_branch);
 	rec_workspace *ws = NULL;
 	const struct mf_environment *e = NULL;
 	int code = 0;
@@ -171,6 +174,7 @@ static int unknown_env(const struct hopts *o, const char *env)
 static int open_store_verified(hist **h, rec_workspace **ws, const struct hopts *o)
 {
 	struct rec_workspace_options wo = {.repo = o->repo};
+	cli_config(&wo, o->state_repo, o->state_branch);
 	int rc = rec_workspace_open(ws, &wo);
 	if (!rc)
 		rc = rec_workspace_history(h, *ws, o->state_repo, o->state_branch);
@@ -239,19 +243,9 @@ static int cmd_query(int argc, char **argv)
 		return parsed;
 	struct hopts o = q.o;
 	struct hist_filter f = q.f;
-	const char *since = q.since, *until = q.until, *limit = q.limit;
-	if ((since && hist_parse_time(&f.since_ms, since)) || (until && hist_parse_time(&f.until_ms, until)))
-		return cli_fail(EXIT_USAGE, "%s", gitops_error_last());
-	if (f.type && !hist_type_known(f.type) && !strchr(f.type, '*') && f.type[strlen(f.type) - 1] != '.')
-		return cli_fail(EXIT_USAGE, "unknown event type %s; see README (\"Events\")", f.type);
 	f.limit = o.json ? 0 : 50;
-	if (limit) {
-		char *end;
-		long n = strtol(limit, &end, 10);
-		if (*end || n < 0)
-			return cli_fail(EXIT_USAGE, "--limit wants a number, got %s", limit);
-		f.limit = (size_t)n;
-	}
+	if (hist_filter_parse(&f, q.since, q.until, q.limit))
+		return cli_fail(EXIT_USAGE, "%s", gitops_error_last());
 	hist *h = NULL;
 	int code = open_store(&h, &o);
 	if (code)
@@ -446,6 +440,10 @@ static int cmd_record(int argc, char **argv)
 		rec_workspace_free(ws);
 		return code;
 	}
+	if (!ev.actor || !*ev.actor)
+		ev.actor = cli_actor();
+	if (!ev.trigger)
+		ev.trigger = cli_trigger();
 	json_t *j = NULL;
 	int rc = hist_record(&j, h, &ev);
 	if (rc)

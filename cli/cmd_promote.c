@@ -4,10 +4,19 @@
 #include "history/history.h"
 #include "reconcile/reconcile.h"
 
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+
+/* Ctrl-C or SIGTERM during --wait ends the wait at once (the promotion stays as it is). */
+static gitops_cancel *wait_cancel;
+static void stop_waiting(int sig)
+{
+	(void)sig;
+	gitops_cancel_set(wait_cancel); /* async-signal-safe */
+}
 
 struct promote_opts {
 	const char *sha, *env, *repo, *state_repo, *state_branch, *timeout;
@@ -38,7 +47,8 @@ static const struct cli_command promote_cmd = {
 	"commit twice gives the same promotion. Needs git access only, never the cluster.\n\n"
 	"Prints the promotion's id on stdout (a summary on stderr); --json prints the promotion as\n"
 	"a JSON object with an \"id\" key.",
-	"Exit codes: 0 promoted (or pending approvals); 1 --wait timed out; 2 usage;\n"
+	"Exit codes: 0 promoted (or pending approvals); 1 --wait timed out or was interrupted\n"
+	"(Ctrl-C, SIGTERM: the promotion stays); 2 usage;\n"
 	"3 unknown environment or an environment without `from`; 5 unknown SHA or git error;\n"
 	"7 refused (not healthy upstream, a commit not signed by the environment's commitSigners,\n"
 	"a state branch that does not verify; with --wait: rejected or superseded).",
@@ -46,38 +56,6 @@ static const struct cli_command promote_cmd = {
 };
 
 void cmd_promote_help(void) { cli_opt_help(stdout, &promote_cmd); }
-
-/* Polls the state branch until env ran `sha` healthy or the promotion was decided against. */
-static int wait_deployed(hist *h, const char *env, const char *sha, const char *id, long long timeout_ms)
-{
-	long long end = gitops_now_ms() + timeout_ms;
-	for (;;) {
-		json_t *st = NULL, *p = NULL;
-		if (hist_env_state(&st, h, env) == 0) {
-			const char *lh = json_string_value(json_object_get(st, "lastHealthy"));
-			bool done = lh && !strcmp(lh, sha);
-			json_decref(st);
-			if (done)
-				return EXIT_OK;
-		}
-		if (hist_promotion_get(&p, h, id) == 0) {
-			const char *status = json_string_value(json_object_get(p, "status"));
-			if (status && (!strcmp(status, "rejected") || !strcmp(status, "superseded"))) {
-				/* the message is printed before the promotion (which owns `status`) is freed */
-				int code = cli_fail(EXIT_REFUSED, "promotion %s was %s: %s does not run %.12s", id, status,
-						    env, sha);
-				json_decref(p);
-				return code;
-			}
-			json_decref(p);
-		}
-		gitops_error_clear();
-		if (gitops_now_ms() >= end)
-			return cli_fail(EXIT_DIFFERS, "timed out waiting for %s to run %.12s", env, sha);
-		struct timespec ts = {2, 0};
-		nanosleep(&ts, NULL);
-	}
-}
 
 int cmd_promote(int argc, char **argv)
 {
@@ -90,10 +68,12 @@ int cmd_promote(int argc, char **argv)
 	struct hist_action act = o.act;
 	bool json = o.json, wait = o.wait, quiet = o.quiet;
 	repo = cli_default_repo(repo, state_branch);
+	cli_action_defaults(&act);
 	long long timeout_ms = 0;
 	if (wait && mf_parse_duration(&timeout_ms, timeout))
 		return cli_fail(EXIT_USAGE, "--timeout: %s", gitops_error_last());
 	struct rec_workspace_options wo = {.repo = repo};
+	cli_config(&wo, state_repo, state_branch);
 	rec_workspace *ws = NULL;
 	hist *h = NULL;
 	json_t *p = NULL;
@@ -158,8 +138,26 @@ int cmd_promote(int argc, char **argv)
 		fprintf(stderr, "promotion %s%s: %s is pinned to %.12s; its next sync deploys it\n", id,
 			existing ? " (existing)" : "", env->name, sha);
 	fflush(stdout);
-	if (wait)
-		code = wait_deployed(h, env->name, sha, id, timeout_ms);
+	if (wait) {
+		struct sigaction sa = {.sa_handler = stop_waiting}, old_int, old_term;
+		sigemptyset(&sa.sa_mask);
+		bool handled = gitops_cancel_new(&wait_cancel) == 0;
+		if (handled) {
+			sigaction(SIGINT, &sa, &old_int);
+			sigaction(SIGTERM, &sa, &old_term);
+		}
+		rc = hist_wait_deployed(h, env->name, sha, id, timeout_ms, 0, wait_cancel);
+		if (handled) {
+			sigaction(SIGINT, &old_int, NULL);
+			sigaction(SIGTERM, &old_term, NULL);
+		}
+		gitops_cancel_free(wait_cancel);
+		wait_cancel = NULL;
+		/* rejected or superseded: refused; timed out or interrupted: not deployed yet */
+		if (rc)
+			code = cli_fail(rc == GITOPS_EFORBIDDEN ? EXIT_REFUSED : EXIT_DIFFERS, "%s%s", gitops_error_last(),
+					rc == GITOPS_ETIMEOUT ? "" : " (interrupted; the promotion stays as it is)");
+	}
 done:
 	json_decref(p);
 	hist_free(h);

@@ -58,6 +58,7 @@ int cmd_render(int argc, char **argv)
 	/* the cluster is read (never written) for helm's capabilities: --kubeconfig and --context count */
 	struct rec_workspace_options wo = {.repo = a.repo, .kubeconfig = a.kubeconfig, .context = a.context,
 					   .progress = warn, .progress_ud = &a, .pins_best_effort = true};
+	cli_config(&wo, a.state_repo, a.state_branch);
 	rec_workspace *ws = NULL;
 	mf_objects *set = NULL;
 	gitops_buf out = GITOPS_BUF_INIT;
@@ -66,13 +67,8 @@ int cmd_render(int argc, char **argv)
 	int rc = rec_workspace_open(&ws, &wo);
 	if (!rc)
 		rc = rec_workspace_env(&env, ws, a.env);
-	if (!rc) {
-		rc = rec_resolve_revision(sha, ws, env, a.revision);
-		/* An environment promoted `from` another with nothing promoted yet: show the main
-		 * branch, which is what its first promotion would be made from. */
-		if (rc == GITOPS_EINVALID && !a.revision && !env->track)
-			rc = rec_resolve_revision(sha, ws, env, rec_workspace_main_sha(ws));
-	}
+	if (!rc)
+		rc = rec_resolve_shown_revision(sha, ws, env, a.revision);
 	if (!rc)
 		rc = rec_render_env(&set, ws, env, sha, a.app);
 	if (!rc) {

@@ -79,6 +79,7 @@ static int pin_command(int argc, char **argv, bool resume)
 	if (to && (strlen(to) < 7 || strlen(to) > 40 || strspn(to, "0123456789abcdefABCDEF") != strlen(to)))
 		return cli_fail(EXIT_USAGE, "--to wants a commit SHA (7 to 40 hex characters), got %s", to);
 	repo = cli_default_repo(repo, state_branch);
+	cli_action_defaults(&act);
 	int steps = 1;
 	if (steps_s) {
 		char *end;
@@ -88,6 +89,7 @@ static int pin_command(int argc, char **argv, bool resume)
 		steps = (int)n;
 	}
 	struct rec_workspace_options wo = {.repo = repo};
+	cli_config(&wo, state_repo, state_branch);
 	rec_workspace *ws = NULL;
 	hist *h = NULL;
 	json_t *ev = NULL;

@@ -159,11 +159,14 @@ int cmd_run(int argc, char **argv)
 		code = cli_fail(EXIT_USAGE, "--interval wants a duration of at least 100ms (e.g. 30s, 1m), got %s", interval);
 		goto out;
 	}
-	/* before any thread starts: the library reads the state branch's location from these */
-	if (state_repo)
-		setenv("GITOPS_STATE_REPO", state_repo, 1);
-	if (state_branch)
-		setenv("GITOPS_STATE_BRANCH", state_branch, 1);
+	/* the library's configuration, explicit (the signing key only from --signing-key, as before) */
+	struct rec_workspace_options cfg = {0};
+	cli_config(&cfg, state_repo, state_branch);
+	o.state_repo = cfg.state_repo;
+	o.state_branch = cfg.state_branch;
+	o.main_branch = cfg.main_branch;
+	o.kube_qps = cfg.kube_qps;
+	o.render_timeout_ms = cfg.render_timeout_ms;
 	long long lease_ms = 15000;
 	if (lease_dur && (mf_parse_duration(&lease_ms, lease_dur) || lease_ms < 3000)) {
 		code = cli_fail(EXIT_USAGE, "--lease-duration wants a duration of at least 3s, got %s", lease_dur);

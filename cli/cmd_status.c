@@ -11,6 +11,9 @@
 
 static const struct cli_opt_spec status_opts[] = {
 	CLI_ARG("env", 0, struct cli_args, env, NULL),
+	CLI_SWITCH("apps", 0, CLI_SEC_COMMAND, struct cli_args, apps,
+		   "a row per app under its environment: source (plain, kustomize, helm), revision, sync state, "
+		   "health of its live objects, object count (JSON: \"apps\" in each environment's object)"),
 	CLI_SWITCH("json", 0, CLI_SEC_OUTPUT, struct cli_args, json,
 		   "a JSON array of per-environment objects (see README, \"JSON output\")"),
 	CLI_SWITCH("quiet", 'q', CLI_SEC_OUTPUT, struct cli_args, quiet, "accepted; status prints no progress lines anyway"),
@@ -44,79 +47,6 @@ static const char *sv(const json_t *o, const char *k)
 	return v ? v : "";
 }
 
-/* The environment's row: pin, pending promotions, last sync (history), then the cluster's view.
- * A failure reading the cluster is kept in the row ("error"); returns its exit code, else 0. */
-static int status_env(json_t **row, rec_workspace *ws, hist *h, const struct mf_environment *env)
-{
-	json_t *st = NULL, *pending = NULL;
-	if (h && hist_env_state(&st, h, env->name))
-		st = NULL;
-	if (h && hist_pending(&pending, h, env->name))
-		pending = NULL;
-	gitops_error_clear();
-	json_t *last = json_object_get(st, "lastSync");
-	json_t *pin = NULL;
-	if (*sv(st, "pinned"))
-		pin = json_pack("{s:s, s:s, s:s, s:s, s:s?}", "sha", sv(st, "pinned"), "reason", sv(st, "pinReason"), "by",
-				sv(st, "pinnedBy"), "at", sv(st, "pinnedAt"), "promotion",
-				json_string_value(json_object_get(st, "promotion")));
-	json_t *pend = json_array();
-	size_t i;
-	json_t *p;
-	json_array_foreach(pending, i, p)
-		json_array_append_new(pend, json_pack("{s:s, s:s, s:I, s:I}", "id", sv(p, "id"), "sha", sv(p, "sha"), "approvals",
-						      (json_int_t)json_array_size(json_object_get(p, "approvals")), "required",
-						      json_integer_value(json_object_get(p, "required"))));
-	*row = json_pack("{s:s, s:s, s:s, s:s, s:s, s:{s:i, s:i, s:i, s:i}, s:o, s:o, s:O}", "environment", env->name,
-			 "target", "", "synced", "", "syncedAt", last ? sv(last, "time") : "", "state", "Never", "counts",
-			 "inSync", 0, "modified", 0, "missing", 0, "extra", 0, "pin", pin ? pin : json_null(), "pending",
-			 pend, "lastSync", last ? last : json_null());
-	/* what gitops run recorded: a suspension, the health after the last gate, its last error */
-	json_t *sus = json_object_get(st, "suspended"), *derr = json_object_get(st, "daemonError");
-	json_object_set_new(*row, "suspended", json_boolean(sus != NULL));
-	if (sus)
-		json_object_set(*row, "suspension", sus);
-	if (*sv(st, "health"))
-		json_object_set_new(*row, "health", json_string(sv(st, "health")));
-	if (derr)
-		json_object_set_new(*row, "daemonError", json_string(sv(derr, "reason")));
-	json_decref(st);
-	json_decref(pending);
-	struct rec_inventory_info info;
-	int rc = rec_inventory_info(&info, ws, env);
-	/* The target: the pin (promotion or rollback), else the tracked branch's head; an
-	 * environment promoted `from` another has none until its first promotion. */
-	char target[41] = "";
-	if (!rc) {
-		json_object_set_new(*row, "synced", json_string(info.revision));
-		rc = rec_resolve_revision(target, ws, env, NULL);
-		if (rc == GITOPS_EINVALID && !env->track) {
-			target[0] = '\0';
-			rc = 0;
-		}
-	}
-	const char *planned = target[0] ? target : info.revision[0] ? info.revision : NULL;
-	if (!rc && planned) {
-		rec_plan *plan = NULL;
-		if (!(rc = rec_plan_env(&plan, ws, env->name, planned, NULL))) {
-			size_t counts[4] = {0, 0, 0, 0};
-			rec_plan_counts(plan, counts);
-			json_object_set_new(*row, "counts", json_pack("{s:I, s:I, s:I, s:I}", "inSync", (json_int_t)counts[0],
-								      "modified", (json_int_t)counts[1], "missing",
-								      (json_int_t)counts[2], "extra", (json_int_t)counts[3]));
-			json_object_set_new(*row, "state", json_string(!info.revision[0] ? "Never"
-									: rec_plan_in_sync(plan) ? "Synced" : "OutOfSync"));
-		}
-		rec_plan_free(plan);
-	}
-	json_object_set_new(*row, "target", json_string(target));
-	if (!rc)
-		return 0;
-	json_object_set_new(*row, "state", json_string("Unknown"));
-	json_object_set_new(*row, "error", json_string(gitops_error_last()));
-	return cli_exit_for(rc);
-}
-
 /* The NOTES column: why pinned, pending promotions, a failed last sync, an error. */
 static void notes(gitops_buf *b, const json_t *row)
 {
@@ -145,6 +75,20 @@ static void notes(gitops_buf *b, const json_t *row)
 		b->ptr[b->len -= 2] = '\0';
 }
 
+/* --apps: a row per app under its environment's. */
+static void print_apps(const json_t *row)
+{
+	size_t i;
+	json_t *app;
+	json_array_foreach(json_object_get(row, "apps"), i, app) {
+		char objs[32];
+		snprintf(objs, sizeof(objs), "%lld", (long long)json_integer_value(json_object_get(app, "objects")));
+		printf("  %-12s %-10s %-12.12s %-10s %-12s %-7s %s\n", sv(app, "app"), sv(app, "source"),
+		       *sv(app, "revision") ? sv(app, "revision") : "-", sv(app, "state"),
+		       *sv(app, "health") ? sv(app, "health") : "-", objs, sv(app, "healthReason"));
+	}
+}
+
 int cmd_status(int argc, char **argv)
 {
 	struct cli_args a;
@@ -154,47 +98,39 @@ int cmd_status(int argc, char **argv)
 	a.quiet = true; /* status prints a table; no progress lines */
 	struct rec_workspace_options wo = {.repo = a.repo, .kubeconfig = a.kubeconfig, .context = a.context,
 					   .progress = cli_progress, .progress_ud = &a, .pins_best_effort = true};
+	cli_config(&wo, a.state_repo, a.state_branch);
 	rec_workspace *ws = NULL;
 	int rc = rec_workspace_open(&ws, &wo);
 	if (rc)
 		return cli_fail(cli_exit_for(rc), "%s", gitops_error_last());
-	const struct mf_config *cfg = rec_workspace_config(ws);
-	const struct mf_environment *only = NULL;
-	if (a.env && (rc = rec_workspace_env(&only, ws, a.env))) {
-		code = cli_fail(cli_exit_for(rc), "%s", gitops_error_last());
-		rec_workspace_free(ws);
-		return code;
-	}
 	/* the history (pins, pending promotions, last syncs); status still shows the cluster without it */
 	hist *h = NULL;
-	if (hist_open_default(&h, NULL, NULL, a.repo)) {
+	if (hist_open_default(&h, wo.state_repo, wo.state_branch, a.repo)) {
 		fprintf(stderr, "gitops: warning: the history cannot be read: %s\n", gitops_error_last());
 		h = NULL;
 	}
-	json_t *arr = json_array();
-	code = EXIT_OK;
-	const char *pipeline = NULL;
-	if ((rc = rec_workspace_pipeline(&pipeline, NULL, ws))) {
+	json_t *arr = NULL;
+	struct rec_status_options so = {.apps = a.apps};
+	rc = rec_status(&arr, ws, h, a.env, &so);
+	if (!arr) {
 		code = cli_fail(cli_exit_for(rc), "%s", gitops_error_last());
-		json_decref(arr);
 		hist_free(h);
 		rec_workspace_free(ws);
 		return code;
 	}
-	if (!a.json)
-		printf("pipeline %s\n", pipeline);
-	if (!a.json)
+	/* an environment that could not be read keeps its row ("error"); the exit code says so */
+	code = rc ? cli_exit_for(rc) : EXIT_OK;
+	if (a.json) {
+		char *s = json_dumps(arr, JSON_INDENT(2));
+		puts(s);
+		free(s);
+	} else {
+		printf("pipeline %s\n", sv(json_array_get(arr, 0), "pipeline"));
 		printf("%-10s %-12s %-12s %-24s %-10s %-31s %s\n", "ENV", "TARGET", "SYNCED", "SYNCED AT", "STATE",
 		       "IN-SYNC/MODIFIED/MISSING/EXTRA", "NOTES");
-	for (size_t i = 0; i < cfg->n_envs; i++) {
-		const struct mf_environment *env = &cfg->envs[i];
-		if (only && only != env)
-			continue;
-		json_t *row = NULL;
-		int c = status_env(&row, ws, h, env);
-		if (c && code == EXIT_OK)
-			code = c;
-		if (!a.json) {
+		size_t i;
+		json_t *row;
+		json_array_foreach(arr, i, row) {
 			json_t *n = json_object_get(row, "counts");
 			gitops_buf nb = GITOPS_BUF_INIT;
 			notes(&nb, row);
@@ -204,18 +140,16 @@ int cmd_status(int argc, char **argv)
 				 (long long)json_integer_value(json_object_get(n, "modified")),
 				 (long long)json_integer_value(json_object_get(n, "missing")),
 				 (long long)json_integer_value(json_object_get(n, "extra")));
-			printf("%-10s %-12.12s %-12.12s %-24s %-10s %-31s %s\n", env->name,
+			printf("%-10s %-12.12s %-12.12s %-24s %-10s %-31s %s\n", sv(row, "environment"),
 			       *sv(row, "target") ? sv(row, "target") : "-", *sv(row, "synced") ? sv(row, "synced") : "-",
 			       *sv(row, "syncedAt") ? sv(row, "syncedAt") : "-", sv(row, "state"), counts, gitops_buf_cstr(&nb));
 			gitops_buf_free(&nb);
+			if (a.apps) {
+				printf("  %-12s %-10s %-12s %-10s %-12s %-7s %s\n", "APP", "SOURCE", "REVISION", "STATE", "HEALTH",
+				       "OBJECTS", "WHY");
+				print_apps(row);
+			}
 		}
-		json_object_set_new(row, "pipeline", json_string(pipeline));
-		json_array_append_new(arr, row);
-	}
-	if (a.json) {
-		char *s = json_dumps(arr, JSON_INDENT(2));
-		puts(s);
-		free(s);
 	}
 	if (code)
 		fprintf(stderr, "gitops: some environments could not be read (see their rows)\n");

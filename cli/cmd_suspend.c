@@ -45,6 +45,8 @@ int cmd_suspend(int argc, char **argv)
 	struct hist_action act = o.act;
 	bool json = o.json;
 	struct rec_workspace_options wo = {.repo = repo};
+	cli_config(&wo, state_repo, state_branch);
+	cli_action_defaults(&act);
 	rec_workspace *ws = NULL;
 	hist *h = NULL;
 	json_t *ev = NULL;

@@ -8,40 +8,11 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* What sync prints while it runs, and the failures it keeps for the history event. Progress
- * lines arrive one at a time (rec_progress holds a lock), already masked. */
-struct sync_progress {
-	const struct cli_args *a;
-	struct hist_failure failures[HIST_MAX_FAILURES];
-	size_t n_failures;
-};
-
-/* "failed  <Kind ns/name> (<source>): <reason>" -> object and reason. */
-static void keep_failure(struct sync_progress *p, const char *line)
-{
-	if (p->n_failures == HIST_MAX_FAILURES)
-		return;
-	line += strcspn(line, " "); /* "failed  " or "skipped " */
-	line += strspn(line, " ");
-	const char *src = strstr(line, " ("), *why = strstr(line, "): ");
-	const char *colon = strstr(line, ": ");
-	bool with_source = src && why && src < why && (!colon || src < colon); /* "(file:line): " */
-	size_t on = with_source ? (size_t)(src - line) : colon ? (size_t)(colon - line) : strlen(line);
-	const char *reason = with_source ? why + 3 : colon ? colon + 2 : "";
-	p->failures[p->n_failures].object = gitops_strndup(line, on);
-	p->failures[p->n_failures].reason = gitops_strdup(reason);
-	p->n_failures++;
-}
-
 /* --quiet hides progress, never why an object failed or was skipped as not gitops'. */
 static void sync_progress_line(void *ud, const char *line)
 {
-	struct sync_progress *p = ud;
-	bool failed = !strncmp(line, "failed ", 7) ||
-		      (!strncmp(line, "skipped ", 8) && (strstr(line, "not managed by gitops") || strstr(line, "belongs to")));
-	if (failed)
-		keep_failure(p, line);
-	if (failed || !p->a->quiet)
+	const struct cli_args *a = ud;
+	if (!a->quiet || rec_progress_is_failure(line))
 		fprintf(stderr, "%s\n", line);
 }
 
@@ -102,19 +73,18 @@ int cmd_sync(int argc, char **argv)
 	int code = cli_parse_args(&a, &sync_cmd, argc, argv);
 	if (code != CLI_PARSED)
 		return code;
-	struct sync_progress sp = {.a = &a};
 	struct rec_workspace_options wo = {.repo = a.repo, .kubeconfig = a.kubeconfig, .context = a.context,
-					   .progress = sync_progress_line, .progress_ud = &sp, .deploy = true};
-	const char *apps[256];
-	size_t n_apps = 0;
-	const char *signing_key = getenv("GITOPS_SIGNING_KEY");
+					   .progress = sync_progress_line, .progress_ud = &a, .deploy = true};
+	wo.signing_key = a.signing_key;
+	cli_config(&wo, a.state_repo, a.state_branch);
 	char *signer = NULL; /* a bad key fails before anything is applied */
-	if (signing_key && *signing_key && !a.dry_run && hist_key_public(&signer, signing_key))
+	if (wo.signing_key && *wo.signing_key && !a.dry_run && hist_key_public(&signer, wo.signing_key))
 		return cli_fail(EXIT_INPUT, "--signing-key: %s", gitops_error_last());
 	free(signer);
 	rec_workspace *ws = NULL;
 	rec_plan *plan = NULL;
 	const struct mf_environment *env = NULL;
+	struct rec_env_sync_result res = {0};
 	int rc = rec_workspace_open(&ws, &wo);
 	if (!rc)
 		rc = rec_workspace_env(&env, ws, a.env);
@@ -124,52 +94,20 @@ int cmd_sync(int argc, char **argv)
 		code = cli_fail(cli_exit_for(rc), "%s", gitops_error_last());
 		goto done;
 	}
-	struct rec_sync_options so = {.prune = a.prune || env->sync_prune, .dry_run = a.dry_run, .adopt = a.adopt};
-	struct rec_sync_report rep;
-	rc = rec_sync(&rep, ws, plan, &so);
-	/* the apps this sync changes, for the event (history --app finds environment-wide syncs); read
-	 * after rec_sync, which plans again when another sync changed the environment meanwhile */
-	for (size_t i = 0; i < rec_plan_count(plan) && !a.app; i++) {
-		const struct rec_item *it = rec_plan_item(plan, i);
-		drift_state s = drift_result_state(it->result);
-		if (s == DRIFT_IN_SYNC || (s == DRIFT_EXTRA && !so.prune) || !it->app)
-			continue;
-		bool seen = false;
-		for (size_t k = 0; k < n_apps && !seen; k++)
-			seen = !strcmp(apps[k], it->app);
-		if (!seen && n_apps < sizeof(apps) / sizeof(apps[0]))
-			apps[n_apps++] = gitops_strdup(it->app); /* a re-plan inside rec_sync frees the items */
-	}
-	if (!a.dry_run) {
-		/* the deploy history (state branch): sync.succeeded / sync.failed; keep the sync's error */
-		char *err = rc ? gitops_strdup(gitops_error_last()) : NULL;
-		hist *h = NULL;
-		int hrc = rec_workspace_history(&h, ws, NULL, NULL);
-		if (!hrc && signing_key && *signing_key)
-			hrc = hist_set_signing_key(h, signing_key);
-		struct hist_event ev = {
-			.type = rc == 0 && rep.failed == 0 ? "sync.succeeded" : "sync.failed", .environment = a.env,
-			.app = a.app, .sha = rec_plan_revision(plan), .has_counts = true, .created = rep.created,
-			.updated = rep.updated, .unchanged = rep.unchanged, .pruned = rep.pruned, .failed = rep.failed,
-			.duration_ms = rep.ms, .reason = err, .apps = apps, .n_apps = n_apps,
-			.failures = sp.failures, .n_failures = sp.n_failures};
-		if (!hrc)
-			hrc = hist_record_sync_event(h, a.repo, &ev);
-		if (hrc)
-			fprintf(stderr, "gitops: warning: the sync was not recorded in the history: %s\n", gitops_error_last());
-		hist_free(h);
-		if (err)
-			gitops_error_set(rc, "%s", err);
-		free(err);
-	}
+	struct rec_env_sync_options so = {.sync = {.prune = a.prune || env->sync_prune, .dry_run = a.dry_run, .adopt = a.adopt},
+					  .only_app = a.app, .record = true, .actor = cli_actor(), .trigger = cli_trigger()};
+	rc = rec_env_sync(&res, ws, plan, &so);
+	if (res.record_error)
+		fprintf(stderr, "gitops: warning: the sync was not recorded in the history: %s\n", res.record_error);
+	const struct rec_sync_report rep = res.rep;
 	if (a.json) {
 		/* `counts` as in the history's sync events; status uses `counts` for its own numbers */
 		json_t *fails = json_array();
-		for (size_t i = 0; i < sp.n_failures; i++)
-			json_array_append_new(fails, json_pack("{s:s, s:s}", "object", sp.failures[i].object, "reason",
-							       sp.failures[i].reason));
+		for (size_t i = 0; i < res.n_failures; i++)
+			json_array_append_new(fails, json_pack("{s:s, s:s}", "object", res.failures[i].object, "reason",
+							       res.failures[i].reason));
 		json_t *j = json_pack("{s:s, s:s?, s:s, s:b, s:{s:i, s:i, s:i, s:i, s:i, s:i, s:i}, s:o, s:I}", "environment",
-				      a.env, "app", a.app, "revision", rec_plan_revision(plan), "dryRun", a.dry_run, "counts",
+				      a.env, "app", a.app, "revision", res.revision, "dryRun", a.dry_run, "counts",
 				      "created", rep.created, "updated", rep.updated, "unchanged", rep.unchanged, "pruned",
 				      rep.pruned, "failed", rep.failed, "extra", rep.extra_kept, "skipped", rep.skipped,
 				      "failures", fails, "durationMs", (json_int_t)rep.ms);
@@ -184,7 +122,7 @@ int cmd_sync(int argc, char **argv)
 		json_decref(j);
 	} else {
 		printf("%s at %.12s%s: %u created, %u updated, %u unchanged, %u pruned, %u failed", a.env,
-		       rec_plan_revision(plan), a.dry_run ? " (dry run)" : "", rep.created, rep.updated, rep.unchanged,
+		       res.revision, a.dry_run ? " (dry run)" : "", rep.created, rep.updated, rep.unchanged,
 		       rep.pruned, rep.failed);
 		if (rep.extra_kept)
 			printf(", %u extra kept (prune is off)", rep.extra_kept);
@@ -207,12 +145,7 @@ int cmd_sync(int argc, char **argv)
 	else
 		code = EXIT_OK;
 done:
-	for (size_t i = 0; i < sp.n_failures; i++) {
-		free((char *)sp.failures[i].object);
-		free((char *)sp.failures[i].reason);
-	}
-	for (size_t k = 0; k < n_apps; k++)
-		free((char *)apps[k]);
+	rec_env_sync_result_clear(&res);
 	rec_plan_free(plan);
 	rec_workspace_free(ws);
 	return code;

@@ -127,25 +127,10 @@ int hist_parse_time(long long *out_ms, const char *text)
 	return 0;
 }
 
-const char *hist_default_trigger(void)
-{
-	const char *vars[] = {"CI", "GITLAB_CI", "GITHUB_ACTIONS"};
-	for (size_t i = 0; i < 3; i++) {
-		const char *v = getenv(vars[i]);
-		if (v && *v && strcmp(v, "false") && strcmp(v, "0"))
-			return "ci";
-	}
-	return "manual";
-}
+const char *hist_default_trigger(void) { return HIST_TRIGGER_MANUAL; }
 
 char *hist_default_actor(void)
 {
-	const char *vars[] = {"GITLAB_USER_LOGIN", "GITHUB_ACTOR"};
-	for (size_t i = 0; i < 2; i++) {
-		const char *v = getenv(vars[i]);
-		if (v && *v)
-			return gitops_strdup(v);
-	}
 	git_libgit2_init();
 	git_config *cfg = NULL;
 	git_repository *repo = NULL;
@@ -164,10 +149,7 @@ char *hist_default_actor(void)
 	}
 	git_error_clear();
 	git_libgit2_shutdown();
-	if (out)
-		return out;
-	const char *u = getenv("USER");
-	return gitops_strdup(u && *u ? u : "unknown");
+	return out ? out : gitops_strdup("unknown");
 }
 
 static bool is_hex40(const char *s)

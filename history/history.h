@@ -40,10 +40,11 @@ struct hist_options {
 /* Opens a store. Does not create the branch (the first append does). The caller owns *out:
  * free with hist_free. GITOPS_EGIT when the repository cannot be opened. */
 int hist_open(hist **out, const struct hist_options *opt);
-/* Opens the store the commands use: repository `state_repo` (--state-repo), else
- * $GITOPS_STATE_REPO, else `manifests_repo`, else the git repository of the working directory;
- * branch `branch`, else $GITOPS_STATE_BRANCH, else HIST_DEFAULT_BRANCH. Any argument may be NULL.
- * A file:// URL is opened as a local path (compare-and-swap on the reference). */
+/* Opens the store the commands use: repository `state_repo`, else `manifests_repo`, else the git
+ * repository of the working directory; branch `branch`, else HIST_DEFAULT_BRANCH. Any argument
+ * may be NULL. A file:// URL is opened as a local path (compare-and-swap on the reference).
+ * Configuration is explicit: the library never reads $GITOPS_STATE_REPO / $GITOPS_STATE_BRANCH
+ * (cli/ does, next to --state-repo / --state-branch, and passes them down). */
 int hist_open_default(hist **out, const char *state_repo, const char *branch, const char *manifests_repo);
 void hist_free(hist *h);
 /* "repository#branch", for messages (owned by h). */
@@ -55,6 +56,13 @@ const char *hist_describe(const hist *h);
 extern const char *const hist_event_types[];
 bool hist_type_known(const char *type);
 
+/* What started an event (its "trigger"): a person, a CI job, the daemon on its own (a new
+ * commit, self-heal, an automatic rollback), or a webhook. */
+#define HIST_TRIGGER_MANUAL "manual"
+#define HIST_TRIGGER_CI "ci"
+#define HIST_TRIGGER_AUTO "auto"
+#define HIST_TRIGGER_WEBHOOK "webhook"
+
 /* An event to append. NULL / negative fields are left out of the record. */
 struct hist_event {
 	const char *type;        /* one of hist_event_types */
@@ -62,7 +70,7 @@ struct hist_event {
 	const char *app;
 	const char *sha;         /* 40 hex */
 	const char *actor;       /* NULL: hist_default_actor() */
-	const char *trigger;     /* manual, auto, ci, webhook; NULL: hist_default_trigger() */
+	const char *trigger;     /* one of HIST_TRIGGER_*; NULL: hist_default_trigger() */
 	const char *reason;
 	bool has_counts;
 	unsigned created, updated, unchanged, pruned, failed;
@@ -100,23 +108,22 @@ int hist_record(json_t **out, hist *h, const struct hist_event *ev);
  * none land), their objects in one packfile: for producers that buffer (and the benchmark).
  * Same types as hist_record. */
 int hist_record_batch(hist *h, const struct hist_event *evs, size_t n);
-/* Records a sync: sync.succeeded when `ok` and failed == 0, else sync.failed; looks up the
- * commit time of `sha` in `manifests_repo` (may be NULL) for lead-time metrics. A sync of the
- * whole environment that changed nothing at the SHA last synced successfully is not recorded
- * (no-op reconciles are not events). */
-int hist_record_sync(hist *h, const char *manifests_repo, const char *env, const char *app, const char *sha,
-		     bool ok, unsigned created, unsigned updated, unsigned unchanged, unsigned pruned,
-		     unsigned failed, long long duration_ms, const char *reason);
+/* Records a sync (ev->type sync.succeeded or sync.failed; GITOPS_EINVALID for another type):
+ * counts, duration, reason, apps, failures and the trigger as given. ev->commit_time (the commit
+ * time of ev->sha, for lead-time metrics) is the caller's to fill from the manifests repository
+ * it has open (reconcile's rec_env_sync does); when 0 it is looked up in the state repository
+ * only, never by opening another. A no-op (nothing created, updated, pruned or failed at the
+ * SHA the environment, or for an app sync the app, last synced successfully) is not recorded:
+ * 0 with *out NULL. *out (may be NULL) receives the record (caller decrefs).
+ * Thread-safety: as every append, one hist per thread; appends from several are CAS-safe. */
+int hist_record_sync(json_t **out, hist *h, const struct hist_event *ev);
 
-/* Records a sync as hist_record_sync does, from an event with the sync's fields (type, counts,
- * duration, reason, apps, failures; the commit time is looked up here). A no-op (nothing
- * created, updated, pruned or failed at the SHA the environment, or for --app the app, last
- * synced successfully) is not recorded. */
-int hist_record_sync_event(hist *h, const char *manifests_repo, const struct hist_event *ev);
-
-/* The actor: $GITLAB_USER_LOGIN, $GITHUB_ACTOR, git's user.name, $USER, "unknown". Caller frees. */
+/* The actor when an event names none: git's user.name (the working directory's repository,
+ * else the global and system configuration), else "unknown". Caller frees. The library reads no
+ * environment variable: cli/ names the actor from $GITLAB_USER_LOGIN, $GITHUB_ACTOR, this, then
+ * $USER (cli_actor). */
 char *hist_default_actor(void);
-/* "ci" when $CI or $GITLAB_CI or $GITHUB_ACTIONS is set, else "manual". Static string. */
+/* The trigger when an event names none: "manual" (cli/ says "ci" in a CI job). Static string. */
 const char *hist_default_trigger(void);
 
 /* ---- Snapshot ---------------------------------------------------------------------------- */
@@ -180,6 +187,17 @@ int hist_decide(json_t **out, hist *h, const struct mf_config *cfg, const char *
  * (GITOPS_EFORBIDDEN) when there is no such deploy. *out (may be NULL): the rollback event. */
 int hist_rollback(json_t **out, hist *h, const struct mf_environment *env, const char *to_sha, int steps,
 		  const struct hist_action *act);
+/* The public key line of approver `name` of environment `env` in `cfg` (gitops.yaml), for a
+ * decision signed elsewhere (gitops approve --approver NAME --signature SIG). The caller frees
+ * *out. GITOPS_EFORBIDDEN "refused: NAME is not an approver of ENV" when not listed.
+ * Thread-safe (reads cfg only). */
+int hist_approver_key(char **out, const struct mf_config *cfg, const char *env, const char *name);
+/* Waits until `env` ran `sha` healthy (its lastHealthy), reading the state branch every poll_ms
+ * (0: 2 s). GITOPS_EFORBIDDEN when promotion `promotion` (may be NULL) was rejected or
+ * superseded meanwhile, GITOPS_ETIMEOUT after timeout_ms, GITOPS_ERROR when `cancel` (may be
+ * NULL) was set. Uses h for the whole wait: one thread. */
+int hist_wait_deployed(hist *h, const char *env, const char *sha, const char *promotion, long long timeout_ms,
+		       long long poll_ms, gitops_cancel *cancel);
 /* Ends a suspension (hist_suspend) and drops the pin of a tracking environment (it follows its
  * branch again). Not suspended: GITOPS_EINVALID for an environment with `from` (a promotion
  * moves it), GITOPS_ENOTFOUND when not pinned. */
@@ -205,6 +223,11 @@ struct hist_filter {
 	size_t limit;                 /* 0: no limit */
 };
 
+/* Completes `f` from the text of the filters (`gitops history` options and /api/v1/history
+ * query parameters alike): since/until as hist_parse_time reads them, limit a number >= 0 (NULL:
+ * f->limit stays), and checks f->type (a known type, or a prefix ending in '.' or '*').
+ * GITOPS_EINVALID with the message. Thread-safe. */
+int hist_filter_parse(struct hist_filter *f, const char *since, const char *until, const char *limit);
 /* Matching events, newest first, as a JSON array (caller decrefs). Reads through a local index
  * (under the data directory) brought up to date from the branch first. */
 int hist_query(json_t **out, hist *h, const struct hist_filter *f);

@@ -71,40 +71,25 @@ static int skip_noop(void *ud, struct hist_snap *s, json_t *ev, bool *skip)
 	return 0;
 }
 
-int hist_record_sync(hist *h, const char *manifests_repo, const char *env, const char *app, const char *sha,
-		     bool ok, unsigned created, unsigned updated, unsigned unchanged, unsigned pruned,
-		     unsigned failed, long long duration_ms, const char *reason)
+int hist_record_sync(json_t **out, hist *h, const struct hist_event *sync)
 {
-	struct hist_event ev = {
-		.type = ok && failed == 0 ? "sync.succeeded" : "sync.failed", .environment = env, .app = app, .sha = sha,
-		.has_counts = true, .created = created, .updated = updated, .unchanged = unchanged, .pruned = pruned,
-		.failed = failed, .duration_ms = duration_ms, .reason = reason,
-	};
-	return hist_record_sync_event(h, manifests_repo, &ev);
-}
-
-int hist_record_sync_event(hist *h, const char *manifests_repo, const struct hist_event *sync)
-{
-	const char *sha = sync->sha;
-	long long ct = commit_time_in(h->repo, sha);
-	if (!ct && manifests_repo) {
-		mf_repo *m = NULL;
-		git_repository *r = NULL;
-		if (mf_repo_open(&m, manifests_repo, NULL) == 0 && git_repository_open(&r, mf_repo_path(m)) == 0)
-			ct = commit_time_in(r, sha);
-		git_repository_free(r);
-		mf_repo_free(m);
-		gitops_error_clear();
-		git_error_clear();
-	}
+	if (out)
+		*out = NULL;
+	if (!sync->type || strncmp(sync->type, "sync.", 5))
+		return gitops_error_set(GITOPS_EINVALID, "hist_record_sync records sync.* events, not %s",
+					sync->type ? sync->type : "(none)");
 	struct hist_event ev = *sync;
-	ev.commit_time = ct;
+	if (!ev.commit_time && ev.sha)
+		ev.commit_time = commit_time_in(h->repo, ev.sha); /* the state branch in the manifests repository */
 	json_t *j;
 	int rc = hist_event_build(&j, &ev);
 	if (rc)
 		return rc;
 	bool noop = !strcmp(ev.type, "sync.succeeded") && !ev.failed && !ev.created && !ev.updated && !ev.pruned;
-	rc = hist_append(h, j, noop ? skip_noop : NULL, NULL, NULL);
+	bool skipped = false;
+	rc = hist_append(h, j, noop ? skip_noop : NULL, NULL, &skipped);
+	if (!rc && out && !skipped)
+		*out = json_incref(j);
 	json_decref(j);
 	return rc;
 }

@@ -70,11 +70,8 @@ fail:
 
 int hist_open_default(hist **out, const char *state_repo, const char *branch, const char *manifests_repo)
 {
-	const char *env_repo = getenv("GITOPS_STATE_REPO"), *env_branch = getenv("GITOPS_STATE_BRANCH");
 	char *found = NULL;
-	const char *repo = state_repo && *state_repo ? state_repo
-			 : env_repo && *env_repo ? env_repo
-			 : manifests_repo && *manifests_repo ? manifests_repo : NULL;
+	const char *repo = state_repo && *state_repo ? state_repo : manifests_repo && *manifests_repo ? manifests_repo : NULL;
 	if (!repo) {
 		if (mf_repo_discover(&found, "."))
 			return gitops_error_set(GITOPS_EGIT, "%s; run inside the manifests repository or pass --repo / "
@@ -82,7 +79,7 @@ int hist_open_default(hist **out, const char *state_repo, const char *branch, co
 		repo = found;
 	}
 	struct hist_options o = {.repo = repo,
-				 .branch = branch && *branch ? branch : env_branch && *env_branch ? env_branch : NULL};
+				 .branch = branch && *branch ? branch : NULL};
 	int rc = hist_open(out, &o);
 	free(found);
 	return rc;

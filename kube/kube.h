@@ -48,6 +48,8 @@ struct kube_config_options {
 	bool in_cluster;
 };
 
+/* The environment lookups above ($KUBECONFIG, $HOME, the in-cluster KUBERNETES_SERVICE_HOST/PORT
+ * and service account files) are kubectl's own, read-only, and the only ones kube/ makes. */
 /* Loads the configuration. Errors: GITOPS_ENOTFOUND (no kubeconfig, unknown context/cluster/
  * user), GITOPS_EPARSE (malformed kubeconfig, naming the file), GITOPS_EIO.
  * The caller owns *out; free with kube_config_free. */

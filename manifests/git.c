@@ -216,11 +216,36 @@ static char *secret(const char *name)
 	return gitops_buf_detach(&b);
 }
 
+/* Credentials taken out of origin's URL by the CLI (mf_git_set_url_credentials). */
+static pthread_mutex_t url_cred_lock = PTHREAD_MUTEX_INITIALIZER;
+static char *url_cred_user, *url_cred_pass;
+
+void mf_git_set_url_credentials(const char *user, const char *password)
+{
+	pthread_mutex_lock(&url_cred_lock);
+	free(url_cred_user);
+	if (url_cred_pass)
+		OPENSSL_cleanse(url_cred_pass, strlen(url_cred_pass));
+	free(url_cred_pass);
+	url_cred_user = user ? gitops_strdup(user) : NULL;
+	url_cred_pass = password ? gitops_strdup(password) : NULL;
+	pthread_mutex_unlock(&url_cred_lock);
+}
+
 int mf_git_userpass_credential(git_credential **out, const char *user_from_url)
 {
 	char *token = secret("GITOPS_GIT_TOKEN");
 	char *user = secret("GITOPS_GIT_USERNAME");
 	char *pass = token ? token : secret("GITOPS_GIT_PASSWORD");
+	if (!pass) {
+		pthread_mutex_lock(&url_cred_lock);
+		if (url_cred_pass) {
+			pass = gitops_strdup(url_cred_pass);
+			free(user);
+			user = url_cred_user ? gitops_strdup(url_cred_user) : NULL;
+		}
+		pthread_mutex_unlock(&url_cred_lock);
+	}
 	int rc = GITOPS_ENOTFOUND;
 	if (pass)
 		rc = git_credential_userpass_plaintext_new(out, user ? user : (user_from_url ? user_from_url : "x-access-token"),
@@ -990,4 +1015,18 @@ int mf_repo_check_plain_tree(mf_repo *r, const char *commit, const char *path)
 	git_tree_free(sub);
 	git_tree_free(tree);
 	return rc;
+}
+
+int mf_repo_commit_time(long long *out, mf_repo *r, const char *commit)
+{
+	*out = 0;
+	git_oid oid;
+	git_commit *c = NULL;
+	if (git_oid_fromstr(&oid, commit) < 0 || git_commit_lookup(&c, r->repo, &oid) < 0) {
+		git_error_clear();
+		return gitops_error_set(GITOPS_ENOTFOUND, "no commit %.40s in %s", commit, r->url);
+	}
+	*out = (long long)git_commit_time(c);
+	git_commit_free(c);
+	return 0;
 }

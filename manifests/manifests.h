@@ -290,6 +290,11 @@ int mf_repo_resolve_branch(char out[41], mf_repo *repo, const char *branch);
  * and the signed payload (the commit object without that header). GITOPS_ENOTFOUND when the
  * commit is unsigned. Appends to both buffers. */
 int mf_repo_commit_signature(gitops_buf *sig, gitops_buf *payload, mf_repo *repo, const char *commit);
+/* The committer time of `commit` (40 hex), seconds since the epoch. GITOPS_ENOTFOUND. */
+int mf_repo_commit_time(long long *out, mf_repo *repo, const char *commit);
+/* The renderer `app` uses at `commit`: its own, or for auto the one its directory's files
+ * select (kustomization.yaml: kustomize, Chart.yaml: helm, else plain). */
+int mf_renderer_detect(enum mf_renderer_kind *out, mf_repo *repo, const char *commit, const struct mf_app *app);
 
 /* gitops.yaml over time: the main branch's first-parent history, walked lazily from `main_sha`,
  * each distinct gitops.yaml parsed once. Not thread-safe; borrows `repo`. */
@@ -348,6 +353,9 @@ void mf_strv_free(char **v, size_t n);
  * credential is configured, or a libgit2 error (< 0). */
 struct git_credential;
 int mf_git_userpass_credential(struct git_credential **out, const char *user_from_url);
+/* Credentials found in origin's URL (mf_repo_default's username/password), used when neither
+ * GITOPS_GIT_TOKEN nor GITOPS_GIT_PASSWORD(_FILE) is set. Copied; thread-safe; NULL clears. */
+void mf_git_set_url_credentials(const char *user, const char *password);
 
 /* The data directory: $GITOPS_DATA_DIR, else ${XDG_CACHE_HOME:-~/.cache}/gitops. Owned by the
  * caller (free()). */
@@ -368,7 +376,7 @@ typedef int (*mf_capabilities_fn)(void *data, const struct mf_environment *env, 
 
 struct mf_render_options {
 	const char *data_dir; /* cache root; NULL: mf_data_dir(); "" disables the disk cache */
-	int timeout_ms;       /* per renderer run; 0: $GITOPS_RENDER_TIMEOUT ("90s") or MF_DEFAULT_TIMEOUT_MS */
+	int timeout_ms;       /* per renderer run; 0: MF_DEFAULT_TIMEOUT_MS (cli/ maps $GITOPS_RENDER_TIMEOUT) */
 	struct mf_limits limits;
 	mf_scope_fn scope;    /* optional scope lookup for unknown kinds */
 	void *scope_data;

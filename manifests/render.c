@@ -87,11 +87,6 @@ int mf_renderer_new(mf_renderer **out, const struct mf_render_options *opts)
 	else
 		r->data_dir = mf_data_dir();
 	r->timeout_ms = opts && opts->timeout_ms > 0 ? opts->timeout_ms : MF_DEFAULT_TIMEOUT_MS;
-	const char *t = getenv("GITOPS_RENDER_TIMEOUT");
-	long long ms;
-	if (!(opts && opts->timeout_ms > 0) && t && *t && mf_parse_duration(&ms, t) == 0 && ms > 0 && ms < 24LL * 3600 * 1000)
-		r->timeout_ms = (int)ms;
-	gitops_error_clear();
 	if (opts)
 		r->lim = opts->limits;
 	if (!r->lim.max_file_size)
@@ -580,6 +575,14 @@ static int detect_git(enum mf_renderer_kind *out, mf_repo *repo, const char *com
 	free(p);
 	*out = rc ? MF_RENDERER_PLAIN : MF_RENDERER_HELM;
 	gitops_error_clear();
+	return 0;
+}
+
+int mf_renderer_detect(enum mf_renderer_kind *out, mf_repo *repo, const char *commit, const struct mf_app *app)
+{
+	*out = app->renderer;
+	if (*out == MF_RENDERER_AUTO)
+		return detect_git(out, repo, commit, app->path);
 	return 0;
 }
 

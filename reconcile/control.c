@@ -28,6 +28,9 @@ struct rec_control {
 	pthread_mutex_t lock;
 	rec_leases *leases;
 	char *pipeline, *repo_url, *main_ref;
+	/* how the daemon opens its workspaces and the state branch (rec_control_configure) */
+	struct rec_workspace_options wo;
+	char *wo_strs[7];
 	struct cenv *e;
 	size_t n;
 };
@@ -77,6 +80,8 @@ void rec_control_free(rec_control *c)
 	free(c->pipeline);
 	free(c->repo_url);
 	free(c->main_ref);
+	for (size_t i = 0; i < sizeof(c->wo_strs) / sizeof(c->wo_strs[0]); i++)
+		free(c->wo_strs[i]);
 	pthread_mutex_destroy(&c->lock);
 	free(c);
 }
@@ -247,46 +252,26 @@ int rec_control_status(json_t **out, rec_control *c, const char *env)
 			json_object_set_new(row, "error", json_string(e->error));
 		json_array_append_new(arr, row);
 	}
-	char *repo = c->repo_url ? gitops_strdup(c->repo_url) : NULL;
+	bool have_repo = c->repo_url != NULL;
 	pthread_mutex_unlock(&c->lock);
 	if (env && !json_array_size(arr)) {
 		json_decref(arr);
-		free(repo);
 		return gitops_error_set(GITOPS_ENOTFOUND, "no environment %s in this daemon", env);
 	}
 	/* The state branch's part, read as gitops status reads it. */
 	hist *h = NULL;
-	if (repo && hist_open_default(&h, NULL, NULL, repo) == 0) {
+	if (have_repo && rec_control_history(&h, c) == 0) {
 		size_t i;
 		json_t *row;
 		json_array_foreach(arr, i, row) {
-			json_t *st = NULL;
-			if (hist_env_state(&st, h, json_string_value(json_object_get(row, "environment"))))
-				continue;
-			json_t *last = json_object_get(st, "lastSync"), *sus = json_object_get(st, "suspended");
-			const char *pinned = json_string_value(json_object_get(st, "pinned"));
-			json_object_set_new(row, "synced", json_string(json_string_value(json_object_get(last, "sha")) ?: ""));
-			json_object_set_new(row, "syncedAt", json_string(json_string_value(json_object_get(last, "time")) ?: ""));
-			json_object_set_new(row, "suspended", json_boolean(sus != NULL));
-			if (sus)
-				json_object_set(row, "suspension", sus);
-			if (pinned)
-				json_object_set_new(row, "pin", json_pack("{s:s, s:s?, s:s?, s:s?}", "sha", pinned, "reason",
-									  json_string_value(json_object_get(st, "pinReason")), "by",
-									  json_string_value(json_object_get(st, "pinnedBy")), "at",
-									  json_string_value(json_object_get(st, "pinnedAt"))));
-			if (json_object_get(st, "health"))
-				json_object_set(row, "health", json_object_get(st, "health"));
-			json_t *derr = json_object_get(st, "daemonError");
-			if (derr)
-				json_object_set_new(row, "daemonError",
-						    json_string(json_string_value(json_object_get(derr, "reason")) ?: ""));
-			json_decref(st);
+			rec_status_history(row, h, json_string_value(json_object_get(row, "environment")));
+			/* the daemon's view: the revision of the last sync recorded (status: the inventory's) */
+			const char *synced = json_string_value(json_object_get(json_object_get(row, "lastSync"), "sha"));
+			json_object_set_new(row, "synced", json_string(synced ? synced : ""));
 		}
 	}
 	hist_free(h);
 	gitops_error_clear();
-	free(repo);
 	*out = arr;
 	return GITOPS_OK;
 }
@@ -298,7 +283,7 @@ void rec_control_count_pending(rec_control *c, const char *env)
 	json_t *arr = NULL;
 	/* recent requests only: a promotion stays pending until applied, rejected or superseded */
 	struct hist_filter f = {.env = env, .type = "promotion.requested", .limit = 50};
-	int rc = !repo ? GITOPS_ERROR : hist_open_default(&h, NULL, NULL, repo);
+	int rc = !repo ? GITOPS_ERROR : rec_control_history(&h, c);
 	if (!rc && (rc = hist_query(&arr, h, &f)) == GITOPS_ENOTFOUND) {
 		arr = json_array(); /* no state branch yet: nothing is pending */
 		rc = 0;
@@ -327,4 +312,64 @@ void rec_control_count_pending(rec_control *c, const char *env)
 	hist_free(h);
 	free(repo);
 	gitops_metric_set("gitops_promotions_pending", (double)pending, "environment", env, NULL);
+}
+
+void rec_control_configure(rec_control *c, const struct rec_workspace_options *wo)
+{
+	pthread_mutex_lock(&c->lock);
+	for (size_t i = 0; i < sizeof(c->wo_strs) / sizeof(c->wo_strs[0]); i++)
+		free(c->wo_strs[i]);
+	const char *src[7] = {wo->repo, wo->data_dir, wo->kubeconfig, wo->context, wo->state_repo, wo->state_branch,
+			      wo->main_branch};
+	for (size_t i = 0; i < 7; i++)
+		c->wo_strs[i] = src[i] ? gitops_strdup(src[i]) : NULL;
+	c->wo = (struct rec_workspace_options){.repo = c->wo_strs[0], .data_dir = c->wo_strs[1], .kubeconfig = c->wo_strs[2],
+					       .context = c->wo_strs[3], .state_repo = c->wo_strs[4],
+					       .state_branch = c->wo_strs[5], .main_branch = c->wo_strs[6],
+					       .kube_qps = wo->kube_qps, .render_timeout_ms = wo->render_timeout_ms,
+					       .no_fetch = true, .pins_best_effort = true};
+	pthread_mutex_unlock(&c->lock);
+}
+
+/* Runs fn with a copy of the configuration taken under the lock (strings duplicated). */
+static int with_config(rec_control *c, int (*fn)(void *out, const struct rec_workspace_options *wo, const char *repo),
+		       void *out)
+{
+	pthread_mutex_lock(&c->lock);
+	struct rec_workspace_options wo = c->wo;
+	char *s[8];
+	const char **dst[7] = {&wo.repo, &wo.data_dir, &wo.kubeconfig, &wo.context, &wo.state_repo, &wo.state_branch,
+			       &wo.main_branch};
+	for (size_t i = 0; i < 7; i++)
+		*dst[i] = s[i] = c->wo_strs[i] ? gitops_strdup(c->wo_strs[i]) : NULL;
+	s[7] = c->repo_url ? gitops_strdup(c->repo_url) : NULL;
+	pthread_mutex_unlock(&c->lock);
+	int rc = s[7] ? fn(out, &wo, s[7]) : gitops_error_set(GITOPS_ERROR, "the daemon is starting");
+	for (size_t i = 0; i < 8; i++)
+		free(s[i]);
+	return rc;
+}
+
+static int open_history(void *out, const struct rec_workspace_options *wo, const char *repo)
+{
+	return hist_open_default(out, wo->state_repo, wo->state_branch, repo);
+}
+
+static int open_workspace(void *out, const struct rec_workspace_options *wo, const char *repo)
+{
+	struct rec_workspace_options o = *wo;
+	o.repo = repo;
+	return rec_workspace_open(out, &o);
+}
+
+int rec_control_history(hist **out, rec_control *c)
+{
+	*out = NULL;
+	return with_config(c, open_history, out);
+}
+
+int rec_control_workspace(rec_workspace **out, rec_control *c)
+{
+	*out = NULL;
+	return with_config(c, open_workspace, out);
 }

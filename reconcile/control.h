@@ -13,6 +13,7 @@
 
 #include "common/common.h"
 #include "kube/kube.h"
+#include "reconcile/reconcile.h"
 
 /* ---- Leader election: one coordination.k8s.io/v1 Lease per pipeline and environment ---- */
 
@@ -83,13 +84,23 @@ bool rec_control_ready(rec_control *ctl, char **why);
  * when ref is NULL; with leader election, also asks the holders of the others (through their
  * Leases) to fetch. Returns how many were woken (0: the ref matters to none). */
 size_t rec_control_poke(rec_control *ctl, const char *ref);
-/* The daemon's view of each environment (or of `env` only), with the state branch's snapshot:
- * the keys of `gitops status --json` that need no cluster read, plus leader and ready. Caller
- * decrefs *out. GITOPS_ENOTFOUND for an unknown env. */
+/* The daemon's view of each environment (or of `env` only; GET /api/v1/daemon), with the state
+ * branch's part of a status row (rec_status_history): no cluster read; plus leader, ready,
+ * objects.managed and the last pass's error. Caller decrefs *out. GITOPS_ENOTFOUND for an
+ * unknown env. (GET /api/v1/status is rec_status on rec_control_workspace.) */
 int rec_control_status(json_t **out, rec_control *ctl, const char *env);
 /* The manifests repository's URL the daemon uses (for history reads); caller frees. NULL before
  * the daemon registered. */
 char *rec_control_repo(rec_control *ctl);
+/* Daemon side: how it opens workspaces (data directory, kubeconfig, context, state branch, main
+ * branch, QPS, render timeout; strings are copied). */
+void rec_control_configure(rec_control *ctl, const struct rec_workspace_options *wo);
+/* Web side: the state branch as the daemon opens it (caller frees with hist_free), and a
+ * workspace on the daemon's mirror as it last fetched it (no fetch; its own clients; caller
+ * frees with rec_workspace_free; one per request thread). GITOPS_ERROR "the daemon is
+ * starting" before it registered. */
+int rec_control_history(hist **out, rec_control *ctl);
+int rec_control_workspace(rec_workspace **out, rec_control *ctl);
 
 /* ---- Outgoing notifications (`notifications:` in gitops.yaml) -------------------------------- */
 
@@ -99,6 +110,7 @@ struct mf_config;
 struct rec_notify_options {
 	const struct mf_config *cfg; /* its notifications are copied */
 	const char *repo_url;        /* the state branch is read through it */
+	const char *state_repo, *state_branch; /* NULL: repo_url, HIST_DEFAULT_BRANCH */
 	const char *pipeline;
 	/* Only the replica leading an event's environment sends it (NULL: this one sends all);
 	 * events without an environment (approvals) are sent by the leader of the first one. */

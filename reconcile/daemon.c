@@ -127,6 +127,16 @@ static void ws_progress(void *ud, const char *line)
 	pthread_mutex_unlock(&de->d->log_lock);
 }
 
+/* The workspace options of every workspace the daemon opens (configuration as given). */
+static struct rec_workspace_options daemon_wo(const struct rec_daemon_options *o)
+{
+	return (struct rec_workspace_options){.repo = o->repo, .data_dir = o->data_dir, .kubeconfig = o->kubeconfig,
+					      .context = o->context, .state_repo = o->state_repo,
+					      .state_branch = o->state_branch, .main_branch = o->main_branch,
+					      .signing_key = o->signing_key, .kube_qps = o->kube_qps,
+					      .render_timeout_ms = o->render_timeout_ms};
+}
+
 /* The state branch. `obey` (reconciler thread only: it uses the thread's workspace): with the
  * pipeline's policy attached, so what is read is verified before it is obeyed (pins, suspension,
  * healthy deploys) and appends check the chain first. The healer records drift without it
@@ -135,7 +145,7 @@ static int open_hist(hist **h, struct denv *de, bool obey)
 {
 	/* without a workspace yet (the repository could not be opened), records go unverified */
 	int rc = obey && de->ws ? rec_workspace_history(h, de->ws, NULL, NULL)
-				: hist_open_default(h, NULL, NULL, de->repo_url);
+				: hist_open_default(h, de->d->opt->state_repo, de->d->opt->state_branch, de->repo_url);
 	const char *key = de->d->opt->signing_key;
 	if (!rc && key && *key)
 		rc = hist_set_signing_key(*h, key);
@@ -694,9 +704,10 @@ static int sync_and_gate(struct denv *de, rec_plan *plan, const struct mf_enviro
 	json_t *last = json_object_get(state, "lastSync");
 	bool failed_here = jstr(last, "sha") && !strcmp(jstr(last, "sha"), target) && !strcmp(jstr(last, "result"), "failed");
 	set_syncing(de, true);
-	struct rec_sync_options so = {.prune = env->sync_prune};
-	struct rec_sync_report rep;
-	int rc = rec_sync(&rep, de->ws, plan, &so);
+	struct rec_env_sync_options so = {.sync = {.prune = env->sync_prune}}; /* recorded after the gate */
+	struct rec_env_sync_result res;
+	int rc = rec_env_sync(&res, de->ws, plan, &so);
+	const struct rec_sync_report rep = res.rep;
 	char *err = rc ? gitops_strdup(gitops_error_last()) : NULL;
 	bool changed = rep.created || rep.updated || rep.pruned;
 	bool new_sha = !jstr(last, "sha") || strcmp(jstr(last, "sha"), target);
@@ -723,6 +734,7 @@ static int sync_and_gate(struct denv *de, rec_plan *plan, const struct mf_enviro
 		dlog(de, "stopped during the health gate of %.12s: recorded as sync.started", target);
 		free(err);
 		free(why);
+		rec_env_sync_result_clear(&res);
 		return gitops_error_set(GITOPS_ETIMEOUT, "stopped during the health gate");
 	}
 	hist *h = NULL;
@@ -731,11 +743,8 @@ static int sync_and_gate(struct denv *de, rec_plan *plan, const struct mf_enviro
 		/* a retry that fails the same way at the same SHA is not recorded again */
 		if (!((rc || grc) && failed_here)) {
 			struct hist_event ev = {.type = !rc && !grc ? "sync.succeeded" : "sync.failed", .environment = de->name,
-						.sha = target, .actor = "gitops-run", .trigger = "auto", .reason = reason,
-						.has_counts = true, .created = rep.created, .updated = rep.updated,
-						.unchanged = rep.unchanged, .pruned = rep.pruned, .failed = rep.failed,
-						.duration_ms = rep.ms};
-			if (hist_record(NULL, h, &ev))
+						.actor = "gitops-run", .trigger = HIST_TRIGGER_AUTO, .reason = reason};
+			if (rec_env_record_sync(NULL, de->ws, h, &res, &ev))
 				dlog(de, "warning: the sync was not recorded: %s", gitops_error_last());
 		}
 		free(reason);
@@ -782,6 +791,7 @@ static int sync_and_gate(struct denv *de, rec_plan *plan, const struct mf_enviro
 	}
 	free(err);
 	free(why);
+	rec_env_sync_result_clear(&res);
 	return rc;
 }
 
@@ -795,10 +805,11 @@ static int reconcile_once(struct denv *de, bool *again)
 	int rc;
 	bool cfg_changed = false;
 	if (!de->ws) {
-		struct rec_workspace_options wo = {.repo = de->d->opt->repo, .data_dir = de->d->opt->data_dir,
-						   .kubeconfig = de->d->opt->kubeconfig, .context = de->d->opt->context,
-						   .progress = ws_progress, .progress_ud = de,
-						   .cancel = gitops_cancel_flag(de->d->opt->cancel), .deploy = true};
+		struct rec_workspace_options wo = daemon_wo(de->d->opt);
+		wo.progress = ws_progress;
+		wo.progress_ud = de;
+		wo.cancel = gitops_cancel_flag(de->d->opt->cancel);
+		wo.deploy = true;
 		if ((rc = rec_workspace_open(&de->ws, &wo)))
 			return rc;
 		cfg_changed = true;
@@ -1020,8 +1031,7 @@ static void notify_log(void *ud, const char *line)
 int rec_daemon_run(const struct rec_daemon_options *opt)
 {
 	/* Open once on this thread to check the repository and the environments before starting. */
-	struct rec_workspace_options wo = {.repo = opt->repo, .data_dir = opt->data_dir, .kubeconfig = opt->kubeconfig,
-					   .context = opt->context};
+	struct rec_workspace_options wo = daemon_wo(opt);
 	rec_workspace *ws = NULL;
 	int rc = rec_workspace_open(&ws, &wo);
 	if (rc)
@@ -1045,6 +1055,7 @@ int rec_daemon_run(const struct rec_daemon_options *opt)
 		if (rec_workspace_pipeline(&pipeline, NULL, ws) == 0)
 			rec_control_pipeline(opt->control, pipeline, ws->repo_url, cfg->branch);
 		gitops_error_clear();
+		rec_control_configure(opt->control, &wo);
 		for (size_t i = 0; i < d.n; i++) {
 			const struct mf_environment *env = mf_config_env(cfg, d.envs[i].name);
 			rec_control_env_add(opt->control, d.envs[i].name, env ? env->track : NULL);
@@ -1055,7 +1066,8 @@ int rec_daemon_run(const struct rec_daemon_options *opt)
 	if (!opt->once && cfg->n_notifications) {
 		const char *pipeline = NULL;
 		rec_workspace_pipeline(&pipeline, NULL, ws);
-		struct rec_notify_options no = {.cfg = cfg, .repo_url = ws->repo_url, .pipeline = pipeline,
+		struct rec_notify_options no = {.cfg = cfg, .repo_url = ws->repo_url, .state_repo = opt->state_repo,
+						.state_branch = opt->state_branch, .pipeline = pipeline,
 						.control = opt->control, .log = notify_log, .log_ud = &d};
 		if ((rc = rec_notify_start(&notifier, &no))) {
 			for (size_t j = 0; j < d.n; j++)

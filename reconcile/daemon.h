@@ -34,6 +34,10 @@ struct rec_daemon_options {
 	const char *kubeconfig;  /* overrides the environments' cluster settings (may be NULL) */
 	const char *context;
 	const char *signing_key; /* reporter key for signed records; passed through (may be NULL) */
+	/* Configuration, explicit (cli/ maps the GITOPS_* variables): see rec_workspace_options. */
+	const char *state_repo, *state_branch, *main_branch;
+	double kube_qps;
+	int render_timeout_ms;
 	long long interval_ms;   /* fetch interval; 0: 30 s. Each wait gets +-10 % jitter */
 	const char *const *envs; /* environments to reconcile; NULL or n_envs == 0: every one */
 	size_t n_envs;

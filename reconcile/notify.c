@@ -39,6 +39,7 @@ struct rec_notifier {
 	struct sink *s;
 	size_t n;
 	char *repo_url, *pipeline, *first_env;
+	char *state_repo, *state_branch; /* NULL: the manifests repository, the default branch */
 	rec_control *control;
 	long long poll_ms, since_ms;
 	void (*log)(void *ud, const char *line);
@@ -192,7 +193,7 @@ static void read_once(rec_notifier *n)
 	hist *h = NULL;
 	json_t *arr = NULL;
 	struct hist_filter f = {.since_ms = n->since_ms};
-	if (hist_open_default(&h, NULL, NULL, n->repo_url) || hist_query(&arr, h, &f)) {
+	if (hist_open_default(&h, n->state_repo, n->state_branch, n->repo_url) || hist_query(&arr, h, &f)) {
 		gitops_error_clear();
 		hist_free(h);
 		return;
@@ -438,6 +439,8 @@ int rec_notify_start(rec_notifier **out, const struct rec_notify_options *o)
 		s->n_envs = c->n_envs;
 	}
 	n->repo_url = gitops_strdup(o->repo_url);
+	n->state_repo = o->state_repo ? gitops_strdup(o->state_repo) : NULL;
+	n->state_branch = o->state_branch ? gitops_strdup(o->state_branch) : NULL;
 	n->pipeline = gitops_strdup(o->pipeline ? o->pipeline : "");
 	n->first_env = cfg->n_envs ? gitops_strdup(cfg->envs[0].name) : NULL;
 	n->control = o->control;
@@ -490,6 +493,8 @@ void rec_notify_stop(rec_notifier *n)
 	}
 	free(n->s);
 	free(n->repo_url);
+	free(n->state_repo);
+	free(n->state_branch);
 	free(n->pipeline);
 	free(n->first_env);
 	json_decref(n->seen);

@@ -1,7 +1,11 @@
 /* reconcile: one environment's loop: resolve the revision, render, plan (compare desired with
  * live), apply the difference with server-side apply, prune what gitops created and no longer
  * wants, and keep the inventory of what it applied. The CLI's diff, sync, drift and status
- * commands and the daemon are thin layers over this module.
+ * commands and the daemon are thin layers over this module (the verbs themselves: env.c).
+ *
+ * Configuration is explicit (rec_workspace_options): the module reads no GITOPS_* environment
+ * variable and never calls setenv; only KUBECONFIG is read, as kubectl reads it, to key the
+ * render capabilities cache.
  *
  * Ownership: every applied object is labelled with the pipeline, environment and app, and listed
  * in the inventory of its pipeline and environment (a ConfigMap written compare-and-swap, intent
@@ -20,6 +24,7 @@
 
 #include "common/common.h"
 #include "drift/drift.h"
+#include "history/history.h"
 #include "kube/kube.h"
 #include "manifests/manifests.h"
 
@@ -60,6 +65,16 @@ struct rec_workspace_options {
 	/* Sync and the daemon: the revision resolved is what deploys, so it must carry a valid git
 	 * SSH signature by one of the environment's commitSigners (when any are listed). */
 	bool deploy;
+	/* Configuration, explicit: the library reads no GITOPS_* environment variable (cli/ maps
+	 * $GITOPS_STATE_REPO, $GITOPS_STATE_BRANCH, $GITOPS_MAIN_BRANCH, $GITOPS_SIGNING_KEY,
+	 * $GITOPS_KUBE_QPS and $GITOPS_RENDER_TIMEOUT to these). Strings are borrowed for the
+	 * workspace's life. */
+	const char *state_repo;   /* repository of the state branch; NULL: the manifests repository */
+	const char *state_branch; /* NULL: HIST_DEFAULT_BRANCH */
+	const char *main_branch;  /* the branch gitops.yaml is read from; NULL: main, else master */
+	const char *signing_key;  /* reporter key signing the syncs rec_env_sync records; NULL: unsigned */
+	double kube_qps;          /* client-side request limit per cluster; <= 0: 1000 */
+	int render_timeout_ms;    /* per renderer run; <= 0: MF_DEFAULT_TIMEOUT_MS */
 	/* Cancellation of the workspace's clients' retries (the daemon's token); may be NULL. */
 	const atomic_bool *cancel;
 	/* Progress lines ("applying 12 objects..."); may be NULL. */
@@ -88,7 +103,7 @@ int rec_workspace_env(const struct mf_environment **out, rec_workspace *ws, cons
  * Unknown revisions are GITOPS_EGIT. */
 int rec_resolve_revision(char out[41], rec_workspace *ws, const struct mf_environment *env, const char *rev);
 /* ---- Trust (README "Trust model") --------------------------------------------------------
- * gitops.yaml is read from the main branch only: $GITOPS_MAIN_BRANCH, else refs/heads/main, else
+ * gitops.yaml is read from the main branch only: opt.main_branch, else refs/heads/main, else
  * refs/heads/master (or refs/remotes/origin/<name> in a clone without the local branch); a
  * config there naming another `branch:` is followed once. Never a tag, never HEAD. */
 struct hist_policy;
@@ -98,8 +113,8 @@ const char *rec_workspace_main_sha(const rec_workspace *ws);
 /* The configs in effect over time (the main branch's history of gitops.yaml), for
  * history/'s verification. Valid while ws lives; not thread-safe (one workspace per thread). */
 void rec_workspace_policy(rec_workspace *ws, struct hist_policy *out);
-/* Opens the state branch (--state-repo / --state-branch, else $GITOPS_STATE_REPO /
- * $GITOPS_STATE_BRANCH, else the manifests repository) with the workspace's policy attached:
+/* Opens the state branch (state_repo / state_branch when not NULL, else the workspace's
+ * opt.state_repo / opt.state_branch, else the manifests repository) with the workspace's policy attached:
  * every read and append through it is verified first (history.h, hist_check). */
 int rec_workspace_history(struct hist **out, rec_workspace *ws, const char *state_repo, const char *state_branch);
 /* 0 when `sha` may deploy to `env`: no commitSigners listed, or a valid git SSH signature
@@ -241,6 +256,87 @@ struct rec_inventory_info {
 };
 /* Reads the inventory of this pipeline and environment (counts zero when there is none). */
 int rec_inventory_info(struct rec_inventory_info *out, rec_workspace *ws, const struct mf_environment *env);
+
+/* ---- Environment verbs (reconcile/env.c): what `gitops sync/status/drift/render` do -------
+ *
+ * Thread-safety: like the workspace they take, one thread at a time per workspace; results
+ * belong to the caller and may go to any thread. Errors follow the module's rules. */
+
+/* The revision `gitops render` shows: rec_resolve_revision's, and for an environment promoted
+ * `from` another with nothing promoted yet (and no `rev`), the main branch's commit, which is
+ * what its first promotion would be made from. */
+int rec_resolve_shown_revision(char out[41], rec_workspace *ws, const struct mf_environment *env, const char *rev);
+
+struct rec_env_sync_options {
+	struct rec_sync_options sync;
+	const char *only_app;   /* the plan was made for one app (rec_plan_env's only_app); NULL: all */
+	/* Append sync.succeeded / sync.failed to the state branch (never for a dry run), signed
+	 * with the workspace's opt.signing_key when set. A no-op sync is not recorded. */
+	bool record;
+	const char *actor;      /* NULL: hist_default_actor() */
+	const char *trigger;    /* HIST_TRIGGER_*; NULL: hist_default_trigger() */
+};
+
+/* What a sync did, for printing and for its history event. The caller clears it with
+ * rec_env_sync_result_clear (also after an error). */
+struct rec_env_sync_result {
+	struct rec_sync_report rep;
+	char revision[41];
+	/* objects that failed or were skipped as not gitops' ("Kind ns/name", apiserver reason,
+	 * masked), at most HIST_MAX_FAILURES (history.h) */
+	struct hist_failure failures[HIST_MAX_FAILURES];
+	size_t n_failures;
+	char **apps;            /* the apps whose objects the sync changed (environment-wide syncs) */
+	size_t n_apps;
+	char *event_id;         /* the recorded event; NULL: nothing recorded (dry run, no-op, error) */
+	char *record_error;     /* why recording failed; NULL when it did not */
+};
+/* Syncs the plan (rec_sync) and, with opt->record, records it in the state branch. Returns
+ * rec_sync's result with its message as the thread's last error: a recording failure never
+ * replaces it (it is in out->record_error; the sync itself happened). Progress lines still go
+ * to the workspace's progress callback. */
+int rec_env_sync(struct rec_env_sync_result *out, rec_workspace *ws, rec_plan *plan,
+		 const struct rec_env_sync_options *opt);
+/* Records a sync result as a sync.* event: `base` gives type, environment, app, actor, trigger
+ * and reason; revision, counts, duration, apps and failures come from `r`, the commit time from
+ * the workspace's mirror. `h` may be NULL: the workspace's state branch is opened (verified,
+ * signed with opt.signing_key) for this call. *out: the record, NULL for a skipped no-op
+ * (caller decrefs). For callers that record after more work (the daemon's health gate). */
+int rec_env_record_sync(json_t **out, rec_workspace *ws, struct hist *h, const struct rec_env_sync_result *r,
+			const struct hist_event *base);
+void rec_env_sync_result_clear(struct rec_env_sync_result *r);
+/* True for the progress lines of objects that failed or were skipped as not gitops' (printed
+ * even with --quiet). */
+bool rec_progress_is_failure(const char *line);
+
+/* Drift since the last sync: the environment planned at the revision its inventory records,
+ * as a JSON array of drift_result_to_json objects with "state" MODIFIED (a field gitops sets
+ * changed), DELETED (missing, and in the inventory: gitops applied it), EXTRA (in the
+ * inventory, no longer desired), plus "environment" and "app". Objects gitops does not manage
+ * are left out. Never synced: an empty array and *never_synced (may be NULL). Caller decrefs. */
+int rec_env_drift(json_t **out, bool *never_synced, rec_workspace *ws, const struct mf_environment *env);
+
+struct rec_status_options {
+	bool apps; /* add "apps": a row per app (app, source, path, revision, state, health,
+		    * healthReason, objects, counts) */
+};
+/* The status row of one environment, as `gitops status --json` prints it (README "JSON
+ * output"): environment, target, synced, syncedAt, state (Synced, OutOfSync, Never, Unknown),
+ * counts, pin, pending, lastSync, suspended, suspension, health, daemonError, error. `h` (may be
+ * NULL) is the state branch. The row is always made (caller decrefs); the return is the error
+ * reading the cluster or git, also in the row's "error". */
+int rec_env_status(json_t **out, rec_workspace *ws, struct hist *h, const struct mf_environment *env,
+		   const struct rec_status_options *opt);
+/* The state branch's part of a status row, set on `row`: syncedAt, pin, pending, lastSync,
+ * suspended, suspension, health, daemonError (h NULL or unreadable: the empty values). Shared by
+ * rec_env_status and the daemon's own view (rec_control_status). */
+void rec_status_history(json_t *row, struct hist *h, const char *env);
+/* Every environment's row (or only `only_env`'s), each with "pipeline": the JSON of
+ * `gitops status --json` and of GET /api/v1/status. *out is set whenever the environments
+ * could be listed; the return is the first environment's error (the rest are still there), or
+ * the error naming an unknown `only_env` / the pipeline (then *out is NULL). Caller decrefs. */
+int rec_status(json_t **out, rec_workspace *ws, struct hist *h, const char *only_env,
+	       const struct rec_status_options *opt);
 
 /* ---- Health: the rules and the wait of the health gate ------------------------------------ */
 

@@ -24,7 +24,8 @@ void rec_progress(rec_workspace *ws, const char *fmt, ...)
 	va_end(ap);
 	char *line = gitops_mask_text(gitops_buf_cstr(&b), NULL);
 	pthread_mutex_lock(&ws->progress_lock);
-	ws->opt.progress(ws->opt.progress_ud, line);
+	if (ws->opt.progress) /* rec_env_sync swaps it under this lock */
+		ws->opt.progress(ws->opt.progress_ud, line);
 	pthread_mutex_unlock(&ws->progress_lock);
 	free(line);
 	gitops_buf_free(&b);
@@ -56,7 +57,7 @@ static int read_config(rec_workspace *ws, const char *sha, struct mf_config **ou
  * A config there that names another `branch:` is followed once; that one must agree. */
 static int read_main_config(rec_workspace *ws)
 {
-	const char *env = getenv("GITOPS_MAIN_BRANCH");
+	const char *env = ws->opt.main_branch; /* --main-branch / $GITOPS_MAIN_BRANCH, from cli/ */
 	const char *cands[] = {env && *env ? env : "main", env && *env ? NULL : "master"};
 	const char *branch = NULL;
 	int rc = GITOPS_ENOTFOUND;
@@ -202,7 +203,7 @@ int rec_workspace_open(rec_workspace **out, const struct rec_workspace_options *
 	if ((rc = read_main_config(ws)))
 		goto fail;
 	struct mf_render_options ro = {.data_dir = ws->opt.data_dir, .capabilities = render_capabilities,
-				       .capabilities_data = ws};
+				       .capabilities_data = ws, .timeout_ms = ws->opt.render_timeout_ms};
 	if ((rc = mf_renderer_new(&ws->renderer, &ro)))
 		goto fail;
 	*out = ws;
@@ -291,7 +292,8 @@ void rec_workspace_policy(rec_workspace *ws, struct hist_policy *out)
 
 int rec_workspace_history(hist **out, rec_workspace *ws, const char *state_repo, const char *state_branch)
 {
-	int rc = hist_open_default(out, state_repo, state_branch, ws->repo_url);
+	int rc = hist_open_default(out, state_repo ? state_repo : ws->opt.state_repo,
+				   state_branch ? state_branch : ws->opt.state_branch, ws->repo_url);
 	if (rc)
 		return rc;
 	struct hist_policy pol;
@@ -437,8 +439,8 @@ static int client_locked(kube_client **out, rec_workspace *ws, const struct mf_e
 	int rc = kube_config_load(&cfg, &ko);
 	kube_client *c = NULL;
 	/* The apiserver protects itself (API Priority and Fairness); the client-side limit only
-	 * guards against runaway loops. GITOPS_KUBE_QPS overrides it. */
-	double qps = getenv("GITOPS_KUBE_QPS") ? atof(getenv("GITOPS_KUBE_QPS")) : 0;
+	 * guards against runaway loops. opt.kube_qps ($GITOPS_KUBE_QPS in cli/) overrides it. */
+	double qps = ws->opt.kube_qps;
 	if (qps <= 0)
 		qps = 1000;
 	struct kube_client_options co = {.qps = qps, .burst = (int)qps, .cancel = ws->opt.cancel};

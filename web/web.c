@@ -184,7 +184,34 @@ static enum MHD_Result metrics(struct MHD_Connection *c)
 	return r;
 }
 
+/* GET /api/v1/status: what `gitops status --json` prints, built by the same library call
+ * (rec_status) on the daemon's mirror and clusters; ?apps=1 as --apps. */
 static enum MHD_Result status(web_server *s, struct MHD_Connection *c)
+{
+	const char *env = MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, "env");
+	const char *apps = MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, "apps");
+	struct rec_status_options so = {.apps = apps && strcmp(apps, "0") && strcmp(apps, "false")};
+	rec_workspace *ws = NULL;
+	hist *h = NULL;
+	json_t *j = NULL;
+	int rc = rec_control_workspace(&ws, s->ctl);
+	if (rc) {
+		enum MHD_Result r = reply_error(c, 503, gitops_error_last());
+		return r;
+	}
+	if (rec_control_history(&h, s->ctl))
+		h = NULL; /* as the CLI: status still shows the clusters without the history */
+	rc = rec_status(&j, ws, h, env, &so);
+	enum MHD_Result r = j ? reply_json(c, 200, j) : reply_error(c, rc == GITOPS_EINVALID ? 404 : 500, gitops_error_last());
+	json_decref(j);
+	hist_free(h);
+	rec_workspace_free(ws);
+	return r;
+}
+
+/* GET /api/v1/daemon: the daemon's own view of each environment (leader, ready, the last pass's
+ * state and error), with no cluster read. */
+static enum MHD_Result daemon_view(web_server *s, struct MHD_Connection *c)
 {
 	json_t *j = NULL;
 	const char *env = MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, "env");
@@ -206,27 +233,14 @@ static enum MHD_Result history(web_server *s, struct MHD_Connection *c)
 	const char *since = MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, "since");
 	const char *until = MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, "until");
 	const char *limit = MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, "limit");
-	if ((since && hist_parse_time(&f.since_ms, since)) || (until && hist_parse_time(&f.until_ms, until)))
+	if (hist_filter_parse(&f, since, until, limit))
 		return reply_error(c, 400, gitops_error_last());
-	if (f.type && !hist_type_known(f.type) && !strchr(f.type, '*') && f.type[strlen(f.type) - 1] != '.') {
-		char *m = gitops_sprintf("unknown event type %s", f.type);
-		enum MHD_Result r = reply_error(c, 400, m);
-		free(m);
-		return r;
-	}
-	if (limit) {
-		char *end;
-		long n = strtol(limit, &end, 10);
-		if (*end || n < 0)
-			return reply_error(c, 400, "limit wants a number");
-		f.limit = (size_t)n;
-	}
 	char *repo = rec_control_repo(s->ctl);
 	if (!repo)
 		return reply_error(c, 503, "the daemon is starting");
 	hist *h = NULL;
 	json_t *arr = NULL;
-	int rc = hist_open_default(&h, NULL, NULL, repo);
+	int rc = rec_control_history(&h, s->ctl);
 	if (!rc)
 		rc = hist_query(&arr, h, &f);
 	enum MHD_Result r;
@@ -300,6 +314,8 @@ static enum MHD_Result answer(void *cls, struct MHD_Connection *c, const char *u
 		return metrics(c);
 	if (!strcmp(url, "/api/v1/status"))
 		return status(s, c);
+	if (!strcmp(url, "/api/v1/daemon"))
+		return daemon_view(s, c);
 	if (!strcmp(url, "/api/v1/history"))
 		return history(s, c);
 	return reply_error(c, 404, "not found: see README \"Endpoints\"");

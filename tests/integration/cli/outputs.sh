@@ -180,6 +180,20 @@ expect_eq "status and sync name counts the same way" "inSync modified missing ex
 expect_rc "status table" 4 "$G" status
 expect_contains "status table: pinned by rollback" "pinned to ${C1:0:12} by rollback" "$out"
 expect_contains "status table: pending promotion" "pending promotion $P" "$out"
+# --- status --apps: a row per app (issue 13), in JSON and in the table
+sa=$("$G" status "$p-a" --apps --json 2>/dev/null)
+expect_eq "status --apps --json: a row per app with source and object count" "api plain 1|web plain 2" \
+  "$(jq -r '[.[0].apps[] | "\(.app) \(.source) \(.objects)"] | join("|")' <<<"$sa")"
+expect_eq "status --apps --json: an app is OutOfSync when one of its objects differs" \
+  "$(jq -r '[.[0].apps[] | if (.counts.modified + .counts.missing + .counts.extra) > 0 then "OutOfSync" else "Synced" end] | join(" ")' <<<"$sa")" \
+  "$(jq -r '[.[0].apps[].state] | join(" ")' <<<"$sa")"
+expect_eq "status --apps --json: the apps' counts add up to the environment's" \
+  "$(jq -r '.[0].counts | [.inSync, .modified, .missing, .extra] | join(" ")' <<<"$sa")" \
+  "$(jq -r '[.[0].apps[].counts] | [(map(.inSync) | add), (map(.modified) | add), (map(.missing) | add), (map(.extra) | add)] | join(" ")' <<<"$sa")"
+expect_eq "status --apps --json: the apps' health" "Healthy Healthy" "$(jq -r '[.[0].apps[].health] | join(" ")' <<<"$sa")"
+expect_rc "status --apps table" 0 "$G" status "$p-a" --apps
+expect_contains "status --apps table: the app rows" "APP          SOURCE" "$out"
+expect_contains "status --apps table: the web app" "  web          plain" "$out"
 
 # --- promote --json: one shape for new and existing
 old=$("$G" promote "$C2" "$p-b" --json 2>/dev/null)
@@ -199,4 +213,12 @@ P3=$("$G" promote "$C3" "$p-b" 2>/dev/null)
 expect_rc "promote --wait on a superseded promotion: exit 7" 7 "$G" promote "$C3" "$p-b" --wait --timeout 60s --quiet
 expect_contains "promote --wait says it was superseded" "was superseded" "$out"
 wait
+# --- promote --wait interrupted: Ctrl-C ends the wait at once (exit 1), the promotion stays
+"$G" promote "$C2" "$p-b" --wait --timeout 10m >/dev/null 2>"$tmp/wait.err" & wpid=$!
+for _ in $(seq 50); do grep -q . "$tmp/wait.err" 2>/dev/null && break; kill -0 $wpid 2>/dev/null || break; sleep 0.2; done
+sleep 1; kill -INT $wpid; wait $wpid; rc=$?
+expect_eq "promote --wait interrupted by SIGINT: exit 1" 1 "$rc"
+expect_contains "promote --wait says it was interrupted" "interrupted" "$(cat "$tmp/wait.err")"
+expect_eq "the interrupted wait left the promotion applied" "applied" \
+  "$("$G" promote "$C2" "$p-b" --json 2>/dev/null | jq -r .status)"
 t_done

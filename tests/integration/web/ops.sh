@@ -111,6 +111,18 @@ expect_eq "/api/v1/history refuses an unknown type" 400 "$(http_code "$base/api/
 st=$(curl -fsS "$base/api/v1/status?env=$env")
 expect_contains "/api/v1/status shows the environment synced" '"state": "Synced"' "$st"
 expect_contains "/api/v1/status has the recorded sync" "\"synced\": \"$(git rev-parse HEAD)\"" "$st"
+# the same JSON as gitops status --json (one library call builds both), --apps included
+same_json() { python3 -c 'import json,sys; a=json.load(open(sys.argv[1])); b=json.load(open(sys.argv[2])); sys.exit(0 if a == b else 1)' "$1" "$2"; }
+status_same() {
+  curl -fsS "$base/api/v1/status?env=$env$1" >"$tmp/api.json" &&
+  "$G" status "$env" --repo "$repo" --json $2 >"$tmp/cli.json" 2>/dev/null && same_json "$tmp/api.json" "$tmp/cli.json"; }
+if wait_for 30 status_same "" ""; then ok "/api/v1/status equals gitops status --json"
+else fail "/api/v1/status equals gitops status --json" "$(diff "$tmp/api.json" "$tmp/cli.json")"; fi
+if wait_for 30 status_same "&apps=1" "--apps"; then ok "/api/v1/status?apps=1 equals gitops status --apps --json"
+else fail "/api/v1/status?apps=1 equals gitops status --apps --json" "$(diff "$tmp/api.json" "$tmp/cli.json")"; fi
+expect_contains "status --apps has a row per app with its source and health" '"source": "plain"' "$(cat "$tmp/cli.json")"
+expect_eq "/api/v1/status of an unknown environment is 404" 404 "$(http_code "$base/api/v1/status?env=nope")"
+expect_contains "/api/v1/daemon keeps the daemon's own view" '"leader": true' "$(curl -fsS "$base/api/v1/daemon?env=$env")"
 
 # --- a promotion waiting for its approval shows in gitops_promotions_pending --------------------
 # (set after each pass of the prod environment's reconciler: wait for its first)

@@ -185,14 +185,14 @@ static void server_answers_probes_and_checks_webhooks(void **state)
 	assert_non_null(strstr(m, "gitops_webhook_requests_total{provider=\"github\",result=\"too_large\"} 1\n"));
 	assert_non_null(strstr(m, "gitops_webhook_requests_total{provider=\"gitlab\",result=\"unauthorized\"} 1\n"));
 	assert_non_null(strstr(m, "gitops_webhook_requests_total{provider=\"gitlab\",result=\"accepted\"} 1\n"));
-	/* status: the daemon's view */
-	assert_int_equal(call(port, "GET", "/api/v1/status?env=dev", NULL, NULL, 0, &b), 200);
+	/* the daemon's own view (/api/v1/status is gitops status --json: see tests/integration/web/ops.sh) */
+	assert_int_equal(call(port, "GET", "/api/v1/daemon?env=dev", NULL, NULL, 0, &b), 200);
 	json_t *j = json_loads(gitops_buf_cstr(&b), 0, NULL);
 	assert_int_equal(json_array_size(j), 1);
 	assert_string_equal(json_string_value(json_object_get(json_array_get(j, 0), "environment")), "dev");
 	assert_string_equal(json_string_value(json_object_get(json_array_get(j, 0), "state")), "Synced");
 	json_decref(j);
-	assert_int_equal(call(port, "GET", "/api/v1/status?env=nope", NULL, NULL, 0, &b), 404);
+	assert_int_equal(call(port, "GET", "/api/v1/daemon?env=nope", NULL, NULL, 0, &b), 404);
 	gitops_cancel_free(cancel);
 	free(sig);
 	free(sig_other);
