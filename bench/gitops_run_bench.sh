@@ -65,7 +65,7 @@ commit() { (cd "$tmp/work" && git add -A && git -c user.name=bench -c user.email
 row "gitops run: $APPS apps of 1 ConfigMap, fetch every $RUN_INTERVAL" "wall ms" "requests" "writes"
 write_apps 1 v1; commit "apps v1" >/dev/null
 snap init.0; t0=$(now_ms)
-"$G" run --repo "$tmp/apps.git" --interval "$RUN_INTERVAL" >"$tmp/run.log" 2>&1 &
+"$G" run --repo "$tmp/apps.git" --interval "$RUN_INTERVAL" --listen 127.0.0.1:0 >"$tmp/run.log" 2>&1 &
 pid=$!
 ms=$(K wait-all "$ans" tier=bench mark v1 "$APPS" "$t0" "$TIMEOUT") || fail "the initial sync did not finish"
 snap init.1; phase init

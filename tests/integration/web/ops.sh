@@ -187,5 +187,5 @@ if wait_for 120 bash -c "[ \"\$('$G' history --repo '$repo' --env '$env' --type 
 stop_daemon
 expect_rc "gitops history verify accepts what was recorded" 0 "$G" history verify --repo "$repo"
 expect_rc "--listen rejects a name" 2 "$G" run --repo "$repo" --listen localhost --once
-expect_rc "--log-format rejects an unknown format" 2 "$G" run --repo "$repo" --log-format xml --once
+expect_rc "--log-format rejects an unknown format" 2 "$G" run --repo "$repo" --log-format xml --once --listen off
 t_done
