@@ -39,7 +39,7 @@ void cmd_run_help(void)
 	     "  - retries failures per environment with exponential backoff (1 s doubling, capped at\n"
 	     "    5 min); one environment's failure never stops the others; the last error is recorded\n"
 	     "    in the state branch when it changes (gitops status shows it).\n"
-	     "SIGINT or SIGTERM stops it: the apply in flight finishes, waits end at once.\n\n"
+	     "SIGINT or SIGTERM stops it: the apply stops at its next chunk (recorded), waits end at once.\n\n"
 	     "Options:\n"
 	     "  --interval D        fetch interval (default 30s; e.g. 5s, 1m)\n"
 	     "  --env E             reconcile only E (repeatable)\n"

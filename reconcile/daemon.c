@@ -56,6 +56,7 @@ struct denv {
 	unsigned failures;
 	bool ok_once;             /* --once: the environment's run succeeded */
 	bool gate_failed;         /* the last sync failed its health gate */
+	bool interrupted;         /* the last sync was stopped between chunks (SIGTERM, Lease lost) */
 	struct kube_stats seen;   /* the client's counters at the end of the last pass */
 
 	/* Healer only: open drift episodes, key -> {"object","count","lastMs","fixed"}. */
@@ -686,6 +687,14 @@ static json_t *env_state(struct denv *de)
 	return st ? st : json_object();
 }
 
+/* Asked by rec_sync between chunks: stop writing at once when stopping (SIGTERM) or when this
+ * replica no longer holds the environment's Lease (fencing: the new leader writes now). */
+static bool sync_stop(void *ud)
+{
+	struct denv *de = ud;
+	return gitops_cancel_is_set(de->d->opt->cancel) || !rec_control_may_act(de->d->opt->control, de->name);
+}
+
 /* Syncs `plan`, gates it, records the outcome; on a failed gate with rollback.onFailure pins the
  * last healthy SHA (the caller syncs it next). *again is set when a rollback was recorded. */
 static int sync_and_gate(struct denv *de, rec_plan *plan, const struct mf_environment *env, json_t *state, bool *again)
@@ -694,9 +703,28 @@ static int sync_and_gate(struct denv *de, rec_plan *plan, const struct mf_enviro
 	json_t *last = json_object_get(state, "lastSync");
 	bool failed_here = jstr(last, "sha") && !strcmp(jstr(last, "sha"), target) && !strcmp(jstr(last, "result"), "failed");
 	set_syncing(de, true);
-	struct rec_sync_options so = {.prune = env->sync_prune};
+	struct rec_sync_options so = {.prune = env->sync_prune, .stop = sync_stop, .stop_ud = de};
 	struct rec_sync_report rep;
 	int rc = rec_sync(&rep, de->ws, plan, &so);
+	if (rep.interrupted) {
+		/* stopped between chunks: what was applied is recorded as sync.started (it changes no
+		 * state), nothing was pruned; the next start (or the next leader) syncs the rest */
+		set_syncing(de, false);
+		bool stopping = gitops_cancel_is_set(de->d->opt->cancel);
+		unsigned done = rep.created + rep.updated;
+		char *r = gitops_sprintf("interrupted (%s): %u of %u object(s) applied, %u not applied, nothing pruned; the "
+					 "next sync applies the rest", stopping ? "stopping" : "the Lease was lost",
+					 done, done + rep.failed + rep.not_applied, rep.not_applied);
+		struct hist_event ev = {.type = "sync.started", .environment = de->name, .sha = target, .reason = r,
+					.has_counts = true, .created = rep.created, .updated = rep.updated,
+					.unchanged = rep.unchanged, .failed = rep.failed, .duration_ms = rep.ms};
+		record(de, &ev, true);
+		dlog(de, "sync of %.12s %s", target, r);
+		free(r);
+		gitops_metric_add("gitops_sync_total", 1, "environment", de->name, "result", "interrupted", NULL);
+		de->interrupted = true;
+		return gitops_error_set(GITOPS_ETIMEOUT, "sync of %.12s interrupted", target);
+	}
 	char *err = rc ? gitops_strdup(gitops_error_last()) : NULL;
 	bool changed = rep.created || rep.updated || rep.pruned;
 	bool new_sha = !jstr(last, "sha") || strcmp(jstr(last, "sha"), target);
@@ -792,6 +820,7 @@ static int reconcile_once(struct denv *de, bool *again)
 {
 	*again = false;
 	de->gate_failed = false;
+	de->interrupted = false;
 	int rc;
 	bool cfg_changed = false;
 	if (!de->ws) {
@@ -939,6 +968,12 @@ static void *env_main(void *arg)
 		long long wait;
 		if (rc && gitops_cancel_is_set(o->cancel))
 			break;
+		if (de->interrupted) {
+			/* the Lease was lost mid-sync (recorded): not an error; the loop stands by */
+			de->interrupted = false;
+			gitops_error_clear();
+			continue;
+		}
 		if (rc) {
 			char *msg = gitops_sprintf("%s", gitops_error_last());
 			de->failures++;
