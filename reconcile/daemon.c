@@ -57,6 +57,7 @@ struct denv {
 	bool ok_once;             /* --once: the environment's run succeeded */
 	bool gate_failed;         /* the last sync failed its health gate */
 	bool interrupted;         /* the last sync was stopped between chunks (SIGTERM, Lease lost) */
+	bool watched;             /* this pass's sync pointed the watches at its plan already */
 	struct kube_stats seen;   /* the client's counters at the end of the last pass */
 
 	/* Healer only: open drift episodes, key -> {"object","count","lastMs","fixed"}. */
@@ -203,7 +204,12 @@ static void on_watch_event(void *ud, enum kube_event ev, const json_t *obj, cons
 	char *key = rec_object_key(obj);
 	pthread_mutex_lock(&de->lock);
 	json_t *d = json_object_get(de->desired, key);
-	if (d && !de->syncing) {
+	if (de->syncing) {
+		/* the desired objects are about to change: queue it (once per object, the first event's
+		 * time kept); the healer compares it with the new desired form after the apply */
+		if (!json_object_get(de->queue, key))
+			json_object_set_new(de->queue, key, json_integer(gitops_now_ms()));
+	} else if (d) {
 		drift_result *res = NULL;
 		drift_options dopt = {.field_manager = DRIFT_FIELD_MANAGER, .ignore = de->ignore};
 		if (drift_compare(&res, json_object_get(d, "obj"), ev == KUBE_DELETED ? NULL : obj, &dopt) == 0 &&
@@ -288,7 +294,7 @@ static int watch_plan(struct denv *de, rec_plan *plan, const struct mf_environme
 	pthread_mutex_lock(&de->lock);
 	json_decref(de->desired);
 	de->desired = desired;
-	json_object_clear(de->queue);
+	/* the queue is kept: events that came during the apply are compared with the new forms */
 	drift_ignore_free(de->ignore);
 	de->ignore = ign;
 	if (!same) {
@@ -669,8 +675,6 @@ static void set_syncing(struct denv *de, bool on)
 {
 	pthread_mutex_lock(&de->lock);
 	de->syncing = on;
-	if (on)
-		json_object_clear(de->queue);
 	pthread_cond_signal(&de->cond);
 	pthread_mutex_unlock(&de->lock);
 }
@@ -708,7 +712,11 @@ static int sync_and_gate(struct denv *de, rec_plan *plan, const struct mf_enviro
 	int rc = rec_sync(&rep, de->ws, plan, &so);
 	if (rep.interrupted) {
 		/* stopped between chunks: what was applied is recorded as sync.started (it changes no
-		 * state), nothing was pruned; the next start (or the next leader) syncs the rest */
+		 * state), nothing was pruned; the next start (or the next leader) syncs the rest. The
+		 * events of its own writes are dropped: the old forms are not defended against them */
+		pthread_mutex_lock(&de->lock);
+		json_object_clear(de->queue);
+		pthread_mutex_unlock(&de->lock);
 		set_syncing(de, false);
 		bool stopping = gitops_cancel_is_set(de->d->opt->cancel);
 		unsigned done = rep.created + rep.updated;
@@ -726,6 +734,24 @@ static int sync_and_gate(struct denv *de, rec_plan *plan, const struct mf_enviro
 		return gitops_error_set(GITOPS_ETIMEOUT, "sync of %.12s interrupted", target);
 	}
 	char *err = rc ? gitops_strdup(gitops_error_last()) : NULL;
+	if (!rc && !de->d->opt->once) {
+		/* applied: the healer defends the new forms from now on, during the health gate too
+		 * (events queued during the apply are compared with them) */
+		if (watch_plan(de, plan, env)) {
+			dlog(de, "warning: %s (the watches are rebuilt at the next pass)", gitops_error_last());
+			stop_watches(de);
+			gitops_error_clear();
+		} else {
+			de->watched = true;
+		}
+	} else if (rc) {
+		/* a failed apply: the old forms are not defended against what it wrote; the next plan
+		 * rebuilds them */
+		pthread_mutex_lock(&de->lock);
+		json_object_clear(de->queue);
+		pthread_mutex_unlock(&de->lock);
+	}
+	set_syncing(de, false);
 	bool changed = rep.created || rep.updated || rep.pruned;
 	bool new_sha = !jstr(last, "sha") || strcmp(jstr(last, "sha"), target);
 	char *why = NULL;
@@ -737,7 +763,6 @@ static int sync_and_gate(struct denv *de, rec_plan *plan, const struct mf_enviro
 	bool from_degraded = health && !strcmp(health, "degraded");
 	if (!rc && (changed || new_sha))
 		grc = health_gate(de, plan, env, !from_degraded, &why);
-	set_syncing(de, false);
 	if (gitops_cancel_is_set(de->d->opt->cancel) && grc) {
 		/* stopped (SIGTERM) in the middle of the gate: the apply that finished is recorded as
 		 * sync.started, which changes no state: the next start syncs (a no-op) and gates again */
@@ -821,6 +846,7 @@ static int reconcile_once(struct denv *de, bool *again)
 	*again = false;
 	de->gate_failed = false;
 	de->interrupted = false;
+	de->watched = false;
 	int rc;
 	bool cfg_changed = false;
 	if (!de->ws) {
@@ -894,7 +920,7 @@ static int reconcile_once(struct denv *de, bool *again)
 	if (!rc || *again) {
 		snprintf(de->applied, sizeof(de->applied), "%s", target);
 		if (!de->d->opt->once && !*again) {
-			int wrc = watch_plan(de, plan, env);
+			int wrc = de->watched ? GITOPS_OK : watch_plan(de, plan, env);
 			if (wrc) {
 				stop_watches(de); /* rebuilt from scratch on the next pass */
 				if (!rc)

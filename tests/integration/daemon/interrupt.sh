@@ -7,7 +7,9 @@
 #   restarted, it applies the rest and records the sync once;
 # - fencing: the Lease taken by another holder mid-apply: the replica stops writing at the next
 #   chunk (what exists is exactly what the interrupted record counts), stands by, takes the Lease
-#   back once the other holder stops renewing it, and converges.
+#   back once the other holder stops renewing it, and converges;
+# - watch events during a sync: an edit made while the apply runs is queued and corrected after
+#   it, and one made during a health gate is corrected while the gate still waits.
 # Every wait is on a condition with a generous timeout; no wall-clock time is asserted.
 set -uo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
@@ -73,9 +75,16 @@ expect_eq "it is not recorded as a sync" 0 "$(hist_count sync.succeeded "$two")"
 expect_eq "nor as a failure" 0 "$(hist_count sync.failed "$two")"
 expect_eq "the Lease was released before the exit" "" "$(holder)"
 expect_contains "the log says what was left" "not applied, nothing pruned" "$(cat "$tmp/daemon.log")"
+mark=$(wc -l < "$tmp/daemon.log")
+since() { tail -n +"$mark" "$tmp/daemon.log" | grep -q -- "$1"; }
 start_daemon
-if wait_for 300 count_is sync.succeeded 1 "$two"; then ok "restarted, it applies the rest and records the sync"; else fail "converge after SIGTERM" "$(tail -20 "$tmp/daemon.log")"; fi
+if wait_for 120 since "created ConfigMap $ns/big-"; then ok "restarted, it applies the rest"; else fail "restart apply" "$(tail -20 "$tmp/daemon.log")"; fi
+# an edit that arrives while the apply runs is queued, not dropped: corrected once it is done
+kubectl -n "$ns" patch configmap settings --type merge -p '{"data":{"color":"red"}}' >/dev/null
+if wait_for 300 count_is sync.succeeded 1 "$two"; then ok "the rest is applied and the sync recorded"; else fail "converge after SIGTERM" "$(tail -20 "$tmp/daemon.log")"; fi
 expect_eq "every object is there" "$total" "$(applied)"
+if wait_for 60 since "corrected ConfigMap $ns/settings"; then ok "an edit made during the apply is corrected after it"; else fail "edit during apply" "$(kubectl -n "$ns" get configmap settings -o jsonpath='{.data.color}')"; fi
+expect_eq "  and it is blue again" blue "$(kubectl -n "$ns" get configmap settings -o jsonpath='{.data.color}')"
 
 # --- fencing: the Lease lost in the middle of an apply -------------------------------------------
 wait_for 60 log_has "watching $((total + 2)) object"
@@ -96,6 +105,29 @@ if [ "$n2" -lt "$total" ]; then ok "the apply was cut short ($n2 < $total)"; els
 expect_eq "the Lease loss is not a daemon error" 0 "$(hist_count daemon.error)"
 if wait_for 120 count_is sync.succeeded 1 "$three"; then ok "once the other holder stops renewing, the replica takes the Lease back and converges"; else fail "converge after take-back" "$(tail -20 "$tmp/daemon.log")"; fi
 expect_eq "every object has the new version" "$total" "$(kubectl -n "$ns" get configmap -o jsonpath='{range .items[*]}{.metadata.name}={.data.v}{"\n"}{end}' | grep -c '^big-.*=2$')"
+
+# --- self-heal goes on during a health gate -------------------------------------------------------
+mark=$(wc -l < "$tmp/daemon.log")
+cat > app/web.yaml <<Y
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: web}
+spec:
+  progressDeadlineSeconds: 10
+  selector: {matchLabels: {app: web}}
+  template:
+    metadata: {labels: {app: web}}
+    spec: {containers: [{name: web, image: "nginx:broken"}]}
+Y
+git add -A && git -c user.name=t -c user.email=t@t commit -qm web
+if wait_for 120 since "health gate: waiting"; then ok "a Deployment that never gets ready holds the health gate"; else fail "gate" "$(tail -20 "$tmp/daemon.log")"; fi
+kubectl -n "$ns" patch configmap settings --type merge -p '{"data":{"color":"pink"}}' >/dev/null
+if wait_for 60 since "corrected ConfigMap $ns/settings"; then ok "an edit during the gate is corrected"; else fail "heal during gate" "$(tail -20 "$tmp/daemon.log")"; fi
+wait_for 120 since "failed its health gate"
+line_of() { tail -n +"$mark" "$tmp/daemon.log" | grep -n -- "$1" | head -1 | cut -d: -f1; }
+c=$(line_of "corrected ConfigMap $ns/settings"); g=$(line_of "failed its health gate")
+if [ -n "$c" ] && [ -n "$g" ] && [ "$c" -lt "$g" ]; then ok "  while the gate was still waiting (self-heal does not pause for it)"
+else fail "heal before the gate ended" "corrected at line ${c:-none}, gate ended at line ${g:-none}"; fi
 kill -TERM "$daemon_pid"; wait "$daemon_pid"; rc=$?; daemon_pid=
 expect_eq "a SIGTERM at rest exits 0" 0 "$rc"
 expect_rc "gitops history verify accepts what was recorded" 0 "$G" history verify --repo "$repo"
