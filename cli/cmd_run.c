@@ -19,7 +19,7 @@
 
 void cmd_run_help(void)
 {
-	puts("usage: gitops run [--repo URL|PATH] [--interval 30s] [--env E]... [--once]\n"
+	puts("usage: gitops run [--repo URL|PATH]... [--interval 30s] [--env E]... [--once]\n"
 	     "                  [--signing-key FILE] [--kubeconfig F] [--context C] [--quiet]\n"
 	     "                  [--listen ADDR] [--webhook-secret-file F] [--log-format json|text]\n"
 	     "                  [--leader-elect] [--lease-namespace NS] [--identity ID] [--lease-duration 15s]\n\n"
@@ -41,8 +41,10 @@ void cmd_run_help(void)
 	     "    in the state branch when it changes (gitops status shows it).\n"
 	     "SIGINT or SIGTERM stops it: the apply stops at its next chunk (recorded), waits end at once.\n\n"
 	     "Options:\n"
+	     "  --repo URL|PATH     a manifests repository (repeatable: one pipeline each, served by this\n"
+	     "                      one process; default the working directory's)\n"
 	     "  --interval D        fetch interval (default 30s; e.g. 5s, 1m)\n"
-	     "  --env E             reconcile only E (repeatable)\n"
+	     "  --env E             reconcile only E, in every pipeline that has it (repeatable)\n"
 	     "  --once              reconcile each environment once (sync, health gate, rollback), then\n"
 	     "                      exit: for CI and cron\n"
 	     "  --signing-key FILE  reporter key that signs the sync, health and drift records it writes\n"
@@ -135,12 +137,13 @@ int cmd_run(int argc, char **argv)
 	web_server *web = NULL;
 	char *ident = NULL;
 	const char **envs = gitops_calloc((size_t)argc + 1, sizeof(*envs));
+	const char **repos = gitops_calloc((size_t)argc + 1, sizeof(*repos));
 	bool quiet = false;
 	int code = EXIT_OK;
 	for (int i = 1; i < argc; i++) {
 		int r = 0;
-		const char *env = NULL;
-		if ((r = cli_opt("--repo", argc, argv, &i, &o.repo)) || (r = cli_opt("--interval", argc, argv, &i, &interval)) ||
+		const char *env = NULL, *repo = NULL;
+		if ((r = cli_opt("--repo", argc, argv, &i, &repo)) || (r = cli_opt("--interval", argc, argv, &i, &interval)) ||
 		    (r = cli_opt("--env", argc, argv, &i, &env)) || (r = cli_opt("--signing-key", argc, argv, &i, &o.signing_key)) ||
 		    (r = cli_opt("--kubeconfig", argc, argv, &i, &o.kubeconfig)) ||
 		    (r = cli_opt("--context", argc, argv, &i, &o.context)) ||
@@ -158,6 +161,8 @@ int cmd_run(int argc, char **argv)
 			}
 			if (env)
 				envs[o.n_envs++] = env;
+			if (repo)
+				repos[o.n_repos++] = repo;
 		} else if (!strcmp(argv[i], "--once")) {
 			o.once = true;
 		} else if (!strcmp(argv[i], "--quiet") || !strcmp(argv[i], "-q")) {
@@ -203,6 +208,7 @@ int cmd_run(int argc, char **argv)
 		}
 	}
 	o.envs = envs;
+	o.repos = repos;
 	o.log = log_line;
 	o.log_fields = log_fields;
 	o.log_ud = (void *)(intptr_t)mode;
@@ -284,5 +290,6 @@ out:
 		OPENSSL_cleanse(secret.ptr, secret.len);
 	gitops_buf_free(&secret);
 	free(envs);
+	free(repos);
 	return code;
 }

@@ -42,9 +42,9 @@ bool rec_leases_held(rec_leases *ls, const char *pipeline, const char *env);
  * hold to fetch now, by stamping the annotation gitops.dev/requested-at on them (the holder sees
  * it at its next renewal, within the retry period, and calls the on_request callback). */
 void rec_leases_request(rec_leases *ls, const char *pipeline);
-/* Sets the callback run on the lease thread when a follower asked for `env` (rec_control wakes
- * the environment's wait). */
-void rec_leases_on_request(rec_leases *ls, void (*fn)(void *ud, const char *env), void *ud);
+/* Sets the callback run on the lease thread when a follower asked for `env` of `pipeline`
+ * (rec_control wakes the environment's wait). */
+void rec_leases_on_request(rec_leases *ls, void (*fn)(void *ud, const char *pipeline, const char *env), void *ud);
 /* Releases every Lease (empty holder) and stops the thread. NULL is fine. */
 void rec_leases_stop(rec_leases *ls);
 /* The Lease object name for a pipeline and environment ("gitops-<pipeline>-<env>"); caller frees. */
@@ -60,36 +60,40 @@ typedef struct rec_control rec_control;
 rec_control *rec_control_new(rec_leases *leases);
 void rec_control_free(rec_control *ctl);
 
-/* Daemon side. The pipeline, repository and the branches whose pushes matter (the main branch
- * and every tracked branch, "refs/heads/..." or short). */
+/* Daemon side. Each pipeline (one per --repo; registered again: updated), its repository and
+ * the branches whose pushes matter (the main branch and every tracked branch, "refs/heads/..."
+ * or short), then its environments. Environments are named by pipeline and name everywhere:
+ * two pipelines may both have a "dev". */
 void rec_control_pipeline(rec_control *ctl, const char *pipeline, const char *repo_url, const char *main_branch);
-void rec_control_env_add(rec_control *ctl, const char *env, const char *branch);
+void rec_control_env_add(rec_control *ctl, const char *pipeline, const char *env, const char *branch);
 /* May this replica reconcile and write `env` now (it holds the Lease, or there is no election)? */
-bool rec_control_may_act(rec_control *ctl, const char *env);
+bool rec_control_may_act(rec_control *ctl, const char *pipeline, const char *env);
 /* One pass ended: rc 0 or its error; `target` the revision applied ("" none); `objects` managed
  * (-1: unknown); `healthy` -1 unknown, 0, 1. Marks the environment ready after its first pass. */
-void rec_control_pass_done(rec_control *ctl, const char *env, int rc, const char *error, const char *target,
+void rec_control_pass_done(rec_control *ctl, const char *pipeline, const char *env, int rc, const char *error, const char *target,
 			   long objects, int healthy);
-/* Sets gitops_promotions_pending{environment} from the state branch (the recent promotion
- * requests of `env` still pending). Errors leave the gauge as it was. */
-void rec_control_count_pending(rec_control *ctl, const char *env);
+/* Sets gitops_promotions_pending{pipeline,environment} from the state branch (the recent
+ * promotion requests of `env` still pending). Errors leave the gauge as it was. */
+void rec_control_count_pending(rec_control *ctl, const char *pipeline, const char *env);
 /* Waits `ms` or until poked or cancelled; true when cancelled. */
-bool rec_control_wait(rec_control *ctl, const char *env, gitops_cancel *cancel, long long ms);
+bool rec_control_wait(rec_control *ctl, const char *pipeline, const char *env, gitops_cancel *cancel, long long ms);
 
 /* Web side. True once every registered environment finished its first pass (or is led by
  * another replica); otherwise *why (caller frees) names the first that did not. */
 bool rec_control_ready(rec_control *ctl, char **why);
-/* Wakes every environment when `ref` ("refs/heads/x") is the main branch or a tracked one, or
- * when ref is NULL; with leader election, also asks the holders of the others (through their
- * Leases) to fetch. Returns how many were woken (0: the ref matters to none). */
+/* Wakes every environment of each pipeline whose main branch or a tracked one is `ref`
+ * ("refs/heads/x"), or of every pipeline when ref is NULL; with leader election, also asks the
+ * holders of the others (through their Leases) to fetch. Returns how many were woken (0: the
+ * ref matters to none). */
 size_t rec_control_poke(rec_control *ctl, const char *ref);
-/* The daemon's view of each environment (or of `env` only), with the state branch's snapshot:
+/* The daemon's view of each environment of every pipeline (or those named `env`), with its
+ * pipeline's state branch snapshot:
  * the keys of `gitops status --json` that need no cluster read, plus leader and ready. Caller
  * decrefs *out. GITOPS_ENOTFOUND for an unknown env. */
 int rec_control_status(json_t **out, rec_control *ctl, const char *env);
-/* The manifests repository's URL the daemon uses (for history reads); caller frees. NULL before
- * the daemon registered. */
-char *rec_control_repo(rec_control *ctl);
+/* The manifests repository's URL of `pipeline` (NULL: the first registered), for history
+ * reads; caller frees. NULL before the daemon registered it. */
+char *rec_control_repo(rec_control *ctl, const char *pipeline);
 
 /* ---- Outgoing notifications (`notifications:` in gitops.yaml) -------------------------------- */
 

@@ -28,6 +28,9 @@ struct dwatch {
 struct denv {
 	struct daemon *d;
 	char *name;
+	char *pipeline;           /* its pipeline's identity (Leases, metrics) */
+	char *label;              /* in log lines: the name, or pipeline/name with several pipelines */
+	const char *repo;         /* its --repo (borrowed from the options) */
 	pthread_t thread, healer;
 	bool healer_started;
 	rec_workspace *ws;        /* the reconciler thread's own */
@@ -85,7 +88,7 @@ static void dlog(struct denv *de, const char *fmt, ...)
 	gitops_buf_vprintf(&b, fmt, ap);
 	va_end(ap);
 	pthread_mutex_lock(&de->d->log_lock);
-	o->log(o->log_ud, de->name, gitops_buf_cstr(&b));
+	o->log(o->log_ud, de->label, gitops_buf_cstr(&b));
 	pthread_mutex_unlock(&de->d->log_lock);
 	gitops_buf_free(&b);
 }
@@ -107,9 +110,9 @@ static void dlog_fields(struct denv *de, const char *app, const char *object, co
 	va_end(ap);
 	pthread_mutex_lock(&de->d->log_lock);
 	if (o->log_fields)
-		o->log_fields(o->log_ud, de->name, app, object, event_id, gitops_buf_cstr(&b));
+		o->log_fields(o->log_ud, de->label, app, object, event_id, gitops_buf_cstr(&b));
 	else
-		o->log(o->log_ud, de->name, gitops_buf_cstr(&b));
+		o->log(o->log_ud, de->label, gitops_buf_cstr(&b));
 	pthread_mutex_unlock(&de->d->log_lock);
 	gitops_buf_free(&b);
 }
@@ -125,7 +128,7 @@ static void ws_progress(void *ud, const char *line)
 	if (!strncmp(line, de->name, n) && !strncmp(line + n, ": ", 2))
 		line += n + 2; /* the log line names the environment already */
 	pthread_mutex_lock(&de->d->log_lock);
-	o->log(o->log_ud, de->name, line);
+	o->log(o->log_ud, de->label, line);
 	pthread_mutex_unlock(&de->d->log_lock);
 }
 
@@ -337,7 +340,7 @@ static int watch_plan(struct denv *de, rec_plan *plan, const struct mf_environme
 	pthread_rwlock_unlock(&de->wlock);
 	if (!rc) {
 		dlog(de, "watching %zu object(s) through %zu watch(es)", json_object_size(desired), nn);
-		gitops_metric_set("gitops_managed_objects", (double)json_object_size(desired), "environment", de->name, NULL);
+		gitops_metric_set("gitops_managed_objects", (double)json_object_size(desired), "pipeline", de->pipeline, "environment", de->name, NULL);
 	}
 	return rc;
 }
@@ -443,8 +446,8 @@ static void heal_one(struct denv *de, const char *key, long long event_ms)
 	pthread_mutex_lock(&de->lock);
 	bool heal = de->self_heal && !de->suspended && !de->syncing;
 	pthread_mutex_unlock(&de->lock);
-	heal = heal && rec_control_may_act(de->d->opt->control, de->name);
-	gitops_metric_add("gitops_drift_detected_total", 1, "environment", de->name, NULL);
+	heal = heal && rec_control_may_act(de->d->opt->control, de->pipeline, de->name);
+	gitops_metric_add("gitops_drift_detected_total", 1, "pipeline", de->pipeline, "environment", de->name, NULL);
 	char *obj = describe_obj(desired);
 	json_t *ep = json_object_get(de->episodes, key);
 	if (!ep) {
@@ -470,7 +473,7 @@ static void heal_one(struct denv *de, const char *key, long long event_ms)
 		if (kube_apply(NULL, NULL, de->client, desired, &ao) == GITOPS_OK) {
 			json_object_set_new(ep, "fixed", json_true());
 			json_object_set_new(ep, "lastMs", json_integer(gitops_now_ms()));
-			gitops_metric_add("gitops_drift_corrected_total", 1, "environment", de->name, NULL);
+			gitops_metric_add("gitops_drift_corrected_total", 1, "pipeline", de->pipeline, "environment", de->name, NULL);
 			dlog_fields(de, NULL, obj, NULL, "corrected %s %lld ms after the watch event", obj, gitops_now_ms() - event_ms);
 		} else {
 			dlog_fields(de, NULL, obj, NULL, "failed to correct %s: %s", obj, gitops_error_last());
@@ -696,7 +699,7 @@ static json_t *env_state(struct denv *de)
 static bool sync_stop(void *ud)
 {
 	struct denv *de = ud;
-	return gitops_cancel_is_set(de->d->opt->cancel) || !rec_control_may_act(de->d->opt->control, de->name);
+	return gitops_cancel_is_set(de->d->opt->cancel) || !rec_control_may_act(de->d->opt->control, de->pipeline, de->name);
 }
 
 /* Syncs `plan`, gates it, records the outcome; on a failed gate with rollback.onFailure pins the
@@ -729,7 +732,7 @@ static int sync_and_gate(struct denv *de, rec_plan *plan, const struct mf_enviro
 		record(de, &ev, true);
 		dlog(de, "sync of %.12s %s", target, r);
 		free(r);
-		gitops_metric_add("gitops_sync_total", 1, "environment", de->name, "result", "interrupted", NULL);
+		gitops_metric_add("gitops_sync_total", 1, "pipeline", de->pipeline, "environment", de->name, "result", "interrupted", NULL);
 		de->interrupted = true;
 		return gitops_error_set(GITOPS_ETIMEOUT, "sync of %.12s interrupted", target);
 	}
@@ -819,9 +822,9 @@ static int sync_and_gate(struct denv *de, rec_plan *plan, const struct mf_enviro
 		}
 	}
 	hist_free(h);
-	gitops_metric_add("gitops_sync_total", 1, "environment", de->name, "result", rc || grc ? "failed" : "succeeded", NULL);
+	gitops_metric_add("gitops_sync_total", 1, "pipeline", de->pipeline, "environment", de->name, "result", rc || grc ? "failed" : "succeeded", NULL);
 	if (!rc)
-		gitops_metric_set("gitops_environment_healthy", grc ? 0 : 1, "environment", de->name, NULL);
+		gitops_metric_set("gitops_environment_healthy", grc ? 0 : 1, "pipeline", de->pipeline, "environment", de->name, NULL);
 	if (rc) {
 		dlog(de, "sync of %.12s failed: %s", target, err);
 		rc = gitops_error_set(rc, "%s", err);
@@ -850,7 +853,7 @@ static int reconcile_once(struct denv *de, bool *again)
 	int rc;
 	bool cfg_changed = false;
 	if (!de->ws) {
-		struct rec_workspace_options wo = {.repo = de->d->opt->repo, .data_dir = de->d->opt->data_dir,
+		struct rec_workspace_options wo = {.repo = de->repo, .data_dir = de->d->opt->data_dir,
 						   .kubeconfig = de->d->opt->kubeconfig, .context = de->d->opt->context,
 						   .progress = ws_progress, .progress_ud = de,
 						   .cancel = gitops_cancel_flag(de->d->opt->cancel), .deploy = true};
@@ -972,23 +975,23 @@ static void *env_main(void *arg)
 	unsigned seed = (unsigned)gitops_now_ms() ^ (unsigned)(uintptr_t)de;
 	while (!gitops_cancel_is_set(o->cancel)) {
 		bool again = false;
-		if (!rec_control_may_act(o->control, de->name)) {
+		if (!rec_control_may_act(o->control, de->pipeline, de->name)) {
 			/* another replica holds the Lease: stand by; taking over starts from scratch */
 			if (de->applied[0] || de->n_watches) {
 				dlog(de, "not the leader any more: standing by");
 				stop_watches(de);
 				de->applied[0] = '\0';
 			}
-			rec_control_pass_done(o->control, de->name, 0, NULL, NULL, -1, -1);
-			if (rec_control_wait(o->control, de->name, o->cancel, 1000))
+			rec_control_pass_done(o->control, de->pipeline, de->name, 0, NULL, NULL, -1, -1);
+			if (rec_control_wait(o->control, de->pipeline, de->name, o->cancel, 1000))
 				break;
 			continue;
 		}
 		long long t0 = gitops_now_ms();
 		int rc = reconcile_once(de, &again);
 		gitops_metric_observe("gitops_reconcile_duration_seconds", (double)(gitops_now_ms() - t0) / 1000.0,
-				      "environment", de->name, NULL);
-		rec_control_pass_done(o->control, de->name, rc, rc ? gitops_error_last() : NULL, de->applied, -1, -1);
+				      "pipeline", de->pipeline, "environment", de->name, NULL);
+		rec_control_pass_done(o->control, de->pipeline, de->name, rc, rc ? gitops_error_last() : NULL, de->applied, -1, -1);
 		if (again)
 			continue; /* a rollback was pinned: sync it now */
 		long long wait;
@@ -1024,10 +1027,10 @@ static void *env_main(void *arg)
 		}
 		report_requests(de, false);
 		/* after the error was taken: reading the state branch clears the thread's last error */
-		rec_control_count_pending(o->control, de->name);
+		rec_control_count_pending(o->control, de->pipeline, de->name);
 		if (o->once)
 			break;
-		if (rec_control_wait(o->control, de->name, o->cancel, jitter(wait, &seed)))
+		if (rec_control_wait(o->control, de->pipeline, de->name, o->cancel, jitter(wait, &seed)))
 			break;
 	}
 	report_requests(de, true);
@@ -1036,11 +1039,15 @@ static void *env_main(void *arg)
 
 /* ---- the daemon ---------------------------------------------------------------------------- */
 
-static void denv_init(struct denv *de, struct daemon *d, const char *name, const char *repo_url)
+static void denv_init(struct denv *de, struct daemon *d, const char *name, const char *repo_url, const char *repo,
+		      const char *pipeline, bool qualify)
 {
 	memset(de, 0, sizeof(*de));
 	de->d = d;
 	de->name = gitops_strdup(name);
+	de->pipeline = gitops_strdup(pipeline);
+	de->label = qualify ? gitops_sprintf("%s/%s", pipeline, name) : gitops_strdup(name);
+	de->repo = repo;
 	de->repo_url = gitops_strdup(repo_url);
 	pthread_mutex_init(&de->lock, NULL);
 	pthread_cond_init(&de->cond, NULL);
@@ -1063,6 +1070,8 @@ static void denv_clear(struct denv *de)
 	pthread_cond_destroy(&de->cond);
 	pthread_rwlock_destroy(&de->wlock);
 	free(de->name);
+	free(de->pipeline);
+	free(de->label);
 	free(de->repo_url);
 	free(de->last_error);
 }
@@ -1080,48 +1089,68 @@ static void notify_log(void *ud, const char *line)
 
 int rec_daemon_run(const struct rec_daemon_options *opt)
 {
-	/* Open once on this thread to check the repository and the environments before starting. */
-	struct rec_workspace_options wo = {.repo = opt->repo, .data_dir = opt->data_dir, .kubeconfig = opt->kubeconfig,
-					   .context = opt->context};
-	rec_workspace *ws = NULL;
-	int rc = rec_workspace_open(&ws, &wo);
-	if (rc)
-		return rc;
-	const struct mf_config *cfg = rec_workspace_config(ws);
+	/* One pipeline per repository. Each is opened once on this thread to check it and the
+	 * environments before anything starts. */
+	size_t n_repos = opt->n_repos ? opt->n_repos : 1;
+	const char *const *repos = opt->n_repos ? opt->repos : &opt->repo;
+	rec_workspace **wss = gitops_calloc(n_repos, sizeof(*wss));
+	rec_notifier **notifiers = gitops_calloc(n_repos, sizeof(*notifiers));
+	const char **pipelines = gitops_calloc(n_repos, sizeof(*pipelines));
 	struct daemon d = {.opt = opt};
 	pthread_mutex_init(&d.log_lock, NULL);
-	size_t n = opt->n_envs ? opt->n_envs : cfg->n_envs;
-	d.envs = gitops_calloc(n, sizeof(*d.envs));
-	for (size_t i = 0; i < n; i++) {
-		const struct mf_environment *env;
-		if (opt->n_envs && (rc = rec_workspace_env(&env, ws, opt->envs[i]))) {
-			for (size_t j = 0; j < d.n; j++)
-				denv_clear(&d.envs[j]);
-			goto out;
-		}
-		denv_init(&d.envs[d.n++], &d, opt->n_envs ? opt->envs[i] : cfg->envs[i].name, ws->repo_url);
+	int rc = GITOPS_OK;
+	size_t n = 0;
+	for (size_t r = 0; r < n_repos && !rc; r++) {
+		struct rec_workspace_options wo = {.repo = repos[r], .data_dir = opt->data_dir, .kubeconfig = opt->kubeconfig,
+						   .context = opt->context};
+		if ((rc = rec_workspace_open(&wss[r], &wo)) || (rc = rec_workspace_pipeline(&pipelines[r], NULL, wss[r])))
+			break;
+		for (size_t k = 0; k < r && !rc; k++)
+			if (!strcmp(pipelines[k], pipelines[r]))
+				rc = gitops_error_set(GITOPS_EINVALID, "--repo %s and --repo %s are the same pipeline %s (its name in "
+							  "gitops.yaml, or its first commit): give each a distinct name",
+						      repos[k] ? repos[k] : ".", repos[r] ? repos[r] : ".", pipelines[r]);
+		const struct mf_config *cfg = rec_workspace_config(wss[r]);
+		n += opt->n_envs ? opt->n_envs : cfg->n_envs;
 	}
-	if (opt->control) {
-		const char *pipeline = NULL;
-		if (rec_workspace_pipeline(&pipeline, NULL, ws) == 0)
-			rec_control_pipeline(opt->control, pipeline, ws->repo_url, cfg->branch);
-		gitops_error_clear();
-		for (size_t i = 0; i < d.n; i++) {
-			const struct mf_environment *env = mf_config_env(cfg, d.envs[i].name);
-			rec_control_env_add(opt->control, d.envs[i].name, env ? env->track : NULL);
+	/* --env E: every pipeline that has E; one at least */
+	for (size_t i = 0; i < opt->n_envs && !rc; i++) {
+		bool found = false;
+		for (size_t r = 0; r < n_repos && !found; r++)
+			found = mf_config_env(rec_workspace_config(wss[r]), opt->envs[i]) != NULL;
+		if (!found) {
+			const struct mf_environment *env;
+			if (n_repos == 1)
+				rc = rec_workspace_env(&env, wss[0], opt->envs[i]); /* its own message */
+			if (!rc)
+				rc = gitops_error_set(GITOPS_EINVALID, "--env %s: no pipeline has this environment", opt->envs[i]);
 		}
 	}
-	/* notifications: on their own threads, fed by the state branch; a reconcile never waits */
-	rec_notifier *notifier = NULL;
-	if (!opt->once && cfg->n_notifications) {
-		const char *pipeline = NULL;
-		rec_workspace_pipeline(&pipeline, NULL, ws);
-		struct rec_notify_options no = {.cfg = cfg, .repo_url = ws->repo_url, .pipeline = pipeline,
-						.control = opt->control, .log = notify_log, .log_ud = &d};
-		if ((rc = rec_notify_start(&notifier, &no))) {
-			for (size_t j = 0; j < d.n; j++)
-				denv_clear(&d.envs[j]);
-			goto out;
+	if (rc)
+		goto out;
+	/* the array does not move once threads hold pointers into it */
+	d.envs = gitops_calloc(n ? n : 1, sizeof(*d.envs));
+	for (size_t r = 0; r < n_repos; r++) {
+		rec_workspace *ws = wss[r];
+		const struct mf_config *cfg = rec_workspace_config(ws);
+		if (opt->control)
+			rec_control_pipeline(opt->control, pipelines[r], ws->repo_url, cfg->branch);
+		size_t m = opt->n_envs ? opt->n_envs : cfg->n_envs;
+		for (size_t i = 0; i < m; i++) {
+			const char *name = opt->n_envs ? opt->envs[i] : cfg->envs[i].name;
+			const struct mf_environment *env = mf_config_env(cfg, name);
+			if (!env)
+				continue;
+			denv_init(&d.envs[d.n++], &d, name, ws->repo_url, repos[r], pipelines[r], n_repos > 1);
+			if (opt->control)
+				rec_control_env_add(opt->control, pipelines[r], name, env->track);
+		}
+		/* notifications: on their own threads, fed by the state branch; a reconcile never waits */
+		if (!opt->once && cfg->n_notifications) {
+			struct rec_notify_options no = {.cfg = cfg, .repo_url = ws->repo_url, .pipeline = pipelines[r],
+							.control = opt->control, .log = notify_log, .log_ud = &d};
+			if ((rc = rec_notify_start(&notifiers[r], &no)))
+				goto out_envs;
 		}
 	}
 	for (size_t i = 0; i < d.n; i++) {
@@ -1151,17 +1180,23 @@ int rec_daemon_run(const struct rec_daemon_options *opt)
 		if (de->healer_started)
 			pthread_join(de->healer, NULL);
 		if (opt->once && !de->ok_once)
-			gitops_buf_printf(&failed, "%s%s", failed.len ? ", " : "", de->name);
+			gitops_buf_printf(&failed, "%s%s", failed.len ? ", " : "", de->label);
 	}
-	rec_notify_stop(notifier);
-	for (size_t i = 0; i < d.n; i++)
-		denv_clear(&d.envs[i]);
 	rc = failed.len ? gitops_error_set(GITOPS_ERROR, "environment(s) failed: %s (see the lines above)", failed.ptr)
 			: GITOPS_OK;
 	gitops_buf_free(&failed);
+out_envs:
+	for (size_t r = 0; r < n_repos; r++)
+		rec_notify_stop(notifiers[r]);
+	for (size_t i = 0; i < d.n; i++)
+		denv_clear(&d.envs[i]);
 out:
 	free(d.envs);
 	pthread_mutex_destroy(&d.log_lock);
-	rec_workspace_free(ws);
+	for (size_t r = 0; r < n_repos; r++)
+		rec_workspace_free(wss[r]);
+	free(wss);
+	free(notifiers);
+	free(pipelines);
 	return rc;
 }

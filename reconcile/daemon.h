@@ -3,7 +3,8 @@
  * automatic rollback after a sync that changed something, and self-heal fed by one
  * list-then-watch cache per managed kind and namespace.
  *
- * Threads: rec_daemon_run runs one reconciler thread and one healer thread per environment and
+ * Threads: rec_daemon_run runs one reconciler thread and one healer thread per environment (of
+ * every pipeline) and
  * returns once they all stopped. Each reconciler owns its own rec_workspace (a workspace is not
  * shared between threads: one per thread is the rule, the mirror and render cache on disk are
  * shared through their locks); its healer shares the workspace's kube_client (thread-safe) and
@@ -30,12 +31,18 @@
 
 struct rec_daemon_options {
 	const char *repo;        /* manifests repository (path or URL); NULL: the working directory's */
+	/* Several manifests repositories, one pipeline each (--repo repeated); n_repos > 0 replaces
+	 * `repo`. Their pipelines must differ; an environment is named by pipeline and name (log
+	 * lines say "pipeline/env" then; history and metrics carry both). */
+	const char *const *repos;
+	size_t n_repos;
 	const char *data_dir;    /* NULL: mf_data_dir() */
 	const char *kubeconfig;  /* overrides the environments' cluster settings (may be NULL) */
 	const char *context;
 	const char *signing_key; /* reporter key for signed records; passed through (may be NULL) */
 	long long interval_ms;   /* fetch interval; 0: 30 s. Each wait gets +-10 % jitter */
-	const char *const *envs; /* environments to reconcile; NULL or n_envs == 0: every one */
+	const char *const *envs; /* environments to reconcile (in every pipeline that has them, one at
+				  * least); NULL or n_envs == 0: every one */
 	size_t n_envs;
 	bool once;               /* reconcile each environment once (sync, gate, rollback), then return */
 	gitops_cancel *cancel;   /* required: set it to stop (SIGINT/SIGTERM) */

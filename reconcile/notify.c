@@ -207,7 +207,7 @@ static void read_once(rec_notifier *n)
 		json_object_set_new(n->seen, id, json_integer(wall_ms()));
 		const char *env = js(ev, "environment");
 		const char *lead = *env && strcmp(env, "-") ? env : n->first_env;
-		bool mine = !n->control || !lead || rec_control_may_act(n->control, lead);
+		bool mine = !n->control || !lead || rec_control_may_act(n->control, n->pipeline, lead);
 		for (size_t k = 0; k < n->n && mine; k++) {
 			const struct sink *s = &n->s[k];
 			if (!listed(s->events, s->n_events, js(ev, "type")))

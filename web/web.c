@@ -221,7 +221,11 @@ static enum MHD_Result history(web_server *s, struct MHD_Connection *c)
 			return reply_error(c, 400, "limit wants a number");
 		f.limit = (size_t)n;
 	}
-	char *repo = rec_control_repo(s->ctl);
+	/* several pipelines (--repo repeated): ?pipeline=NAME picks one; default the first */
+	const char *pipeline = MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, "pipeline");
+	char *repo = rec_control_repo(s->ctl, pipeline);
+	if (!repo && pipeline)
+		return reply_error(c, 404, "no such pipeline in this daemon");
 	if (!repo)
 		return reply_error(c, 503, "the daemon is starting");
 	hist *h = NULL;

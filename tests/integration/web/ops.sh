@@ -26,14 +26,15 @@ port=$(free_port); base=http://127.0.0.1:$port
 cm_is() { [ "$(kubectl -n "$ns" get configmap "$1" -o jsonpath="{.data.$2}" 2>/dev/null)" = "$3" ]; }
 log_has() { grep -q -- "$1" "$tmp/daemon.log"; }
 hist_count() { "$G" history --repo "$repo" --env "$env" --type "$1" ${2:+--sha "$2"} --json 2>/dev/null | python3 -c 'import json,sys; print(len(json.load(sys.stdin)))'; }
-# metric NAME{LABELS}: the sample's value from /metrics, parsed ("" when absent)
+# metric NAME{LABELS}: the sample's value from /metrics, parsed ("" when absent); the label
+# pipeline="<this pipeline>" of per-environment samples is left out of NAME
 metric() { curl -fsS "$base/metrics" | python3 -c '
-import sys
+import re, sys
 want = sys.argv[1]
 for line in sys.stdin:
     if line.startswith("#"): continue
     name, _, value = line.rstrip("\n").rpartition(" ")
-    if name == want: print(value); break' "$1"; }
+    if re.sub(r"pipeline=\"[^\"]*\",", "", name) == want: print(value); break' "$1"; }
 metric_is() { [ "$(metric "$1")" = "$2" ]; }
 metric_ge() { local v; v=$(metric "$1"); [ -n "$v" ] && python3 -c "import sys; sys.exit(0 if float('$v') >= float('$2') else 1)"; }
 http_code() { curl -s -o "$tmp/body" -w '%{http_code}' "$@"; }
@@ -82,6 +83,7 @@ wait_for 60 log_has '"watching 2 object'
 expect_eq "Content-Type is the text format 0.0.4" "text/plain; version=0.0.4; charset=utf-8" \
   "$(curl -fsS -o /dev/null -w '%{content_type}' "$base/metrics")"
 expect_eq "gitops_sync_total counts the sync" 1 "$(metric "gitops_sync_total{environment=\"$env\",result=\"succeeded\"}")"
+expect_eq "per-environment samples carry the pipeline" 1 "$(curl -fsS "$base/metrics" | grep -c "^gitops_sync_total{pipeline=\"[^\"]*\",environment=\"$env\",result=\"succeeded\"} 1$")"
 expect_eq "gitops_managed_objects counts the Namespace and the ConfigMap" 2 "$(metric "gitops_managed_objects{environment=\"$env\"}")"
 expect_eq "gitops_environment_healthy is 1 after the gate" 1 "$(metric "gitops_environment_healthy{environment=\"$env\"}")"
 fetch0=$(metric 'gitops_git_fetch_total{result="succeeded"}')
