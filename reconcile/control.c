@@ -15,6 +15,8 @@
 
 struct cpipe {
 	char *name, *repo_url, *main_ref;
+	int fetch_fd;        /* eventfd: its fetcher is asked to fetch now */
+	bool fetcher;        /* a fetcher waits on fetch_fd: pokes go there, not to the environments */
 };
 
 struct cenv {
@@ -50,8 +52,9 @@ static void poke_env(void *ud, const char *pipeline, const char *env)
 	rec_control *c = ud;
 	pthread_mutex_lock(&c->lock);
 	struct cenv *e = find(c, pipeline, env);
+	int fd = !e ? -1 : c->p[e->pipe].fetcher ? c->p[e->pipe].fetch_fd : e->fd;
 	uint64_t one = 1;
-	if (e && e->fd >= 0 && write(e->fd, &one, sizeof(one)) != sizeof(one))
+	if (fd >= 0 && write(fd, &one, sizeof(one)) != sizeof(one))
 		e = NULL;
 	pthread_mutex_unlock(&c->lock);
 }
@@ -83,6 +86,8 @@ void rec_control_free(rec_control *c)
 		free(c->p[i].name);
 		free(c->p[i].repo_url);
 		free(c->p[i].main_ref);
+		if (c->p[i].fetch_fd >= 0)
+			close(c->p[i].fetch_fd);
 	}
 	free(c->p);
 	pthread_mutex_destroy(&c->lock);
@@ -101,6 +106,7 @@ void rec_control_pipeline(rec_control *c, const char *pipeline, const char *repo
 		p = &c->p[c->n_p++];
 		memset(p, 0, sizeof(*p));
 		p->name = gitops_strdup(pipeline);
+		p->fetch_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
 	}
 	free(p->repo_url);
 	free(p->main_ref);
@@ -188,6 +194,8 @@ void rec_control_pass_done(rec_control *c, const char *pipeline, const char *env
 	pthread_mutex_unlock(&c->lock);
 }
 
+static bool wait_fd(int fd, gitops_cancel *cancel, long long ms);
+
 bool rec_control_wait(rec_control *c, const char *pipeline, const char *env, gitops_cancel *cancel, long long ms)
 {
 	if (!c)
@@ -196,6 +204,42 @@ bool rec_control_wait(rec_control *c, const char *pipeline, const char *env, git
 	struct cenv *e = find(c, pipeline, env);
 	int fd = e ? e->fd : -1;
 	pthread_mutex_unlock(&c->lock);
+	return wait_fd(fd, cancel, ms);
+}
+
+bool rec_control_fetch_wait(rec_control *c, const char *pipeline, gitops_cancel *cancel, long long ms)
+{
+	if (!c)
+		return gitops_cancel_sleep(cancel, ms);
+	pthread_mutex_lock(&c->lock);
+	long pi = pipe_index(c, pipeline);
+	int fd = -1;
+	if (pi >= 0) {
+		c->p[pi].fetcher = true;
+		fd = c->p[pi].fetch_fd;
+	}
+	pthread_mutex_unlock(&c->lock);
+	return wait_fd(fd, cancel, ms);
+}
+
+void rec_control_wake(rec_control *c, const char *pipeline)
+{
+	if (!c)
+		return;
+	pthread_mutex_lock(&c->lock);
+	long pi = pipe_index(c, pipeline);
+	for (size_t i = 0; i < c->n && pi >= 0; i++) {
+		uint64_t one = 1;
+		if (c->e[i].pipe == (size_t)pi && c->e[i].fd >= 0 && write(c->e[i].fd, &one, sizeof(one)) != sizeof(one))
+			continue;
+	}
+	pthread_mutex_unlock(&c->lock);
+}
+
+/* Waits `ms` or until `fd` (an eventfd, -1: none) is written or the token is set; true when
+ * cancelled. */
+static bool wait_fd(int fd, gitops_cancel *cancel, long long ms)
+{
 	long long end = gitops_now_ms() + ms;
 	for (;;) {
 		if (gitops_cancel_is_set(cancel))
@@ -241,10 +285,16 @@ size_t rec_control_poke(rec_control *c, const char *ref)
 		for (size_t i = 0; i < c->n && !match; i++)
 			match = c->e[i].pipe == pi && c->e[i].branch && !strcmp(c->e[i].branch, ref);
 		size_t woken = 0;
-		for (size_t i = 0; i < c->n && match; i++) {
-			uint64_t one = 1;
-			if (c->e[i].pipe == pi && c->e[i].fd >= 0 && write(c->e[i].fd, &one, sizeof(one)) == sizeof(one))
-				woken++;
+		uint64_t one = 1;
+		if (match && c->p[pi].fetcher) {
+			/* one fetch for all of them; the fetcher wakes them once it is done */
+			if (c->p[pi].fetch_fd >= 0 && write(c->p[pi].fetch_fd, &one, sizeof(one)) == sizeof(one))
+				for (size_t i = 0; i < c->n; i++)
+					woken += c->e[i].pipe == pi;
+		} else {
+			for (size_t i = 0; i < c->n && match; i++)
+				if (c->e[i].pipe == pi && c->e[i].fd >= 0 && write(c->e[i].fd, &one, sizeof(one)) == sizeof(one))
+					woken++;
 		}
 		if (woken && c->leases)
 			rec_leases_request(c->leases, c->p[pi].name);

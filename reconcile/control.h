@@ -77,6 +77,11 @@ void rec_control_pass_done(rec_control *ctl, const char *pipeline, const char *e
 void rec_control_count_pending(rec_control *ctl, const char *pipeline, const char *env);
 /* Waits `ms` or until poked or cancelled; true when cancelled. */
 bool rec_control_wait(rec_control *ctl, const char *pipeline, const char *env, gitops_cancel *cancel, long long ms);
+/* The pipeline's fetcher (one per repository): waits `ms` or until a webhook or a follower asks
+ * for a fetch, or cancelled (true). Once called, pokes of the pipeline go to the fetcher instead
+ * of its environments; the fetcher wakes them with rec_control_wake after each fetch. */
+bool rec_control_fetch_wait(rec_control *ctl, const char *pipeline, gitops_cancel *cancel, long long ms);
+void rec_control_wake(rec_control *ctl, const char *pipeline);
 
 /* Web side. True once every registered environment finished its first pass (or is led by
  * another replica); otherwise *why (caller frees) names the first that did not. */
@@ -119,6 +124,10 @@ struct rec_notify_options {
  * errors, 429 and 5xx. A reconcile never waits for it. GITOPS_EINVALID (naming gitops.yaml's
  * line) for an unknown event type. Caller frees with rec_notify_stop. */
 int rec_notify_start(rec_notifier **out, const struct rec_notify_options *opt);
+/* Replaces the sinks with those of `cfg` (gitops.yaml changed on the main branch); events read
+ * from then on go to the new sinks, what is queued is delivered as it was. *changed: the sinks
+ * differ. GITOPS_EINVALID (the old sinks kept) as rec_notify_start. Thread-safe. */
+int rec_notify_reload(rec_notifier *n, const struct mf_config *cfg, bool *changed);
 /* Stops both threads; what is still queued is dropped (and logged). NULL is fine. */
 void rec_notify_stop(rec_notifier *n);
 

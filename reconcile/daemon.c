@@ -1,7 +1,7 @@
-/* reconcile/daemon: `gitops run`. Per environment, a reconciler thread (fetch, resolve, plan,
- * sync, health gate, automatic rollback, record) and a healer thread (drift seen by the watches:
- * compare, correct, fold into episodes). Read rec_daemon_run first, then env_main, then
- * healer_main. */
+/* reconcile/daemon: `gitops run`. Per repository a fetcher thread (fetch, notifications, wake);
+ * per environment a reconciler thread (resolve, plan, sync, health gate, automatic rollback,
+ * record) and a healer thread (drift seen by the watches: compare, correct, fold into
+ * episodes). Read rec_daemon_run first, then fetch_main, env_main, then healer_main. */
 #include "reconcile/daemon.h"
 #include "reconcile/internal.h"
 #include "history/history.h"
@@ -15,6 +15,22 @@
 
 struct daemon;
 struct denv;
+
+/* One per repository (pipeline): fetches it every interval, or at once when a webhook or a
+ * follower asks, and wakes the pipeline's environments; they read the shared mirror without
+ * fetching. The result of the last fetch is what they report when it failed. */
+struct dfetch {
+	struct daemon *d;
+	rec_workspace *ws;        /* the fetcher thread's own (opened by rec_daemon_run) */
+	const char *pipeline;
+	pthread_t thread;
+	bool started;
+	pthread_mutex_t lock;
+	char *error;              /* guarded by lock: the last fetch's error, NULL when it succeeded */
+	unsigned failures;        /* fetcher thread only */
+	rec_notifier *notifier;   /* the pipeline's notifications (NULL: none); re-read by the fetcher */
+	unsigned long asked;      /* guarded by lock: fetches asked for (webhook, follower), done */
+};
 
 /* One list-then-watch cache: a kind in one namespace (or cluster-wide), label-selected to this
  * environment's objects. */
@@ -31,6 +47,7 @@ struct denv {
 	char *pipeline;           /* its pipeline's identity (Leases, metrics) */
 	char *label;              /* in log lines: the name, or pipeline/name with several pipelines */
 	const char *repo;         /* its --repo (borrowed from the options) */
+	struct dfetch *f;         /* its repository's fetcher; NULL: the reconciler fetches (--once) */
 	pthread_t thread, healer;
 	bool healer_started;
 	rec_workspace *ws;        /* the reconciler thread's own */
@@ -853,7 +870,7 @@ static int reconcile_once(struct denv *de, bool *again)
 	int rc;
 	bool cfg_changed = false;
 	if (!de->ws) {
-		struct rec_workspace_options wo = {.repo = de->repo, .data_dir = de->d->opt->data_dir,
+		struct rec_workspace_options wo = {.repo = de->repo, .data_dir = de->d->opt->data_dir, .no_fetch = de->f != NULL,
 						   .kubeconfig = de->d->opt->kubeconfig, .context = de->d->opt->context,
 						   .progress = ws_progress, .progress_ud = de,
 						   .cancel = gitops_cancel_flag(de->d->opt->cancel), .deploy = true};
@@ -864,6 +881,17 @@ static int reconcile_once(struct denv *de, bool *again)
 		de->repo_url = gitops_strdup(de->ws->repo_url);
 	} else if ((rc = rec_workspace_refresh(de->ws, &cfg_changed))) {
 		return rc;
+	}
+	if (de->f) {
+		/* the shared fetch failed: the mirror is stale; retried with backoff like any failure */
+		pthread_mutex_lock(&de->f->lock);
+		char *err = de->f->error ? gitops_strdup(de->f->error) : NULL;
+		pthread_mutex_unlock(&de->f->lock);
+		if (err) {
+			rc = gitops_error_set(GITOPS_EGIT, "%s", err);
+			free(err);
+			return rc;
+		}
 	}
 	const struct mf_environment *env;
 	if ((rc = rec_workspace_env(&env, de->ws, de->name)))
@@ -967,6 +995,16 @@ static void report_requests(struct denv *de, bool total)
 	de->seen = st;
 }
 
+static unsigned long fetches_asked(struct denv *de)
+{
+	if (!de->f)
+		return 0;
+	pthread_mutex_lock(&de->f->lock);
+	unsigned long n = de->f->asked;
+	pthread_mutex_unlock(&de->f->lock);
+	return n;
+}
+
 static void *env_main(void *arg)
 {
 	struct denv *de = arg;
@@ -1022,7 +1060,9 @@ static void *env_main(void *arg)
 				dlog(de, "recovered after %u failed attempt(s)", de->failures);
 			de->failures = 0;
 			set_error(de, NULL);
-			wait = interval;
+			/* with a shared fetcher, its wake after each fetch ends the wait; the timeout is a
+			 * safety net only */
+			wait = de->f ? 3 * interval : interval;
 			de->ok_once = !de->gate_failed;
 		}
 		report_requests(de, false);
@@ -1030,10 +1070,85 @@ static void *env_main(void *arg)
 		rec_control_count_pending(o->control, de->pipeline, de->name);
 		if (o->once)
 			break;
-		if (rec_control_wait(o->control, de->pipeline, de->name, o->cancel, jitter(wait, &seed)))
+		/* after a failure the backoff runs out, unless a fetch was asked for (a webhook): the
+		 * fetcher's wake after a timed fetch does not end it */
+		long long until = gitops_now_ms() + jitter(wait, &seed);
+		unsigned long asked = fetches_asked(de);
+		bool stop = false;
+		do
+			stop = rec_control_wait(o->control, de->pipeline, de->name, o->cancel, until - gitops_now_ms());
+		while (!stop && rc && de->f && gitops_now_ms() < until && fetches_asked(de) == asked);
+		if (stop)
 			break;
 	}
 	report_requests(de, true);
+	return NULL;
+}
+
+/* ---- the fetcher: one fetch per repository and interval -------------------------------------- */
+
+static void notify_log(void *ud, const char *line);
+
+/* The main branch moved: `notifications:` as gitops.yaml says now. A bad one keeps the sinks
+ * that were (logged). */
+static void reload_notifications(struct dfetch *f)
+{
+	const struct mf_config *cfg = rec_workspace_config(f->ws);
+	const char *sha = rec_workspace_main_sha(f->ws);
+	bool changed = false;
+	int rc;
+	if (f->notifier) {
+		rc = rec_notify_reload(f->notifier, cfg, &changed);
+	} else if (cfg->n_notifications) {
+		struct rec_notify_options no = {.cfg = cfg, .repo_url = f->ws->repo_url, .pipeline = f->pipeline,
+						.control = f->d->opt->control, .log = notify_log, .log_ud = f->d};
+		rc = rec_notify_start(&f->notifier, &no);
+		changed = rc == 0;
+	} else {
+		return;
+	}
+	char *m = rc ? gitops_sprintf("notifications: %s (at %.12s); the previous sinks stay", gitops_error_last(), sha)
+		: changed ? gitops_sprintf("notifications: %zu sink(s) from gitops.yaml at %.12s", cfg->n_notifications, sha)
+			  : NULL;
+	if (m)
+		notify_log(f->d, m);
+	free(m);
+	gitops_error_clear();
+}
+
+static void *fetch_main(void *arg)
+{
+	struct dfetch *f = arg;
+	const struct rec_daemon_options *o = f->d->opt;
+	long long interval = o->interval_ms > 0 ? o->interval_ms : 30000;
+	unsigned seed = (unsigned)gitops_now_ms() ^ (unsigned)(uintptr_t)f;
+	long long wait = jitter(interval, &seed); /* rec_daemon_run fetched at start */
+	for (;;) {
+		long long t0 = gitops_now_ms();
+		if (rec_control_fetch_wait(o->control, f->pipeline, o->cancel, wait))
+			break;
+		bool asked = gitops_now_ms() - t0 < wait; /* woken before its time: a webhook or a follower */
+		/* followers fetch too: an environment taken over starts from a fresh mirror */
+		bool changed = false;
+		int rc = rec_workspace_refresh(f->ws, &changed);
+		if (!rc && changed)
+			reload_notifications(f);
+		pthread_mutex_lock(&f->lock);
+		free(f->error);
+		f->error = rc ? gitops_strdup(gitops_error_last()) : NULL;
+		f->asked += asked;
+		pthread_mutex_unlock(&f->lock);
+		gitops_error_clear();
+		if (rc) {
+			f->failures++;
+			long long backoff = 1000LL << (f->failures > 9 ? 9 : f->failures - 1);
+			wait = backoff > REC_BACKOFF_CAP_MS ? REC_BACKOFF_CAP_MS : backoff;
+		} else {
+			f->failures = 0;
+			wait = jitter(interval, &seed);
+		}
+		rec_control_wake(o->control, f->pipeline);
+	}
 	return NULL;
 }
 
@@ -1094,7 +1209,7 @@ int rec_daemon_run(const struct rec_daemon_options *opt)
 	size_t n_repos = opt->n_repos ? opt->n_repos : 1;
 	const char *const *repos = opt->n_repos ? opt->repos : &opt->repo;
 	rec_workspace **wss = gitops_calloc(n_repos, sizeof(*wss));
-	rec_notifier **notifiers = gitops_calloc(n_repos, sizeof(*notifiers));
+	struct dfetch *fetchers = gitops_calloc(n_repos, sizeof(*fetchers));
 	const char **pipelines = gitops_calloc(n_repos, sizeof(*pipelines));
 	struct daemon d = {.opt = opt};
 	pthread_mutex_init(&d.log_lock, NULL);
@@ -1142,6 +1257,9 @@ int rec_daemon_run(const struct rec_daemon_options *opt)
 			if (!env)
 				continue;
 			denv_init(&d.envs[d.n++], &d, name, ws->repo_url, repos[r], pipelines[r], n_repos > 1);
+			/* one fetcher per repository, with the control that wakes the environments */
+			if (!opt->once && opt->control)
+				d.envs[d.n - 1].f = &fetchers[r];
 			if (opt->control)
 				rec_control_env_add(opt->control, pipelines[r], name, env->track);
 		}
@@ -1149,9 +1267,18 @@ int rec_daemon_run(const struct rec_daemon_options *opt)
 		if (!opt->once && cfg->n_notifications) {
 			struct rec_notify_options no = {.cfg = cfg, .repo_url = ws->repo_url, .pipeline = pipelines[r],
 							.control = opt->control, .log = notify_log, .log_ud = &d};
-			if ((rc = rec_notify_start(&notifiers[r], &no)))
+			if ((rc = rec_notify_start(&fetchers[r].notifier, &no)))
 				goto out_envs;
 		}
+	}
+	for (size_t r = 0; r < n_repos; r++) {
+		struct dfetch *f = &fetchers[r];
+		f->d = &d;
+		f->ws = wss[r];
+		f->pipeline = pipelines[r];
+		pthread_mutex_init(&f->lock, NULL);
+		if (!opt->once && opt->control)
+			f->started = pthread_create(&f->thread, NULL, fetch_main, f) == 0;
 	}
 	for (size_t i = 0; i < d.n; i++) {
 		struct denv *de = &d.envs[i];
@@ -1182,21 +1309,32 @@ int rec_daemon_run(const struct rec_daemon_options *opt)
 		if (opt->once && !de->ok_once)
 			gitops_buf_printf(&failed, "%s%s", failed.len ? ", " : "", de->label);
 	}
+	for (size_t r = 0; r < n_repos; r++) {
+		/* the token is set (or --once, with no fetcher): they end at once */
+		if (fetchers[r].started)
+			pthread_join(fetchers[r].thread, NULL);
+		fetchers[r].started = false;
+	}
 	rc = failed.len ? gitops_error_set(GITOPS_ERROR, "environment(s) failed: %s (see the lines above)", failed.ptr)
 			: GITOPS_OK;
 	gitops_buf_free(&failed);
 out_envs:
 	for (size_t r = 0; r < n_repos; r++)
-		rec_notify_stop(notifiers[r]);
+		rec_notify_stop(fetchers[r].notifier);
 	for (size_t i = 0; i < d.n; i++)
 		denv_clear(&d.envs[i]);
 out:
 	free(d.envs);
 	pthread_mutex_destroy(&d.log_lock);
-	for (size_t r = 0; r < n_repos; r++)
+	for (size_t r = 0; r < n_repos; r++) {
+		if (fetchers[r].d) {
+			pthread_mutex_destroy(&fetchers[r].lock);
+			free(fetchers[r].error);
+		}
 		rec_workspace_free(wss[r]);
+	}
+	free(fetchers);
 	free(wss);
-	free(notifiers);
 	free(pipelines);
 	return rc;
 }

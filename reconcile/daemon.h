@@ -4,12 +4,13 @@
  * list-then-watch cache per managed kind and namespace.
  *
  * Threads: rec_daemon_run runs one reconciler thread and one healer thread per environment (of
- * every pipeline) and
- * returns once they all stopped. Each reconciler owns its own rec_workspace (a workspace is not
- * shared between threads: one per thread is the rule, the mirror and render cache on disk are
- * shared through their locks); its healer shares the workspace's kube_client (thread-safe) and
- * the desired objects under the environment's lock. Room is left for what comes next (HTTP
- * endpoints, webhooks, leader election): a webhook would call rec_daemon_kick. */
+ * every pipeline), and one fetcher thread per repository (it fetches every interval or when a
+ * webhook asks, re-reads `notifications:`, and wakes the repository's reconcilers, which read the
+ * shared mirror without fetching); it returns once they all stopped. Each reconciler owns its
+ * own rec_workspace (a workspace is not shared between threads: one per thread is the rule, the
+ * mirror and render cache on disk are shared through their locks); its healer shares the
+ * workspace's kube_client (thread-safe) and the desired objects under the environment's lock.
+ * A sync stops between chunks when the token is set or the environment's Lease is lost. */
 #ifndef GITOPS_RECONCILE_DAEMON_H
 #define GITOPS_RECONCILE_DAEMON_H
 

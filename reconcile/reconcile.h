@@ -46,7 +46,7 @@ struct rec_workspace_options {
 	const char *data_dir;   /* mirror and render cache; NULL: mf_data_dir() */
 	const char *kubeconfig; /* overrides the environments' cluster settings */
 	const char *context;
-	bool no_fetch;          /* use the mirror as it is */
+	bool no_fetch;          /* use the mirror as it is (open and refresh; the daemon's fetcher fetches) */
 	/* Read-only callers (render): when the state branch cannot be read, warn and resolve
 	 * without pins. Writers never set it: a rollback's pin must not be silently skipped. */
 	bool pins_best_effort;
