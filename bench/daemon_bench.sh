@@ -30,7 +30,7 @@ printf 'apiVersion: v1\nkind: Namespace\nmetadata: {name: %s}\n' "$ns" > app/ns.
 for i in $(seq 1 "$n"); do printf -- '---\napiVersion: v1\nkind: ConfigMap\nmetadata: {name: cm-%d}\ndata: {v: "%d"}\n' "$i" "$i"; done > app/cms.yaml
 git init -q -b main . && git add -A && git -c user.name=b -c user.email=b@b commit -qm bench
 log=$tmp/run.log
-"$G" run --repo "$tmp/repo" --interval 5s >"$log" 2>&1 & daemon=$!
+"$G" run --repo "$tmp/repo" --interval 5s --listen 127.0.0.1:0 >"$log" 2>&1 & daemon=$!
 for _ in $(seq 1 1200); do grep -q "watching" "$log" && break; sleep 0.1; done
 grep -q "watching" "$log" || { echo "the daemon did not start watching:"; tail "$log"; exit 1; }
 echo "[bench] $(grep -o "watching.*" "$log" | head -1)"

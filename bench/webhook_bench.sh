@@ -5,13 +5,15 @@
 # carrying the commit's value, watched with `kubectl get --watch`. Prints p50, p90 and max.
 # Argo CD polls every 3 minutes by default, Flux every minute or more.
 # usage: bench/webhook_bench.sh [N] (needs the local control plane: make cluster-up)
+# BENCH_WEBHOOK_LOG=FILE keeps the daemon's log (text, with millisecond times) and the
+# per-commit latencies there, to see where a slow one spent its time.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 . "$root/build/cluster/env"
 n=${1:-${BENCH_WEBHOOK_COMMITS:-20}}
 t=$(mktemp -d); export GITOPS_DATA_DIR=$t/data
 pid=; wpid=
-trap '[ -n "$pid" ] && kill $pid 2>/dev/null; [ -n "$wpid" ] && kill $wpid 2>/dev/null; wait 2>/dev/null; kubectl delete ns bench-hook --wait=false >/dev/null 2>&1; kubectl -n gitops-system delete cm gitops-inventory.hookbench.dev >/dev/null 2>&1; rm -rf $t' EXIT
+trap '[ -n "${BENCH_WEBHOOK_LOG:-}" ] && sort -s -k1,1 $t/log $t/lat >"$BENCH_WEBHOOK_LOG" 2>/dev/null; [ -n "$pid" ] && kill $pid 2>/dev/null; [ -n "$wpid" ] && kill $wpid 2>/dev/null; wait 2>/dev/null; kubectl delete ns bench-hook --wait=false >/dev/null 2>&1; kubectl -n gitops-system delete cm gitops-inventory.hookbench.dev >/dev/null 2>&1; rm -rf $t' EXIT
 mkdir -p $t/repo/app && cd $t/repo
 cat > gitops.yaml <<Y
 apiVersion: gitops/v1
@@ -35,11 +37,12 @@ sig=$(printf '%s' "$push" | openssl dgst -sha256 -hmac bench-secret | sed 's/^.*
 lat=()
 for i in $(seq 1 "$n"); do
   sed -i "s/v: \"[0-9]*\"/v: \"$i\"/" app/cm.yaml && git -c user.name=t -c user.email=t@t commit -qam "v$i"
-  t0=$(date +%s%N)
+  t0=$(date +%s%N); ts0=$(date -u -d "@${t0:0:10}.${t0:10:3}" +%Y-%m-%dT%H:%M:%S.%3NZ)
   curl -fsS -o /dev/null -X POST http://127.0.0.1:$port/hooks/github -H 'Content-Type: application/json' \
     -H 'X-GitHub-Event: push' -H "X-Hub-Signature-256: $sig" --data-binary "$push"
   until grep -qx "$i" $t/watch; do sleep 0.02; done
   lat+=($(( ($(date +%s%N) - t0) / 1000000 )))
+  echo "$ts0 bench: commit v$i: webhook sent; applied after ${lat[-1]} ms" >>$t/lat
 done
 mapfile -t s < <(printf '%s\n' "${lat[@]}" | sort -n)
 p90=$(( n * 9 / 10 )); [ "$p90" -ge 1 ] || p90=1

@@ -18,14 +18,15 @@
 #include <time.h>
 
 struct run_opts {
-	const char *repo, *interval, *signing_key, *kubeconfig, *context, *state_repo, *state_branch, *listen,
+	const char *interval, *signing_key, *kubeconfig, *context, *state_repo, *state_branch, *listen,
 		*secret_file, *log_format, *lease_ns, *identity, *lease_dur;
-	struct cli_list envs;
+	struct cli_list envs, repos;
 	bool once, quiet, leader_elect;
 };
 static const struct cli_opt_spec run_opts[] = {
 	CLI_VALUE("interval", 0, "D", CLI_SEC_COMMAND, 0, struct run_opts, interval, "fetch interval (default 30s; e.g. 5s, 1m)"),
-	CLI_LIST("env", 0, "E", CLI_SEC_COMMAND, struct run_opts, envs, "reconcile only E (repeatable)"),
+	CLI_LIST("env", 0, "E", CLI_SEC_COMMAND, struct run_opts, envs,
+		 "reconcile only E, in every pipeline that has it (repeatable)"),
 	CLI_SWITCH("once", 0, CLI_SEC_COMMAND, struct run_opts, once,
 		   "reconcile each environment once (sync, health gate, rollback), then exit: for CI and cron"),
 	CLI_VALUE("signing-key", 0, "FILE", CLI_SEC_COMMAND, 0, struct run_opts, signing_key,
@@ -48,7 +49,14 @@ static const struct cli_opt_spec run_opts[] = {
 	CLI_VALUE("lease-duration", 0, "D", CLI_SEC_LEADER, 0, struct run_opts, lease_dur,
 		  "take-over delay after a leader stops renewing (default 15s)"),
 	CLI_OPTS_CLUSTER(struct run_opts),
-	CLI_OPTS_REPO(struct run_opts),
+	CLI_LIST("repo", 0, "URL|PATH", CLI_SEC_REPO, struct run_opts, repos,
+		 "a manifests repository (repeatable: one pipeline each, served by this one process; default the "
+		 "git repository of the working directory)"),
+	CLI_VALUE("state-repo", 0, "URL|PATH", CLI_SEC_REPO, 0, struct run_opts, state_repo,
+		  "the repository holding the state branch (default: $GITOPS_STATE_REPO, else the manifests "
+		  "repository)"),
+	CLI_VALUE("state-branch", 0, "B", CLI_SEC_REPO, 0, struct run_opts, state_branch,
+		  "the state branch (default: $GITOPS_STATE_BRANCH, else gitops/state)"),
 	CLI_END,
 };
 static const struct cli_command run_cmd = {
@@ -69,7 +77,7 @@ static const struct cli_command run_cmd = {
 	"  - retries failures per environment with exponential backoff (1 s doubling, capped at\n"
 	"    5 min); one environment's failure never stops the others; the last error is recorded\n"
 	"    in the state branch when it changes (gitops status shows it).\n"
-	"SIGINT or SIGTERM stops it: the apply in flight finishes, waits end at once.",
+	"SIGINT or SIGTERM stops it: the apply stops at its next chunk (recorded), waits end at once.",
 	"Exit codes: 0 stopped by SIGINT/SIGTERM, or --once and every environment reconciled;\n"
 	"2 usage; 3 bad gitops.yaml or unknown environment; 5 repository cannot be opened;\n"
 	"6 --once and some environment failed (named on stderr).",
@@ -149,7 +157,8 @@ int cmd_run(int argc, char **argv)
 	const char *listen = ro.listen, *secret_file = ro.secret_file, *log_format = ro.log_format, *lease_ns = ro.lease_ns,
 		   *identity = ro.identity, *lease_dur = ro.lease_dur;
 	bool leader_elect = ro.leader_elect, quiet = ro.quiet;
-	o.repo = ro.repo;
+	o.repos = ro.repos.items;
+	o.n_repos = ro.repos.n;
 	o.signing_key = ro.signing_key;
 	o.kubeconfig = ro.kubeconfig;
 	o.context = ro.context;

@@ -122,8 +122,8 @@ run gitops history verify
 step "gitops run: the reconciler takes over (dev follows main again, staging its promotions)"
 run gitops resume dev --reason "the sale page is fixed"
 log=$root/build/demo/run.log
-printf '%s$ gitops run --interval 2s --env dev --env staging --log-format text > %s &%s\n' "$bold" "${log#$root/}" "$plain"
-gitops run --interval 2s --env dev --env staging --log-format text >"$log" 2>&1 &
+printf '%s$ gitops run --interval 2s --env dev --env staging --listen 127.0.0.1:0 --log-format text > %s &%s\n' "$bold" "${log#$root/}" "$plain"
+gitops run --interval 2s --env dev --env staging --listen 127.0.0.1:0 --log-format text >"$log" 2>&1 &
 daemon=$!
 trap 'kill "$daemon" 2>/dev/null || true' EXIT
 # waits for a line of the daemon's log (after line $2); prints the ones matching $3

@@ -1,7 +1,7 @@
-/* reconcile/daemon: `gitops run`. Per environment, a reconciler thread (fetch, resolve, plan,
- * sync, health gate, automatic rollback, record) and a healer thread (drift seen by the watches:
- * compare, correct, fold into episodes). Read rec_daemon_run first, then env_main, then
- * healer_main. */
+/* reconcile/daemon: `gitops run`. Per repository a fetcher thread (fetch, notifications, wake);
+ * per environment a reconciler thread (resolve, plan, sync, health gate, automatic rollback,
+ * record) and a healer thread (drift seen by the watches: compare, correct, fold into
+ * episodes). Read rec_daemon_run first, then fetch_main, env_main, then healer_main. */
 #include "reconcile/daemon.h"
 #include "reconcile/internal.h"
 #include "history/history.h"
@@ -16,6 +16,22 @@
 struct daemon;
 struct denv;
 
+/* One per repository (pipeline): fetches it every interval, or at once when a webhook or a
+ * follower asks, and wakes the pipeline's environments; they read the shared mirror without
+ * fetching. The result of the last fetch is what they report when it failed. */
+struct dfetch {
+	struct daemon *d;
+	rec_workspace *ws;        /* the fetcher thread's own (opened by rec_daemon_run) */
+	const char *pipeline;
+	pthread_t thread;
+	bool started;
+	pthread_mutex_t lock;
+	char *error;              /* guarded by lock: the last fetch's error, NULL when it succeeded */
+	unsigned failures;        /* fetcher thread only */
+	rec_notifier *notifier;   /* the pipeline's notifications (NULL: none); re-read by the fetcher */
+	unsigned long asked;      /* guarded by lock: fetches asked for (webhook, follower), done */
+};
+
 /* One list-then-watch cache: a kind in one namespace (or cluster-wide), label-selected to this
  * environment's objects. */
 struct dwatch {
@@ -28,6 +44,10 @@ struct dwatch {
 struct denv {
 	struct daemon *d;
 	char *name;
+	char *pipeline;           /* its pipeline's identity (Leases, metrics) */
+	char *label;              /* in log lines: the name, or pipeline/name with several pipelines */
+	const char *repo;         /* its --repo (borrowed from the options) */
+	struct dfetch *f;         /* its repository's fetcher; NULL: the reconciler fetches (--once) */
 	pthread_t thread, healer;
 	bool healer_started;
 	rec_workspace *ws;        /* the reconciler thread's own */
@@ -56,6 +76,8 @@ struct denv {
 	unsigned failures;
 	bool ok_once;             /* --once: the environment's run succeeded */
 	bool gate_failed;         /* the last sync failed its health gate */
+	bool interrupted;         /* the last sync was stopped between chunks (SIGTERM, Lease lost) */
+	bool watched;             /* this pass's sync pointed the watches at its plan already */
 	struct kube_stats seen;   /* the client's counters at the end of the last pass */
 
 	/* Healer only: open drift episodes, key -> {"object","count","lastMs","fixed"}. */
@@ -83,7 +105,7 @@ static void dlog(struct denv *de, const char *fmt, ...)
 	gitops_buf_vprintf(&b, fmt, ap);
 	va_end(ap);
 	pthread_mutex_lock(&de->d->log_lock);
-	o->log(o->log_ud, de->name, gitops_buf_cstr(&b));
+	o->log(o->log_ud, de->label, gitops_buf_cstr(&b));
 	pthread_mutex_unlock(&de->d->log_lock);
 	gitops_buf_free(&b);
 }
@@ -105,9 +127,9 @@ static void dlog_fields(struct denv *de, const char *app, const char *object, co
 	va_end(ap);
 	pthread_mutex_lock(&de->d->log_lock);
 	if (o->log_fields)
-		o->log_fields(o->log_ud, de->name, app, object, event_id, gitops_buf_cstr(&b));
+		o->log_fields(o->log_ud, de->label, app, object, event_id, gitops_buf_cstr(&b));
 	else
-		o->log(o->log_ud, de->name, gitops_buf_cstr(&b));
+		o->log(o->log_ud, de->label, gitops_buf_cstr(&b));
 	pthread_mutex_unlock(&de->d->log_lock);
 	gitops_buf_free(&b);
 }
@@ -123,7 +145,7 @@ static void ws_progress(void *ud, const char *line)
 	if (!strncmp(line, de->name, n) && !strncmp(line + n, ": ", 2))
 		line += n + 2; /* the log line names the environment already */
 	pthread_mutex_lock(&de->d->log_lock);
-	o->log(o->log_ud, de->name, line);
+	o->log(o->log_ud, de->label, line);
 	pthread_mutex_unlock(&de->d->log_lock);
 }
 
@@ -212,7 +234,12 @@ static void on_watch_event(void *ud, enum kube_event ev, const json_t *obj, cons
 	char *key = rec_object_key(obj);
 	pthread_mutex_lock(&de->lock);
 	json_t *d = json_object_get(de->desired, key);
-	if (d && !de->syncing) {
+	if (de->syncing) {
+		/* the desired objects are about to change: queue it (once per object, the first event's
+		 * time kept); the healer compares it with the new desired form after the apply */
+		if (!json_object_get(de->queue, key))
+			json_object_set_new(de->queue, key, json_integer(gitops_now_ms()));
+	} else if (d) {
 		drift_result *res = NULL;
 		drift_options dopt = {.field_manager = DRIFT_FIELD_MANAGER, .ignore = de->ignore};
 		if (drift_compare(&res, json_object_get(d, "obj"), ev == KUBE_DELETED ? NULL : obj, &dopt) == 0 &&
@@ -297,7 +324,7 @@ static int watch_plan(struct denv *de, rec_plan *plan, const struct mf_environme
 	pthread_mutex_lock(&de->lock);
 	json_decref(de->desired);
 	de->desired = desired;
-	json_object_clear(de->queue);
+	/* the queue is kept: events that came during the apply are compared with the new forms */
 	drift_ignore_free(de->ignore);
 	de->ignore = ign;
 	if (!same) {
@@ -340,7 +367,7 @@ static int watch_plan(struct denv *de, rec_plan *plan, const struct mf_environme
 	pthread_rwlock_unlock(&de->wlock);
 	if (!rc) {
 		dlog(de, "watching %zu object(s) through %zu watch(es)", json_object_size(desired), nn);
-		gitops_metric_set("gitops_managed_objects", (double)json_object_size(desired), "environment", de->name, NULL);
+		gitops_metric_set("gitops_managed_objects", (double)json_object_size(desired), "pipeline", de->pipeline, "environment", de->name, NULL);
 	}
 	return rc;
 }
@@ -446,8 +473,8 @@ static void heal_one(struct denv *de, const char *key, long long event_ms)
 	pthread_mutex_lock(&de->lock);
 	bool heal = de->self_heal && !de->suspended && !de->syncing;
 	pthread_mutex_unlock(&de->lock);
-	heal = heal && rec_control_may_act(de->d->opt->control, de->name);
-	gitops_metric_add("gitops_drift_detected_total", 1, "environment", de->name, NULL);
+	heal = heal && rec_control_may_act(de->d->opt->control, de->pipeline, de->name);
+	gitops_metric_add("gitops_drift_detected_total", 1, "pipeline", de->pipeline, "environment", de->name, NULL);
 	char *obj = describe_obj(desired);
 	json_t *ep = json_object_get(de->episodes, key);
 	if (!ep) {
@@ -473,7 +500,7 @@ static void heal_one(struct denv *de, const char *key, long long event_ms)
 		if (kube_apply(NULL, NULL, de->client, desired, &ao) == GITOPS_OK) {
 			json_object_set_new(ep, "fixed", json_true());
 			json_object_set_new(ep, "lastMs", json_integer(gitops_now_ms()));
-			gitops_metric_add("gitops_drift_corrected_total", 1, "environment", de->name, NULL);
+			gitops_metric_add("gitops_drift_corrected_total", 1, "pipeline", de->pipeline, "environment", de->name, NULL);
 			dlog_fields(de, NULL, obj, NULL, "corrected %s %lld ms after the watch event", obj, gitops_now_ms() - event_ms);
 		} else {
 			dlog_fields(de, NULL, obj, NULL, "failed to correct %s: %s", obj, gitops_error_last());
@@ -678,8 +705,6 @@ static void set_syncing(struct denv *de, bool on)
 {
 	pthread_mutex_lock(&de->lock);
 	de->syncing = on;
-	if (on)
-		json_object_clear(de->queue);
 	pthread_cond_signal(&de->cond);
 	pthread_mutex_unlock(&de->lock);
 }
@@ -696,6 +721,14 @@ static json_t *env_state(struct denv *de)
 	return st ? st : json_object();
 }
 
+/* Asked by rec_sync between chunks: stop writing at once when stopping (SIGTERM) or when this
+ * replica no longer holds the environment's Lease (fencing: the new leader writes now). */
+static bool sync_stop(void *ud)
+{
+	struct denv *de = ud;
+	return gitops_cancel_is_set(de->d->opt->cancel) || !rec_control_may_act(de->d->opt->control, de->pipeline, de->name);
+}
+
 /* Syncs `plan`, gates it, records the outcome; on a failed gate with rollback.onFailure pins the
  * last healthy SHA (the caller syncs it next). *again is set when a rollback was recorded. */
 static int sync_and_gate(struct denv *de, rec_plan *plan, const struct mf_environment *env, json_t *state, bool *again)
@@ -704,11 +737,54 @@ static int sync_and_gate(struct denv *de, rec_plan *plan, const struct mf_enviro
 	json_t *last = json_object_get(state, "lastSync");
 	bool failed_here = jstr(last, "sha") && !strcmp(jstr(last, "sha"), target) && !strcmp(jstr(last, "result"), "failed");
 	set_syncing(de, true);
-	struct rec_env_sync_options so = {.sync = {.prune = env->sync_prune}}; /* recorded after the gate */
+	/* recorded after the gate */
+	struct rec_env_sync_options so = {.sync = {.prune = env->sync_prune, .stop = sync_stop, .stop_ud = de}};
 	struct rec_env_sync_result res;
 	int rc = rec_env_sync(&res, de->ws, plan, &so);
 	const struct rec_sync_report rep = res.rep;
+	if (rep.interrupted) {
+		/* stopped between chunks: what was applied is recorded as sync.started (it changes no
+		 * state), nothing was pruned; the next start (or the next leader) syncs the rest. The
+		 * events of its own writes are dropped: the old forms are not defended against them */
+		pthread_mutex_lock(&de->lock);
+		json_object_clear(de->queue);
+		pthread_mutex_unlock(&de->lock);
+		set_syncing(de, false);
+		bool stopping = gitops_cancel_is_set(de->d->opt->cancel);
+		unsigned done = rep.created + rep.updated;
+		char *r = gitops_sprintf("interrupted (%s): %u of %u object(s) applied, %u not applied, nothing pruned; the "
+					 "next sync applies the rest", stopping ? "stopping" : "the Lease was lost",
+					 done, done + rep.failed + rep.not_applied, rep.not_applied);
+		struct hist_event ev = {.type = "sync.started", .environment = de->name, .sha = target, .reason = r,
+					.has_counts = true, .created = rep.created, .updated = rep.updated,
+					.unchanged = rep.unchanged, .failed = rep.failed, .duration_ms = rep.ms};
+		record(de, &ev, true);
+		dlog(de, "sync of %.12s %s", target, r);
+		free(r);
+		gitops_metric_add("gitops_sync_total", 1, "pipeline", de->pipeline, "environment", de->name, "result", "interrupted", NULL);
+		de->interrupted = true;
+		rec_env_sync_result_clear(&res);
+		return gitops_error_set(GITOPS_ETIMEOUT, "sync of %.12s interrupted", target);
+	}
 	char *err = rc ? gitops_strdup(gitops_error_last()) : NULL;
+	if (!rc && !de->d->opt->once) {
+		/* applied: the healer defends the new forms from now on, during the health gate too
+		 * (events queued during the apply are compared with them) */
+		if (watch_plan(de, plan, env)) {
+			dlog(de, "warning: %s (the watches are rebuilt at the next pass)", gitops_error_last());
+			stop_watches(de);
+			gitops_error_clear();
+		} else {
+			de->watched = true;
+		}
+	} else if (rc) {
+		/* a failed apply: the old forms are not defended against what it wrote; the next plan
+		 * rebuilds them */
+		pthread_mutex_lock(&de->lock);
+		json_object_clear(de->queue);
+		pthread_mutex_unlock(&de->lock);
+	}
+	set_syncing(de, false);
 	bool changed = rep.created || rep.updated || rep.pruned;
 	bool new_sha = !jstr(last, "sha") || strcmp(jstr(last, "sha"), target);
 	char *why = NULL;
@@ -720,7 +796,6 @@ static int sync_and_gate(struct denv *de, rec_plan *plan, const struct mf_enviro
 	bool from_degraded = health && !strcmp(health, "degraded");
 	if (!rc && (changed || new_sha))
 		grc = health_gate(de, plan, env, !from_degraded, &why);
-	set_syncing(de, false);
 	if (gitops_cancel_is_set(de->d->opt->cancel) && grc) {
 		/* stopped (SIGTERM) in the middle of the gate: the apply that finished is recorded as
 		 * sync.started, which changes no state: the next start syncs (a no-op) and gates again */
@@ -775,9 +850,9 @@ static int sync_and_gate(struct denv *de, rec_plan *plan, const struct mf_enviro
 		}
 	}
 	hist_free(h);
-	gitops_metric_add("gitops_sync_total", 1, "environment", de->name, "result", rc || grc ? "failed" : "succeeded", NULL);
+	gitops_metric_add("gitops_sync_total", 1, "pipeline", de->pipeline, "environment", de->name, "result", rc || grc ? "failed" : "succeeded", NULL);
 	if (!rc)
-		gitops_metric_set("gitops_environment_healthy", grc ? 0 : 1, "environment", de->name, NULL);
+		gitops_metric_set("gitops_environment_healthy", grc ? 0 : 1, "pipeline", de->pipeline, "environment", de->name, NULL);
 	if (rc) {
 		dlog(de, "sync of %.12s failed: %s", target, err);
 		rc = gitops_error_set(rc, "%s", err);
@@ -802,6 +877,8 @@ static int reconcile_once(struct denv *de, bool *again)
 {
 	*again = false;
 	de->gate_failed = false;
+	de->interrupted = false;
+	de->watched = false;
 	int rc;
 	bool cfg_changed = false;
 	if (!de->ws) {
@@ -810,6 +887,8 @@ static int reconcile_once(struct denv *de, bool *again)
 		wo.progress_ud = de;
 		wo.cancel = gitops_cancel_flag(de->d->opt->cancel);
 		wo.deploy = true;
+		wo.repo = de->repo;
+		wo.no_fetch = de->f != NULL; /* its repository's fetcher fetches */
 		if ((rc = rec_workspace_open(&de->ws, &wo)))
 			return rc;
 		cfg_changed = true;
@@ -817,6 +896,17 @@ static int reconcile_once(struct denv *de, bool *again)
 		de->repo_url = gitops_strdup(de->ws->repo_url);
 	} else if ((rc = rec_workspace_refresh(de->ws, &cfg_changed))) {
 		return rc;
+	}
+	if (de->f) {
+		/* the shared fetch failed: the mirror is stale; retried with backoff like any failure */
+		pthread_mutex_lock(&de->f->lock);
+		char *err = de->f->error ? gitops_strdup(de->f->error) : NULL;
+		pthread_mutex_unlock(&de->f->lock);
+		if (err) {
+			rc = gitops_error_set(GITOPS_EGIT, "%s", err);
+			free(err);
+			return rc;
+		}
 	}
 	const struct mf_environment *env;
 	if ((rc = rec_workspace_env(&env, de->ws, de->name)))
@@ -876,7 +966,7 @@ static int reconcile_once(struct denv *de, bool *again)
 	if (!rc || *again) {
 		snprintf(de->applied, sizeof(de->applied), "%s", target);
 		if (!de->d->opt->once && !*again) {
-			int wrc = watch_plan(de, plan, env);
+			int wrc = de->watched ? GITOPS_OK : watch_plan(de, plan, env);
 			if (wrc) {
 				stop_watches(de); /* rebuilt from scratch on the next pass */
 				if (!rc)
@@ -920,6 +1010,16 @@ static void report_requests(struct denv *de, bool total)
 	de->seen = st;
 }
 
+static unsigned long fetches_asked(struct denv *de)
+{
+	if (!de->f)
+		return 0;
+	pthread_mutex_lock(&de->f->lock);
+	unsigned long n = de->f->asked;
+	pthread_mutex_unlock(&de->f->lock);
+	return n;
+}
+
 static void *env_main(void *arg)
 {
 	struct denv *de = arg;
@@ -928,28 +1028,34 @@ static void *env_main(void *arg)
 	unsigned seed = (unsigned)gitops_now_ms() ^ (unsigned)(uintptr_t)de;
 	while (!gitops_cancel_is_set(o->cancel)) {
 		bool again = false;
-		if (!rec_control_may_act(o->control, de->name)) {
+		if (!rec_control_may_act(o->control, de->pipeline, de->name)) {
 			/* another replica holds the Lease: stand by; taking over starts from scratch */
 			if (de->applied[0] || de->n_watches) {
 				dlog(de, "not the leader any more: standing by");
 				stop_watches(de);
 				de->applied[0] = '\0';
 			}
-			rec_control_pass_done(o->control, de->name, 0, NULL, NULL, -1, -1);
-			if (rec_control_wait(o->control, de->name, o->cancel, 1000))
+			rec_control_pass_done(o->control, de->pipeline, de->name, 0, NULL, NULL, -1, -1);
+			if (rec_control_wait(o->control, de->pipeline, de->name, o->cancel, 1000))
 				break;
 			continue;
 		}
 		long long t0 = gitops_now_ms();
 		int rc = reconcile_once(de, &again);
 		gitops_metric_observe("gitops_reconcile_duration_seconds", (double)(gitops_now_ms() - t0) / 1000.0,
-				      "environment", de->name, NULL);
-		rec_control_pass_done(o->control, de->name, rc, rc ? gitops_error_last() : NULL, de->applied, -1, -1);
+				      "pipeline", de->pipeline, "environment", de->name, NULL);
+		rec_control_pass_done(o->control, de->pipeline, de->name, rc, rc ? gitops_error_last() : NULL, de->applied, -1, -1);
 		if (again)
 			continue; /* a rollback was pinned: sync it now */
 		long long wait;
 		if (rc && gitops_cancel_is_set(o->cancel))
 			break;
+		if (de->interrupted) {
+			/* the Lease was lost mid-sync (recorded): not an error; the loop stands by */
+			de->interrupted = false;
+			gitops_error_clear();
+			continue;
+		}
 		if (rc) {
 			char *msg = gitops_sprintf("%s", gitops_error_last());
 			de->failures++;
@@ -969,28 +1075,109 @@ static void *env_main(void *arg)
 				dlog(de, "recovered after %u failed attempt(s)", de->failures);
 			de->failures = 0;
 			set_error(de, NULL);
-			wait = interval;
+			/* with a shared fetcher, its wake after each fetch ends the wait; the timeout is a
+			 * safety net only */
+			wait = de->f ? 3 * interval : interval;
 			de->ok_once = !de->gate_failed;
 		}
 		report_requests(de, false);
 		/* after the error was taken: reading the state branch clears the thread's last error */
-		rec_control_count_pending(o->control, de->name);
+		rec_control_count_pending(o->control, de->pipeline, de->name);
 		if (o->once)
 			break;
-		if (rec_control_wait(o->control, de->name, o->cancel, jitter(wait, &seed)))
+		/* after a failure the backoff runs out, unless a fetch was asked for (a webhook): the
+		 * fetcher's wake after a timed fetch does not end it */
+		long long until = gitops_now_ms() + jitter(wait, &seed);
+		unsigned long asked = fetches_asked(de);
+		bool stop = false;
+		do
+			stop = rec_control_wait(o->control, de->pipeline, de->name, o->cancel, until - gitops_now_ms());
+		while (!stop && rc && de->f && gitops_now_ms() < until && fetches_asked(de) == asked);
+		if (stop)
 			break;
 	}
 	report_requests(de, true);
 	return NULL;
 }
 
+/* ---- the fetcher: one fetch per repository and interval -------------------------------------- */
+
+static void notify_log(void *ud, const char *line);
+
+/* The main branch moved: `notifications:` as gitops.yaml says now. A bad one keeps the sinks
+ * that were (logged). */
+static void reload_notifications(struct dfetch *f)
+{
+	const struct mf_config *cfg = rec_workspace_config(f->ws);
+	const char *sha = rec_workspace_main_sha(f->ws);
+	bool changed = false;
+	int rc;
+	if (f->notifier) {
+		rc = rec_notify_reload(f->notifier, cfg, &changed);
+	} else if (cfg->n_notifications) {
+		struct rec_notify_options no = {.cfg = cfg, .repo_url = f->ws->repo_url, .pipeline = f->pipeline,
+						.control = f->d->opt->control, .log = notify_log, .log_ud = f->d};
+		rc = rec_notify_start(&f->notifier, &no);
+		changed = rc == 0;
+	} else {
+		return;
+	}
+	char *m = rc ? gitops_sprintf("notifications: %s (at %.12s); the previous sinks stay", gitops_error_last(), sha)
+		: changed ? gitops_sprintf("notifications: %zu sink(s) from gitops.yaml at %.12s", cfg->n_notifications, sha)
+			  : NULL;
+	if (m)
+		notify_log(f->d, m);
+	free(m);
+	gitops_error_clear();
+}
+
+static void *fetch_main(void *arg)
+{
+	struct dfetch *f = arg;
+	const struct rec_daemon_options *o = f->d->opt;
+	long long interval = o->interval_ms > 0 ? o->interval_ms : 30000;
+	unsigned seed = (unsigned)gitops_now_ms() ^ (unsigned)(uintptr_t)f;
+	long long wait = jitter(interval, &seed); /* rec_daemon_run fetched at start */
+	for (;;) {
+		long long t0 = gitops_now_ms();
+		if (rec_control_fetch_wait(o->control, f->pipeline, o->cancel, wait))
+			break;
+		bool asked = gitops_now_ms() - t0 < wait; /* woken before its time: a webhook or a follower */
+		/* followers fetch too: an environment taken over starts from a fresh mirror */
+		bool changed = false;
+		int rc = rec_workspace_refresh(f->ws, &changed);
+		if (!rc && changed)
+			reload_notifications(f);
+		pthread_mutex_lock(&f->lock);
+		free(f->error);
+		f->error = rc ? gitops_strdup(gitops_error_last()) : NULL;
+		f->asked += asked;
+		pthread_mutex_unlock(&f->lock);
+		gitops_error_clear();
+		if (rc) {
+			f->failures++;
+			long long backoff = 1000LL << (f->failures > 9 ? 9 : f->failures - 1);
+			wait = backoff > REC_BACKOFF_CAP_MS ? REC_BACKOFF_CAP_MS : backoff;
+		} else {
+			f->failures = 0;
+			wait = jitter(interval, &seed);
+		}
+		rec_control_wake(o->control, f->pipeline);
+	}
+	return NULL;
+}
+
 /* ---- the daemon ---------------------------------------------------------------------------- */
 
-static void denv_init(struct denv *de, struct daemon *d, const char *name, const char *repo_url)
+static void denv_init(struct denv *de, struct daemon *d, const char *name, const char *repo_url, const char *repo,
+		      const char *pipeline, bool qualify)
 {
 	memset(de, 0, sizeof(*de));
 	de->d = d;
 	de->name = gitops_strdup(name);
+	de->pipeline = gitops_strdup(pipeline);
+	de->label = qualify ? gitops_sprintf("%s/%s", pipeline, name) : gitops_strdup(name);
+	de->repo = repo;
 	de->repo_url = gitops_strdup(repo_url);
 	pthread_mutex_init(&de->lock, NULL);
 	pthread_cond_init(&de->cond, NULL);
@@ -1013,6 +1200,8 @@ static void denv_clear(struct denv *de)
 	pthread_cond_destroy(&de->cond);
 	pthread_rwlock_destroy(&de->wlock);
 	free(de->name);
+	free(de->pipeline);
+	free(de->label);
 	free(de->repo_url);
 	free(de->last_error);
 }
@@ -1030,50 +1219,87 @@ static void notify_log(void *ud, const char *line)
 
 int rec_daemon_run(const struct rec_daemon_options *opt)
 {
-	/* Open once on this thread to check the repository and the environments before starting. */
-	struct rec_workspace_options wo = daemon_wo(opt);
-	rec_workspace *ws = NULL;
-	int rc = rec_workspace_open(&ws, &wo);
-	if (rc)
-		return rc;
-	const struct mf_config *cfg = rec_workspace_config(ws);
+	/* One pipeline per repository. Each is opened once on this thread to check it and the
+	 * environments before anything starts. */
+	size_t n_repos = opt->n_repos ? opt->n_repos : 1;
+	const char *const *repos = opt->n_repos ? opt->repos : &opt->repo;
+	rec_workspace **wss = gitops_calloc(n_repos, sizeof(*wss));
+	struct dfetch *fetchers = gitops_calloc(n_repos, sizeof(*fetchers));
+	const char **pipelines = gitops_calloc(n_repos, sizeof(*pipelines));
 	struct daemon d = {.opt = opt};
 	pthread_mutex_init(&d.log_lock, NULL);
-	size_t n = opt->n_envs ? opt->n_envs : cfg->n_envs;
-	d.envs = gitops_calloc(n, sizeof(*d.envs));
-	for (size_t i = 0; i < n; i++) {
-		const struct mf_environment *env;
-		if (opt->n_envs && (rc = rec_workspace_env(&env, ws, opt->envs[i]))) {
-			for (size_t j = 0; j < d.n; j++)
-				denv_clear(&d.envs[j]);
-			goto out;
-		}
-		denv_init(&d.envs[d.n++], &d, opt->n_envs ? opt->envs[i] : cfg->envs[i].name, ws->repo_url);
+	int rc = GITOPS_OK;
+	size_t n = 0;
+	for (size_t r = 0; r < n_repos && !rc; r++) {
+		struct rec_workspace_options wo = daemon_wo(opt);
+		wo.repo = repos[r];
+		if ((rc = rec_workspace_open(&wss[r], &wo)) || (rc = rec_workspace_pipeline(&pipelines[r], NULL, wss[r])))
+			break;
+		for (size_t k = 0; k < r && !rc; k++)
+			if (!strcmp(pipelines[k], pipelines[r]))
+				rc = gitops_error_set(GITOPS_EINVALID, "--repo %s and --repo %s are the same pipeline %s (its name in "
+							  "gitops.yaml, or its first commit): give each a distinct name",
+						      repos[k] ? repos[k] : ".", repos[r] ? repos[r] : ".", pipelines[r]);
+		const struct mf_config *cfg = rec_workspace_config(wss[r]);
+		n += opt->n_envs ? opt->n_envs : cfg->n_envs;
 	}
+	/* --env E: every pipeline that has E; one at least */
+	for (size_t i = 0; i < opt->n_envs && !rc; i++) {
+		bool found = false;
+		for (size_t r = 0; r < n_repos && !found; r++)
+			found = mf_config_env(rec_workspace_config(wss[r]), opt->envs[i]) != NULL;
+		if (!found) {
+			const struct mf_environment *env;
+			if (n_repos == 1)
+				rc = rec_workspace_env(&env, wss[0], opt->envs[i]); /* its own message */
+			if (!rc)
+				rc = gitops_error_set(GITOPS_EINVALID, "--env %s: no pipeline has this environment", opt->envs[i]);
+		}
+	}
+	if (rc)
+		goto out;
 	if (opt->control) {
-		const char *pipeline = NULL;
-		if (rec_workspace_pipeline(&pipeline, NULL, ws) == 0)
-			rec_control_pipeline(opt->control, pipeline, ws->repo_url, cfg->branch);
-		gitops_error_clear();
+		/* how the web side opens workspaces and state branches, for every pipeline */
+		struct rec_workspace_options wo = daemon_wo(opt);
 		rec_control_configure(opt->control, &wo);
-		for (size_t i = 0; i < d.n; i++) {
-			const struct mf_environment *env = mf_config_env(cfg, d.envs[i].name);
-			rec_control_env_add(opt->control, d.envs[i].name, env ? env->track : NULL);
+	}
+	/* the array does not move once threads hold pointers into it */
+	d.envs = gitops_calloc(n ? n : 1, sizeof(*d.envs));
+	for (size_t r = 0; r < n_repos; r++) {
+		rec_workspace *ws = wss[r];
+		const struct mf_config *cfg = rec_workspace_config(ws);
+		if (opt->control)
+			rec_control_pipeline(opt->control, pipelines[r], ws->repo_url, cfg->branch);
+		size_t m = opt->n_envs ? opt->n_envs : cfg->n_envs;
+		for (size_t i = 0; i < m; i++) {
+			const char *name = opt->n_envs ? opt->envs[i] : cfg->envs[i].name;
+			const struct mf_environment *env = mf_config_env(cfg, name);
+			if (!env)
+				continue;
+			denv_init(&d.envs[d.n++], &d, name, ws->repo_url, repos[r], pipelines[r], n_repos > 1);
+			/* one fetcher per repository, with the control that wakes the environments */
+			if (!opt->once && opt->control)
+				d.envs[d.n - 1].f = &fetchers[r];
+			if (opt->control)
+				rec_control_env_add(opt->control, pipelines[r], name, env->track);
+		}
+		/* notifications: on their own threads, fed by the state branch; a reconcile never waits */
+		if (!opt->once && cfg->n_notifications) {
+			struct rec_notify_options no = {.cfg = cfg, .repo_url = ws->repo_url, .state_repo = opt->state_repo,
+							.state_branch = opt->state_branch, .pipeline = pipelines[r],
+							.control = opt->control, .log = notify_log, .log_ud = &d};
+			if ((rc = rec_notify_start(&fetchers[r].notifier, &no)))
+				goto out_envs;
 		}
 	}
-	/* notifications: on their own threads, fed by the state branch; a reconcile never waits */
-	rec_notifier *notifier = NULL;
-	if (!opt->once && cfg->n_notifications) {
-		const char *pipeline = NULL;
-		rec_workspace_pipeline(&pipeline, NULL, ws);
-		struct rec_notify_options no = {.cfg = cfg, .repo_url = ws->repo_url, .state_repo = opt->state_repo,
-						.state_branch = opt->state_branch, .pipeline = pipeline,
-						.control = opt->control, .log = notify_log, .log_ud = &d};
-		if ((rc = rec_notify_start(&notifier, &no))) {
-			for (size_t j = 0; j < d.n; j++)
-				denv_clear(&d.envs[j]);
-			goto out;
-		}
+	for (size_t r = 0; r < n_repos; r++) {
+		struct dfetch *f = &fetchers[r];
+		f->d = &d;
+		f->ws = wss[r];
+		f->pipeline = pipelines[r];
+		pthread_mutex_init(&f->lock, NULL);
+		if (!opt->once && opt->control)
+			f->started = pthread_create(&f->thread, NULL, fetch_main, f) == 0;
 	}
 	for (size_t i = 0; i < d.n; i++) {
 		struct denv *de = &d.envs[i];
@@ -1102,17 +1328,34 @@ int rec_daemon_run(const struct rec_daemon_options *opt)
 		if (de->healer_started)
 			pthread_join(de->healer, NULL);
 		if (opt->once && !de->ok_once)
-			gitops_buf_printf(&failed, "%s%s", failed.len ? ", " : "", de->name);
+			gitops_buf_printf(&failed, "%s%s", failed.len ? ", " : "", de->label);
 	}
-	rec_notify_stop(notifier);
-	for (size_t i = 0; i < d.n; i++)
-		denv_clear(&d.envs[i]);
+	for (size_t r = 0; r < n_repos; r++) {
+		/* the token is set (or --once, with no fetcher): they end at once */
+		if (fetchers[r].started)
+			pthread_join(fetchers[r].thread, NULL);
+		fetchers[r].started = false;
+	}
 	rc = failed.len ? gitops_error_set(GITOPS_ERROR, "environment(s) failed: %s (see the lines above)", failed.ptr)
 			: GITOPS_OK;
 	gitops_buf_free(&failed);
+out_envs:
+	for (size_t r = 0; r < n_repos; r++)
+		rec_notify_stop(fetchers[r].notifier);
+	for (size_t i = 0; i < d.n; i++)
+		denv_clear(&d.envs[i]);
 out:
 	free(d.envs);
 	pthread_mutex_destroy(&d.log_lock);
-	rec_workspace_free(ws);
+	for (size_t r = 0; r < n_repos; r++) {
+		if (fetchers[r].d) {
+			pthread_mutex_destroy(&fetchers[r].lock);
+			free(fetchers[r].error);
+		}
+		rec_workspace_free(wss[r]);
+	}
+	free(fetchers);
+	free(wss);
+	free(pipelines);
 	return rc;
 }

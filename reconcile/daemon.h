@@ -3,12 +3,14 @@
  * automatic rollback after a sync that changed something, and self-heal fed by one
  * list-then-watch cache per managed kind and namespace.
  *
- * Threads: rec_daemon_run runs one reconciler thread and one healer thread per environment and
- * returns once they all stopped. Each reconciler owns its own rec_workspace (a workspace is not
- * shared between threads: one per thread is the rule, the mirror and render cache on disk are
- * shared through their locks); its healer shares the workspace's kube_client (thread-safe) and
- * the desired objects under the environment's lock. Room is left for what comes next (HTTP
- * endpoints, webhooks, leader election): a webhook would call rec_daemon_kick. */
+ * Threads: rec_daemon_run runs one reconciler thread and one healer thread per environment (of
+ * every pipeline), and one fetcher thread per repository (it fetches every interval or when a
+ * webhook asks, re-reads `notifications:`, and wakes the repository's reconcilers, which read the
+ * shared mirror without fetching); it returns once they all stopped. Each reconciler owns its
+ * own rec_workspace (a workspace is not shared between threads: one per thread is the rule, the
+ * mirror and render cache on disk are shared through their locks); its healer shares the
+ * workspace's kube_client (thread-safe) and the desired objects under the environment's lock.
+ * A sync stops between chunks when the token is set or the environment's Lease is lost. */
 #ifndef GITOPS_RECONCILE_DAEMON_H
 #define GITOPS_RECONCILE_DAEMON_H
 
@@ -30,6 +32,11 @@
 
 struct rec_daemon_options {
 	const char *repo;        /* manifests repository (path or URL); NULL: the working directory's */
+	/* Several manifests repositories, one pipeline each (--repo repeated); n_repos > 0 replaces
+	 * `repo`. Their pipelines must differ; an environment is named by pipeline and name (log
+	 * lines say "pipeline/env" then; history and metrics carry both). */
+	const char *const *repos;
+	size_t n_repos;
 	const char *data_dir;    /* NULL: mf_data_dir() */
 	const char *kubeconfig;  /* overrides the environments' cluster settings (may be NULL) */
 	const char *context;
@@ -39,7 +46,8 @@ struct rec_daemon_options {
 	double kube_qps;
 	int render_timeout_ms;
 	long long interval_ms;   /* fetch interval; 0: 30 s. Each wait gets +-10 % jitter */
-	const char *const *envs; /* environments to reconcile; NULL or n_envs == 0: every one */
+	const char *const *envs; /* environments to reconcile (in every pipeline that has them, one at
+				  * least); NULL or n_envs == 0: every one */
 	size_t n_envs;
 	bool once;               /* reconcile each environment once (sync, gate, rollback), then return */
 	gitops_cancel *cancel;   /* required: set it to stop (SIGINT/SIGTERM) */

@@ -38,7 +38,7 @@ struct rec_leases {
 	json_t *members_seen;   /* member Lease name -> {"rv": s, "ms": local time it changed} */
 	json_t *member_obj;
 	const struct kube_resource *res;
-	void (*on_request)(void *ud, const char *env);
+	void (*on_request)(void *ud, const char *pipeline, const char *env);
 	void *request_ud;
 };
 
@@ -57,7 +57,7 @@ static void check_request(rec_leases *ls, struct cand *c, const json_t *o)
 	const char *r = requested_of(o);
 	/* never seen (a Lease this replica created): no stamp yet, so any stamp is new */
 	if (strcmp(c->requested ? c->requested : "", r) && *r && ls->on_request)
-		ls->on_request(ls->request_ud, c->env);
+		ls->on_request(ls->request_ud, c->pipeline, c->env);
 	free(c->requested);
 	c->requested = gitops_strdup(r);
 }
@@ -485,7 +485,7 @@ void rec_leases_stop(rec_leases *ls)
 	free(ls);
 }
 
-void rec_leases_on_request(rec_leases *ls, void (*fn)(void *ud, const char *env), void *ud)
+void rec_leases_on_request(rec_leases *ls, void (*fn)(void *ud, const char *pipeline, const char *env), void *ud)
 {
 	pthread_mutex_lock(&ls->lock);
 	ls->on_request = fn;

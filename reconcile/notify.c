@@ -29,15 +29,17 @@ struct sink {
 
 struct item {
 	struct item *next;
-	size_t sink;
+	struct sink sink;     /* its own copy: a reload of the sinks does not touch the queue */
 	char *body, *type, *id;
 	int tries;
 	long long not_before; /* gitops_now_ms */
 };
 
 struct rec_notifier {
+	pthread_mutex_t slock; /* guards s, n and fp: swapped by rec_notify_reload */
 	struct sink *s;
 	size_t n;
+	char *fp;              /* what the sinks were built from (rec_notify_reload compares) */
 	char *repo_url, *pipeline, *first_env;
 	char *state_repo, *state_branch; /* NULL: the manifests repository, the default branch */
 	rec_control *control;
@@ -172,10 +174,45 @@ static char *payload(rec_notifier *n, const struct sink *s, const json_t *ev)
 
 /* ---- the reader: events -> queue ------------------------------------------------------------- */
 
+static void sink_copy(struct sink *d, const struct sink *s)
+{
+	d->name = gitops_strdup(s->name);
+	d->kind = s->kind;
+	d->url_env = s->url_env ? gitops_strdup(s->url_env) : NULL;
+	d->url_file = s->url_file ? gitops_strdup(s->url_file) : NULL;
+	d->secret_env = s->secret_env ? gitops_strdup(s->secret_env) : NULL;
+	d->secret_file = s->secret_file ? gitops_strdup(s->secret_file) : NULL;
+	d->events = strv_copy(s->events, s->n_events);
+	d->n_events = s->n_events;
+	d->envs = strv_copy(s->envs, s->n_envs);
+	d->n_envs = s->n_envs;
+}
+
+static void sink_free(struct sink *s)
+{
+	free(s->name);
+	free(s->url_env);
+	free(s->url_file);
+	free(s->secret_env);
+	free(s->secret_file);
+	strv_free(s->events, s->n_events);
+	strv_free(s->envs, s->n_envs);
+}
+
+static void item_free(struct item *it)
+{
+	sink_free(&it->sink);
+	free(it->body);
+	free(it->type);
+	free(it->id);
+	free(it);
+}
+
+/* Called by the reader with slock held. */
 static void enqueue(rec_notifier *n, size_t sink, const json_t *ev)
 {
 	struct item *it = gitops_calloc(1, sizeof(*it));
-	it->sink = sink;
+	sink_copy(&it->sink, &n->s[sink]);
 	it->body = payload(n, &n->s[sink], ev);
 	it->type = gitops_strdup(js(ev, "type"));
 	it->id = gitops_strdup(js(ev, "id"));
@@ -208,7 +245,8 @@ static void read_once(rec_notifier *n)
 		json_object_set_new(n->seen, id, json_integer(wall_ms()));
 		const char *env = js(ev, "environment");
 		const char *lead = *env && strcmp(env, "-") ? env : n->first_env;
-		bool mine = !n->control || !lead || rec_control_may_act(n->control, lead);
+		bool mine = !n->control || !lead || rec_control_may_act(n->control, n->pipeline, lead);
+		pthread_mutex_lock(&n->slock);
 		for (size_t k = 0; k < n->n && mine; k++) {
 			const struct sink *s = &n->s[k];
 			if (!listed(s->events, s->n_events, js(ev, "type")))
@@ -217,6 +255,7 @@ static void read_once(rec_notifier *n)
 				continue;
 			enqueue(n, k, ev);
 		}
+		pthread_mutex_unlock(&n->slock);
 	}
 	json_decref(arr);
 	/* forget ids older than the window read next time (events keep their time) */
@@ -276,7 +315,7 @@ static size_t discard(char *p, size_t s, size_t k, void *ud)
 /* One attempt. Returns 0 delivered, 1 retry (after *wait_ms when the server said), -1 give up. */
 static int deliver(rec_notifier *n, struct item *it, long long *wait_ms, char *why, size_t why_len)
 {
-	const struct sink *s = &n->s[it->sink];
+	const struct sink *s = &it->sink;
 	*wait_ms = 0;
 	char *url = secret_value(s->url_env, s->url_file);
 	if (!url) {
@@ -364,7 +403,7 @@ static void *sender_main(void *arg)
 		}
 		*itp = it->next;
 		pthread_mutex_unlock(&n->lock);
-		const struct sink *s = &n->s[it->sink];
+		const struct sink *s = &it->sink;
 		const char *kind = s->kind == MF_NOTIFY_SLACK ? "slack" : "webhook";
 		long long wait = 0;
 		char why[256] = "";
@@ -393,10 +432,7 @@ static void *sender_main(void *arg)
 			nlog(n, "notification %s: %s %s dropped after %d tr%s: %s", s->name, it->type, it->id, it->tries,
 			     it->tries == 1 ? "y" : "ies", why);
 		}
-		free(it->body);
-		free(it->type);
-		free(it->id);
-		free(it);
+		item_free(it);
 		pthread_mutex_lock(&n->lock);
 	}
 	pthread_mutex_unlock(&n->lock);
@@ -405,10 +441,9 @@ static void *sender_main(void *arg)
 
 /* ---- start and stop ------------------------------------------------------------------------- */
 
-int rec_notify_start(rec_notifier **out, const struct rec_notify_options *o)
+/* The config's sinks checked (GITOPS_EINVALID naming gitops.yaml's line). */
+static int check_config(const struct mf_config *cfg)
 {
-	*out = NULL;
-	const struct mf_config *cfg = o->cfg;
 	for (size_t i = 0; i < cfg->n_notifications; i++) {
 		const struct mf_notification *c = &cfg->notifications[i];
 		for (size_t k = 0; k < c->n_events; k++)
@@ -421,23 +456,54 @@ int rec_notify_start(rec_notifier **out, const struct rec_notify_options *o)
 				return gitops_error_set(GITOPS_EINVALID, "%s:%d: notifications (%s): unknown environment \"%s\"",
 							cfg->file, c->line, c->name, c->envs[k]);
 	}
-	rec_notifier *n = gitops_calloc(1, sizeof(*n));
-	n->n = cfg->n_notifications;
-	n->s = gitops_calloc(n->n + 1, sizeof(*n->s));
-	for (size_t i = 0; i < n->n; i++) {
+	return GITOPS_OK;
+}
+
+/* The sinks of `cfg` (*n of them) and a fingerprint of what they are made of (names, kinds,
+ * events, environments, where URL and secret come from: never their values). */
+static struct sink *build_sinks(const struct mf_config *cfg, size_t *n, char **fp)
+{
+	*n = cfg->n_notifications;
+	struct sink *out = gitops_calloc(*n + 1, sizeof(*out));
+	gitops_buf b = GITOPS_BUF_INIT;
+	for (size_t i = 0; i < *n; i++) {
 		const struct mf_notification *c = &cfg->notifications[i];
-		struct sink *s = &n->s[i];
-		s->name = gitops_strdup(c->name);
-		s->kind = c->kind;
-		s->url_env = c->url_env ? gitops_strdup(c->url_env) : NULL;
-		s->url_file = c->url_file ? gitops_strdup(c->url_file) : NULL;
-		s->secret_env = c->secret_env ? gitops_strdup(c->secret_env) : NULL;
-		s->secret_file = c->secret_file ? gitops_strdup(c->secret_file) : NULL;
-		s->events = strv_copy(c->events, c->n_events);
-		s->n_events = c->n_events;
-		s->envs = strv_copy(c->envs, c->n_envs);
-		s->n_envs = c->n_envs;
+		struct sink tmp = {.name = c->name, .kind = c->kind, .url_env = c->url_env, .url_file = c->url_file,
+				   .secret_env = c->secret_env, .secret_file = c->secret_file, .events = c->events,
+				   .n_events = c->n_events, .envs = c->envs, .n_envs = c->n_envs};
+		sink_copy(&out[i], &tmp);
+		gitops_buf_printf(&b, "%s|%d|%s|%s|%s|%s|", c->name, (int)c->kind, c->url_env ? c->url_env : "",
+				  c->url_file ? c->url_file : "", c->secret_env ? c->secret_env : "",
+				  c->secret_file ? c->secret_file : "");
+		for (size_t k = 0; k < c->n_events; k++)
+			gitops_buf_printf(&b, "e:%s,", c->events[k]);
+		for (size_t k = 0; k < c->n_envs; k++)
+			gitops_buf_printf(&b, "v:%s,", c->envs[k]);
+		gitops_buf_puts(&b, "\n");
 	}
+	*fp = gitops_buf_detach(&b);
+	if (!*fp)
+		*fp = gitops_strdup("");
+	return out;
+}
+
+static void free_sinks(struct sink *s, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		sink_free(&s[i]);
+	free(s);
+}
+
+int rec_notify_start(rec_notifier **out, const struct rec_notify_options *o)
+{
+	*out = NULL;
+	const struct mf_config *cfg = o->cfg;
+	int rc = check_config(cfg);
+	if (rc)
+		return rc;
+	rec_notifier *n = gitops_calloc(1, sizeof(*n));
+	n->s = build_sinks(cfg, &n->n, &n->fp);
+	pthread_mutex_init(&n->slock, NULL);
 	n->repo_url = gitops_strdup(o->repo_url);
 	n->state_repo = o->state_repo ? gitops_strdup(o->state_repo) : NULL;
 	n->state_branch = o->state_branch ? gitops_strdup(o->state_branch) : NULL;
@@ -457,6 +523,34 @@ int rec_notify_start(rec_notifier **out, const struct rec_notify_options *o)
 	return GITOPS_OK;
 }
 
+int rec_notify_reload(rec_notifier *n, const struct mf_config *cfg, bool *changed)
+{
+	*changed = false;
+	int rc = check_config(cfg);
+	if (rc)
+		return rc;
+	size_t m;
+	char *fp;
+	struct sink *s = build_sinks(cfg, &m, &fp);
+	pthread_mutex_lock(&n->slock);
+	if (!strcmp(fp, n->fp)) {
+		pthread_mutex_unlock(&n->slock);
+		free_sinks(s, m);
+		free(fp);
+		return GITOPS_OK;
+	}
+	struct sink *old = n->s;
+	size_t nold = n->n;
+	n->s = s;
+	n->n = m;
+	free(n->fp);
+	n->fp = fp;
+	pthread_mutex_unlock(&n->slock);
+	free_sinks(old, nold);
+	*changed = true;
+	return GITOPS_OK;
+}
+
 void rec_notify_stop(rec_notifier *n)
 {
 	if (!n)
@@ -473,25 +567,14 @@ void rec_notify_stop(rec_notifier *n)
 	while (n->queue) {
 		struct item *it = n->queue;
 		n->queue = it->next;
-		free(it->body);
-		free(it->type);
-		free(it->id);
-		free(it);
+		item_free(it);
 		dropped++;
 	}
 	if (dropped)
 		nlog(n, "notifications: %zu undelivered at stop", dropped);
-	for (size_t i = 0; i < n->n; i++) {
-		struct sink *s = &n->s[i];
-		free(s->name);
-		free(s->url_env);
-		free(s->url_file);
-		free(s->secret_env);
-		free(s->secret_file);
-		strv_free(s->events, s->n_events);
-		strv_free(s->envs, s->n_envs);
-	}
-	free(n->s);
+	free_sinks(n->s, n->n);
+	free(n->fp);
+	pthread_mutex_destroy(&n->slock);
 	free(n->repo_url);
 	free(n->state_repo);
 	free(n->state_branch);

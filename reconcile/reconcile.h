@@ -58,7 +58,7 @@ struct rec_workspace_options {
 	const char *data_dir;   /* mirror and render cache; NULL: mf_data_dir() */
 	const char *kubeconfig; /* overrides the environments' cluster settings */
 	const char *context;
-	bool no_fetch;          /* use the mirror as it is */
+	bool no_fetch;          /* use the mirror as it is (open and refresh; the daemon's fetcher fetches) */
 	/* Read-only callers (render): when the state branch cannot be read, warn and resolve
 	 * without pins. Writers never set it: a rollback's pin must not be silently skipped. */
 	bool pins_best_effort;
@@ -223,13 +223,23 @@ struct rec_sync_options {
 	bool adopt;     /* take over existing objects no gitops pipeline owns (also sync.adopt) */
 	int parallel;   /* objects applied at once (HTTP/2 streams); 0: 32 */
 	long lock_timeout_ms; /* waiting for another sync of the environment; 0: 10 minutes */
+	/* Asked before each chunk of at most REC_SYNC_CHUNK objects is applied, and before pruning
+	 * and the PostSync hooks: true (SIGTERM, the environment's Lease lost) stops the sync
+	 * there, with nothing more written (rep->interrupted). May be NULL; called on the caller's
+	 * thread. */
+	bool (*stop)(void *ud);
+	void *stop_ud;
 };
+/* Objects applied between two checks of rec_sync_options.stop. */
+#define REC_SYNC_CHUNK 128
 
 struct rec_sync_report {
 	unsigned created, updated, unchanged, pruned, failed, extra_kept;
 	unsigned skipped;  /* dry run: objects whose Namespace or CRD this sync would create first */
 	unsigned unmanaged; /* exist, not managed by this pipeline and environment: left alone */
 	unsigned adopted;   /* taken over (--adopt) */
+	bool interrupted;   /* stopped by opt->stop: nothing pruned, the inventory keeps its revision */
+	unsigned not_applied; /* interrupted: objects left to apply (the next sync applies them) */
 	unsigned kept;      /* not pruned: prune disabled, or a Namespace/CRD holding others' objects */
 	long long ms;
 };
@@ -242,6 +252,8 @@ struct rec_sync_report {
  * (compare-and-swap) before they are applied; pruned ones are removed after they are deleted;
  * existing objects the inventory does not list are skipped (rep->unmanaged, GITOPS_ERROR)
  * unless adopting. Writes happen under the environment's sync lock; a dry run writes nothing.
+ * Stopped by opt->stop: GITOPS_ETIMEOUT ("interrupted"), rep->interrupted set, the counts say
+ * what was applied; objects never attempted leave the inventory again unless they exist.
  * Not thread-safe for one plan; different plans may sync at once. */
 int rec_sync(struct rec_sync_report *rep, rec_workspace *ws, rec_plan *plan, const struct rec_sync_options *opt);
 

@@ -18,6 +18,7 @@ struct batch {
 	size_t *idx;       /* entries to apply in this step */
 	size_t n;
 	unsigned created, updated, failed, skipped;
+	bool stopped;      /* opt->stop said so before a chunk: the rest was not attempted */
 	json_t *new_namespaces; /* Namespaces this sync creates (a dry run cannot create them) */
 };
 
@@ -60,7 +61,10 @@ static void applied(void *ud, size_t k, const struct kube_apply_result *res)
 	free(what);
 }
 
-/* Applies one step's objects at once: HTTP/2 streams multiplexed on one connection. */
+static bool should_stop(const struct rec_sync_options *opt) { return opt->stop && opt->stop(opt->stop_ud); }
+
+/* Applies one step's objects at once: HTTP/2 streams multiplexed on one connection, in chunks
+ * of REC_SYNC_CHUNK with opt->stop asked before each. */
 static void run_batch(struct batch *b, int parallel)
 {
 	if (b->n == 0)
@@ -70,7 +74,22 @@ static void run_batch(struct batch *b, int parallel)
 	for (size_t k = 0; k < b->n; k++)
 		objs[k] = b->plan->entries[b->idx[k]].item.desired;
 	struct kube_apply_options ao = {.force = true, .dry_run = b->opt->dry_run};
-	kube_apply_batch(res, b->plan->client, objs, b->n, &ao, parallel, applied, b);
+	struct batch chunk = *b;
+	for (size_t at = 0; at < b->n && !b->stopped; at += REC_SYNC_CHUNK) {
+		if (should_stop(b->opt)) {
+			b->stopped = true;
+			break;
+		}
+		size_t n = b->n - at < REC_SYNC_CHUNK ? b->n - at : REC_SYNC_CHUNK;
+		chunk.idx = b->idx + at;
+		chunk.n = n;
+		chunk.created = chunk.updated = chunk.failed = chunk.skipped = 0;
+		kube_apply_batch(res + at, b->plan->client, objs + at, n, &ao, parallel, applied, &chunk);
+		b->created += chunk.created;
+		b->updated += chunk.updated;
+		b->failed += chunk.failed;
+		b->skipped += chunk.skipped;
+	}
 	for (size_t k = 0; k < b->n; k++)
 		free(res[k].error);
 	free(res);
@@ -524,7 +543,7 @@ int rec_sync(struct rec_sync_report *rep, rec_workspace *ws, rec_plan *p, const 
 		    !strcmp(json_string_value(json_object_get(e->item.desired, "kind")), "Namespace"))
 			json_object_set_new(new_namespaces, obj_name(e->item.desired), json_true());
 	}
-	for (int step = 0; step < 3; step++) {
+	for (int step = 0; step < 3 && !rep->interrupted; step++) {
 		struct batch b = {.ws = ws, .plan = p, .opt = opt, .idx = idx, .new_namespaces = new_namespaces};
 		for (size_t i = 0; i < p->n_visible; i++) {
 			struct rec_entry *e = &p->entries[i];
@@ -559,6 +578,7 @@ int rec_sync(struct rec_sync_report *rep, rec_workspace *ws, rec_plan *p, const 
 		rep->updated += b.updated;
 		rep->failed += b.failed;
 		rep->skipped += b.skipped;
+		rep->interrupted = b.stopped;
 		if (step == 0 && !opt->dry_run) {
 			/* CRDs must be established and served before their resources are applied: all the
 			 * CRDs of the sync are waited for together. */
@@ -593,15 +613,31 @@ int rec_sync(struct rec_sync_report *rep, rec_workspace *ws, rec_plan *p, const 
 	free(idx);
 	json_decref(new_namespaces);
 	json_t *remove = json_object();
-	prune(rep, ws, p, opt, remove, lock);
-	/* PostSync hooks once everything else is in (as Argo CD: only after a sync without failures) */
-	if (writes && !rep->failed && rec_hooks_run(ws, p, MF_HOOK_POST_SYNC, opt->dry_run))
-		rep->failed++;
+	if (!rep->interrupted && should_stop(opt))
+		rep->interrupted = true; /* before pruning: a prune is the last thing to do half */
+	if (rep->interrupted) {
+		/* intent that was never acted on leaves the inventory: an object never created is not ours */
+		for (size_t i = 0; i < p->n_visible; i++) {
+			const struct rec_entry *e = &p->entries[i];
+			if (wants_write(e) && !e->written && !e->failed) {
+				rep->not_applied++;
+				if (!e->item.live)
+					json_object_set_new(remove, e->key, json_true());
+			}
+		}
+		rec_progress(ws, "%s: interrupted: %u applied, %u not applied, nothing pruned", p->env, rep->created + rep->updated,
+			     rep->not_applied);
+	} else {
+		prune(rep, ws, p, opt, remove, lock);
+		/* PostSync hooks once everything else is in (as Argo CD: only after a sync without failures) */
+		if (writes && !rep->failed && rec_hooks_run(ws, p, MF_HOOK_POST_SYNC, opt->dry_run))
+			rep->failed++;
+	}
 	/* Entries whose object is gone, or no longer carries this environment's labels. */
 	for (size_t i = p->n_visible; i < p->n; i++)
 		json_object_set_new(remove, p->entries[i].key, json_true());
 	if (lock) {
-		struct final_ctx fc = {p, remove, true};
+		struct final_ctx fc = {p, remove, !rep->interrupted};
 		rc = rec_inventory_edit(p->inv, edit_final, &fc);
 		if (rc)
 			rec_progress(ws, "failed  %s", gitops_error_last());
@@ -609,7 +645,10 @@ int rec_sync(struct rec_sync_report *rep, rec_workspace *ws, rec_plan *p, const 
 	}
 	json_decref(remove);
 	rep->ms = gitops_now_ms() - t0;
-	if (!rc && rep->failed)
+	if (!rc && rep->interrupted)
+		rc = gitops_error_set(GITOPS_ETIMEOUT, "%s: sync interrupted after %u of %u object(s) applied", p->env,
+				      rep->created + rep->updated, rep->created + rep->updated + rep->failed + rep->not_applied);
+	else if (!rc && rep->failed)
 		rc = gitops_error_set(GITOPS_ERROR, "%s: %u object(s) failed to sync", p->env, rep->failed);
 	else if (!rc && rep->unmanaged)
 		rc = gitops_error_set(GITOPS_ERROR, "%s: %u object(s) exist and are not managed by this pipeline and "

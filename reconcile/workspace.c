@@ -216,7 +216,7 @@ fail:
 int rec_workspace_refresh(rec_workspace *ws, bool *config_changed)
 {
 	*config_changed = false;
-	if (mf_repo_fetch(ws->repo))
+	if (!ws->opt.no_fetch && mf_repo_fetch(ws->repo))
 		return gitops_error_set(GITOPS_EGIT, "%s", gitops_error_last());
 	char sha[41];
 	int rc = mf_repo_resolve(sha, ws->repo, ws->cfg->branch);

@@ -185,27 +185,57 @@ static enum MHD_Result metrics(struct MHD_Connection *c)
 }
 
 /* GET /api/v1/status: what `gitops status --json` prints, built by the same library call
- * (rec_status) on the daemon's mirror and clusters; ?apps=1 as --apps. */
+ * (rec_status) on the daemon's mirror and clusters, for each pipeline it serves (?pipeline=NAME:
+ * one); ?env=E one environment, ?apps=1 as --apps. */
 static enum MHD_Result status(web_server *s, struct MHD_Connection *c)
 {
 	const char *env = MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, "env");
 	const char *apps = MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, "apps");
+	const char *only = MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, "pipeline");
 	struct rec_status_options so = {.apps = apps && strcmp(apps, "0") && strcmp(apps, "false")};
-	rec_workspace *ws = NULL;
-	hist *h = NULL;
-	json_t *j = NULL;
-	int rc = rec_control_workspace(&ws, s->ctl);
-	if (rc) {
-		enum MHD_Result r = reply_error(c, 503, gitops_error_last());
-		return r;
+	json_t *all = json_array();
+	int code = 0;
+	char *err = NULL, *name;
+	bool found = false;
+	for (size_t i = 0; !code && (name = rec_control_pipeline_name(s->ctl, i)); i++) {
+		if (only && strcmp(only, name)) {
+			free(name);
+			continue;
+		}
+		found = true;
+		rec_workspace *ws = NULL;
+		hist *h = NULL;
+		json_t *j = NULL;
+		int rc = rec_control_workspace(&ws, s->ctl, name);
+		if (rc) {
+			code = 503;
+			err = gitops_strdup(gitops_error_last());
+		} else {
+			if (rec_control_history(&h, s->ctl, name))
+				h = NULL; /* as the CLI: status still shows the clusters without the history */
+			rc = rec_status(&j, ws, h, env, &so);
+			if (j)
+				json_array_extend(all, j);
+			else if (!(env && rc == GITOPS_EINVALID)) /* an env of another pipeline: not an error here */
+				code = 500, err = gitops_strdup(gitops_error_last());
+		}
+		gitops_error_clear();
+		json_decref(j);
+		hist_free(h);
+		rec_workspace_free(ws);
+		free(name);
 	}
-	if (rec_control_history(&h, s->ctl))
-		h = NULL; /* as the CLI: status still shows the clusters without the history */
-	rc = rec_status(&j, ws, h, env, &so);
-	enum MHD_Result r = j ? reply_json(c, 200, j) : reply_error(c, rc == GITOPS_EINVALID ? 404 : 500, gitops_error_last());
-	json_decref(j);
-	hist_free(h);
-	rec_workspace_free(ws);
+	enum MHD_Result r;
+	if (code)
+		r = reply_error(c, code, err);
+	else if (!found)
+		r = reply_error(c, only ? 404 : 503, only ? "no such pipeline in this daemon" : "the daemon is starting");
+	else if (env && !json_array_size(all))
+		r = reply_error(c, 404, "no such environment in this daemon");
+	else
+		r = reply_json(c, 200, all);
+	free(err);
+	json_decref(all);
 	return r;
 }
 
@@ -235,12 +265,16 @@ static enum MHD_Result history(web_server *s, struct MHD_Connection *c)
 	const char *limit = MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, "limit");
 	if (hist_filter_parse(&f, since, until, limit))
 		return reply_error(c, 400, gitops_error_last());
-	char *repo = rec_control_repo(s->ctl);
+	/* several pipelines (--repo repeated): ?pipeline=NAME picks one; default the first */
+	const char *pipeline = MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, "pipeline");
+	char *repo = rec_control_repo(s->ctl, pipeline);
+	if (!repo && pipeline)
+		return reply_error(c, 404, "no such pipeline in this daemon");
 	if (!repo)
 		return reply_error(c, 503, "the daemon is starting");
 	hist *h = NULL;
 	json_t *arr = NULL;
-	int rc = rec_control_history(&h, s->ctl);
+	int rc = rec_control_history(&h, s->ctl, pipeline);
 	if (!rc)
 		rc = hist_query(&arr, h, &f);
 	enum MHD_Result r;

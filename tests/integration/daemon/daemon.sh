@@ -28,7 +28,7 @@ cm_is() { [ "$(kubectl -n "$ns" get configmap "$1" -o jsonpath="{.data.$2}" 2>/d
 log_has() { grep -q -- "$1" "$tmp/daemon.log"; }
 hist_count() { "$G" history --repo "$repo" --env "$1" --type "$2" ${3:+--sha "$3"} --json 2>/dev/null | python3 -c 'import json,sys; print(len(json.load(sys.stdin)))'; }
 count_is() { [ "$(hist_count "$1" "$2" "${4:-}")" = "$3" ]; }
-start_daemon() { "$G" run --repo "$repo" --interval 1s --env "$env" --env "$far" >>"$tmp/daemon.log" 2>&1 & daemon_pid=$!; }
+start_daemon() { "$G" run --repo "$repo" --interval 1s --env "$env" --env "$far" --listen 127.0.0.1:0 >>"$tmp/daemon.log" 2>&1 & daemon_pid=$!; }
 
 repo=$tmp/repo; mkdir -p "$repo/app"
 # an environment whose cluster is a closed port: it must fail alone
@@ -195,6 +195,6 @@ if wait_for 120 image_is nginx:1.28; then ok "after resume the branch head is de
 kill -TERM "$daemon_pid"; wait "$daemon_pid"; rc=$?; daemon_pid=
 expect_eq "SIGTERM stops the daemon with exit 0" 0 "$rc"
 expect_rc "gitops history verify accepts what the daemon recorded" 0 "$G" history verify --repo "$repo"
-expect_rc "run --interval rejects a bad duration" 2 "$G" run --repo "$repo" --interval soon
-expect_rc "run --env rejects an unknown environment" 3 "$G" run --repo "$repo" --env nope --once
+expect_rc "run --interval rejects a bad duration" 2 "$G" run --repo "$repo" --interval soon --listen off
+expect_rc "run --env rejects an unknown environment" 3 "$G" run --repo "$repo" --env nope --once --listen off
 t_done

@@ -3,7 +3,8 @@
 # and a Slack-format sink, delivered by `gitops run` to a local receiver (python3 http.server)
 # that refuses the first attempt with 503: the daemon retries, the signature checks out with the
 # shared secret, the Slack payload has text and blocks, the URL and secret never appear in the
-# log, and a bad `notifications:` entry is refused at start naming gitops.yaml's line.
+# log, a change of `notifications:` on the main branch applies without a restart, and a bad
+# `notifications:` entry is refused at start naming gitops.yaml's line.
 # Every wait is on a condition with a generous timeout; no wall-clock time is asserted.
 set -uo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
@@ -108,11 +109,22 @@ expect_contains "the Slack payload has a text" "'text': '" "$slack"
 expect_contains "  and mrkdwn blocks naming the object" "ConfigMap $ns/settings" "$slack"
 expect_eq "the URL is never logged" 0 "$(grep -c "127.0.0.1:$rport" "$tmp/daemon.log")"
 expect_eq "the secret is never logged" 0 "$(grep -c "$secret" "$tmp/daemon.log")"
+
+# notifications: re-read when gitops.yaml changes on the main branch, without a restart
+python3 - gitops.yaml <<'PY'
+import sys
+p = sys.argv[1]; s = open(p).read()
+s = s.replace("    events: [drift.detected]\n    environments:", "    events: [drift.detected, sync.succeeded]\n    environments:")
+open(p, "w").write(s)
+PY
+sed -i 's/blue/green/' app/cm.yaml && git -c user.name=t -c user.email=t@t commit -qam "chat hears of syncs too"
+if wait_for 60 got_is /slack sync.succeeded 200 1; then ok "a sink's new event type in gitops.yaml applies without a restart"; else fail "notifications reload" "$(tail -10 "$tmp/daemon.log")"; fi
+expect_contains "  and the reload is logged" "notifications: 2 sink(s) from gitops.yaml at $(git rev-parse --short=12 HEAD)" "$(cat "$tmp/daemon.log")"
 kill -TERM "$daemon_pid"; wait "$daemon_pid"; rc=$?; daemon_pid=
 expect_eq "SIGTERM exits 0 with notifications running" 0 "$rc"
 
 # a bad entry is refused at start, naming the file and line
-sed -i 's/events: \[drift.detected\]/events: [drift.detectd]/' gitops.yaml && git -c user.name=t -c user.email=t@t commit -qam bad
+sed -i 's/events: \[drift.detected, sync.succeeded\]/events: [drift.detectd]/' gitops.yaml && git -c user.name=t -c user.email=t@t commit -qam bad
 expect_rc "an unknown event type is refused at start (exit 3)" 3 "$G" run --repo "$repo" --env "$env" --listen off
 expect_contains "  naming gitops.yaml's line" "gitops.yaml:" "$out"
 expect_contains "  and the type" "drift.detectd" "$out"

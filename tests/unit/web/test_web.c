@@ -130,12 +130,18 @@ static void server_answers_probes_and_checks_webhooks(void **state)
 	/* not ready before the daemon registered and finished a first pass */
 	assert_int_equal(call(port, "GET", "/readyz", NULL, NULL, 0, &b), 503);
 	rec_control_pipeline(ctl, "shop", NULL, "main");
-	rec_control_env_add(ctl, "dev", "main");
-	rec_control_env_add(ctl, "qa", "release");
+	rec_control_env_add(ctl, "shop", "dev", "main");
+	rec_control_env_add(ctl, "shop", "qa", "release");
+	/* a second pipeline (--repo repeated) with an environment of the same name */
+	rec_control_pipeline(ctl, "site", NULL, "trunk");
+	rec_control_env_add(ctl, "site", "dev", NULL);
 	assert_int_equal(call(port, "GET", "/readyz", NULL, NULL, 0, &b), 503);
 	assert_non_null(strstr(gitops_buf_cstr(&b), "dev"));
-	rec_control_pass_done(ctl, "dev", 0, NULL, "abc", 3, 1);
-	rec_control_pass_done(ctl, "qa", 0, NULL, "abc", 3, 1);
+	rec_control_pass_done(ctl, "shop", "dev", 0, NULL, "abc", 3, 1);
+	rec_control_pass_done(ctl, "shop", "qa", 0, NULL, "abc", 3, 1);
+	assert_int_equal(call(port, "GET", "/readyz", NULL, NULL, 0, &b), 503);
+	assert_non_null(strstr(gitops_buf_cstr(&b), "environment dev of pipeline site"));
+	rec_control_pass_done(ctl, "site", "dev", 0, NULL, "abc", 3, 1);
 	assert_int_equal(call(port, "GET", "/readyz", NULL, NULL, 0, &b), 200);
 	assert_int_equal(call(port, "GET", "/nope", NULL, NULL, 0, &b), 404);
 	assert_int_equal(call(port, "POST", "/metrics", NULL, "x", 1, &b), 405);
@@ -157,12 +163,14 @@ static void server_answers_probes_and_checks_webhooks(void **state)
 	assert_non_null(strstr(gitops_buf_cstr(&b), "ignored"));
 	assert_int_equal(call(port, "POST", "/hooks/github", gh, push_main, strlen(push_main), &b), 200);
 	assert_non_null(strstr(gitops_buf_cstr(&b), "accepted"));
+	/* main is shop's main branch only: its two environments, not site's dev (main branch trunk) */
+	assert_non_null(strstr(gitops_buf_cstr(&b), "2 environment(s)"));
 	/* the poke ends the environments' waits at once */
 	gitops_cancel *cancel = NULL;
 	assert_int_equal(gitops_cancel_new(&cancel), 0);
 	long long t0 = gitops_now_ms();
-	assert_false(rec_control_wait(ctl, "dev", cancel, 600000));
-	assert_false(rec_control_wait(ctl, "qa", cancel, 600000));
+	assert_false(rec_control_wait(ctl, "shop", "dev", cancel, 600000));
+	assert_false(rec_control_wait(ctl, "shop", "qa", cancel, 600000));
 	assert_true(gitops_now_ms() - t0 < 600000);
 	/* a body over the cap is refused whatever its signature */
 	char *big = gitops_calloc(5000, 1);
@@ -176,7 +184,7 @@ static void server_answers_probes_and_checks_webhooks(void **state)
 	assert_int_equal(call(port, "POST", "/hooks/gitlab", gl_bad, push_rel, strlen(push_rel), &b), 401);
 	assert_int_equal(call(port, "POST", "/hooks/gitlab", gl, push_rel, strlen(push_rel), &b), 200);
 	assert_non_null(strstr(gitops_buf_cstr(&b), "accepted"));
-	assert_false(rec_control_wait(ctl, "qa", cancel, 600000));
+	assert_false(rec_control_wait(ctl, "shop", "qa", cancel, 600000));
 	assert_int_equal(call(port, "GET", "/metrics", NULL, NULL, 0, &b), 200);
 	const char *m = gitops_buf_cstr(&b);
 	assert_non_null(strstr(m, "gitops_webhook_requests_total{provider=\"github\",result=\"unauthorized\"} 2\n"));
@@ -188,9 +196,12 @@ static void server_answers_probes_and_checks_webhooks(void **state)
 	/* the daemon's own view (/api/v1/status is gitops status --json: see tests/integration/web/ops.sh) */
 	assert_int_equal(call(port, "GET", "/api/v1/daemon?env=dev", NULL, NULL, 0, &b), 200);
 	json_t *j = json_loads(gitops_buf_cstr(&b), 0, NULL);
-	assert_int_equal(json_array_size(j), 1);
+	/* both pipelines' dev, each named with its pipeline */
+	assert_int_equal(json_array_size(j), 2);
 	assert_string_equal(json_string_value(json_object_get(json_array_get(j, 0), "environment")), "dev");
+	assert_string_equal(json_string_value(json_object_get(json_array_get(j, 0), "pipeline")), "shop");
 	assert_string_equal(json_string_value(json_object_get(json_array_get(j, 0), "state")), "Synced");
+	assert_string_equal(json_string_value(json_object_get(json_array_get(j, 1), "pipeline")), "site");
 	json_decref(j);
 	assert_int_equal(call(port, "GET", "/api/v1/daemon?env=nope", NULL, NULL, 0, &b), 404);
 	gitops_cancel_free(cancel);
