@@ -20,6 +20,7 @@ struct kube_cache {
 	pthread_t thread;
 	atomic_int stop;
 	atomic_int break_stream;
+	struct kube_stream_sock sock; /* the watch stream's socket: stop and break end it at once */
 
 	pthread_mutex_t lock;
 	pthread_cond_t cond;       /* synced, or stop (wakes backoff sleeps) */
@@ -317,10 +318,13 @@ static void *run(void *arg)
 		if (sel)
 			gitops_buf_printf(&path, "&labelSelector=%s", sel);
 		atomic_store(&kc->break_stream, 0);
+		kube_stream_rearm(&kc->sock);
+		if (atomic_load(&kc->stop))
+			break;
 		gitops_buf_clear(&kc->line);
 		kc->gone = kc->stream_error = false;
 		struct kube_http_opts o = {.watch = true, .on_data = on_stream, .ud = kc,
-					   .should_stop = should_stop, .no_retry = true};
+					   .should_stop = should_stop, .sock = &kc->sock, .no_retry = true};
 		long status = 0;
 		int rc = kube_http(kc->c, "GET", path.ptr, NULL, &o, &status, NULL);
 		gitops_buf_free(&path);
@@ -364,6 +368,7 @@ int kube_cache_start(kube_cache **out, kube_client *c, const struct kube_resourc
 	kc->ud = opt->ud;
 	kc->store = json_object();
 	pthread_mutex_init(&kc->lock, NULL);
+	kube_stream_sock_init(&kc->sock);
 	pthread_cond_init(&kc->cond, NULL);
 	int err = pthread_create(&kc->thread, NULL, run, kc);
 	if (err) {
@@ -440,6 +445,7 @@ void kube_cache_debug_resume_from(kube_cache *kc, const char *rv)
 	kc->debug_rv = gitops_strdup(rv);
 	pthread_mutex_unlock(&kc->lock);
 	atomic_store(&kc->break_stream, 1);
+	kube_stream_abort(&kc->sock);
 }
 
 void kube_cache_free(kube_cache *kc)
@@ -447,11 +453,13 @@ void kube_cache_free(kube_cache *kc)
 	if (!kc)
 		return;
 	atomic_store(&kc->stop, 1);
+	kube_stream_abort(&kc->sock);
 	pthread_mutex_lock(&kc->lock);
 	pthread_cond_broadcast(&kc->cond);
 	pthread_mutex_unlock(&kc->lock);
 	if (kc->thread)
 		pthread_join(kc->thread, NULL);
+	kube_stream_sock_destroy(&kc->sock);
 	json_decref(kc->store);
 	gitops_buf_free(&kc->line);
 	free(kc->rv);

@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 static pthread_once_t curl_once = PTHREAD_ONCE_INIT;
@@ -240,6 +241,57 @@ static int on_progress(void *ud, curl_off_t a, curl_off_t b, curl_off_t c2, curl
 	return (x->o && x->o->should_stop && x->o->should_stop(x->o->ud)) ? 1 : 0;
 }
 
+void kube_stream_sock_init(struct kube_stream_sock *s)
+{
+	pthread_mutex_init(&s->lock, NULL);
+	s->fd = -1;
+	s->aborted = false;
+}
+
+void kube_stream_sock_destroy(struct kube_stream_sock *s) { pthread_mutex_destroy(&s->lock); }
+
+void kube_stream_abort(struct kube_stream_sock *s)
+{
+	pthread_mutex_lock(&s->lock);
+	s->aborted = true;
+	if (s->fd >= 0)
+		shutdown(s->fd, SHUT_RDWR); /* the transfer's recv ends now; curl closes the fd */
+	pthread_mutex_unlock(&s->lock);
+}
+
+void kube_stream_rearm(struct kube_stream_sock *s)
+{
+	pthread_mutex_lock(&s->lock);
+	s->aborted = false;
+	pthread_mutex_unlock(&s->lock);
+}
+
+static curl_socket_t open_stream_sock(void *ud, curlsocktype purpose, struct curl_sockaddr *a)
+{
+	(void)purpose;
+	struct kube_stream_sock *s = ud;
+	int fd = socket(a->family, a->socktype | SOCK_CLOEXEC, a->protocol);
+	if (fd < 0)
+		return CURL_SOCKET_BAD;
+	pthread_mutex_lock(&s->lock);
+	s->fd = fd;
+	if (s->aborted)
+		shutdown(fd, SHUT_RDWR);
+	pthread_mutex_unlock(&s->lock);
+	return fd;
+}
+
+static int close_stream_sock(void *ud, curl_socket_t fd)
+{
+	struct kube_stream_sock *s = ud;
+	/* forgotten under the lock before it is closed: an abort never shuts a reused number */
+	pthread_mutex_lock(&s->lock);
+	if (s->fd == fd)
+		s->fd = -1;
+	pthread_mutex_unlock(&s->lock);
+	return close(fd);
+}
+
 static bool retryable_curl(CURLcode cc)
 {
 	switch (cc) {
@@ -350,6 +402,14 @@ static int exchange_setup(kube_client *c, struct exchange *ex, const char *metho
 		curl_easy_setopt(h, CURLOPT_NOPROGRESS, 0L);
 		curl_easy_setopt(h, CURLOPT_XFERINFOFUNCTION, on_progress);
 		curl_easy_setopt(h, CURLOPT_XFERINFODATA, &ex->x);
+		if (o->sock) {
+			curl_easy_setopt(h, CURLOPT_FRESH_CONNECT, 1L);
+			curl_easy_setopt(h, CURLOPT_FORBID_REUSE, 1L);
+			curl_easy_setopt(h, CURLOPT_OPENSOCKETFUNCTION, open_stream_sock);
+			curl_easy_setopt(h, CURLOPT_OPENSOCKETDATA, o->sock);
+			curl_easy_setopt(h, CURLOPT_CLOSESOCKETFUNCTION, close_stream_sock);
+			curl_easy_setopt(h, CURLOPT_CLOSESOCKETDATA, o->sock);
+		}
 	} else {
 		curl_easy_setopt(h, CURLOPT_TIMEOUT_MS, c->opt.timeout_ms);
 	}

@@ -88,6 +88,20 @@ struct kube_client {
 int kube_creds_refresh(kube_client *c, bool force);
 void kube_creds_clear(struct kube_creds *cr);
 
+/* http.c: a watch stream's own socket, so that another thread ends the stream at once
+ * (kube_stream_abort shuts it down) instead of waiting for curl's next progress call, which
+ * comes about once a second on an idle stream. A stream given one gets a fresh connection that
+ * is closed after it (never one shared with other requests). Thread-safe. */
+struct kube_stream_sock {
+	pthread_mutex_t lock;
+	int fd;       /* the open socket, -1: none */
+	bool aborted; /* until kube_stream_rearm: a socket opened now is shut at once */
+};
+void kube_stream_sock_init(struct kube_stream_sock *s);
+void kube_stream_sock_destroy(struct kube_stream_sock *s);
+void kube_stream_abort(struct kube_stream_sock *s);
+void kube_stream_rearm(struct kube_stream_sock *s);
+
 /* http.c: one HTTP exchange with retries. `url_path` is appended to the server URL.
  * On a reply, *status and *body (raw bytes) are set. */
 struct kube_http_opts {
@@ -97,6 +111,7 @@ struct kube_http_opts {
 	size_t (*on_data)(void *ud, const char *data, size_t len); /* return len to continue */
 	void *ud;
 	int (*should_stop)(void *ud);  /* watch: non-zero aborts the transfer */
+	struct kube_stream_sock *sock; /* watch: may be NULL (then should_stop alone, within ~1 s) */
 	bool no_retry;
 };
 int kube_http(kube_client *c, const char *method, const char *url_path, const char *body,
