@@ -14,6 +14,9 @@ n=${1:-${BENCH_WEBHOOK_COMMITS:-20}}
 t=$(mktemp -d); export GITOPS_DATA_DIR=$t/data
 pid=; wpid=
 trap '[ -n "${BENCH_WEBHOOK_LOG:-}" ] && sort -s -k1,1 $t/log $t/lat >"$BENCH_WEBHOOK_LOG" 2>/dev/null; [ -n "$pid" ] && kill $pid 2>/dev/null; [ -n "$wpid" ] && kill $wpid 2>/dev/null; wait 2>/dev/null; kubectl delete ns bench-hook --wait=false >/dev/null 2>&1; kubectl -n gitops-system delete cm gitops-inventory.hookbench.dev >/dev/null 2>&1; rm -rf $t' EXIT
+# a namespace a previous run left terminating would make its objects "not managed"
+kubectl delete ns bench-hook --ignore-not-found --wait=true >/dev/null 2>&1 || true
+kubectl -n gitops-system delete cm gitops-inventory.hookbench.dev --ignore-not-found >/dev/null 2>&1 || true
 mkdir -p $t/repo/app && cd $t/repo
 cat > gitops.yaml <<Y
 apiVersion: gitops/v1
@@ -40,7 +43,12 @@ for i in $(seq 1 "$n"); do
   t0=$(date +%s%N); ts0=$(date -u -d "@${t0:0:10}.${t0:10:3}" +%Y-%m-%dT%H:%M:%S.%3NZ)
   curl -fsS -o /dev/null -X POST http://127.0.0.1:$port/hooks/github -H 'Content-Type: application/json' \
     -H 'X-GitHub-Event: push' -H "X-Hub-Signature-256: $sig" --data-binary "$push"
-  until grep -qx "$i" $t/watch; do sleep 0.02; done
+  until grep -qx "$i" $t/watch; do
+    sleep 0.02
+    if [ $(( ($(date +%s%N) - t0) / 1000000000 )) -ge 60 ]; then
+      echo "webhook_bench: commit v$i not applied after 60 s (daemon log: BENCH_WEBHOOK_LOG=FILE keeps it)" >&2; exit 1
+    fi
+  done
   lat+=($(( ($(date +%s%N) - t0) / 1000000 )))
   echo "$ts0 bench: commit v$i: webhook sent; applied after ${lat[-1]} ms" >>$t/lat
 done
