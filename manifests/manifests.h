@@ -389,6 +389,24 @@ int mf_render_app(mf_objects *set, mf_renderer *r, mf_repo *repo, const char *co
  * namespaces and duplicates. The caller owns *out: free with mf_objects_free. */
 int mf_render_env(mf_objects **out, mf_renderer *r, mf_repo *repo, const char *commit,
 		  const struct mf_environment *env, const char *only_app);
+/* mf_render_env_with: what to render and what to do when an app fails. */
+struct mf_render_env_options {
+	const char *only_app;  /* NULL: every app */
+	bool all_apps;         /* with only_app: render the others too (their objects are kept, each
+				* mf_object names its app), e.g. so that a sync of one app never prunes
+				* what another desires */
+	/* Called when `app` fails to render with `rc` (its message in gitops_error_last()): return
+	 * 0 to go on without that app's objects, or the code to stop with. NULL: stop. */
+	int (*failed)(void *data, const struct mf_app *app, int rc);
+	void *failed_data;
+	mf_scope_fn scope;     /* NULL: the renderer's (mf_render_options.scope) */
+	void *scope_data;
+};
+/* The one render loop (mf_render_env and reconcile/'s plan use it): renders the apps of `env` at
+ * `commit` as `opt` says (NULL: every app), then resolves namespaces and duplicates. The caller
+ * owns *out: free with mf_objects_free. */
+int mf_render_env_with(mf_objects **out, mf_renderer *r, mf_repo *repo, const char *commit,
+		       const struct mf_environment *env, const struct mf_render_env_options *opt);
 /* How many renders actually ran (cache misses) since creation. */
 unsigned long mf_renderer_executed(const mf_renderer *r);
 /* How many renders were served from the memory or disk cache. */
