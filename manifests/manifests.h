@@ -27,8 +27,9 @@
  * mf_objects       not thread-safe: one owner builds it; once built, reading it (mf_objects_at,
  *                  the objects' JSON) from several threads is safe while nobody adds to it.
  * YAML and keys    mf_yaml_* (common/yaml.c), mf_key_parse_*: pure, reentrant.
- * Process state    the library reads $GITOPS_DATA_DIR, $XDG_CACHE_HOME, $HOME (mf_data_dir) and
- *                  the renderer timeout from the environment: no thread may call setenv meanwhile.
+ * Process state    the library reads the environment ($GITOPS_DATA_DIR, $XDG_CACHE_HOME, $HOME,
+ *                  $TMPDIR, the git credentials $GITOPS_GIT_*, $GITOPS_SSH_*, the renderer
+ *                  timeout): no thread may call setenv while any thread uses manifests/.
  * Every returned string or object is the caller's, to free as each function says. */
 
 /* ---------------------------------------------------------------------------------------------
