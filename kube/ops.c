@@ -467,11 +467,17 @@ int kube_wait_crds(kube_client *c, const json_t *const *crds, size_t n, bool *re
 			json_decref(list);
 		}
 		/* Discovery may lag seconds behind the CRD's own Established condition (the apiserver
-		 * then serves its resources already): a CRD not discovered yet is read itself, and once
-		 * Established its kinds go into the table from its spec. */
-		for (size_t i = 0; i < n && !rc; i++)
+		 * then serves its resources already): the first CRD not discovered yet is read itself,
+		 * and once Established its kinds go into the table from its spec, then the next one.
+		 * The first not established ends the pass: CRDs can be large (kube-prometheus' are up
+		 * to 1 MB), so each is read about once, not once per poll. */
+		for (size_t i = 0; i < n && !rc; i++) {
+			if (!left[i])
+				continue;
+			rc = crd_established(c, k, nk, i, crds[i], left);
 			if (left[i])
-				rc = crd_established(c, k, nk, i, crds[i], left);
+				break;
+		}
 		if (rc)
 			break;
 		size_t pending = 0;
