@@ -123,8 +123,8 @@ int kube_server_version(char **out, kube_client *c);
 /* Waits until the CustomResourceDefinitions crds[0..n) (the objects as applied: spec.group,
  * spec.names, spec.versions) are all Established and every version they serve is discoverable,
  * together: each poll reads the small resource list of each group-version still awaited
- * (GET /apis/G/V) and, for the first CRDs not listed there yet, each CRD itself until one is
- * not Established yet (discovery can lag
+ * (GET /apis/G/V) and, every 2 s, the CRDs not listed there yet one after another until one is
+ * not Established (discovery can lag
  * seconds behind the CRD's Established condition, from which the apiserver serves it). A kind
  * listed or Established goes into the client's discovery table, so no full discovery refresh
  * is needed.

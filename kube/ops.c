@@ -423,6 +423,7 @@ int kube_wait_crds(kube_client *c, const json_t *const *crds, size_t n, bool *re
 	}
 	int rc = GITOPS_OK;
 	long wait = 20;
+	long long last_crd_read = gitops_now_ms();
 	for (unsigned pass = 1;; pass++) {
 		/* One small GET per group-version still awaited: its resource list shows a kind only once
 		 * the CRD is Established and the apiserver serves it (what a discovery refresh would find,
@@ -469,9 +470,13 @@ int kube_wait_crds(kube_client *c, const json_t *const *crds, size_t n, bool *re
 		/* Discovery may lag seconds behind the CRD's own Established condition (the apiserver
 		 * then serves its resources already): the first CRD not discovered yet is read itself,
 		 * and once Established its kinds go into the table from its spec, then the next one.
-		 * The first not established ends the pass: CRDs can be large (kube-prometheus' are up
-		 * to 1 MB), so each is read about once, not once per poll. */
-		for (size_t i = 0; i < n && !rc; i++) {
+		 * The first not established ends the pass. CRDs can be large (kube-prometheus' are up
+		 * to 1 MB) and reading them loads a busy apiserver more than the waiting costs, so they
+		 * are read only every 2 s, the small lists at every poll. */
+		bool read_crds = gitops_now_ms() - last_crd_read >= 2000;
+		if (read_crds)
+			last_crd_read = gitops_now_ms();
+		for (size_t i = 0; i < n && !rc && read_crds; i++) {
 			if (!left[i])
 				continue;
 			rc = crd_established(c, k, nk, i, crds[i], left);
