@@ -125,8 +125,11 @@ int kube_server_version(char **out, kube_client *c);
 /* Waits until the CustomResourceDefinitions crds[0..n) (the objects as applied: spec.group,
  * spec.names, spec.versions) are all Established and every version they serve is discoverable,
  * together: each poll reads the small resource list of each group-version still awaited
- * (GET /apis/G/V, which lists a kind only once its CRD is Established and served) and adds
- * what it finds to the client's discovery table, so no full discovery refresh is needed.
+ * (GET /apis/G/V) and, every 2 s, the CRDs not listed there yet one after another until one is
+ * not Established (discovery can lag
+ * seconds behind the CRD's Established condition, from which the apiserver serves it). A kind
+ * listed or Established goes into the client's discovery table, so no full discovery refresh
+ * is needed.
  * ready (may be NULL) gets, per CRD, whether it is served. GITOPS_ETIMEOUT after timeout_ms
  * (the message names the CRDs not served and the reason their conditions give), or as soon as
  * the client's cancel flag is set ("wait cancelled"). Thread-safe like every call on a client. */

@@ -348,6 +348,54 @@ static char *crd_not_ready_reason(kube_client *c, const char *name)
 	return why;
 }
 
+/* Reads CRD `crds[i]` from the server; when it is Established, adds its kinds (of k[0..nk)) to
+ * the discovery table from its spec and marks them seen. Absent yet is not an error. */
+static int crd_established(kube_client *c, struct crd_kind *k, size_t nk, size_t i, const json_t *want, size_t *left)
+{
+	const char *name = json_string_value(json_object_get(json_object_get(want, "metadata"), "name"));
+	if (!name)
+		return GITOPS_OK;
+	char *path = gitops_sprintf("/apis/apiextensions.k8s.io/v1/customresourcedefinitions/%s", name);
+	json_t *crd = NULL;
+	int rc = get_json(c, path, &crd);
+	free(path);
+	if (rc)
+		return rc == GITOPS_ENOTFOUND ? GITOPS_OK : rc;
+	bool established = false;
+	size_t j;
+	json_t *cond;
+	json_array_foreach(json_object_get(json_object_get(crd, "status"), "conditions"), j, cond) {
+		const char *t = json_string_value(json_object_get(cond, "type"));
+		const char *st = json_string_value(json_object_get(cond, "status"));
+		if (t && st && !strcmp(t, "Established") && !strcmp(st, "True"))
+			established = true;
+	}
+	json_t *spec = json_object_get(crd, "spec");
+	const char *scope = json_string_value(json_object_get(spec, "scope"));
+	/* the served names are the accepted ones (status.acceptedNames), as discovery shows them */
+	json_t *accepted = json_object_get(json_object_get(crd, "status"), "acceptedNames");
+	const char *kind = json_string_value(json_object_get(accepted, "kind"));
+	const char *plural = json_string_value(json_object_get(accepted, "plural"));
+	pthread_mutex_lock(&c->disc_lock);
+	for (size_t x = 0; established && kind && plural && x < nk; x++) {
+		if (k[x].crd != i || k[x].seen || strcmp(k[x].kind, kind) || strcmp(k[x].plural, plural))
+			continue;
+		bool served = false;
+		json_t *v;
+		json_array_foreach(json_object_get(spec, "versions"), j, v)
+			served |= json_is_true(json_object_get(v, "served")) &&
+				  !strcmp(json_string_value(json_object_get(v, "name")) ?: "", k[x].version);
+		if (!served)
+			continue;
+		add_resource(c, k[x].group, k[x].version, k[x].kind, k[x].plural, scope && !strcmp(scope, "Namespaced"));
+		k[x].seen = true;
+		left[i]--;
+	}
+	pthread_mutex_unlock(&c->disc_lock);
+	json_decref(crd);
+	return GITOPS_OK;
+}
+
 int kube_wait_crds(kube_client *c, const json_t *const *crds, size_t n, bool *ready, long timeout_ms)
 {
 	long long deadline = gitops_now_ms() + timeout_ms;
@@ -375,6 +423,7 @@ int kube_wait_crds(kube_client *c, const json_t *const *crds, size_t n, bool *re
 	}
 	int rc = GITOPS_OK;
 	long wait = 20;
+	long long last_crd_read = gitops_now_ms();
 	for (unsigned pass = 1;; pass++) {
 		/* One small GET per group-version still awaited: its resource list shows a kind only once
 		 * the CRD is Established and the apiserver serves it (what a discovery refresh would find,
@@ -417,6 +466,22 @@ int kube_wait_crds(kube_client *c, const json_t *const *crds, size_t n, bool *re
 			}
 			pthread_mutex_unlock(&c->disc_lock);
 			json_decref(list);
+		}
+		/* Discovery may lag seconds behind the CRD's own Established condition (the apiserver
+		 * then serves its resources already): the first CRD not discovered yet is read itself,
+		 * and once Established its kinds go into the table from its spec, then the next one.
+		 * The first not established ends the pass. CRDs can be large (kube-prometheus' are up
+		 * to 1 MB) and reading them loads a busy apiserver more than the waiting costs, so they
+		 * are read only every 2 s, the small lists at every poll. */
+		bool read_crds = gitops_now_ms() - last_crd_read >= 2000;
+		if (read_crds)
+			last_crd_read = gitops_now_ms();
+		for (size_t i = 0; i < n && !rc && read_crds; i++) {
+			if (!left[i])
+				continue;
+			rc = crd_established(c, k, nk, i, crds[i], left);
+			if (left[i])
+				break;
 		}
 		if (rc)
 			break;

@@ -27,8 +27,9 @@
  * mf_objects       not thread-safe: one owner builds it; once built, reading it (mf_objects_at,
  *                  the objects' JSON) from several threads is safe while nobody adds to it.
  * YAML and keys    mf_yaml_* (common/yaml.c), mf_key_parse_*: pure, reentrant.
- * Process state    the library reads $GITOPS_DATA_DIR, $XDG_CACHE_HOME, $HOME (mf_data_dir) and
- *                  the renderer timeout from the environment: no thread may call setenv meanwhile.
+ * Process state    the library reads the environment ($GITOPS_DATA_DIR, $XDG_CACHE_HOME, $HOME,
+ *                  $TMPDIR, the git credentials $GITOPS_GIT_*, $GITOPS_SSH_*, the renderer
+ *                  timeout): no thread may call setenv while any thread uses manifests/.
  * Every returned string or object is the caller's, to free as each function says. */
 
 /* ---------------------------------------------------------------------------------------------
@@ -397,6 +398,24 @@ int mf_render_app(mf_objects *set, mf_renderer *r, mf_repo *repo, const char *co
  * namespaces and duplicates. The caller owns *out: free with mf_objects_free. */
 int mf_render_env(mf_objects **out, mf_renderer *r, mf_repo *repo, const char *commit,
 		  const struct mf_environment *env, const char *only_app);
+/* mf_render_env_with: what to render and what to do when an app fails. */
+struct mf_render_env_options {
+	const char *only_app;  /* NULL: every app */
+	bool all_apps;         /* with only_app: render the others too (their objects are kept, each
+				* mf_object names its app), e.g. so that a sync of one app never prunes
+				* what another desires */
+	/* Called when `app` fails to render with `rc` (its message in gitops_error_last()): return
+	 * 0 to go on without that app's objects, or the code to stop with. NULL: stop. */
+	int (*failed)(void *data, const struct mf_app *app, int rc);
+	void *failed_data;
+	mf_scope_fn scope;     /* NULL: the renderer's (mf_render_options.scope) */
+	void *scope_data;
+};
+/* The one render loop (mf_render_env and reconcile/'s plan use it): renders the apps of `env` at
+ * `commit` as `opt` says (NULL: every app), then resolves namespaces and duplicates. The caller
+ * owns *out: free with mf_objects_free. */
+int mf_render_env_with(mf_objects **out, mf_renderer *r, mf_repo *repo, const char *commit,
+		       const struct mf_environment *env, const struct mf_render_env_options *opt);
 /* How many renders actually ran (cache misses) since creation. */
 unsigned long mf_renderer_executed(const mf_renderer *r);
 /* How many renders were served from the memory or disk cache. */

@@ -233,8 +233,7 @@ static int string_fields(json_t *obj, const char *file, int line, const char *ap
 	if (rc)
 		return rc;
 	char gb[256];
-	const char *slash = strrchr(api, '/');
-	snprintf(gb, sizeof(gb), "%.*s", slash ? (int)(slash - api) : 0, api);
+	snprintf(gb, sizeof(gb), "%.*s", (int)gitops_api_group_len(api, NULL), api);
 	bool core = !strcmp(api, "v1");
 	if (core && !strcmp(kind, "ConfigMap")) {
 		rc = string_map(json_object_get(obj, "data"), "data", file, line, kind, name);
@@ -383,10 +382,9 @@ static const struct {
 /* The group of an apiVersion ("apps/v1" -> "apps", "v1" -> ""), written into buf. */
 static const char *group_of(const char *api, char *buf, size_t cap)
 {
-	const char *slash = strrchr(api, '/');
-	if (!slash)
+	size_t n = gitops_api_group_len(api, NULL);
+	if (!n)
 		return "";
-	size_t n = (size_t)(slash - api);
 	if (n >= cap)
 		n = cap - 1;
 	memcpy(buf, api, n);

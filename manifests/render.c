@@ -1073,10 +1073,15 @@ out:
 	return rc;
 }
 
-int mf_render_env(mf_objects **out, mf_renderer *r, mf_repo *repo, const char *commit,
-		  const struct mf_environment *env, const char *only_app)
+/* The one render loop: every command and the daemon render an environment through it. */
+int mf_render_env_with(mf_objects **out, mf_renderer *r, mf_repo *repo, const char *commit,
+		       const struct mf_environment *env, const struct mf_render_env_options *opt)
 {
 	*out = NULL;
+	static const struct mf_render_env_options none;
+	if (!opt)
+		opt = &none;
+	const char *only_app = opt->only_app;
 	if (only_app && !mf_environment_app(env, only_app))
 		return gitops_error_set(GITOPS_ENOTFOUND, "environment %s has no app \"%s\"", env->name, only_app);
 	mf_objects *set;
@@ -1084,16 +1089,32 @@ int mf_render_env(mf_objects **out, mf_renderer *r, mf_repo *repo, const char *c
 	int rc = 0;
 	caps_forget(r); /* asked again: the cluster may have been upgraded since the last render */
 	for (size_t i = 0; i < env->n_apps && !rc; i++) {
-		if (only_app && strcmp(env->apps[i].name, only_app))
+		if (only_app && !opt->all_apps && strcmp(env->apps[i].name, only_app))
 			continue;
-		rc = mf_render_app(set, r, repo, commit, env, &env->apps[i]);
+		/* each app into its own set: a failed app the caller goes on without leaves nothing */
+		mf_objects *app;
+		mf_objects_new(&app);
+		rc = mf_render_app(app, r, repo, commit, env, &env->apps[i]);
+		if (rc && opt->failed && !(rc = opt->failed(opt->failed_data, &env->apps[i], rc)))
+			gitops_error_clear();
+		else if (!rc)
+			mf_objects_take(set, app);
+		mf_objects_free(app);
 	}
 	if (!rc)
-		rc = mf_objects_resolve(set, r->scope, r->scope_data);
+		rc = opt->scope ? mf_objects_resolve(set, opt->scope, opt->scope_data)
+				: mf_objects_resolve(set, r->scope, r->scope_data);
 	if (rc) {
 		mf_objects_free(set);
 		return rc;
 	}
 	*out = set;
 	return 0;
+}
+
+int mf_render_env(mf_objects **out, mf_renderer *r, mf_repo *repo, const char *commit,
+		  const struct mf_environment *env, const char *only_app)
+{
+	struct mf_render_env_options o = {.only_app = only_app};
+	return mf_render_env_with(out, r, repo, commit, env, &o);
 }

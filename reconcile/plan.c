@@ -123,39 +123,35 @@ static void free_entries(rec_plan *p)
 	p->prune_blocked = NULL;
 }
 
+/* With --app, another app that does not render does not stop the sync of this one, but then
+ * nothing may be pruned (its objects are unknown). */
+static int other_app_failed(void *data, const struct mf_app *app, int rc)
+{
+	rec_plan *p = data;
+	if (!p->only_app || !strcmp(app->name, p->only_app) || rc == GITOPS_EIO)
+		return rc;
+	free(p->prune_blocked);
+	p->prune_blocked = gitops_sprintf("app %s does not render (%s)", app->name, gitops_error_last());
+	return GITOPS_OK;
+}
+
 /* Step 1, render: every app of the environment at p->revision into *out, namespaces filled in.
  * Every app is rendered, also with --app: what another app desires is never pruned. */
 static int plan_render(mf_objects **out, rec_plan *p)
 {
 	rec_workspace *ws = p->ws;
 	const struct mf_environment *env = p->envp;
-	mf_objects *set = NULL, *tmp = NULL;
+	mf_objects *set = NULL;
 	rec_progress(ws, "%s: rendering %.12s", env->name, p->revision);
-	int rc = mf_objects_new(&set);
-	for (size_t i = 0; i < env->n_apps && !rc; i++) {
-		if ((rc = mf_objects_new(&tmp)) || (rc = mf_render_app(tmp, ws->renderer, ws->repo, p->revision, env, &env->apps[i]))) {
-			if (p->only_app && strcmp(env->apps[i].name, p->only_app) && rc != GITOPS_EIO) {
-				/* Another app does not render: sync this one, but prune nothing. */
-				free(p->prune_blocked);
-				p->prune_blocked = gitops_sprintf("app %s does not render (%s)", env->apps[i].name, gitops_error_last());
-				gitops_error_clear();
-				rc = GITOPS_OK;
-			} else if (rc != GITOPS_EIO) {
-				/* A render failure (bad manifests, renderer error or timeout, missing helm or
-				 * kustomize) is the input's fault, whatever code the renderer reported. */
-				rc = gitops_error_set(GITOPS_EINVALID, "%s", gitops_error_last());
-			}
-		} else {
-			mf_objects_take(set, tmp);
-		}
-		mf_objects_free(tmp);
-		tmp = NULL;
-	}
 	struct scope_ctx sc = {p->client};
-	if (!rc && (rc = mf_objects_resolve(set, scope_lookup, &sc)))
-		rc = gitops_error_set(GITOPS_EINVALID, "%s", gitops_error_last());
+	struct mf_render_env_options ro = {.only_app = p->only_app, .all_apps = true, .failed = other_app_failed,
+					   .failed_data = p, .scope = scope_lookup, .scope_data = &sc};
+	int rc = mf_render_env_with(&set, ws->renderer, ws->repo, p->revision, env, &ro);
 	if (rc) {
-		mf_objects_free(set);
+		/* A render failure (bad manifests, renderer error or timeout, missing helm or
+		 * kustomize) is the input's fault, whatever code the renderer reported. */
+		if (rc != GITOPS_EIO)
+			rc = gitops_error_set(GITOPS_EINVALID, "%s", gitops_error_last());
 		return rc;
 	}
 	*out = set;

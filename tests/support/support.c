@@ -59,3 +59,18 @@ const char *t_env(const char *name)
 	}
 	return v;
 }
+
+json_t *t_fixture(const char *fmt, ...)
+{
+	gitops_buf path = GITOPS_BUF_INIT;
+	va_list ap;
+	va_start(ap, fmt);
+	gitops_buf_vprintf(&path, fmt, ap);
+	va_end(ap);
+	json_error_t err;
+	json_t *v = json_load_file(path.ptr, 0, &err);
+	if (!v)
+		fail_msg("%s:%d: %s", path.ptr, err.line, err.text);
+	gitops_buf_free(&path);
+	return v;
+}

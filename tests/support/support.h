@@ -11,6 +11,9 @@
 /* Runs a shell command; returns its exit status and, when out is non-NULL, its stdout+stderr
  * (caller frees). */
 int t_sh(char **out, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* A JSON fixture file (path as printf, relative to the repository root) parsed; fails the test
+ * naming file:line when it does not parse. The caller owns it (json_decref). */
+json_t *t_fixture(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 /* A name unique to this process and call: "<prefix>-<pid>-<n>". Caller frees. */
 char *t_unique(const char *prefix);
 /* The value of an environment variable the test needs; aborts the test program when unset. */

@@ -107,6 +107,27 @@ static void pipeline_name_and_adopt(void **state)
 	mf_config_free(cfg);
 }
 
+/* gitops.yaml's scalars follow the one YAML reader's rules (kubectl's YAML 1.1): y/on are true,
+ * 0x2 is 2; a quoted "yes" is a string, not a boolean. */
+static void scalars_follow_kubectl_yaml_rules(void **state)
+{
+	(void)state;
+	const char *y = "apiVersion: gitops/v1\nkind: Pipeline\nenvironments:\n  - name: dev\n"
+			"    sync: {auto: y, prune: On, selfHeal: n}\n"
+			"    approval: {required: 0x1, approvers: [{name: a, key: \"ed25519:AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=\"}]}\n";
+	struct mf_config *cfg = NULL;
+	if (mf_config_parse(&cfg, y, strlen(y), "gitops.yaml"))
+		fail_msg("%s", gitops_error_last());
+	assert_true(cfg->envs[0].sync_auto);
+	assert_true(cfg->envs[0].sync_prune);
+	assert_false(cfg->envs[0].sync_self_heal);
+	assert_int_equal(cfg->envs[0].approval_required, 1);
+	mf_config_free(cfg);
+	const char *q = "apiVersion: gitops/v1\nkind: Pipeline\nenvironments:\n  - name: dev\n    sync: {auto: \"yes\"}\n";
+	assert_int_equal(mf_config_parse(&cfg, q, strlen(q), "gitops.yaml"), GITOPS_EINVALID);
+	assert_non_null(strstr(gitops_error_last(), "gitops.yaml:5:19: sync.auto: expected true or false"));
+}
+
 /* "./apps//a/" names apps/a (as Argo CD and Flux take it); "./" is the repository root. */
 static void app_paths_are_normalized(void **state)
 {
@@ -211,6 +232,7 @@ int main(void)
 		cmocka_unit_test(app_paths_are_normalized),
 		cmocka_unit_test(default_track_is_the_branch),
 		cmocka_unit_test(pipeline_name_and_adopt),
+		cmocka_unit_test(scalars_follow_kubectl_yaml_rules),
 		cmocka_unit_test(each_config_error_names_file_line_col),
 		cmocka_unit_test(durations),
 	};

@@ -11,17 +11,9 @@
 
 #include "common/common.h"
 #include "reconcile/internal.h"
+#include "support/support.h"
 
-static json_t *load(const char *name)
-{
-	char *path = gitops_sprintf("tests/fixtures/health/live/%s.json", name);
-	json_error_t err;
-	json_t *v = json_load_file(path, 0, &err);
-	if (!v)
-		fail_msg("%s:%d: %s", path, err.line, err.text);
-	free(path);
-	return v;
-}
+static json_t *load(const char *name) { return t_fixture("tests/fixtures/health/live/%s.json", name); }
 
 static void expect_key(const char *fixture, const char *want)
 {
