@@ -28,7 +28,7 @@ cm_is() { [ "$(kubectl -n "$ns" get configmap "$1" -o jsonpath="{.data.$2}" 2>/d
 log_has() { grep -q -- "$1" "$tmp/daemon.log"; }
 hist_count() { "$G" history --repo "$repo" --env "$1" --type "$2" ${3:+--sha "$3"} --json 2>/dev/null | python3 -c 'import json,sys; print(len(json.load(sys.stdin)))'; }
 count_is() { [ "$(hist_count "$1" "$2" "${4:-}")" = "$3" ]; }
-start_daemon() { "$G" run --repo "$repo" --interval 1s --env "$env" --env "$far" >>"$tmp/daemon.log" 2>&1 & daemon_pid=$!; }
+start_daemon() { "$G" run --repo "$repo" --listen 127.0.0.1:0 --interval 1s --env "$env" --env "$far" >>"$tmp/daemon.log" 2>&1 & daemon_pid=$!; }
 
 repo=$tmp/repo; mkdir -p "$repo/app"
 # an environment whose cluster is a closed port: it must fail alone
