@@ -14,7 +14,7 @@ trap '[ "$started" = 1 ] && tests/testenv/cluster-down.sh >/dev/null' EXIT
 echo "== kube/ cache: list-then-watch of ${BENCH_CACHE_OBJECTS:-10000} ConfigMaps"
 build/bench/cache_fill "${BENCH_CACHE_OBJECTS:-10000}"
 echo
-echo "== sync and diff: gitops against kubectl on the same objects"
+echo "== sync and diff: gitops against kubectl on the same objects, at ${BENCH_SIZES:-1100 11000} objects"
 bench/sync_bench.sh
 echo
 echo "== history/: ${BENCH_HISTORY_EVENTS:-100000} events appended, then a filtered query and DORA"

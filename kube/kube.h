@@ -156,7 +156,8 @@ int kube_list(json_t **items, char **resource_version, kube_client *c,
 /* kube_list page by page (memory: one page of at most 500 objects at a time): `page` gets each
  * page's items (borrowed for the call: take a reference to keep one); `restart` (may be NULL)
  * is called when the list starts over after an expired continue token, so what the pages gave
- * so far must be dropped. *resource_version (may be NULL) as for kube_list. */
+ * so far must be dropped. *resource_version (may be NULL) as for kube_list. Thread-safe like
+ * every call on a client; the callbacks run on the calling thread. */
 int kube_list_pages(kube_client *c, const struct kube_resource *r, const char *ns, const char *label_selector,
 		    void (*page)(void *ud, json_t *items), void (*restart)(void *ud), void *ud,
 		    char **resource_version);

@@ -385,8 +385,9 @@ struct mf_render_options {
 	void *capabilities_data;
 };
 
-/* Creates a renderer (holds the in-memory cache, the counters, a checkout of the last commit
- * rendered with helm/kustomize). Not thread-safe: one renderer per thread. `opts` may be NULL.
+/* Creates a renderer (holds the in-memory cache: the newest renders as compact JSON text, at
+ * most 16 MiB; the counters; a checkout of the last commit rendered with helm/kustomize). Not
+ * thread-safe: one renderer per thread. `opts` may be NULL.
  * The caller owns *out: free with mf_renderer_free (removes the checkout). */
 int mf_renderer_new(mf_renderer **out, const struct mf_render_options *opts);
 void mf_renderer_free(mf_renderer *r);

@@ -6,6 +6,7 @@
 #include "reconcile/internal.h"
 #include "history/history.h"
 
+#include <malloc.h>
 #include <pthread.h>
 #include <stdarg.h>
 #include <stdint.h>
@@ -60,7 +61,10 @@ struct denv {
 	/* Taken for writing while the watches are replaced or freed, for reading while the healer
 	 * reads a cache (never while holding `lock`: callbacks take `lock`). */
 	pthread_rwlock_t wlock;
-	json_t *desired;          /* key -> {"obj": desired object, "w": index into watches} */
+	/* key -> {"t": the desired object as compact JSON text, "w": index into watches}: text, as
+	 * the watch caches keep theirs (a parsed tree takes about 8 times the memory); parsed with
+	 * desired_of when an event needs it. */
+	json_t *desired;
 	json_t *queue;            /* key -> epoch of the watch event (ms), objects to look at */
 	bool self_heal, suspended, syncing, stop;
 	bool rekey;               /* new desired objects: the healer re-keys episodes read back */
@@ -225,6 +229,14 @@ static void set_error(struct denv *de, const char *err)
 
 /* ---- watches: list-then-watch per kind and namespace ------------------------------------ */
 
+/* The desired object of a de->desired entry (a new reference), or NULL. */
+static json_t *desired_of(const json_t *d)
+{
+	const json_t *t = json_object_get(d, "t");
+	json_error_t je;
+	return t ? json_loadb(json_string_value(t), json_string_length(t), 0, &je) : NULL;
+}
+
 /* On a cache thread: compare the object with its desired form now; queue it when it differs. */
 static void on_watch_event(void *ud, enum kube_event ev, const json_t *obj, const json_t *old)
 {
@@ -242,12 +254,14 @@ static void on_watch_event(void *ud, enum kube_event ev, const json_t *obj, cons
 	} else if (d) {
 		drift_result *res = NULL;
 		drift_options dopt = {.field_manager = DRIFT_FIELD_MANAGER, .ignore = de->ignore};
-		if (drift_compare(&res, json_object_get(d, "obj"), ev == KUBE_DELETED ? NULL : obj, &dopt) == 0 &&
+		json_t *desired = desired_of(d);
+		if (drift_compare(&res, desired, ev == KUBE_DELETED ? NULL : obj, &dopt) == 0 &&
 		    drift_result_state(res) != DRIFT_IN_SYNC && !json_object_get(de->queue, key)) {
 			json_object_set_new(de->queue, key, json_integer(gitops_now_ms()));
 			pthread_cond_signal(&de->cond);
 		}
 		drift_result_free(res);
+		json_decref(desired);
 	}
 	pthread_mutex_unlock(&de->lock);
 	free(key);
@@ -302,7 +316,9 @@ static int watch_plan(struct denv *de, rec_plan *plan, const struct mf_environme
 		const char *ns = jstr(json_object_get(it->desired, "metadata"), "namespace");
 		size_t w = pair_index(pairs, &nw, &nn, de, r, ns);
 		char *key = rec_object_key(it->desired);
-		json_object_set_new(desired, key, json_pack("{s:O, s:I}", "obj", it->desired, "w", (json_int_t)w));
+		char *text = json_dumps(it->desired, JSON_COMPACT);
+		json_object_set_new(desired, key, json_pack("{s:s, s:I}", "t", text, "w", (json_int_t)w));
+		free(text);
 		free(key);
 	}
 	json_decref(pairs);
@@ -420,7 +436,7 @@ static drift_state current_state(struct denv *de, const char *key, json_t **desi
 	pthread_rwlock_rdlock(&de->wlock);
 	pthread_mutex_lock(&de->lock);
 	json_t *d = json_object_get(de->desired, key);
-	json_t *desired = d ? json_incref(json_object_get(d, "obj")) : NULL;
+	json_t *desired = d ? desired_of(d) : NULL;
 	size_t w = d ? (size_t)json_integer_value(json_object_get(d, "w")) : 0;
 	kube_cache *kc = d && w < de->n_watches ? de->watches[w].cache : NULL;
 	drift_options dopt = {.field_manager = DRIFT_FIELD_MANAGER, .ignore = de->ignore};
@@ -597,7 +613,9 @@ static void rekey_episodes(struct denv *de)
 		const char *dk;
 		json_t *d;
 		json_object_foreach(de->desired, dk, d) {
-			char *o = describe_obj(json_object_get(d, "obj"));
+			json_t *dobj = desired_of(d);
+			char *o = describe_obj(dobj);
+			json_decref(dobj);
 			bool match = !strcmp(o, k);
 			free(o);
 			if (match) {
@@ -870,9 +888,29 @@ static int sync_and_gate(struct denv *de, rec_plan *plan, const struct mf_enviro
 	return rc;
 }
 
-/* One pass: fetch, read the state branch, resolve the target; when anything moved, plan (one
- * list per kind and namespace), sync when allowed, gate, record, and point the watches at the
- * new desired objects. In steady state: the fetch, one state-branch read, nothing else. */
+/* rec_live_source over the environment's watch caches (reconciler thread). They hold only the
+ * objects labelled as this environment's, so an object not in a cache may still exist without
+ * the labels: that one is GITOPS_ENOTFOUND, and the plan lists its kind and namespace. */
+static int cached_live(void *ud, const struct kube_resource *r, const struct rec_ref *ref, json_t **out)
+{
+	struct denv *de = ud;
+	*out = NULL;
+	int rc = GITOPS_ENOTFOUND;
+	pthread_rwlock_rdlock(&de->wlock);
+	for (size_t i = 0; i < de->n_watches && rc; i++) {
+		const struct dwatch *w = &de->watches[i];
+		const char *ns = r->namespaced ? ref->namespace : NULL;
+		if (w->r == r && !strcmp(w->ns ? w->ns : "", ns ? ns : "") && (*out = kube_cache_get(w->cache, ns, ref->name)))
+			rc = GITOPS_OK;
+	}
+	pthread_rwlock_unlock(&de->wlock);
+	return rc;
+}
+
+/* One pass: fetch, read the state branch, resolve the target; when anything moved, plan (live
+ * objects from the watch caches, else one list per kind and namespace), sync when allowed,
+ * gate, record, and point the watches at the new desired objects. In steady state: the fetch,
+ * one state-branch read, nothing else. */
 static int reconcile_once(struct denv *de, bool *again)
 {
 	*again = false;
@@ -946,7 +984,9 @@ static int reconcile_once(struct denv *de, bool *again)
 		return gitops_error_prefix("%s", de->name);
 	}
 	rec_plan *plan = NULL;
-	if ((rc = rec_plan_env(&plan, de->ws, de->name, target, NULL))) {
+	struct rec_live_source live = {cached_live, de};
+	struct rec_plan_options po = {.revision = target, .live = &live};
+	if ((rc = rec_plan_new(&plan, de->ws, de->name, &po))) {
 		json_decref(state);
 		return rc;
 	}
@@ -984,6 +1024,9 @@ static int reconcile_once(struct denv *de, bool *again)
 		de->applied[0] = '\0'; /* plan again on the next pass */
 	rec_plan_free(plan);
 	json_decref(state);
+	/* A plan's rendered and live objects are gone now; hand the heap they took back to the
+	 * system, or the daemon's resident memory stays at its peak for good. */
+	malloc_trim(0);
 	return *again ? GITOPS_OK : rc;
 }
 

@@ -295,16 +295,14 @@ static void slim_live(struct rec_entry *e)
 {
 	if (!e->item.live || !e->item.result || drift_result_state(e->item.result) != DRIFT_IN_SYNC)
 		return;
-	json_t *meta = json_object_get(e->item.live, "metadata"), *m = json_object();
+	/* In place (the plan holds the only reference that counts: a list page is dropped next). */
 	const char *k;
 	json_t *v;
-	json_object_foreach(meta, k, v)
-		if (strcmp(k, "managedFields"))
-			json_object_set(m, k, v);
-	json_t *slim = json_pack("{s:O?, s:O?, s:o}", "apiVersion", json_object_get(e->item.live, "apiVersion"), "kind",
-				 json_object_get(e->item.live, "kind"), "metadata", m);
-	json_decref(e->item.live);
-	e->item.live = slim;
+	void *tmp;
+	json_object_foreach_safe(e->item.live, tmp, k, v)
+		if (strcmp(k, "apiVersion") && strcmp(k, "kind") && strcmp(k, "metadata"))
+			json_object_del(e->item.live, k);
+	json_object_del(json_object_get(e->item.live, "metadata"), "managedFields");
 }
 
 static void uncompare(struct rec_entry *e)
