@@ -269,6 +269,10 @@ struct hist_policy {
 /* Attaches a policy: from then on every read of the snapshot (pins, promotions, env state) and
  * every append first verifies the chain incrementally (hist_check). */
 void hist_set_policy(hist *h, const struct hist_policy *pol);
+/* Ends the appends' compare-and-swap retries (up to 500 against other writers, about 100 s)
+ * once *flag is set (gitops_cancel_flag; it must outlive h): an append still makes 10 attempts
+ * (about 2 s) so that a stopping process records its last event, then returns GITOPS_ETIMEOUT. */
+void hist_set_cancel(hist *h, const atomic_bool *flag);
 /* Sync, health and drift events appended through `h` are signed with this Ed25519 private key
  * (gitops keygen; a reporter's key). GITOPS_EINVALID / GITOPS_ENOTFOUND for a bad key file. */
 int hist_set_signing_key(hist *h, const char *key_file);

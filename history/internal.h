@@ -27,6 +27,7 @@ struct hist {
 	char *signer_pub;
 	git_oid checked;   /* the tip verified in this process (skip re-checking it) */
 	bool has_checked;
+	const atomic_bool *cancel; /* hist_set_cancel: ends the append retry loops */
 };
 
 /* ---- snapshot.c: the state as JSON, loaded lazily from a tree ---------------------------- */

@@ -413,6 +413,17 @@ static void keep_cache(hist *h, struct hist_snap *s, const git_oid *tree_id, con
 	h->cache_tip = *commit;
 }
 
+void hist_set_cancel(hist *h, const atomic_bool *flag) { h->cancel = flag; }
+
+/* Whether a retry loop stops now: a cancelled append after its first 10 attempts. */
+static bool cancelled(const hist *h, int attempt) { return attempt >= 9 && h->cancel && atomic_load(h->cancel); }
+
+static int cancelled_error(hist *h, int attempt)
+{
+	return gitops_error_set(GITOPS_ETIMEOUT, "%s: cancelled after %d attempts: other writers kept moving the branch",
+				h->desc, attempt + 1);
+}
+
 static int give_up(hist *h, int attempt)
 {
 	return gitops_error_set(GITOPS_ECONFLICT, "%s: gave up after %d attempts: other writers keep moving the branch",
@@ -464,6 +475,8 @@ int hist_append(hist *h, json_t *ev, hist_prepare_fn prep, void *ud, bool *skipp
 			return rc;
 		if (attempt >= 500)
 			return give_up(h, attempt);
+		if (cancelled(h, attempt))
+			return cancelled_error(h, attempt);
 		backoff(attempt);
 	}
 }
@@ -582,6 +595,10 @@ int hist_record_batch(hist *h, const struct hist_event *evs, size_t n)
 			break;
 		if (attempt >= 500) {
 			rc = give_up(h, attempt);
+			break;
+		}
+		if (cancelled(h, attempt)) {
+			rc = cancelled_error(h, attempt);
 			break;
 		}
 		rc = 0;

@@ -175,6 +175,8 @@ static int open_hist(hist **h, struct denv *de, bool obey)
 	const char *key = de->d->opt->signing_key;
 	if (!rc && key && *key)
 		rc = hist_set_signing_key(*h, key);
+	if (!rc && de->d->opt->cancel)
+		hist_set_cancel(*h, gitops_cancel_flag(de->d->opt->cancel)); /* SIGTERM ends CAS retries */
 	if (rc) {
 		dlog(de, "warning: cannot open the state branch: %s", gitops_error_last());
 		hist_free(*h);

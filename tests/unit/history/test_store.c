@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <stdatomic.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -170,12 +171,60 @@ static void two_processes_append_at_once(void **state)
 	hist_verify_report_clear(&r);
 }
 
+/* Another process keeps moving the branch while every attempt of ours is slowed down
+ * (GITOPS_TEST_APPEND_DELAY_MS): with the cancel flag set the append gives up after its first
+ * attempts instead of retrying for up to 500; without contention a cancelled append still lands. */
+static void cancelled_append_stops_retrying(void **state)
+{
+	(void)state;
+	char *stop = gitops_sprintf("%s/stop-writer", dir);
+	pid_t kid = fork();
+	if (kid == 0) {
+		hist *mine = NULL;
+		char *repo = gitops_sprintf("%s/state.git", dir), *data = gitops_sprintf("%s/data-w", dir);
+		struct hist_options o = {.repo = repo, .data_dir = data};
+		int rc = hist_open(&mine, &o);
+		for (int i = 0; i < 3000 && !rc && access(stop, F_OK) != 0; i++) {
+			struct hist_event e = {.type = "drift.detected", .environment = "w", .actor = "t", .trigger = "auto",
+					       .duration_ms = -1};
+			rc = hist_record(NULL, mine, &e);
+		}
+		hist_free(mine);
+		_exit(rc ? 1 : 0);
+	}
+	atomic_bool flag = true;
+	hist_set_cancel(h, &flag);
+	setenv("GITOPS_TEST_APPEND_DELAY_MS", "150", 1);
+	struct hist_event e = {.type = "drift.detected", .environment = "c", .actor = "t", .trigger = "auto",
+			       .duration_ms = -1};
+	int rc = hist_record(NULL, h, &e);
+	char *msg = gitops_strdup(gitops_error_last());
+	unsetenv("GITOPS_TEST_APPEND_DELAY_MS");
+	FILE *f = fopen(stop, "w");
+	if (f)
+		fclose(f);
+	int st;
+	waitpid(kid, &st, 0);
+	assert_true(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+	assert_int_equal(rc, GITOPS_ETIMEOUT);
+	assert_non_null(strstr(msg, "cancelled after 10 attempts"));
+	free(msg);
+	struct hist_filter fc = {.type = "drift.detected", .env = "c"};
+	assert_int_equal(count(&fc), 0);
+	/* nobody else writing: the first attempt lands although the flag is set */
+	assert_int_equal(hist_record(NULL, h, &e), 0);
+	assert_int_equal(count(&fc), 1);
+	hist_set_cancel(h, NULL);
+	free(stop);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(appends_update_snapshot_and_index),
 		cmocka_unit_test(batches_land_in_order),
 		cmocka_unit_test(two_processes_append_at_once),
+		cmocka_unit_test(cancelled_append_stops_retrying),
 	};
 	return cmocka_run_group_tests(tests, setup, teardown);
 }
