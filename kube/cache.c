@@ -304,6 +304,11 @@ static void *run(void *arg)
 			}
 			need_list = false;
 		}
+		/* re-armed before the stop is read: a stop after this point shuts the new socket */
+		atomic_store(&kc->break_stream, 0);
+		kube_stream_rearm(&kc->sock);
+		if (atomic_load(&kc->stop))
+			break;
 		pthread_mutex_lock(&kc->lock);
 		if (kc->debug_rv) {
 			free(kc->rv);
@@ -317,10 +322,6 @@ static void *run(void *arg)
 		pthread_mutex_unlock(&kc->lock);
 		if (sel)
 			gitops_buf_printf(&path, "&labelSelector=%s", sel);
-		atomic_store(&kc->break_stream, 0);
-		kube_stream_rearm(&kc->sock);
-		if (atomic_load(&kc->stop))
-			break;
 		gitops_buf_clear(&kc->line);
 		kc->gone = kc->stream_error = false;
 		struct kube_http_opts o = {.watch = true, .on_data = on_stream, .ud = kc,
