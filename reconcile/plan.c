@@ -373,6 +373,8 @@ static int plan_read_live(rec_plan *p, json_t *index, const drift_options *dopt)
 		struct rec_entry *e = &p->entries[i];
 		if (!e->resource)
 			continue;
+		if (e->item.result)
+			continue; /* read and compared already, by the list of an earlier entry's kind */
 		const char *ns = e->resource->namespaced && e->item.ref.namespace ? e->item.ref.namespace : NULL;
 		if (p->live.get) {
 			json_t *live = NULL;
