@@ -12,6 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #define MAX_CFGS 8
@@ -436,11 +437,19 @@ static int reflog_check(hist *h, struct hist_verify_report *rep, const git_oid *
 		for (size_t i = 0; i < git_reflog_entrycount(log) && !rc; i++) {
 			const git_oid *id = git_reflog_entry_id_new(git_reflog_entry_byindex(log, i));
 			if (!git_oid_is_zero(id) && !contains(h->repo, tip, id)) {
-				git_oid now; /* the branch moved on since we read it: read it again */
-				/* the branch moved on since we read it (libgit2 may log before it moves the
-				 * ref, so `now` need not contain the entry yet): read it again, and judge a
-				 * rewrite only on a tip that holds still */
-				if (git_reference_name_to_id(&now, h->repo, h->ref) == 0 && !git_oid_equal(&now, tip)) {
+				/* The branch may be moving: a writer appends the reflog entry under the ref's
+				 * lock and moves the ref just after, so for a moment the log names a commit the
+				 * ref does not reach yet. Read the ref again for up to ~200 ms, and judge a
+				 * rewrite only on a tip that held still all along. */
+				bool moved = false;
+				for (int k = 0; k < 100 && !moved; k++) {
+					git_oid now;
+					if (git_reference_name_to_id(&now, h->repo, h->ref) == 0 && !git_oid_equal(&now, tip))
+						moved = true;
+					else if (k < 99)
+						nanosleep(&(struct timespec){0, 2000000L}, NULL);
+				}
+				if (moved) {
 					rc = GITOPS_ECONFLICT;
 					break;
 				}
