@@ -65,9 +65,12 @@ static void sweep_work(const char *root)
 		char *lock = gitops_sprintf("%s/lock", dir);
 		struct stat st;
 		int fd = open(lock, O_RDWR | O_CLOEXEC | O_NOFOLLOW);
-		/* a directory without its lock is either being created (give it a minute) or left over */
-		bool dead = fd < 0 ? (!lstat(dir, &st) && S_ISDIR(st.st_mode) && time(NULL) - st.st_mtime > 60)
-				   : flock(fd, LOCK_EX | LOCK_NB) == 0;
+		/* A directory is left over when it is over a minute old and nobody holds its lock. A
+		 * younger one may be being created: its owner makes the lock file, then takes the
+		 * lock, and a sweep between the two would take it for dead and remove a live
+		 * renderer's directory (every later render of that renderer then fails). */
+		bool old = !lstat(dir, &st) && S_ISDIR(st.st_mode) && time(NULL) - st.st_mtime > 60;
+		bool dead = old && (fd < 0 || flock(fd, LOCK_EX | LOCK_NB) == 0);
 		if (dead)
 			mf_rmtree(dir);
 		if (fd >= 0)
