@@ -105,7 +105,8 @@ static void path_key(gitops_buf *b, const char *key)
 		      (*p >= '0' && *p <= '9') || *p == '_' || *p == '-'))
 			plain = 0;
 	if (plain) {
-		gitops_buf_printf(b, ".%s", key);
+		gitops_buf_putc(b, '.');
+		gitops_buf_puts(b, key);
 	} else {
 		json_t *s = json_string(key);
 		char *enc = s ? json_dumps(s, JSON_ENCODE_ANY) : NULL;
