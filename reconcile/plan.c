@@ -287,10 +287,12 @@ static int compare_one(rec_plan *p, struct rec_entry *e, const drift_options *do
 	return drift_compare(&e->item.result, e->item.desired, e->item.live, dopt);
 }
 
-/* Once an object is known to be in sync, its live form is cut down to what names it (apiVersion,
- * kind, metadata without managedFields): most of a plan's memory is otherwise live objects that
- * nothing reads again. MODIFIED (confirmed with the whole object) and EXTRA (pruned: a CRD's
- * spec is read) keep it whole. */
+/* Once an object is known to be in sync, its live form is cut down to what is read of it later:
+ * apiVersion, kind and of its metadata name, namespace, annotations, generation and
+ * deletionTimestamp (labels were read by the comparison; managedFields, uid, resourceVersion
+ * are bookkeeping nothing reads from a plan). Most of a plan's memory is otherwise live objects
+ * that nothing reads again. MODIFIED (confirmed with the whole object) and EXTRA (pruned: a
+ * CRD's spec is read) keep it whole. */
 static void slim_live(struct rec_entry *e)
 {
 	if (!e->item.live || !e->item.result || drift_result_state(e->item.result) != DRIFT_IN_SYNC)
@@ -302,7 +304,15 @@ static void slim_live(struct rec_entry *e)
 	json_object_foreach_safe(e->item.live, tmp, k, v)
 		if (strcmp(k, "apiVersion") && strcmp(k, "kind") && strcmp(k, "metadata"))
 			json_object_del(e->item.live, k);
-	json_object_del(json_object_get(e->item.live, "metadata"), "managedFields");
+	static const char *const keep[] = {"name", "namespace", "annotations", "generation", "deletionTimestamp"};
+	json_t *meta = json_object_get(e->item.live, "metadata");
+	json_object_foreach_safe(meta, tmp, k, v) {
+		size_t i = 0;
+		while (i < sizeof(keep) / sizeof(*keep) && strcmp(k, keep[i]))
+			i++;
+		if (i == sizeof(keep) / sizeof(*keep))
+			json_object_del(meta, k);
+	}
 }
 
 static void uncompare(struct rec_entry *e)
