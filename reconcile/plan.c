@@ -315,6 +315,18 @@ static void slim_live(struct rec_entry *e)
 	}
 }
 
+/* A results_only plan (a diff) drops the desired form of what is in sync as soon as it is
+ * compared: with the live forms cut down, the plan's memory is then what differs. */
+static void drop_desired(const rec_plan *p, struct rec_entry *e)
+{
+	if (!p->results_only || !e->item.desired || !e->item.result ||
+	    drift_result_state(e->item.result) != DRIFT_IN_SYNC)
+		return;
+	json_decref(e->item.desired);
+	e->item.desired = NULL;
+	e->desired_dropped = true;
+}
+
 static void uncompare(struct rec_entry *e)
 {
 	drift_result_free(e->item.result);
@@ -352,10 +364,13 @@ static void keep_named(void *ud, json_t *items)
 		if (!at)
 			continue;
 		struct rec_entry *e = &lc->p->entries[json_integer_value(at)];
+		if (e->desired_dropped)
+			continue; /* a restarted list: compared in sync before it restarted */
 		uncompare(e);
 		e->item.live = json_incref(it);
 		lc->rc = compare_one(lc->p, e, lc->dopt);
 		slim_live(e);
+		drop_desired(lc->p, e);
 	}
 }
 
@@ -366,7 +381,7 @@ static void restart_named(void *ud)
 	for (size_t i = 0; i < lc->p->n; i++) {
 		struct rec_entry *e = &lc->p->entries[i];
 		const char *ns = e->resource && e->resource->namespaced ? e->item.ref.namespace : NULL;
-		if (e->resource == lc->r && !strcmp(ns ? ns : "", lc->ns ? lc->ns : ""))
+		if (e->resource == lc->r && !strcmp(ns ? ns : "", lc->ns ? lc->ns : "") && !e->desired_dropped)
 			uncompare(e);
 	}
 }
@@ -545,6 +560,7 @@ int rec_plan_new(rec_plan **out, rec_workspace *ws, const char *env_name, const 
 	p->only_app = only_app ? gitops_strdup(only_app) : NULL;
 	if (opt->live)
 		p->live = *opt->live;
+	p->results_only = opt->results_only;
 	if (!(rc = rec_resolve_revision(p->revision, ws, env, revision)) && !(rc = rec_workspace_client(&p->client, ws, env)))
 		rc = plan_build(p);
 	if (rc) {
