@@ -64,9 +64,11 @@ int cmd_diff(int argc, char **argv)
 	rec_workspace *ws = NULL;
 	rec_plan *plan = NULL;
 	struct refusals ref = {NULL, 0};
+	/* a diff reads only the results: what is in sync holds no desired object */
+	struct rec_plan_options po = {.revision = a.revision, .only_app = a.app, .results_only = true};
 	int rc = rec_workspace_open(&ws, &wo);
 	if (!rc)
-		rc = rec_plan_env(&plan, ws, a.env, a.revision, a.app);
+		rc = rec_plan_new(&plan, ws, a.env, &po);
 	if (!rc) {
 		ref.n = rec_plan_count(plan);
 		ref.msg = gitops_calloc(ref.n + 1, sizeof(*ref.msg));

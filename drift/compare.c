@@ -104,8 +104,19 @@ static void path_key(gitops_buf *b, const char *key)
 		if (!((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') ||
 		      (*p >= '0' && *p <= '9') || *p == '_' || *p == '-'))
 			plain = 0;
+	/* printable ASCII without a quote or backslash: what jansson would write, unescaped
+	 * (label and annotation keys, at every comparison: encoding them was a tenth of a plan) */
+	int verbatim = !plain && *key != '\0';
+	for (const char *p = key; verbatim && *p; p++)
+		if (*p < 0x20 || *p > 0x7e || *p == '"' || *p == '\\')
+			verbatim = 0;
 	if (plain) {
-		gitops_buf_printf(b, ".%s", key);
+		gitops_buf_putc(b, '.');
+		gitops_buf_puts(b, key);
+	} else if (verbatim) {
+		gitops_buf_puts(b, "[\"");
+		gitops_buf_puts(b, key);
+		gitops_buf_puts(b, "\"]");
 	} else {
 		json_t *s = json_string(key);
 		char *enc = s ? json_dumps(s, JSON_ENCODE_ANY) : NULL;

@@ -1,5 +1,6 @@
 /* normalize: rewrites desired and live objects into one comparable form, so spellings the
  * apiserver changes on the way in (defaults, stringData, nulls) are not reported as drift. */
+#include <stdbool.h>
 #include <string.h>
 
 #include <openssl/evp.h>
@@ -117,22 +118,40 @@ int drift_normalize(json_t **out, const json_t *object)
 	*out = NULL;
 	if (!json_is_object(object))
 		return gitops_error_set(GITOPS_EINVALID, "drift: object is not a JSON object");
-	json_t *o = json_deep_copy(object);
+	/* status belongs to controllers; a CRD's is kept because Flux does (its intent may carry
+	 * one), and comparing only desired fields makes it harmless either way */
+	const char *kind0 = json_string_value(json_object_get(object, "kind"));
+	bool keep_status = kind0 && strcmp(kind0, "CustomResourceDefinition") == 0;
+	/* written by the server only; never part of an intent */
+	static const char *const server_only[] = {"creationTimestamp", "managedFields",
+		"resourceVersion", "uid", "generation", "selfLink"};
+	/* A copy without what is dropped anyway: managedFields are most of a live object, and
+	 * copying them to delete them was most of a comparison's cost. */
+	json_t *o = json_object();
+	const char *k;
+	json_t *v;
+	json_object_foreach((json_t *)object, k, v) {
+		if (!keep_status && strcmp(k, "status") == 0)
+			continue;
+		if (strcmp(k, "metadata") == 0 && json_is_object(v)) {
+			json_t *md = json_object();
+			const char *mk;
+			json_t *mv;
+			json_object_foreach(v, mk, mv) {
+				size_t i = 0;
+				while (i < sizeof(server_only) / sizeof(*server_only) && strcmp(mk, server_only[i]))
+					i++;
+				if (i == sizeof(server_only) / sizeof(*server_only))
+					json_object_set_new(md, mk, json_deep_copy(mv));
+			}
+			json_object_set_new(o, k, md);
+		} else {
+			json_object_set_new(o, k, json_deep_copy(v));
+		}
+	}
 	drop_nulls(o);
 	const char *kind = json_string_value(json_object_get(o, "kind"));
 	const char *api = json_string_value(json_object_get(o, "apiVersion"));
-	json_t *md = json_object_get(o, "metadata");
-	if (json_is_object(md)) {
-		/* written by the server only; never part of an intent */
-		static const char *const server_only[] = {"creationTimestamp", "managedFields",
-			"resourceVersion", "uid", "generation", "selfLink"};
-		for (size_t i = 0; i < sizeof(server_only) / sizeof(*server_only); i++)
-			json_object_del(md, server_only[i]);
-	}
-	/* status belongs to controllers; a CRD's is kept because Flux does (its intent may carry
-	 * one), and comparing only desired fields makes it harmless either way */
-	if (!kind || strcmp(kind, "CustomResourceDefinition") != 0)
-		json_object_del(o, "status");
 	int core = api && strcmp(api, "v1") == 0;
 	default_protocols(o);
 	if (core && kind && strcmp(kind, "Secret") == 0) {

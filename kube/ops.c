@@ -3,6 +3,8 @@
 #include "kube/internal.h"
 #include "common/mask.h"
 
+#include <pthread.h>
+#include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -599,6 +601,74 @@ int kube_get(json_t **out, kube_client *c, const char *api_version, const char *
 	return rc;
 }
 
+/* One page's GET, run on a helper thread so the next page is on its way while the caller's
+ * callback works on this one. The thread only transfers (it builds no JSON: the objects are
+ * made and freed on the calling thread, in its malloc arena). Its error text is carried back. */
+struct page_fetch {
+	kube_client *c;
+	char *path;
+	long status;
+	gitops_buf resp;
+	int rc;
+	char *error;
+	pthread_t th;
+	bool running;
+};
+
+static void *page_fetch_run(void *arg)
+{
+	struct page_fetch *f = arg;
+	struct kube_http_opts o = {0};
+	f->rc = kube_http(f->c, "GET", f->path, NULL, &o, &f->status, &f->resp);
+	if (f->rc)
+		f->error = gitops_strdup(gitops_error_last());
+	return NULL;
+}
+
+static char *page_path(const char *base, const char *sel, const char *cont)
+{
+	gitops_buf path = GITOPS_BUF_INIT;
+	gitops_buf_printf(&path, "%s?limit=500", base);
+	if (sel)
+		gitops_buf_printf(&path, "&labelSelector=%s", sel);
+	if (cont) {
+		char *ec = url_escape(cont);
+		gitops_buf_printf(&path, "&continue=%s", ec);
+		free(ec);
+	}
+	return gitops_buf_detach(&path);
+}
+
+/* Starts the GET of `path` (taken), on a thread when one can be made, else at once. */
+static void page_fetch_start(struct page_fetch *f, kube_client *c, char *path)
+{
+	memset(f, 0, sizeof(*f));
+	f->c = c;
+	f->path = path;
+	f->running = pthread_create(&f->th, NULL, page_fetch_run, f) == 0;
+	if (!f->running)
+		page_fetch_run(f);
+}
+
+/* Waits for the GET and parses its body into *body; its error (if any) becomes this thread's. */
+static int page_fetch_finish(struct page_fetch *f, json_t **body)
+{
+	*body = NULL;
+	if (f->running)
+		pthread_join(f->th, NULL);
+	f->running = false;
+	free(f->path);
+	f->path = NULL;
+	if (f->rc)
+		gitops_error_set(f->rc, "%s", f->error ? f->error : "list request failed");
+	else if (f->resp.len > 0)
+		*body = json_loadb(f->resp.ptr, f->resp.len, 0, NULL);
+	gitops_buf_free(&f->resp);
+	free(f->error);
+	f->error = NULL;
+	return f->rc;
+}
+
 int kube_list_pages(kube_client *c, const struct kube_resource *r, const char *ns, const char *label_selector,
 		    void (*page)(void *ud, json_t *items), void (*restart)(void *ud), void *ud,
 		    char **resource_version)
@@ -610,20 +680,12 @@ int kube_list_pages(kube_client *c, const struct kube_resource *r, const char *n
 	char *gv = r->group[0] ? gitops_sprintf("%s/%s", r->group, r->version) : gitops_strdup(r->version);
 	char *cont = NULL;
 	int rc = GITOPS_OK;
+	struct page_fetch f;
+	page_fetch_start(&f, c, page_path(base, sel, NULL));
 	for (;;) {
-		gitops_buf path = GITOPS_BUF_INIT;
-		gitops_buf_printf(&path, "%s?limit=500", base);
-		if (sel)
-			gitops_buf_printf(&path, "&labelSelector=%s", sel);
-		if (cont) {
-			char *ec = url_escape(cont);
-			gitops_buf_printf(&path, "&continue=%s", ec);
-			free(ec);
-		}
-		long status;
-		json_t *body = NULL;
-		rc = kube_request(c, "GET", path.ptr, NULL, NULL, &status, &body);
-		gitops_buf_free(&path);
+		json_t *body;
+		rc = page_fetch_finish(&f, &body);
+		long status = f.status;
 		if (!rc && status == 410 && cont) {
 			/* The continue token expired (about 5 minutes): start the list again. */
 			json_decref(body);
@@ -631,6 +693,7 @@ int kube_list_pages(kube_client *c, const struct kube_resource *r, const char *n
 			cont = NULL;
 			if (restart)
 				restart(ud);
+			page_fetch_start(&f, c, page_path(base, sel, NULL));
 			continue;
 		}
 		if (!rc && status != 200) {
@@ -642,6 +705,17 @@ int kube_list_pages(kube_client *c, const struct kube_resource *r, const char *n
 			json_decref(body);
 			break;
 		}
+		json_t *meta = json_object_get(body, "metadata");
+		const char *next = json_string_value(json_object_get(meta, "continue"));
+		free(cont);
+		cont = (next && *next) ? gitops_strdup(next) : NULL;
+		if (!cont && resource_version) {
+			const char *rv = json_string_value(json_object_get(meta, "resourceVersion"));
+			*resource_version = rv ? gitops_strdup(rv) : NULL;
+		}
+		/* The next page is asked for before this one is handed over. */
+		if (cont)
+			page_fetch_start(&f, c, page_path(base, sel, cont));
 		/* Items of a list lack apiVersion and kind: fill them in, callers compare objects. */
 		json_t *items = json_object_get(body, "items");
 		size_t i;
@@ -654,14 +728,6 @@ int kube_list_pages(kube_client *c, const struct kube_resource *r, const char *n
 		}
 		if (json_is_array(items))
 			page(ud, items);
-		json_t *meta = json_object_get(body, "metadata");
-		const char *next = json_string_value(json_object_get(meta, "continue"));
-		free(cont);
-		cont = (next && *next) ? gitops_strdup(next) : NULL;
-		if (!cont && resource_version) {
-			const char *rv = json_string_value(json_object_get(meta, "resourceVersion"));
-			*resource_version = rv ? gitops_strdup(rv) : NULL;
-		}
 		json_decref(body);
 		if (!cont)
 			break;

@@ -42,6 +42,7 @@ struct rec_entry {
 	bool app_moved;                        /* its inventory entry names another app */
 	char *owner_s;                         /* item.owner */
 	bool failed;
+	bool desired_dropped;                  /* in sync, in a results_only plan */
 };
 
 /* A hook of the plan (see enum mf_hook): not desired state; the sync applies it around the app's
@@ -72,6 +73,7 @@ struct rec_plan {
 	char *prune_blocked; /* why nothing may be pruned (with --app: another app does not render) */
 	rec_workspace *ws;
 	struct rec_live_source live; /* get NULL: lists */
+	bool results_only;
 };
 
 /* plan.c: builds the plan again at the same revision (under the sync lock). */

@@ -287,10 +287,12 @@ static int compare_one(rec_plan *p, struct rec_entry *e, const drift_options *do
 	return drift_compare(&e->item.result, e->item.desired, e->item.live, dopt);
 }
 
-/* Once an object is known to be in sync, its live form is cut down to what names it (apiVersion,
- * kind, metadata without managedFields): most of a plan's memory is otherwise live objects that
- * nothing reads again. MODIFIED (confirmed with the whole object) and EXTRA (pruned: a CRD's
- * spec is read) keep it whole. */
+/* Once an object is known to be in sync, its live form is cut down to what is read of it later:
+ * apiVersion, kind and of its metadata name, namespace, annotations, generation and
+ * deletionTimestamp (labels were read by the comparison; managedFields, uid, resourceVersion
+ * are bookkeeping nothing reads from a plan). Most of a plan's memory is otherwise live objects
+ * that nothing reads again. MODIFIED (confirmed with the whole object) and EXTRA (pruned: a
+ * CRD's spec is read) keep it whole. */
 static void slim_live(struct rec_entry *e)
 {
 	if (!e->item.live || !e->item.result || drift_result_state(e->item.result) != DRIFT_IN_SYNC)
@@ -302,7 +304,27 @@ static void slim_live(struct rec_entry *e)
 	json_object_foreach_safe(e->item.live, tmp, k, v)
 		if (strcmp(k, "apiVersion") && strcmp(k, "kind") && strcmp(k, "metadata"))
 			json_object_del(e->item.live, k);
-	json_object_del(json_object_get(e->item.live, "metadata"), "managedFields");
+	static const char *const keep[] = {"name", "namespace", "annotations", "generation", "deletionTimestamp"};
+	json_t *meta = json_object_get(e->item.live, "metadata");
+	json_object_foreach_safe(meta, tmp, k, v) {
+		size_t i = 0;
+		while (i < sizeof(keep) / sizeof(*keep) && strcmp(k, keep[i]))
+			i++;
+		if (i == sizeof(keep) / sizeof(*keep))
+			json_object_del(meta, k);
+	}
+}
+
+/* A results_only plan (a diff) drops the desired form of what is in sync as soon as it is
+ * compared: with the live forms cut down, the plan's memory is then what differs. */
+static void drop_desired(const rec_plan *p, struct rec_entry *e)
+{
+	if (!p->results_only || !e->item.desired || !e->item.result ||
+	    drift_result_state(e->item.result) != DRIFT_IN_SYNC)
+		return;
+	json_decref(e->item.desired);
+	e->item.desired = NULL;
+	e->desired_dropped = true;
 }
 
 static void uncompare(struct rec_entry *e)
@@ -342,10 +364,13 @@ static void keep_named(void *ud, json_t *items)
 		if (!at)
 			continue;
 		struct rec_entry *e = &lc->p->entries[json_integer_value(at)];
+		if (e->desired_dropped)
+			continue; /* a restarted list: compared in sync before it restarted */
 		uncompare(e);
 		e->item.live = json_incref(it);
 		lc->rc = compare_one(lc->p, e, lc->dopt);
 		slim_live(e);
+		drop_desired(lc->p, e);
 	}
 }
 
@@ -356,7 +381,7 @@ static void restart_named(void *ud)
 	for (size_t i = 0; i < lc->p->n; i++) {
 		struct rec_entry *e = &lc->p->entries[i];
 		const char *ns = e->resource && e->resource->namespaced ? e->item.ref.namespace : NULL;
-		if (e->resource == lc->r && !strcmp(ns ? ns : "", lc->ns ? lc->ns : ""))
+		if (e->resource == lc->r && !strcmp(ns ? ns : "", lc->ns ? lc->ns : "") && !e->desired_dropped)
 			uncompare(e);
 	}
 }
@@ -537,6 +562,7 @@ int rec_plan_new(rec_plan **out, rec_workspace *ws, const char *env_name, const 
 	p->only_app = only_app ? gitops_strdup(only_app) : NULL;
 	if (opt->live)
 		p->live = *opt->live;
+	p->results_only = opt->results_only;
 	if (!(rc = rec_resolve_revision(p->revision, ws, env, revision)) && !(rc = rec_workspace_client(&p->client, ws, env)))
 		rc = plan_build(p);
 	if (rc) {

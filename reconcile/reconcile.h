@@ -152,8 +152,11 @@ struct rec_ref {
 struct rec_item {
 	struct rec_ref ref;
 	drift_result *result;   /* state and differing fields (owned by the plan) */
-	json_t *desired;        /* the object to apply, labels added; NULL for EXTRA */
-	json_t *live;           /* the live object; NULL when absent */
+	json_t *desired;        /* the object to apply, labels added; NULL for EXTRA (and for
+				 * IN_SYNC in a results_only plan) */
+	json_t *live;           /* the live object; NULL when absent. IN_SYNC: only apiVersion,
+				 * kind and metadata's name, namespace, annotations, generation,
+				 * deletionTimestamp */
 	const char *app;
 	const char *source;     /* "file:line" of the desired object, or "inventory" */
 	bool in_inventory;      /* in this pipeline and environment's inventory */
@@ -183,6 +186,9 @@ struct rec_plan_options {
 	 * planned for pruning. NULL: every app. */
 	const char *only_app;
 	const struct rec_live_source *live; /* NULL: list the live objects */
+	/* Only what a diff reads: an object's desired form is dropped once it is compared in sync
+	 * (its item's desired is then NULL). Such a plan must not be synced. */
+	bool results_only;
 };
 
 /* The plan, in four steps (plan.c): render `env` at the revision; read the live objects (from
