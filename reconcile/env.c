@@ -335,7 +335,9 @@ int rec_env_status(json_t **out, rec_workspace *ws, hist *h, const struct mf_env
 	}
 	const char *planned = target[0] ? target : info.revision[0] ? info.revision : NULL;
 	rec_plan *plan = NULL;
-	if (!rc && planned && !(rc = rec_plan_env(&plan, ws, env->name, planned, NULL))) {
+	/* --apps judges health on the live objects: they are kept whole */
+	struct rec_plan_options po = {.revision = planned, .keep_live = opt && opt->apps};
+	if (!rc && planned && !(rc = rec_plan_new(&plan, ws, env->name, &po))) {
 		size_t counts[4] = {0, 0, 0, 0};
 		rec_plan_counts(plan, counts);
 		json_object_set_new(row, "counts", json_pack("{s:I, s:I, s:I, s:I}", "inSync", (json_int_t)counts[0], "modified",

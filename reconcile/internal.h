@@ -74,6 +74,7 @@ struct rec_plan {
 	rec_workspace *ws;
 	struct rec_live_source live; /* get NULL: lists */
 	bool results_only;
+	bool keep_live;
 };
 
 /* plan.c: builds the plan again at the same revision (under the sync lock). */

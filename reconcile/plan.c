@@ -293,9 +293,9 @@ static int compare_one(rec_plan *p, struct rec_entry *e, const drift_options *do
  * are bookkeeping nothing reads from a plan). Most of a plan's memory is otherwise live objects
  * that nothing reads again. MODIFIED (confirmed with the whole object) and EXTRA (pruned: a
  * CRD's spec is read) keep it whole. */
-static void slim_live(struct rec_entry *e)
+static void slim_live(const rec_plan *p, struct rec_entry *e)
 {
-	if (!e->item.live || !e->item.result || drift_result_state(e->item.result) != DRIFT_IN_SYNC)
+	if (p->keep_live || !e->item.live || !e->item.result || drift_result_state(e->item.result) != DRIFT_IN_SYNC)
 		return;
 	/* In place (the plan holds the only reference that counts: a list page is dropped next). */
 	const char *k;
@@ -369,7 +369,7 @@ static void keep_named(void *ud, json_t *items)
 		uncompare(e);
 		e->item.live = json_incref(it);
 		lc->rc = compare_one(lc->p, e, lc->dopt);
-		slim_live(e);
+		slim_live(lc->p, e);
 		drop_desired(lc->p, e);
 	}
 }
@@ -407,7 +407,7 @@ static int plan_read_live(rec_plan *p, json_t *index, const drift_options *dopt)
 			if (rc == GITOPS_OK) {
 				e->item.live = live;
 				rc = compare_one(p, e, dopt);
-				slim_live(e);
+				slim_live(p, e);
 				continue;
 			}
 			if (rc != GITOPS_ENOTFOUND)
@@ -456,7 +456,7 @@ static int plan_confirm(rec_plan *p, const drift_options *dopt)
 				drift_result_free(e->item.result);
 				e->item.result = NULL;
 				rc = drift_compare(&e->item.result, e->item.live, e->item.live, dopt);
-				slim_live(e);
+				slim_live(p, e);
 			}
 			json_decref(dry[k]);
 			free(res[k].error);
@@ -563,6 +563,7 @@ int rec_plan_new(rec_plan **out, rec_workspace *ws, const char *env_name, const 
 	if (opt->live)
 		p->live = *opt->live;
 	p->results_only = opt->results_only;
+	p->keep_live = opt->keep_live;
 	if (!(rc = rec_resolve_revision(p->revision, ws, env, revision)) && !(rc = rec_workspace_client(&p->client, ws, env)))
 		rc = plan_build(p);
 	if (rc) {

@@ -154,9 +154,9 @@ struct rec_item {
 	drift_result *result;   /* state and differing fields (owned by the plan) */
 	json_t *desired;        /* the object to apply, labels added; NULL for EXTRA (and for
 				 * IN_SYNC in a results_only plan) */
-	json_t *live;           /* the live object; NULL when absent. IN_SYNC: only apiVersion,
-				 * kind and metadata's name, namespace, annotations, generation,
-				 * deletionTimestamp */
+	json_t *live;           /* the live object; NULL when absent. IN_SYNC (unless the plan
+				 * keep_live): only apiVersion, kind and metadata's name, namespace,
+				 * annotations, generation, deletionTimestamp */
 	const char *app;
 	const char *source;     /* "file:line" of the desired object, or "inventory" */
 	bool in_inventory;      /* in this pipeline and environment's inventory */
@@ -189,6 +189,9 @@ struct rec_plan_options {
 	/* Only what a diff reads: an object's desired form is dropped once it is compared in sync
 	 * (its item's desired is then NULL). Such a plan must not be synced. */
 	bool results_only;
+	/* Keep in-sync live objects whole (their status: health is judged on them, as by
+	 * gitops status --apps); otherwise they are cut down to their metadata once compared. */
+	bool keep_live;
 };
 
 /* The plan, in four steps (plan.c): render `env` at the revision; read the live objects (from
