@@ -59,18 +59,19 @@ static void sweep_work(const char *root)
 		return;
 	struct dirent *de;
 	while ((de = readdir(d))) {
-		if (de->d_name[0] == '.')
+		if (!strcmp(de->d_name, ".") || !strcmp(de->d_name, ".."))
 			continue;
+		bool hidden = de->d_name[0] == '.';
 		char *dir = gitops_sprintf("%s/%s", root, de->d_name);
 		char *lock = gitops_sprintf("%s/lock", dir);
 		struct stat st;
 		int fd = open(lock, O_RDWR | O_CLOEXEC | O_NOFOLLOW);
-		/* A directory is left over when it is over a minute old and nobody holds its lock. A
-		 * younger one may be being created: its owner makes the lock file, then takes the
-		 * lock, and a sweep between the two would take it for dead and remove a live
-		 * renderer's directory (every later render of that renderer then fails). */
+		/* A directory is left over when nobody holds its lock. A renderer makes its directory
+		 * under a hidden name (".<pid>-XXXXXX"), takes the lock inside, and only then gives it
+		 * its name, so a sweep never sees a live directory unlocked; a hidden one is left over
+		 * when over a minute old (a renderer killed while making it). */
 		bool old = !lstat(dir, &st) && S_ISDIR(st.st_mode) && time(NULL) - st.st_mtime > 60;
-		bool dead = old && (fd < 0 || flock(fd, LOCK_EX | LOCK_NB) == 0);
+		bool dead = hidden ? old : fd < 0 ? old : flock(fd, LOCK_EX | LOCK_NB) == 0;
 		if (dead)
 			mf_rmtree(dir);
 		if (fd >= 0)
@@ -171,24 +172,31 @@ static int ensure_work(mf_renderer *r)
 	mkdir(base, 0700);
 	mkdir(root, 0700);
 	sweep_work(root);
-	char *dir = gitops_sprintf("%s/%ld-XXXXXX", root, (long)getpid());
+	/* made hidden, locked, then named: see sweep_work */
+	char *hid = gitops_sprintf("%s/.%ld-XXXXXX", root, (long)getpid());
+	char *dir = NULL;
 	int rc = 0;
-	if (!mkdtemp(dir)) {
-		rc = gitops_error_set(GITOPS_EIO, "mkdtemp %s: %s (set GITOPS_DATA_DIR to a writable directory)", dir,
+	if (!mkdtemp(hid)) {
+		rc = gitops_error_set(GITOPS_EIO, "mkdtemp %s: %s (set GITOPS_DATA_DIR to a writable directory)", hid,
 				      strerror(errno));
 	} else {
-		char *lock = gitops_sprintf("%s/lock", dir);
+		char *lock = gitops_sprintf("%s/lock", hid);
 		r->work_lock = open(lock, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600);
 		if (r->work_lock < 0 || flock(r->work_lock, LOCK_EX | LOCK_NB))
 			rc = gitops_error_set(GITOPS_EIO, "lock %s: %s", lock, strerror(errno));
 		free(lock);
+		char *slash = strrchr(hid, '/');
+		dir = gitops_sprintf("%.*s/%s", (int)(slash - hid), hid, slash + 2);
+		if (!rc && renameat2(AT_FDCWD, hid, AT_FDCWD, dir, RENAME_NOREPLACE))
+			rc = gitops_error_set(GITOPS_EIO, "rename %s: %s", hid, strerror(errno));
 	}
 	if (rc) {
-		mf_rmtree(dir);
+		mf_rmtree(hid);
 		free(dir);
 	} else {
 		r->work = dir;
 	}
+	free(hid);
 	free(root);
 	free(base);
 	return rc;
