@@ -3,6 +3,7 @@
  * the last sync, and the revision render shows. cli/ and the daemon call these. */
 #include "history/history.h"
 #include "internal.h"
+#include "common/mask.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -352,7 +353,10 @@ int rec_env_status(json_t **out, rec_workspace *ws, hist *h, const struct mf_env
 	rec_plan_free(plan);
 	if (rc) {
 		json_object_set_new(row, "state", json_string("Unknown"));
-		json_object_set_new(row, "error", json_string(gitops_error_last()));
+		/* apiserver and renderer text: masked, as everything printed (common/mask.h) */
+		char *masked = gitops_mask_text(gitops_error_last(), NULL);
+		json_object_set_new(row, "error", json_string(masked));
+		free(masked);
 	}
 	*out = row;
 	return rc;

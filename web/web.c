@@ -3,6 +3,7 @@
  * once per body chunk, and once at the end, where every response is queued. */
 #include "web/web.h"
 #include "history/history.h"
+#include "common/mask.h"
 
 #include <microhttpd.h>
 #include <netdb.h>
@@ -63,7 +64,10 @@ static enum MHD_Result reply_text(struct MHD_Connection *c, unsigned code, const
 /* {"error": msg} with `code`. */
 static enum MHD_Result reply_error(struct MHD_Connection *c, unsigned code, const char *msg)
 {
-	json_t *j = json_pack("{s:s}", "error", msg);
+	/* errors carry apiserver, renderer or git text: masked like everything printed */
+	char *masked = gitops_mask_text(msg, NULL);
+	json_t *j = json_pack("{s:s}", "error", masked);
+	free(masked);
 	char *s = json_dumps(j, JSON_COMPACT);
 	enum MHD_Result r = reply(c, code, "application/json", s, strlen(s));
 	free(s);
