@@ -463,23 +463,11 @@ static int fetch_locked(mf_repo *r)
 	int rc = 0;
 	if (g < 0) {
 		/* our callbacks know more than libgit2's last error, which a callback failure leaves stale */
-		const git_error *e = git_error_last();
-		const char *msg = e && e->message ? e->message : "fetch failed";
-		int code = GITOPS_ENETWORK;
-		if (ctx.why && g != GIT_ECERTIFICATE) {
-			code = GITOPS_EUNAUTHORIZED;
-			msg = "authentication required";
-		} else if (ctx.why) {
-			code = GITOPS_ETLS;
-			msg = "host key verification failed";
-		} else if (ctx.attempts > 1 || g == GIT_EAUTH) {
-			code = GITOPS_EUNAUTHORIZED;
-			msg = "authentication failed: the server refused the credentials";
-		} else if (g == GIT_ECERTIFICATE) {
-			code = GITOPS_ETLS;
-		}
-		rc = gitops_error_set(code, "fetch %s: %s%s%s (the last fetched mirror is kept)", r->url, msg,
+		char *reason = NULL;
+		int code = gitops_git_fetch_error(&reason, g, ctx.why, ctx.attempts);
+		rc = gitops_error_set(code, "fetch %s: %s%s%s (the last fetched mirror is kept)", r->url, reason,
 				      ctx.why ? ": " : "", ctx.why ? ctx.why : "");
+		free(reason);
 	} else {
 		/* point HEAD at the remote's default branch, so "HEAD" means what it means upstream */
 		git_buf def = {0};

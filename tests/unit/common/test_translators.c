@@ -1,6 +1,6 @@
 /* Unit tests for common/'s translators: the one base64 codec (Go's StdEncoding rules, which
  * the apiserver and kubectl follow), the one reading of an apiVersion's group, and the one
- * translation of libgit2's errors. */
+ * translation of libgit2's errors (gitops_git_fail, and fetch's gitops_git_fetch_error). */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -119,6 +119,40 @@ static void git_errors_map_once(void **state)
 	git_libgit2_shutdown();
 }
 
+/* Fetch's reason and code: what its callbacks learnt wins over libgit2's (stale) last error. */
+static void expect_fetch(int gerr, const char *why, int attempts, int want_code, const char *want_reason)
+{
+	char *reason = NULL;
+	assert_int_equal(gitops_git_fetch_error(&reason, gerr, why, attempts), want_code);
+	assert_string_equal(reason, want_reason);
+	free(reason);
+}
+
+static void git_fetch_errors_map_with_what_callbacks_learnt(void **state)
+{
+	git_libgit2_init();
+	expect_fetch(GIT_EAUTH, "no credentials for https://example.invalid/r.git", 1, GITOPS_EUNAUTHORIZED,
+		     "authentication required");
+	expect_fetch(-1, "no credentials", 0, GITOPS_EUNAUTHORIZED, "authentication required");
+	expect_fetch(GIT_ECERTIFICATE, "ssh host key of example.invalid is not in known_hosts", 0, GITOPS_ETLS,
+		     "host key verification failed");
+	expect_fetch(-1, NULL, 2, GITOPS_EUNAUTHORIZED, "authentication failed: the server refused the credentials");
+	expect_fetch(GIT_EAUTH, NULL, 1, GITOPS_EUNAUTHORIZED,
+		     "authentication failed: the server refused the credentials");
+	/* otherwise libgit2's own message, which is consumed like gitops_git_fail's */
+	git_repository *repo = NULL;
+	int g = git_repository_open_ext(&repo, "/nonexistent/gitops-unit", GIT_REPOSITORY_OPEN_NO_SEARCH, NULL);
+	assert_int_equal(g, GIT_ENOTFOUND);
+	char *reason = NULL;
+	assert_int_equal(gitops_git_fetch_error(&reason, g, NULL, 0), GITOPS_ENETWORK);
+	assert_non_null(strstr(reason, "/nonexistent/gitops-unit"));
+	free(reason);
+	assert_null(git_error_last() && git_error_last()->klass != GIT_ERROR_NONE ? git_error_last()->message : NULL);
+	expect_fetch(GIT_ECERTIFICATE, NULL, 0, GITOPS_ETLS, "fetch failed");
+	expect_fetch(-1, NULL, 1, GITOPS_ENETWORK, "fetch failed");
+	git_libgit2_shutdown();
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -126,6 +160,7 @@ int main(void)
 		cmocka_unit_test(base64_round_trips_every_length),
 		cmocka_unit_test(api_group_of_core_named_and_empty),
 		cmocka_unit_test(git_errors_map_once),
+		cmocka_unit_test(git_fetch_errors_map_with_what_callbacks_learnt),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
