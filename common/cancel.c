@@ -22,7 +22,7 @@ int gitops_cancel_new(gitops_cancel **out)
 	*out = NULL;
 	int fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
 	if (fd < 0)
-		return gitops_error_set(GITOPS_EIO, "eventfd: %s", strerror(errno));
+		return gitops_error_set(GITOPS_EIO, "eventfd: %s", gitops_strerror(errno));
 	gitops_cancel *c = gitops_calloc(1, sizeof(*c));
 	atomic_init(&c->set, false);
 	c->fd = fd;

@@ -53,6 +53,17 @@ const char *gitops_error_last(void) { return last_error; }
 int gitops_error_code(void) { return last_code; }
 void gitops_error_clear(void) { last_error[0] = '\0'; last_code = GITOPS_OK; }
 
+const char *gitops_strerror(int err)
+{
+	/* glibc >= 2.32: a static, untranslated description (no shared buffer, unlike strerror) */
+	const char *d = strerrordesc_np(err);
+	if (d)
+		return d;
+	static _Thread_local char unknown[32];
+	snprintf(unknown, sizeof(unknown), "Unknown error %d", err);
+	return unknown;
+}
+
 const char *gitops_error_name(int code)
 {
 	switch (code) {
@@ -206,7 +217,7 @@ int gitops_read_file(gitops_buf *out, const char *path, size_t max)
 	FILE *f = fopen(path, "rb");
 	if (!f)
 		return gitops_error_set(errno == ENOENT ? GITOPS_ENOTFOUND : GITOPS_EIO,
-					"%s: %s", path, strerror(errno));
+					"%s: %s", path, gitops_strerror(errno));
 	char chunk[16384];
 	size_t n;
 	int rc = GITOPS_OK;
@@ -231,7 +242,7 @@ int gitops_write_file(const char *path, const void *data, size_t len, int mode)
 	int rc = GITOPS_OK;
 	int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC, mode);
 	if (fd < 0) {
-		rc = gitops_error_set(GITOPS_EIO, "%s: %s", tmp, strerror(errno));
+		rc = gitops_error_set(GITOPS_EIO, "%s: %s", tmp, gitops_strerror(errno));
 		goto done;
 	}
 	const char *p = data;
@@ -240,7 +251,7 @@ int gitops_write_file(const char *path, const void *data, size_t len, int mode)
 		if (w < 0) {
 			if (errno == EINTR)
 				continue;
-			rc = gitops_error_set(GITOPS_EIO, "%s: %s", tmp, strerror(errno));
+			rc = gitops_error_set(GITOPS_EIO, "%s: %s", tmp, gitops_strerror(errno));
 			close(fd);
 			unlink(tmp);
 			goto done;
@@ -249,12 +260,12 @@ int gitops_write_file(const char *path, const void *data, size_t len, int mode)
 		len -= (size_t)w;
 	}
 	if (fsync(fd) != 0 || close(fd) != 0) {
-		rc = gitops_error_set(GITOPS_EIO, "%s: %s", tmp, strerror(errno));
+		rc = gitops_error_set(GITOPS_EIO, "%s: %s", tmp, gitops_strerror(errno));
 		unlink(tmp);
 		goto done;
 	}
 	if (rename(tmp, path) != 0) {
-		rc = gitops_error_set(GITOPS_EIO, "%s: %s", path, strerror(errno));
+		rc = gitops_error_set(GITOPS_EIO, "%s: %s", path, gitops_strerror(errno));
 		unlink(tmp);
 	}
 done:

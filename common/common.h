@@ -18,6 +18,7 @@
  * gitops_cancel    thread-safe and async-signal-safe to set; one owner frees it after every
  *                  thread that waits on it stopped.
  * Metrics          thread-safe (one lock around the registry).
+ * gitops_strerror  thread-safe: the one way to word an errno (strerror is not thread-safe).
  * Base64, apiVersion, masking (mask.h), YAML (yaml.h), git errors (git.h): pure or thread-local
  *                  only, reentrant.
  * Allocation       gitops_malloc and friends abort on out-of-memory; what they return is the
@@ -50,7 +51,7 @@ enum gitops_error {
 };
 
 /* Sets the thread's last error (printf format) and returns `code`, so a failure site reads
- * `return gitops_error_set(GITOPS_EIO, "%s: %s", path, strerror(errno));`. */
+ * `return gitops_error_set(GITOPS_EIO, "%s: %s", path, gitops_strerror(errno));`. */
 int gitops_error_set(int code, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 /* Prepends "prefix: " to the current message, keeping the code; returns the code. */
 int gitops_error_prefix(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
@@ -61,6 +62,10 @@ int gitops_error_code(void);
 void gitops_error_clear(void);
 /* A short name for a code, e.g. "NotFound". */
 const char *gitops_error_name(int code);
+/* errno's text, e.g. "No such file or directory" (strerror's in the C locale; "Unknown error N"
+ * for a value libc does not know). Thread-safe, unlike strerror: the text is libc's static
+ * description, or for an unknown value this thread's own buffer, valid until its next call. */
+const char *gitops_strerror(int err);
 
 /* Allocation that aborts with a message on out-of-memory. */
 void *gitops_malloc(size_t n);

@@ -105,7 +105,7 @@ static int load_private(EVP_PKEY **out, const char *key_file)
 	*out = NULL;
 	FILE *f = fopen(key_file, "r");
 	if (!f)
-		return gitops_error_set(errno == ENOENT ? GITOPS_ENOTFOUND : GITOPS_EIO, "key %s: %s", key_file, strerror(errno));
+		return gitops_error_set(errno == ENOENT ? GITOPS_ENOTFOUND : GITOPS_EIO, "key %s: %s", key_file, gitops_strerror(errno));
 	struct stat st;
 	if (fstat(fileno(f), &st) == 0 && (st.st_mode & 077)) {
 		fclose(f);

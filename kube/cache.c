@@ -375,7 +375,7 @@ int kube_cache_start(kube_cache **out, kube_client *c, const struct kube_resourc
 	if (err) {
 		kc->thread = 0;
 		kube_cache_free(kc);
-		return gitops_error_set(GITOPS_ERROR, "cannot start the cache thread: %s", strerror(err));
+		return gitops_error_set(GITOPS_ERROR, "cannot start the cache thread: %s", gitops_strerror(err));
 	}
 	*out = kc;
 	return GITOPS_OK;

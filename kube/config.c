@@ -393,7 +393,7 @@ static int run_exec(struct kube_creds *cr, const kube_config *cfg)
 	const struct kube_exec *e = cfg->exec;
 	int outp[2];
 	if (pipe(outp) != 0)
-		return gitops_error_set(GITOPS_EIO, "exec plugin: pipe: %s", strerror(errno));
+		return gitops_error_set(GITOPS_EIO, "exec plugin: pipe: %s", gitops_strerror(errno));
 	posix_spawn_file_actions_t fa;
 	posix_spawn_file_actions_init(&fa);
 	posix_spawn_file_actions_adddup2(&fa, outp[1], 1);
@@ -424,7 +424,7 @@ static int run_exec(struct kube_creds *cr, const kube_config *cfg)
 	close(outp[1]);
 	if (err) {
 		close(outp[0]);
-		return gitops_error_set(GITOPS_EAUTH, "exec plugin %s: %s", e->command, strerror(err));
+		return gitops_error_set(GITOPS_EAUTH, "exec plugin %s: %s", e->command, gitops_strerror(err));
 	}
 	gitops_buf out = GITOPS_BUF_INIT;
 	long long deadline = gitops_now_ms() + 10000;

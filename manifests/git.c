@@ -48,7 +48,7 @@ static int mkdir_p(const char *dir, mode_t mode)
 			continue;
 		*s = '\0';
 		if (mkdir(p, mode) && errno != EEXIST) {
-			int rc = gitops_error_set(GITOPS_EIO, "mkdir %s: %s", p, strerror(errno));
+			int rc = gitops_error_set(GITOPS_EIO, "mkdir %s: %s", p, gitops_strerror(errno));
 			free(p);
 			return rc;
 		}
@@ -56,7 +56,7 @@ static int mkdir_p(const char *dir, mode_t mode)
 	}
 	int rc = 0;
 	if (mkdir(p, mode) && errno != EEXIST)
-		rc = gitops_error_set(GITOPS_EIO, "mkdir %s: %s", p, strerror(errno));
+		rc = gitops_error_set(GITOPS_EIO, "mkdir %s: %s", p, gitops_strerror(errno));
 	free(p);
 	return rc;
 }
@@ -89,7 +89,7 @@ int mf_repo_open(mf_repo **out, const char *url, const char *data_dir)
 	} else {
 		char *abs = realpath(url, NULL);
 		if (!abs)
-			return gitops_error_set(GITOPS_ENOTFOUND, "repository %s: %s", url, strerror(errno));
+			return gitops_error_set(GITOPS_ENOTFOUND, "repository %s: %s", url, gitops_strerror(errno));
 		norm = abs;
 	}
 	char *dd = data_dir ? gitops_strdup(data_dir) : mf_data_dir();
@@ -118,7 +118,7 @@ int mf_repo_open(mf_repo **out, const char *url, const char *data_dir)
 			goto out;
 		}
 		if (rename(tmp, path) && errno != ENOTEMPTY && errno != EEXIST) {
-			rc = gitops_error_set(GITOPS_EIO, "rename %s: %s", path, strerror(errno));
+			rc = gitops_error_set(GITOPS_EIO, "rename %s: %s", path, gitops_strerror(errno));
 			mf_rmtree(tmp);
 			free(tmp);
 			goto out;
@@ -835,7 +835,7 @@ static int write_tree(mf_repo *r, git_tree *tree, const char *dir)
 		if (mode == GIT_FILEMODE_TREE) {
 			git_tree *sub = NULL;
 			if (mkdir(p, 0700))
-				rc = gitops_error_set(GITOPS_EIO, "mkdir %s: %s", p, strerror(errno));
+				rc = gitops_error_set(GITOPS_EIO, "mkdir %s: %s", p, gitops_strerror(errno));
 			else if (git_tree_lookup(&sub, r->repo, git_tree_entry_id(e)) < 0)
 				rc = gitops_git_fail(-1, GITOPS_EIO, name);
 			else
@@ -850,14 +850,14 @@ static int write_tree(mf_repo *r, git_tree *tree, const char *dir)
 				const char *data = git_blob_rawcontent(b);
 				size_t len = (size_t)git_blob_rawsize(b), off = 0;
 				if (fd < 0) {
-					rc = gitops_error_set(GITOPS_EIO, "create %s: %s", p, strerror(errno));
+					rc = gitops_error_set(GITOPS_EIO, "create %s: %s", p, gitops_strerror(errno));
 				} else {
 					while (off < len) {
 						ssize_t w = write(fd, data + off, len - off);
 						if (w < 0 && errno == EINTR)
 							continue;
 						if (w <= 0) {
-							rc = gitops_error_set(GITOPS_EIO, "write %s: %s", p, strerror(errno));
+							rc = gitops_error_set(GITOPS_EIO, "write %s: %s", p, gitops_strerror(errno));
 							break;
 						}
 						off += (size_t)w;
@@ -891,7 +891,7 @@ int mf_repo_checkout(char **out_dir, mf_repo *r, const char *commit)
 	const char *tmp = getenv("TMPDIR");
 	char *dir = gitops_sprintf("%s/gitops-checkout-XXXXXX", tmp && *tmp ? tmp : "/tmp");
 	if (!mkdtemp(dir)) {
-		int rc = gitops_error_set(GITOPS_EIO, "mkdtemp %s: %s", dir, strerror(errno));
+		int rc = gitops_error_set(GITOPS_EIO, "mkdtemp %s: %s", dir, gitops_strerror(errno));
 		free(dir);
 		return rc;
 	}
@@ -924,7 +924,7 @@ int mf_rmtree(const char *dir)
 	if (lstat(dir, &st))
 		return 0;
 	if (nftw(dir, rm_cb, 16, FTW_DEPTH | FTW_PHYS) != 0)
-		return gitops_error_set(GITOPS_EIO, "remove %s: %s", dir, strerror(errno));
+		return gitops_error_set(GITOPS_EIO, "remove %s: %s", dir, gitops_strerror(errno));
 	return 0;
 }
 

@@ -90,7 +90,7 @@ int mf_sandbox_check_binary(const char *path)
 {
 	int fd = open(path, O_RDONLY | O_CLOEXEC);
 	if (fd < 0)
-		return gitops_error_set(GITOPS_ENOTFOUND, "%s: %s", path, strerror(errno));
+		return gitops_error_set(GITOPS_ENOTFOUND, "%s: %s", path, gitops_strerror(errno));
 	Elf64_Ehdr eh;
 	int rc = 0;
 	bool is_elf = pread(fd, &eh, sizeof(eh), 0) == (ssize_t)sizeof(eh) && !memcmp(eh.e_ident, ELFMAG, SELFMAG) &&
@@ -305,7 +305,7 @@ static int spawn_sandboxed(pid_t *out_pid, char *const argv[], char *const envp[
 	args[0] = p.exe;
 	int st[2];
 	if (pipe2(st, O_CLOEXEC)) {
-		rc = gitops_error_set(GITOPS_EIO, "pipe: %s", strerror(errno));
+		rc = gitops_error_set(GITOPS_EIO, "pipe: %s", gitops_strerror(errno));
 		goto out;
 	}
 	sigset_t all, old;
@@ -332,7 +332,7 @@ static int spawn_sandboxed(pid_t *out_pid, char *const argv[], char *const envp[
 	close(st[1]);
 	if (pid < 0) {
 		close(st[0]);
-		rc = gitops_error_set(GITOPS_EIO, "fork: %s", strerror(fork_errno));
+		rc = gitops_error_set(GITOPS_EIO, "fork: %s", gitops_strerror(fork_errno));
 		goto out;
 	}
 	setpgid(pid, pid);
@@ -347,7 +347,7 @@ static int spawn_sandboxed(pid_t *out_pid, char *const argv[], char *const envp[
 			;
 		int step = msg[0] > 0 && msg[0] <= SB_EXEC ? msg[0] : 0;
 		if (step == SB_EXEC)
-			rc = gitops_error_set(GITOPS_EIO, "cannot run %s in its sandbox: %s", argv[0], strerror(msg[1]));
+			rc = gitops_error_set(GITOPS_EIO, "cannot run %s in its sandbox: %s", argv[0], gitops_strerror(msg[1]));
 		else
 			rc = gitops_error_set(GITOPS_EUNSUPPORTED,
 					      "cannot isolate %s (%s: %s): gitops runs helm and kustomize only inside new "
@@ -355,7 +355,7 @@ static int spawn_sandboxed(pid_t *out_pid, char *const argv[], char *const envp[
 					      "namespaces (sysctl user.max_user_namespaces > 0; on Ubuntu "
 					      "kernel.apparmor_restrict_unprivileged_userns=0) or, in a container, a "
 					      "seccomp profile that permits unshare and mount (README \"Renderers\")",
-					      argv[0], sb_steps[step], strerror(msg[1]));
+					      argv[0], sb_steps[step], gitops_strerror(msg[1]));
 		goto out;
 	}
 	*out_pid = pid;
@@ -370,7 +370,7 @@ int mf_proc_run(gitops_buf *out, char *const argv[], char *const envp[], const c
 {
 	int op[2] = {-1, -1}, ep[2] = {-1, -1};
 	if (pipe2(op, O_CLOEXEC) || pipe2(ep, O_CLOEXEC)) {
-		int rc = gitops_error_set(GITOPS_EIO, "pipe: %s", strerror(errno));
+		int rc = gitops_error_set(GITOPS_EIO, "pipe: %s", gitops_strerror(errno));
 		for (int i = 0; i < 2; i++) {
 			if (op[i] >= 0)
 				close(op[i]);
@@ -405,7 +405,7 @@ int mf_proc_run(gitops_buf *out, char *const argv[], char *const envp[], const c
 		if (n < 0) {
 			if (errno == EINTR)
 				continue;
-			rc = gitops_error_set(GITOPS_EIO, "poll: %s", strerror(errno));
+			rc = gitops_error_set(GITOPS_EIO, "poll: %s", gitops_strerror(errno));
 			break;
 		}
 		for (int i = 0; i < 2; i++) {

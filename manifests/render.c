@@ -178,17 +178,17 @@ static int ensure_work(mf_renderer *r)
 	int rc = 0;
 	if (!mkdtemp(hid)) {
 		rc = gitops_error_set(GITOPS_EIO, "mkdtemp %s: %s (set GITOPS_DATA_DIR to a writable directory)", hid,
-				      strerror(errno));
+				      gitops_strerror(errno));
 	} else {
 		char *lock = gitops_sprintf("%s/lock", hid);
 		r->work_lock = open(lock, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600);
 		if (r->work_lock < 0 || flock(r->work_lock, LOCK_EX | LOCK_NB))
-			rc = gitops_error_set(GITOPS_EIO, "lock %s: %s", lock, strerror(errno));
+			rc = gitops_error_set(GITOPS_EIO, "lock %s: %s", lock, gitops_strerror(errno));
 		free(lock);
 		char *slash = strrchr(hid, '/');
 		dir = gitops_sprintf("%.*s/%s", (int)(slash - hid), hid, slash + 2);
 		if (!rc && renameat2(AT_FDCWD, hid, AT_FDCWD, dir, RENAME_NOREPLACE))
-			rc = gitops_error_set(GITOPS_EIO, "rename %s: %s", hid, strerror(errno));
+			rc = gitops_error_set(GITOPS_EIO, "rename %s: %s", hid, gitops_strerror(errno));
 	}
 	if (rc) {
 		mf_rmtree(hid);
@@ -212,7 +212,7 @@ static int run_tool(mf_renderer *r, gitops_buf *out, char **argv, const char *sr
 		return rc;
 	char *mnt = gitops_sprintf("%s/root-%lu", r->work, ++r->runs);
 	if (mkdir(mnt, 0700)) {
-		rc = gitops_error_set(GITOPS_EIO, "mkdir %s: %s", mnt, strerror(errno));
+		rc = gitops_error_set(GITOPS_EIO, "mkdir %s: %s", mnt, gitops_strerror(errno));
 		free(mnt);
 		return rc;
 	}
@@ -277,7 +277,7 @@ static int plain_fs(mf_objects *set, mf_renderer *r, const char *root, const cha
 	char *dir = gitops_sprintf("%s/%s", root, rel);
 	DIR *d = opendir(dir);
 	if (!d) {
-		int rc = gitops_error_set(errno == ENOENT ? GITOPS_ENOTFOUND : GITOPS_EIO, "%s: %s", rel, strerror(errno));
+		int rc = gitops_error_set(errno == ENOENT ? GITOPS_ENOTFOUND : GITOPS_EIO, "%s: %s", rel, gitops_strerror(errno));
 		free(dir);
 		return rc;
 	}
@@ -299,7 +299,7 @@ static int plain_fs(mf_objects *set, mf_renderer *r, const char *root, const cha
 		char *relp = gitops_sprintf("%s/%s", rel, names[i]);
 		struct stat st;
 		if (lstat(p, &st)) {
-			rc = gitops_error_set(GITOPS_EIO, "%s: %s", relp, strerror(errno));
+			rc = gitops_error_set(GITOPS_EIO, "%s: %s", relp, gitops_strerror(errno));
 		} else if (S_ISLNK(st.st_mode)) {
 			rc = gitops_error_set(GITOPS_EINVALID, "%s: a symbolic link; gitops does not follow links in the "
 					      "repository (they could point outside it): commit the file or directory itself", relp);
@@ -930,7 +930,7 @@ static int ensure_checkout(mf_renderer *r, mf_repo *repo, const char *commit)
 	/* under the data directory, not /tmp: a killed render's checkout is swept at the next start */
 	char *dir = gitops_sprintf("%s/checkout-%.12s", r->work, commit);
 	if (mkdir(dir, 0700)) {
-		rc = gitops_error_set(GITOPS_EIO, "mkdir %s: %s", dir, strerror(errno));
+		rc = gitops_error_set(GITOPS_EIO, "mkdir %s: %s", dir, gitops_strerror(errno));
 		free(dir);
 		return rc;
 	}

@@ -1,9 +1,10 @@
-/* Unit tests for common/: the buffer, the error state and the file helpers. */
+/* Unit tests for common/: the buffer, the error state, errno's text and the file helpers. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <cmocka.h>
+#include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -42,6 +43,21 @@ static void error_prefix_keeps_code(void **state)
 	assert_string_equal(gitops_error_last(), "render web: kustomize not found");
 }
 
+/* gitops_strerror words errno as strerror does (in the C locale gitops runs in), without
+ * strerror's shared buffer. */
+static void strerror_words_errno_as_libc_does(void **state)
+{
+	(void)state;
+	assert_string_equal(gitops_strerror(ENOENT), "No such file or directory");
+	int errs[] = {0, EACCES, EIO, ENOSPC, EEXIST, ETIMEDOUT, 4095, -3};
+	for (size_t i = 0; i < sizeof(errs) / sizeof(errs[0]); i++) {
+		char *want = gitops_strdup(strerror(errs[i]));
+		assert_string_equal(gitops_strerror(errs[i]), want);
+		free(want);
+	}
+	assert_string_equal(gitops_strerror(4095), "Unknown error 4095");
+}
+
 static void files_round_trip_and_report_missing(void **state)
 {
 	(void)state;
@@ -58,6 +74,7 @@ static void files_round_trip_and_report_missing(void **state)
 	gitops_buf_clear(&b);
 	assert_int_equal(gitops_read_file(&b, path, 0), GITOPS_ENOTFOUND);
 	assert_non_null(strstr(gitops_error_last(), path));
+	assert_non_null(strstr(gitops_error_last(), ": No such file or directory"));
 	gitops_buf_free(&b);
 	free(path);
 	rmdir(dir);
@@ -81,6 +98,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(buf_grows_and_stays_terminated),
 		cmocka_unit_test(error_prefix_keeps_code),
+		cmocka_unit_test(strerror_words_errno_as_libc_does),
 		cmocka_unit_test(files_round_trip_and_report_missing),
 		cmocka_unit_test(utf8_check_finds_the_first_bad_byte),
 	};
