@@ -133,11 +133,17 @@ char *gitops_strndup(const char *s, size_t n)
 
 char *gitops_sprintf(const char *fmt, ...)
 {
-	gitops_buf b = GITOPS_BUF_INIT;
 	va_list ap;
 	va_start(ap, fmt);
-	gitops_buf_vprintf(&b, fmt, ap);
+	char *s = gitops_vsprintf(fmt, ap);
 	va_end(ap);
+	return s;
+}
+
+char *gitops_vsprintf(const char *fmt, va_list ap)
+{
+	gitops_buf b = GITOPS_BUF_INIT;
+	gitops_buf_vprintf(&b, fmt, ap);
 	return gitops_buf_detach(&b);
 }
 

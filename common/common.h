@@ -75,6 +75,9 @@ char *gitops_strdup(const char *s);
 char *gitops_strndup(const char *s, size_t n);
 /* printf into a new string; the caller owns it (free()). */
 char *gitops_sprintf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+/* The same with a va_list, for a printf-like function of a caller (the log helpers of the
+ * daemon, the notifier and the web server); `ap` is consumed. The caller owns the string. */
+char *gitops_vsprintf(const char *fmt, va_list ap) __attribute__((format(printf, 1, 0)));
 
 /* The one growable buffer. Always NUL-terminated once anything was written.
  * Initialise with GITOPS_BUF_INIT; free with gitops_buf_free. */

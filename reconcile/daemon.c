@@ -97,21 +97,35 @@ struct daemon {
 
 /* ---- logging and recording ------------------------------------------------------------- */
 
+/* The one way the daemon logs: one line of environment `de`, handed under the log lock to
+ * opt->log_fields when `fields` and that is set (JSON logs keep app, object and event apart),
+ * else to opt->log; nothing when that is not set either. The caller formats time and shape. */
+static void dlog_v(struct denv *de, bool fields, const char *app, const char *object, const char *event_id,
+		   const char *fmt, va_list ap) __attribute__((format(printf, 6, 0)));
+static void dlog_v(struct denv *de, bool fields, const char *app, const char *object, const char *event_id,
+		   const char *fmt, va_list ap)
+{
+	const struct rec_daemon_options *o = de->d->opt;
+	fields = fields && o->log_fields;
+	if (!fields && !o->log)
+		return;
+	char *line = gitops_vsprintf(fmt, ap);
+	pthread_mutex_lock(&de->d->log_lock);
+	if (fields)
+		o->log_fields(o->log_ud, de->label, app, object, event_id, line);
+	else
+		o->log(o->log_ud, de->label, line);
+	pthread_mutex_unlock(&de->d->log_lock);
+	free(line);
+}
+
 static void dlog(struct denv *de, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 static void dlog(struct denv *de, const char *fmt, ...)
 {
-	const struct rec_daemon_options *o = de->d->opt;
-	if (!o->log)
-		return;
-	gitops_buf b = GITOPS_BUF_INIT;
 	va_list ap;
 	va_start(ap, fmt);
-	gitops_buf_vprintf(&b, fmt, ap);
+	dlog_v(de, false, NULL, NULL, NULL, fmt, ap);
 	va_end(ap);
-	pthread_mutex_lock(&de->d->log_lock);
-	o->log(o->log_ud, de->label, gitops_buf_cstr(&b));
-	pthread_mutex_unlock(&de->d->log_lock);
-	gitops_buf_free(&b);
 }
 
 /* A log line that names an app, an object or a recorded event: given as separate fields to
@@ -121,36 +135,20 @@ static void dlog_fields(struct denv *de, const char *app, const char *object, co
 static void dlog_fields(struct denv *de, const char *app, const char *object, const char *event_id, const char *fmt,
 			...)
 {
-	const struct rec_daemon_options *o = de->d->opt;
-	if (!o->log && !o->log_fields)
-		return;
-	gitops_buf b = GITOPS_BUF_INIT;
 	va_list ap;
 	va_start(ap, fmt);
-	gitops_buf_vprintf(&b, fmt, ap);
+	dlog_v(de, true, app, object, event_id, fmt, ap);
 	va_end(ap);
-	pthread_mutex_lock(&de->d->log_lock);
-	if (o->log_fields)
-		o->log_fields(o->log_ud, de->label, app, object, event_id, gitops_buf_cstr(&b));
-	else
-		o->log(o->log_ud, de->label, gitops_buf_cstr(&b));
-	pthread_mutex_unlock(&de->d->log_lock);
-	gitops_buf_free(&b);
 }
 
 /* The workspace's progress lines go to the log, under the environment's name. */
 static void ws_progress(void *ud, const char *line)
 {
 	struct denv *de = ud;
-	const struct rec_daemon_options *o = de->d->opt;
-	if (!o->log)
-		return;
 	size_t n = strlen(de->name);
 	if (!strncmp(line, de->name, n) && !strncmp(line + n, ": ", 2))
 		line += n + 2; /* the log line names the environment already */
-	pthread_mutex_lock(&de->d->log_lock);
-	o->log(o->log_ud, de->label, line);
-	pthread_mutex_unlock(&de->d->log_lock);
+	dlog(de, "%s", line);
 }
 
 /* The workspace options of every workspace the daemon opens (configuration as given). */

@@ -60,13 +60,12 @@ static void nlog(rec_notifier *n, const char *fmt, ...)
 {
 	if (!n->log)
 		return;
-	gitops_buf b = GITOPS_BUF_INIT;
 	va_list ap;
 	va_start(ap, fmt);
-	gitops_buf_vprintf(&b, fmt, ap);
+	char *line = gitops_vsprintf(fmt, ap);
 	va_end(ap);
-	n->log(n->log_ud, gitops_buf_cstr(&b));
-	gitops_buf_free(&b);
+	n->log(n->log_ud, line);
+	free(line);
 }
 
 static char **strv_copy(char *const *v, size_t n)

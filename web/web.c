@@ -37,13 +37,12 @@ static void wlog(web_server *s, const char *fmt, ...)
 {
 	if (!s->log)
 		return;
-	gitops_buf b = GITOPS_BUF_INIT;
 	va_list ap;
 	va_start(ap, fmt);
-	gitops_buf_vprintf(&b, fmt, ap);
+	char *line = gitops_vsprintf(fmt, ap);
 	va_end(ap);
-	s->log(s->log_ud, gitops_buf_cstr(&b));
-	gitops_buf_free(&b);
+	s->log(s->log_ud, line);
+	free(line);
 }
 
 static enum MHD_Result reply(struct MHD_Connection *c, unsigned code, const char *type, const char *body, size_t len)
