@@ -1,4 +1,4 @@
-/* Test support: shell commands and unique names for integration tests. */
+/* Test support for unit and integration tests: fixtures, shell commands, unique names. */
 #include "support.h"
 
 #include <setjmp.h>
@@ -73,4 +73,13 @@ json_t *t_fixture(const char *fmt, ...)
 		fail_msg("%s:%d: %s", path.ptr, err.line, err.text);
 	gitops_buf_free(&path);
 	return v;
+}
+
+int t_one_config(void *ud, const struct mf_config **out, size_t max, long long ms)
+{
+	(void)ms;
+	if (!max)
+		return 0;
+	out[0] = *(struct mf_config *const *)ud;
+	return 1;
 }

@@ -11,19 +11,11 @@
 
 #include "common/common.h"
 #include "drift/drift.h"
+#include "support/support.h"
 
 #define FIXTURES "tests/fixtures/drift/"
 
-static json_t *load(const char *dir, const char *name)
-{
-	char *path = gitops_sprintf(FIXTURES "%s/%s.json", dir, name);
-	json_error_t err;
-	json_t *v = json_load_file(path, 0, &err);
-	if (!v)
-		fail_msg("%s:%d: %s", path, err.line, err.text);
-	free(path);
-	return v;
-}
+static json_t *load(const char *dir, const char *name) { return t_fixture(FIXTURES "%s/%s.json", dir, name); }
 
 /* Compares desired/<d> with live/<l>; fails the test on an error. */
 static drift_result *compare_files(const char *d, const char *l, const drift_options *opts)

@@ -11,6 +11,7 @@
 #include <string.h>
 
 #include "history/history.h"
+#include "support/support.h"
 
 #define SHA1 "0123456789abcdef0123456789abcdef01234567"
 #define SHA2 "89abcdef0123456789abcdef0123456789abcdef"
@@ -20,14 +21,8 @@ static hist *h;
 static struct mf_config *cfg;
 static char *alice_pub;
 
-static int configs_at(void *ud, const struct mf_config **out, size_t max, long long ms)
-{
-	(void)ud;
-	(void)ms;
-	out[0] = cfg;
-	return max ? 1 : 0;
-}
-static const struct hist_policy policy = {configs_at, NULL};
+/* The policy: one gitops.yaml (cfg) in effect at every time. */
+static const struct hist_policy policy = {t_one_config, &cfg};
 
 static int setup(void **state)
 {

@@ -12,6 +12,7 @@
 #include <string.h>
 
 #include "history/history.h"
+#include "support/support.h"
 
 #define FIX "tests/fixtures/history/sshsig/"
 #define SHA1 "0123456789abcdef0123456789abcdef01234567"
@@ -102,14 +103,8 @@ static void key_lines(void **state)
 static char dir[64];
 static struct mf_config *cfg;
 
-static int configs_at(void *ud, const struct mf_config **out, size_t max, long long ms)
-{
-	(void)ud;
-	(void)ms;
-	out[0] = cfg;
-	return max ? 1 : 0;
-}
-static const struct hist_policy policy = {configs_at, NULL};
+/* The policy: one gitops.yaml (cfg) in effect at every time. */
+static const struct hist_policy policy = {t_one_config, &cfg};
 
 /* A store on repository `name` (created when new), with its own data directory `data_name`
  * (where the tip verified last is remembered: each machine has its own). */

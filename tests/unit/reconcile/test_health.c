@@ -12,19 +12,11 @@
 
 #include "common/common.h"
 #include "reconcile/health.h"
+#include "support/support.h"
 
 #define FIXTURES "tests/fixtures/health/live/"
 
-static json_t *load(const char *name)
-{
-	char *path = gitops_sprintf(FIXTURES "%s.json", name);
-	json_error_t err;
-	json_t *v = json_load_file(path, 0, &err);
-	if (!v)
-		fail_msg("%s:%d: %s", path, err.line, err.text);
-	free(path);
-	return v;
-}
+static json_t *load(const char *name) { return t_fixture(FIXTURES "%s.json", name); }
 
 /* Asserts the health of fixture `name` and that its reason contains `needle`. */
 static void expect(const char *name, enum rec_health want, const char *needle)
