@@ -1,5 +1,6 @@
 /* Test support for unit and integration tests: fixtures, shell commands, unique names. */
 #include "support.h"
+#include "history/history.h"
 
 #include <setjmp.h>
 #include <stdarg.h>
@@ -83,3 +84,28 @@ int t_one_config(void *ud, const struct mf_config **out, size_t max, long long m
 	out[0] = *(struct mf_config *const *)ud;
 	return 1;
 }
+
+int t_hist_open(struct hist **out, const char *dir, const char *name, const char *data_name,
+		const struct hist_policy *pol)
+{
+	*out = NULL;
+	int rc = t_sh(NULL, "test -d '%s/%s.git' || git init -q --bare '%s/%s.git'", dir, name, dir, name);
+	if (rc)
+		return gitops_error_set(GITOPS_EIO, "git init --bare %s/%s.git: exit %d", dir, name, rc);
+	char *repo = gitops_sprintf("%s/%s.git", dir, name), *data = gitops_sprintf("%s/%s", dir, data_name);
+	struct hist_options o = {.repo = repo, .data_dir = data};
+	rc = hist_open(out, &o);
+	if (!rc && pol)
+		hist_set_policy(*out, pol);
+	free(repo);
+	free(data);
+	return rc;
+}
+
+int t_tmpdir(char *dir, size_t size, const char *name)
+{
+	snprintf(dir, size, "/tmp/gitops-%s-XXXXXX", name);
+	return mkdtemp(dir) ? 0 : -1;
+}
+
+int t_rmtree(const char *dir) { return t_sh(NULL, "rm -rf '%s'", dir); }

@@ -27,16 +27,10 @@ static const struct hist_policy policy = {t_one_config, &cfg};
 static int setup(void **state)
 {
 	(void)state;
-	snprintf(dir, sizeof(dir), "/tmp/gitops-approvers-XXXXXX");
-	if (!mkdtemp(dir))
+	if (t_tmpdir(dir, sizeof(dir), "approvers"))
 		return -1;
-	char *cmd = gitops_sprintf("git init -q --bare %s/state.git", dir);
-	int rc = system(cmd);
-	free(cmd);
-	char *repo = gitops_sprintf("%s/state.git", dir), *data = gitops_sprintf("%s/data", dir);
 	char *key = gitops_sprintf("%s/alice.key", dir);
-	struct hist_options o = {.repo = repo, .data_dir = data};
-	rc = rc ? rc : hist_open(&h, &o);
+	int rc = t_hist_open(&h, dir, "state", "data", NULL);
 	rc = rc ? rc : hist_keygen(&alice_pub, key);
 	char *y = rc ? NULL
 		     : gitops_sprintf("apiVersion: gitops/v1\nkind: Pipeline\nenvironments:\n  - {name: dev, track: main}\n"
@@ -48,8 +42,6 @@ static int setup(void **state)
 		hist_set_policy(h, &policy);
 	free(y);
 	free(key);
-	free(repo);
-	free(data);
 	return rc;
 }
 
@@ -59,10 +51,7 @@ static int teardown(void **state)
 	hist_free(h);
 	mf_config_free(cfg);
 	free(alice_pub);
-	char *cmd = gitops_sprintf("rm -rf %s", dir);
-	int rc = system(cmd);
-	free(cmd);
-	return rc;
+	return t_rmtree(dir);
 }
 
 static void approver_key_is_the_listed_one(void **state)

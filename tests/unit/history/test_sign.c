@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include "history/history.h"
+#include "support/support.h"
 
 #define SHA1 "0123456789abcdef0123456789abcdef01234567"
 
@@ -19,17 +20,13 @@ static char dir[64];
 static int setup(void **state)
 {
 	(void)state;
-	snprintf(dir, sizeof(dir), "/tmp/gitops-sign-XXXXXX");
-	return mkdtemp(dir) ? 0 : -1;
+	return t_tmpdir(dir, sizeof(dir), "sign");
 }
 
 static int teardown(void **state)
 {
 	(void)state;
-	char *cmd = gitops_sprintf("rm -rf %s", dir);
-	int rc = system(cmd);
-	free(cmd);
-	return rc;
+	return t_rmtree(dir);
 }
 
 static void keygen_writes_private_0600_and_public_line(void **state)

@@ -29,23 +29,12 @@ static const struct hist_policy policy = {t_one_config, &cfg};
 static int setup(void **state)
 {
 	(void)state;
-	snprintf(dir, sizeof(dir), "/tmp/gitops-store-XXXXXX");
-	if (!mkdtemp(dir))
+	if (t_tmpdir(dir, sizeof(dir), "store"))
 		return -1;
-	char *cmd = gitops_sprintf("git init -q --bare %s/state.git", dir);
-	int rc = system(cmd);
-	free(cmd);
-	char *repo = gitops_sprintf("%s/state.git", dir), *data = gitops_sprintf("%s/data", dir);
-	struct hist_options o = {.repo = repo, .data_dir = data};
-	rc = rc ? rc : hist_open(&h, &o);
 	static const char y[] = "apiVersion: gitops/v1\nkind: Pipeline\nenvironments:\n  - {name: dev, track: main}\n"
 				"  - {name: staging, track: main}\n  - {name: prod, track: main}\n";
-	rc = rc ? rc : mf_config_parse(&cfg, y, sizeof(y) - 1, "gitops.yaml");
-	if (!rc)
-		hist_set_policy(h, &policy);
-	free(repo);
-	free(data);
-	return rc;
+	int rc = mf_config_parse(&cfg, y, sizeof(y) - 1, "gitops.yaml");
+	return rc ? rc : t_hist_open(&h, dir, "state", "data", &policy);
 }
 
 static int teardown(void **state)
@@ -53,10 +42,7 @@ static int teardown(void **state)
 	(void)state;
 	hist_free(h);
 	mf_config_free(cfg);
-	char *cmd = gitops_sprintf("rm -rf %s", dir);
-	int rc = system(cmd);
-	free(cmd);
-	return rc;
+	return t_rmtree(dir);
 }
 
 static struct hist_event sync_ev(const char *env, const char *sha, unsigned failed)

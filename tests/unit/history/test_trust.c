@@ -110,16 +110,9 @@ static const struct hist_policy policy = {t_one_config, &cfg};
  * (where the tip verified last is remembered: each machine has its own). */
 static hist *open_store_as(const char *name, const char *data_name)
 {
-	char *cmd = gitops_sprintf("test -d %s/%s.git || git init -q --bare %s/%s.git", dir, name, dir, name);
-	assert_int_equal(system(cmd), 0);
-	free(cmd);
-	char *repo = gitops_sprintf("%s/%s.git", dir, name), *data = gitops_sprintf("%s/%s", dir, data_name);
-	struct hist_options o = {.repo = repo, .data_dir = data};
 	hist *h = NULL;
-	assert_int_equal(hist_open(&h, &o), 0);
-	hist_set_policy(h, &policy);
-	free(repo);
-	free(data);
+	if (t_hist_open(&h, dir, name, data_name, &policy))
+		fail_msg("%s", gitops_error_last());
 	return h;
 }
 
@@ -345,18 +338,14 @@ static void approval_after_rejection_is_refused(void **state)
 static int setup(void **state)
 {
 	(void)state;
-	snprintf(dir, sizeof(dir), "/tmp/gitops-trust-XXXXXX");
-	return mkdtemp(dir) ? 0 : -1;
+	return t_tmpdir(dir, sizeof(dir), "trust");
 }
 
 static int teardown(void **state)
 {
 	(void)state;
 	mf_config_free(cfg);
-	char *cmd = gitops_sprintf("rm -rf %s", dir);
-	int rc = system(cmd);
-	free(cmd);
-	return rc;
+	return t_rmtree(dir);
 }
 
 int main(void)
