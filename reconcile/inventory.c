@@ -29,8 +29,7 @@
 #include <unistd.h>
 
 #define INVENTORY_KEY "inventory.json"
-/* A ConfigMap holds at most 1 MiB (data and metadata together); leave room for metadata. */
-#define INVENTORY_MAX_BYTES (1000 * 1000)
+#define INVENTORY_MAX_BYTES REC_INVENTORY_MAX_BYTES
 #define LEASE_SECONDS 30
 
 static char *make_key(const char *api_version, const char *kind, const char *ns, const char *name)
@@ -163,7 +162,7 @@ static json_t *grouped(const json_t *doc)
 }
 
 /* Parses the inventory.json of ConfigMap `cm` (either form) into the `objects` form. */
-static int parse_doc(json_t **doc, const json_t *cm, const char *name)
+int rec_inventory_parse(json_t **doc, const json_t *cm, const char *name)
 {
 	const char *text = str(json_object_get(cm, "data"), INVENTORY_KEY);
 	json_error_t jerr;
@@ -192,7 +191,7 @@ static int load_legacy(rec_inventory *inv, rec_workspace *ws, const struct mf_en
 		rc = GITOPS_OK;
 		goto done;
 	}
-	if (rc || (rc = parse_doc(&old, cm, name)))
+	if (rc || (rc = rec_inventory_parse(&old, cm, name)))
 		goto done;
 	const char *rev = str(old, "revision");
 	if (!rev || strlen(rev) != 40 || rec_workspace_has_commit(ws, rev) != GITOPS_OK) {
@@ -245,11 +244,16 @@ static int read_inventory(rec_inventory *inv)
 	}
 	if (rc)
 		return gitops_error_prefix("reading the inventory");
-	if ((rc = parse_doc(&inv->doc, cm, inv->name))) {
+	if ((rc = rec_inventory_parse(&inv->doc, cm, inv->name))) {
 		json_decref(cm);
 		return rc;
 	}
 	inv->cm = cm;
+	return rec_inventory_check(inv);
+}
+
+int rec_inventory_check(const rec_inventory *inv)
+{
 	const char *pl = str(inv->doc, "pipeline"), *en = str(inv->doc, "environment"), *root = str(inv->doc, "rootCommit");
 	if ((pl && strcmp(pl, inv->pipeline)) || (en && strcmp(en, inv->env)))
 		return gitops_error_set(GITOPS_EINVALID, "ConfigMap %s/%s records pipeline %s environment %s, not %s/%s; "
@@ -333,6 +337,20 @@ static void sort_objects(json_t *doc)
 	json_object_set_new(doc, "objects", sorted);
 }
 
+char *rec_inventory_encode(const json_t *doc, size_t *len)
+{
+	char *text = json_dumps(doc, JSON_COMPACT | JSON_SORT_KEYS);
+	*len = strlen(text);
+	if (*len > INVENTORY_MAX_BYTES) {
+		json_t *g = grouped(doc);
+		free(text);
+		text = json_dumps(g, JSON_COMPACT | JSON_SORT_KEYS);
+		*len = strlen(text);
+		json_decref(g);
+	}
+	return text;
+}
+
 static int ensure_namespace(kube_client *c)
 {
 	json_t *ns = json_pack("{s:s, s:s, s:{s:s, s:{s:s}}}", "apiVersion", "v1", "kind", "Namespace", "metadata", "name",
@@ -357,15 +375,8 @@ int rec_inventory_edit(rec_inventory *inv, rec_inventory_edit_fn edit, void *ud)
 			json_decref(doc);
 			return GITOPS_OK;
 		}
-		char *text = json_dumps(doc, JSON_COMPACT | JSON_SORT_KEYS);
-		size_t len = strlen(text);
-		if (len > INVENTORY_MAX_BYTES) {
-			json_t *g = grouped(doc);
-			free(text);
-			text = json_dumps(g, JSON_COMPACT | JSON_SORT_KEYS);
-			len = strlen(text);
-			json_decref(g);
-		}
+		size_t len;
+		char *text = rec_inventory_encode(doc, &len);
 		if (len > INVENTORY_MAX_BYTES) {
 			int rc = gitops_error_set(GITOPS_EINVALID, "the inventory of pipeline %s environment %s would hold %zu "
 						  "objects in %zu bytes, over the ConfigMap limit of 1 MiB (names of 20 "
