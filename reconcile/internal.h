@@ -135,6 +135,20 @@ char *rec_inventory_encode(const json_t *doc, size_t *len);
 typedef struct rec_lock rec_lock;
 int rec_lock_acquire(rec_lock **out, rec_workspace *ws, kube_client *c, const char *pipeline, const char *env,
 		     long timeout_ms);
+/* The lock's pure parts (exported for the unit tests): may Lease `lease` (as read) be taken,
+ * its record having stayed unchanged for `unchanged_ms` on this host's clock (no holder, a
+ * holder process on this host that is gone, or unchanged for its leaseDurationSeconds)? And the
+ * body written to take or renew it as `holder`: `old` (NULL: a new Lease) with its
+ * resourceVersion kept as the precondition; acquireTime set anew only when the holder changes.
+ * Caller decrefs. */
+bool rec_lock_free(const json_t *lease, long long unchanged_ms);
+json_t *rec_lock_body(const char *name, const char *holder, const json_t *old);
+/* lease.c, the daemon's leader election: may replica `identity` write Lease `lease` (read at
+ * now_ms, its record unchanged since seen_ms on the local clock; default_ms when it names no
+ * duration), holding `held` Leases of a fair `share`? Its own: always (a renewal, *mine set);
+ * another's: only when free (no holder, or expired) and held < share. */
+bool rec_lease_may_take(const json_t *lease, const char *identity, long long seen_ms, long long now_ms,
+			long long default_ms, size_t held, size_t share, bool *mine);
 /* True when another holder took the lock over (this one stopped renewing in time). */
 bool rec_lock_lost(rec_lock *l);
 void rec_lock_release(rec_lock *l);

@@ -504,6 +504,22 @@ static json_t *lease_body(rec_lock *l, const json_t *old)
 	return lease;
 }
 
+bool rec_lock_free(const json_t *lease, long long unchanged_ms)
+{
+	json_t *spec = json_object_get(lease, "spec");
+	const char *holder = str(spec, "holderIdentity");
+	long long dur = json_integer_value(json_object_get(spec, "leaseDurationSeconds"));
+	if (dur <= 0)
+		dur = LEASE_SECONDS;
+	return !holder || !*holder || holder_dead_here(holder) || unchanged_ms > dur * 1000;
+}
+
+json_t *rec_lock_body(const char *name, const char *holder, const json_t *old)
+{
+	rec_lock l = {.name = (char *)name, .holder = (char *)holder};
+	return lease_body(&l, old);
+}
+
 static void *renew_main(void *arg)
 {
 	rec_lock *l = arg;
@@ -568,10 +584,7 @@ int rec_lock_acquire(rec_lock **out, rec_workspace *ws, kube_client *c, const ch
 				seen_rv = gitops_strdup(rv ? rv : "");
 				seen_at = gitops_now_ms();
 			}
-			long long dur = json_integer_value(json_object_get(spec, "leaseDurationSeconds"));
-			if (dur <= 0)
-				dur = LEASE_SECONDS;
-			bool free_now = !holder || !*holder || holder_dead_here(holder) || gitops_now_ms() - seen_at > dur * 1000;
+			bool free_now = rec_lock_free(cur, gitops_now_ms() - seen_at);
 			if (free_now) {
 				json_t *body = lease_body(l, cur);
 				rc = kube_update(&stored, c, body);
