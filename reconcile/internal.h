@@ -79,6 +79,14 @@ struct rec_plan {
 
 /* plan.c: builds the plan again at the same revision (under the sync lock). */
 int rec_plan_refresh(rec_plan *p);
+/* Steps 2 to 4 of a plan on a rendered set (taken: freed here): entries from the set and from
+ * p->inv (opened by the caller, with p->envp, p->client and p->live set), live objects read and
+ * compared (ownership decided), modifications confirmed, entries ordered. plan_build's tail,
+ * exported so that the unit tests can run it on recorded objects. */
+int rec_plan_compare_set(rec_plan *p, mf_objects *set);
+/* The confirm step's rule: applying changes nothing when the server's dry-run answer equals the
+ * live object apart from managedFields, resourceVersion and generation. */
+bool rec_dry_run_is_noop(const json_t *live, const json_t *dry);
 
 void rec_progress(rec_workspace *ws, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
@@ -111,11 +119,36 @@ const char *rec_inventory_rv(const rec_inventory *inv);
 typedef void (*rec_inventory_edit_fn)(json_t *doc, void *ud);
 int rec_inventory_edit(rec_inventory *inv, rec_inventory_edit_fn edit, void *ud);
 char *rec_inventory_name(const char *pipeline, const char *env);
+/* The pure steps of reading and writing it (exported for the unit tests): parses ConfigMap
+ * `cm`'s inventory.json (either form) into the `objects` form (GITOPS_EINVALID naming ConfigMap
+ * `name` when missing or damaged); checks that inv->doc is this pipeline's, environment's and
+ * repository's (GITOPS_EINVALID otherwise: a foreign inventory is never written over); and
+ * serializes a document (sorted keys), in the grouped form when the objects form exceeds
+ * REC_INVENTORY_MAX_BYTES (*len above it: too large either way). */
+int rec_inventory_parse(json_t **doc, const json_t *cm, const char *name);
+int rec_inventory_check(const rec_inventory *inv);
+char *rec_inventory_encode(const json_t *doc, size_t *len);
+/* A ConfigMap holds at most 1 MiB (data and metadata together); leave room for metadata. */
+#define REC_INVENTORY_MAX_BYTES (1000 * 1000)
 
 /* The sync lock: a Lease per pipeline and environment, renewed by a thread while held. */
 typedef struct rec_lock rec_lock;
 int rec_lock_acquire(rec_lock **out, rec_workspace *ws, kube_client *c, const char *pipeline, const char *env,
 		     long timeout_ms);
+/* The lock's pure parts (exported for the unit tests): may Lease `lease` (as read) be taken,
+ * its record having stayed unchanged for `unchanged_ms` on this host's clock (no holder, a
+ * holder process on this host that is gone, or unchanged for its leaseDurationSeconds)? And the
+ * body written to take or renew it as `holder`: `old` (NULL: a new Lease) with its
+ * resourceVersion kept as the precondition; acquireTime set anew only when the holder changes.
+ * Caller decrefs. */
+bool rec_lock_free(const json_t *lease, long long unchanged_ms);
+json_t *rec_lock_body(const char *name, const char *holder, const json_t *old);
+/* lease.c, the daemon's leader election: may replica `identity` write Lease `lease` (read at
+ * now_ms, its record unchanged since seen_ms on the local clock; default_ms when it names no
+ * duration), holding `held` Leases of a fair `share`? Its own: always (a renewal, *mine set);
+ * another's: only when free (no holder, or expired) and held < share. */
+bool rec_lease_may_take(const json_t *lease, const char *identity, long long seen_ms, long long now_ms,
+			long long default_ms, size_t held, size_t share, bool *mine);
 /* True when another holder took the lock over (this one stopped renewing in time). */
 bool rec_lock_lost(rec_lock *l);
 void rec_lock_release(rec_lock *l);

@@ -29,8 +29,7 @@
 #include <unistd.h>
 
 #define INVENTORY_KEY "inventory.json"
-/* A ConfigMap holds at most 1 MiB (data and metadata together); leave room for metadata. */
-#define INVENTORY_MAX_BYTES (1000 * 1000)
+#define INVENTORY_MAX_BYTES REC_INVENTORY_MAX_BYTES
 #define LEASE_SECONDS 30
 
 static char *make_key(const char *api_version, const char *kind, const char *ns, const char *name)
@@ -163,7 +162,7 @@ static json_t *grouped(const json_t *doc)
 }
 
 /* Parses the inventory.json of ConfigMap `cm` (either form) into the `objects` form. */
-static int parse_doc(json_t **doc, const json_t *cm, const char *name)
+int rec_inventory_parse(json_t **doc, const json_t *cm, const char *name)
 {
 	const char *text = str(json_object_get(cm, "data"), INVENTORY_KEY);
 	json_error_t jerr;
@@ -192,7 +191,7 @@ static int load_legacy(rec_inventory *inv, rec_workspace *ws, const struct mf_en
 		rc = GITOPS_OK;
 		goto done;
 	}
-	if (rc || (rc = parse_doc(&old, cm, name)))
+	if (rc || (rc = rec_inventory_parse(&old, cm, name)))
 		goto done;
 	const char *rev = str(old, "revision");
 	if (!rev || strlen(rev) != 40 || rec_workspace_has_commit(ws, rev) != GITOPS_OK) {
@@ -245,11 +244,16 @@ static int read_inventory(rec_inventory *inv)
 	}
 	if (rc)
 		return gitops_error_prefix("reading the inventory");
-	if ((rc = parse_doc(&inv->doc, cm, inv->name))) {
+	if ((rc = rec_inventory_parse(&inv->doc, cm, inv->name))) {
 		json_decref(cm);
 		return rc;
 	}
 	inv->cm = cm;
+	return rec_inventory_check(inv);
+}
+
+int rec_inventory_check(const rec_inventory *inv)
+{
 	const char *pl = str(inv->doc, "pipeline"), *en = str(inv->doc, "environment"), *root = str(inv->doc, "rootCommit");
 	if ((pl && strcmp(pl, inv->pipeline)) || (en && strcmp(en, inv->env)))
 		return gitops_error_set(GITOPS_EINVALID, "ConfigMap %s/%s records pipeline %s environment %s, not %s/%s; "
@@ -333,6 +337,20 @@ static void sort_objects(json_t *doc)
 	json_object_set_new(doc, "objects", sorted);
 }
 
+char *rec_inventory_encode(const json_t *doc, size_t *len)
+{
+	char *text = json_dumps(doc, JSON_COMPACT | JSON_SORT_KEYS);
+	*len = strlen(text);
+	if (*len > INVENTORY_MAX_BYTES) {
+		json_t *g = grouped(doc);
+		free(text);
+		text = json_dumps(g, JSON_COMPACT | JSON_SORT_KEYS);
+		*len = strlen(text);
+		json_decref(g);
+	}
+	return text;
+}
+
 static int ensure_namespace(kube_client *c)
 {
 	json_t *ns = json_pack("{s:s, s:s, s:{s:s, s:{s:s}}}", "apiVersion", "v1", "kind", "Namespace", "metadata", "name",
@@ -357,15 +375,8 @@ int rec_inventory_edit(rec_inventory *inv, rec_inventory_edit_fn edit, void *ud)
 			json_decref(doc);
 			return GITOPS_OK;
 		}
-		char *text = json_dumps(doc, JSON_COMPACT | JSON_SORT_KEYS);
-		size_t len = strlen(text);
-		if (len > INVENTORY_MAX_BYTES) {
-			json_t *g = grouped(doc);
-			free(text);
-			text = json_dumps(g, JSON_COMPACT | JSON_SORT_KEYS);
-			len = strlen(text);
-			json_decref(g);
-		}
+		size_t len;
+		char *text = rec_inventory_encode(doc, &len);
 		if (len > INVENTORY_MAX_BYTES) {
 			int rc = gitops_error_set(GITOPS_EINVALID, "the inventory of pipeline %s environment %s would hold %zu "
 						  "objects in %zu bytes, over the ConfigMap limit of 1 MiB (names of 20 "
@@ -493,6 +504,22 @@ static json_t *lease_body(rec_lock *l, const json_t *old)
 	return lease;
 }
 
+bool rec_lock_free(const json_t *lease, long long unchanged_ms)
+{
+	json_t *spec = json_object_get(lease, "spec");
+	const char *holder = str(spec, "holderIdentity");
+	long long dur = json_integer_value(json_object_get(spec, "leaseDurationSeconds"));
+	if (dur <= 0)
+		dur = LEASE_SECONDS;
+	return !holder || !*holder || holder_dead_here(holder) || unchanged_ms > dur * 1000;
+}
+
+json_t *rec_lock_body(const char *name, const char *holder, const json_t *old)
+{
+	rec_lock l = {.name = (char *)name, .holder = (char *)holder};
+	return lease_body(&l, old);
+}
+
 static void *renew_main(void *arg)
 {
 	rec_lock *l = arg;
@@ -557,10 +584,7 @@ int rec_lock_acquire(rec_lock **out, rec_workspace *ws, kube_client *c, const ch
 				seen_rv = gitops_strdup(rv ? rv : "");
 				seen_at = gitops_now_ms();
 			}
-			long long dur = json_integer_value(json_object_get(spec, "leaseDurationSeconds"));
-			if (dur <= 0)
-				dur = LEASE_SECONDS;
-			bool free_now = !holder || !*holder || holder_dead_here(holder) || gitops_now_ms() - seen_at > dur * 1000;
+			bool free_now = rec_lock_free(cur, gitops_now_ms() - seen_at);
 			if (free_now) {
 				json_t *body = lease_body(l, cur);
 				rc = kube_update(&stored, c, body);

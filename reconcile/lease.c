@@ -5,6 +5,7 @@
  * leaseDurationSeconds as seen on the local clock (remote times are never trusted). Each replica
  * also holds a member Lease, so all can count the live replicas and take a fair share. */
 #include "reconcile/control.h"
+#include "reconcile/internal.h"
 
 #include <pthread.h>
 #include <stdio.h>
@@ -250,11 +251,8 @@ static void try_acquire(rec_leases *ls, struct cand *c, size_t held, size_t shar
 		c->seen_rv = gitops_strdup(rv);
 		c->seen_ms = now;
 	}
-	const char *holder = holder_of(o);
-	long long dur = json_integer_value(json_object_get(json_object_get(o, "spec"), "leaseDurationSeconds")) * 1000;
-	bool mine = !strcmp(holder, ls->identity);
-	bool free_ = !*holder || c->seen_ms + (dur > 0 ? dur : duration_ms(ls)) <= now;
-	if (mine || (free_ && held < share)) {
+	bool mine;
+	if (rec_lease_may_take(o, ls->identity, c->seen_ms, now, duration_ms(ls), held, share, &mine)) {
 		if (write_holder(ls, &o, !mine) == 0) {
 			free(c->requested);
 			c->requested = gitops_strdup(requested_of(o));
@@ -265,6 +263,16 @@ static void try_acquire(rec_leases *ls, struct cand *c, size_t held, size_t shar
 		}
 	}
 	json_decref(o);
+}
+
+bool rec_lease_may_take(const json_t *lease, const char *identity, long long seen_ms, long long now_ms,
+			long long default_ms, size_t held, size_t share, bool *mine)
+{
+	const char *holder = holder_of(lease);
+	long long dur = json_integer_value(json_object_get(json_object_get(lease, "spec"), "leaseDurationSeconds")) * 1000;
+	*mine = !strcmp(holder, identity);
+	bool free_ = !*holder || seen_ms + (dur > 0 ? dur : default_ms) <= now_ms;
+	return *mine || (free_ && held < share);
 }
 
 /* Gives a Lease up: empty holder, leaseDurationSeconds 1, so another replica takes it at once. */

@@ -493,22 +493,13 @@ static void plan_order(rec_plan *p)
 	p->n_visible = w;
 }
 
-/* Builds the plan's entries at p->revision: render, inventory, live state compared as it is
- * read, confirmation. */
-static int plan_build(rec_plan *p)
+int rec_plan_compare_set(rec_plan *p, mf_objects *set)
 {
-	const char *pipeline;
-	int rc = rec_workspace_pipeline(&pipeline, NULL, p->ws);
-	if (rc)
-		return rc;
-	mf_objects *set = NULL;
 	drift_ignore *ignore = NULL;
 	json_t *index = json_object();
-	if (!(rc = plan_render(&set, p)) && !(rc = build_ignore(&ignore, p->envp)) &&
-	    !(rc = rec_inventory_open(&p->inv, p->ws, p->client, p->envp))) {
-		p->inv_rv = gitops_strdup(rec_inventory_rv(p->inv) ? rec_inventory_rv(p->inv) : "");
+	int rc = build_ignore(&ignore, p->envp);
+	if (!rc)
 		rc = plan_entries(p, set, index);
-	}
 	/* The desired objects are the entries' now: the rendered set goes before the live ones come. */
 	mf_objects_free(set);
 	drift_options dopt = {.field_manager = DRIFT_FIELD_MANAGER, .ignore = ignore};
@@ -522,6 +513,25 @@ static int plan_build(rec_plan *p)
 	drift_ignore_free(ignore);
 	return rc;
 }
+
+/* Builds the plan's entries at p->revision: render, inventory, then rec_plan_compare_set (live
+ * state compared as it is read, confirmation). */
+static int plan_build(rec_plan *p)
+{
+	const char *pipeline;
+	int rc = rec_workspace_pipeline(&pipeline, NULL, p->ws);
+	if (rc)
+		return rc;
+	mf_objects *set = NULL;
+	if ((rc = plan_render(&set, p)) || (rc = rec_inventory_open(&p->inv, p->ws, p->client, p->envp))) {
+		mf_objects_free(set);
+		return rc;
+	}
+	p->inv_rv = gitops_strdup(rec_inventory_rv(p->inv) ? rec_inventory_rv(p->inv) : "");
+	return rec_plan_compare_set(p, set);
+}
+
+bool rec_dry_run_is_noop(const json_t *live, const json_t *dry) { return dry_run_is_noop(live, dry); }
 
 int rec_plan_refresh(rec_plan *p)
 {

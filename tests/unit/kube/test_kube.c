@@ -275,6 +275,41 @@ static void crd_wait_stops_when_cancelled(void **state)
 	kube_client_free(c);
 }
 
+/* kube_update is compare-and-swap only: an object without the resourceVersion it was read at
+ * is refused before any request (a blind PUT would overwrite another writer's inventory or
+ * lock); with one, the PUT goes out (here to a server that refuses connections: a network
+ * error, never GITOPS_ECONFLICT, which means "re-read and merge"). */
+static void update_without_resource_version_is_refused_before_sending(void **state)
+{
+	kube_client *c = discovered_client();
+	json_t *cm = t_fixture("tests/fixtures/health/live/configmap.json"); /* recorded, resourceVersion 10040 */
+	json_t *meta = json_object_get(cm, "metadata");
+	json_t *rv = json_incref(json_object_get(meta, "resourceVersion"));
+	assert_non_null(rv);
+	struct kube_stats st;
+	json_object_del(meta, "resourceVersion");
+	json_t *out = (json_t *)1;
+	assert_int_equal(kube_update(&out, c, cm), GITOPS_EINVALID);
+	assert_null(out);
+	assert_non_null(strstr(gitops_error_last(), "update ConfigMap settings: metadata.resourceVersion is required"));
+	json_object_set_new(meta, "resourceVersion", json_string(""));
+	assert_int_equal(kube_update(NULL, c, cm), GITOPS_EINVALID);
+	kube_client_stats(c, &st);
+	assert_int_equal(st.requests, 0);
+	json_object_set(meta, "resourceVersion", rv);
+	int rc = kube_update(NULL, c, cm);
+	assert_int_equal(rc, GITOPS_ENETWORK);
+	kube_client_stats(c, &st);
+	assert_true(st.requests > 0);
+	/* create and update both need apiVersion, kind and name; create drops nothing else */
+	json_object_del(meta, "name");
+	assert_int_equal(kube_create(NULL, c, cm), GITOPS_EINVALID);
+	assert_int_equal(kube_update(NULL, c, cm), GITOPS_EINVALID);
+	json_decref(rv);
+	json_decref(cm);
+	kube_client_free(c);
+}
+
 /* kubeconfig goes through the one YAML reader, with kubectl's scalar rules and file:line:col */
 static void kubeconfig_is_read_with_kubectl_yaml_rules(void **state)
 {
@@ -318,6 +353,7 @@ int main(void)
 		cmocka_unit_test(retry_decisions_follow_client_go),
 		cmocka_unit_test(crd_wait_stops_when_cancelled),
 		cmocka_unit_test(kubeconfig_is_read_with_kubectl_yaml_rules),
+		cmocka_unit_test(update_without_resource_version_is_refused_before_sending),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
