@@ -21,6 +21,8 @@
  * gitops_strerror  thread-safe: the one way to word an errno (strerror is not thread-safe).
  * Base64, apiVersion, masking (mask.h), YAML (yaml.h), git errors (git.h): pure or thread-local
  *                  only, reentrant.
+ * JSON arenas      one owner thread opens, uses and closes an arena; the objects parsed into
+ *                  it may then be read, kept and freed on any thread (the count is atomic).
  * Allocation       gitops_malloc and friends abort on out-of-memory; what they return is the
  *                  caller's (free()). */
 
@@ -161,6 +163,28 @@ int gitops_cancel_fd(const gitops_cancel *c);
 /* Sleeps `ms` milliseconds or until the token is set; returns true when it was set. */
 bool gitops_cancel_sleep(gitops_cancel *c, long long ms);
 
+/* ---- JSON arenas (common/json_arena.c) ----------------------------------------------------
+ *
+ * jansson allocates through this file's functions in every program that links it (installed
+ * before main). While a thread uses an arena, what jansson allocates on that thread is cut from
+ * the arena's large chunks: no malloc or free per node. Objects from an arena are ordinary
+ * jansson values (refcounted, changed, freed as usual, on any thread); the arena's memory goes
+ * back once it is closed and the last of its objects freed, so anything kept for long should
+ * be copied out (json_deep_copy while no arena is in use) rather than pin the chunk it is in
+ * (256 KiB; a chunk goes back once all its objects are freed).
+ * Meant for a parse whose result is mostly dropped soon: a list page. */
+typedef struct gitops_json_arena gitops_json_arena;
+/* A new, open arena; the caller closes it. */
+gitops_json_arena *gitops_json_arena_open(void);
+/* Makes `a` (NULL: none, plain malloc) the calling thread's arena; returns the previous one. */
+gitops_json_arena *gitops_json_arena_use(gitops_json_arena *a);
+/* Bytes of the chunks the arena has cut from (statistics). */
+size_t gitops_json_arena_bytes(const gitops_json_arena *a);
+/* Bytes of the chunks of every arena not yet given back, process-wide (statistics, tests). */
+size_t gitops_json_arena_in_use(void);
+/* Ends the owner's use (and the calling thread's, if current); the memory goes back when the
+ * last object cut from the arena is freed, which may be now. NULL is fine. */
+void gitops_json_arena_close(gitops_json_arena *a);
 
 /* ---- Metrics ----------------------------------------------------------------------------- */
 

@@ -557,9 +557,11 @@ int drift_compare(drift_result **out, const json_t *desired, const json_t *live,
 	w.strict_rules = strcmp(r->group, "rbac.authorization.k8s.io") == 0 &&
 			 (strcmp(r->kind, "Role") == 0 || strcmp(r->kind, "ClusterRole") == 0);
 	json_t *d = NULL, *l = NULL;
-	if (desired && (rc = drift_normalize(&d, desired)) < 0)
+	/* shared with the inputs below the top level, unless ignore rules delete paths in them */
+	int share = !drift__ignore_paths(ignore, r->group, r->kind, r->namespace_, r->name);
+	if (desired && (rc = drift__normalize(&d, desired, share)) < 0)
 		goto fail;
-	if (live && (rc = drift_normalize(&l, live)) < 0)
+	if (live && (rc = drift__normalize(&l, live, share)) < 0)
 		goto fail;
 	if (!live) {
 		r->state = DRIFT_MISSING;

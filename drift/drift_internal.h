@@ -25,6 +25,15 @@ void drift__ignore_apply(const drift_ignore *ignore, const char *group, const ch
 int drift__ignore_whole(const drift_ignore *ignore, const char *group, const char *kind,
 			const char *namespace_, const char *name);
 
+/* 1 when a rule naming a path (which drift__ignore_apply deletes) matches this identity. */
+int drift__ignore_paths(const drift_ignore *ignore, const char *group, const char *kind,
+			const char *namespace_, const char *name);
+
+/* drift_normalize; with `share`, members nothing rewrites are shared with `object` instead of
+ * copied (the result's top level and metadata are its own; below them it must not be
+ * changed). */
+int drift__normalize(json_t **out, const json_t *object, int share);
+
 /* A deep copy of a Secret with every data/stringData value (and the last-applied annotation,
  * which embeds them) replaced by a marker. New reference. */
 json_t *drift__mask_secret_object(const json_t *secret);

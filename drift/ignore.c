@@ -162,6 +162,15 @@ void drift__ignore_apply(const drift_ignore *ig, const char *group, const char *
 	}
 }
 
+int drift__ignore_paths(const drift_ignore *ig, const char *group, const char *kind,
+			const char *namespace_, const char *name)
+{
+	for (size_t i = 0; ig && i < ig->n; i++)
+		if (ig->rules[i].ntokens && rule_matches(&ig->rules[i], group, kind, namespace_, name))
+			return 1;
+	return 0;
+}
+
 int drift__ignore_whole(const drift_ignore *ig, const char *group, const char *kind,
 			const char *namespace_, const char *name)
 {

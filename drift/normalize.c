@@ -113,7 +113,44 @@ static void fold_string_data(json_t *secret)
 	json_object_del(secret, "stringData");
 }
 
-int drift_normalize(json_t **out, const json_t *object)
+/* 1 when default_protocols would complete an item of this "ports" list. */
+static int ports_incomplete(const json_t *list)
+{
+	size_t i;
+	json_t *p;
+	json_array_foreach((json_t *)list, i, p)
+		if (json_is_object(p) && !json_object_get(p, "protocol") &&
+		    (json_object_get(p, "containerPort") || json_object_get(p, "port")))
+			return 1;
+	return 0;
+}
+
+/* 1 when normalizing would change member `k` of an object, of value `v`: a null in it (or it),
+ * or a "ports" list in it (or it) with an item default_protocols completes. Read-only, so the
+ * common case (nothing to rewrite) shares the member instead of copying it. */
+static int needs_rewrite(const char *k, const json_t *v)
+{
+	if (json_is_null(v))
+		return 1;
+	if (json_is_array(v) && k && strcmp(k, "ports") == 0 && ports_incomplete(v))
+		return 1;
+	if (json_is_object(v)) {
+		const char *ck;
+		json_t *c;
+		json_object_foreach((json_t *)v, ck, c)
+			if (needs_rewrite(ck, c))
+				return 1;
+	} else if (json_is_array(v)) {
+		size_t i;
+		json_t *c;
+		json_array_foreach((json_t *)v, i, c)
+			if (needs_rewrite(NULL, c))
+				return 1;
+	}
+	return 0;
+}
+
+int drift__normalize(json_t **out, const json_t *object, int share)
 {
 	*out = NULL;
 	if (!json_is_object(object))
@@ -121,13 +158,19 @@ int drift_normalize(json_t **out, const json_t *object)
 	/* status belongs to controllers; a CRD's is kept because Flux does (its intent may carry
 	 * one), and comparing only desired fields makes it harmless either way */
 	const char *kind0 = json_string_value(json_object_get(object, "kind"));
+	const char *api0 = json_string_value(json_object_get(object, "apiVersion"));
 	bool keep_status = kind0 && strcmp(kind0, "CustomResourceDefinition") == 0;
+	bool secret = kind0 && api0 && strcmp(kind0, "Secret") == 0 && strcmp(api0, "v1") == 0;
 	/* written by the server only; never part of an intent */
 	static const char *const server_only[] = {"creationTimestamp", "managedFields",
 		"resourceVersion", "uid", "generation", "selfLink"};
-	/* A copy without what is dropped anyway: managedFields are most of a live object, and
-	 * copying them to delete them was most of a comparison's cost. */
+	/* A new top level and metadata without what is dropped anyway (managedFields are most of a
+	 * live object, and copying them to delete them was most of a comparison's cost). Below
+	 * that, members are copied only when something in them is rewritten (a null, a port's
+	 * protocol, a Secret's data) or the caller asks for a copy; otherwise they are shared,
+	 * and the result must then be read only below its top level and its metadata. */
 	json_t *o = json_object();
+	bool copied = false;
 	const char *k;
 	json_t *v;
 	json_object_foreach((json_t *)object, k, v) {
@@ -141,14 +184,25 @@ int drift_normalize(json_t **out, const json_t *object)
 				size_t i = 0;
 				while (i < sizeof(server_only) / sizeof(*server_only) && strcmp(mk, server_only[i]))
 					i++;
-				if (i == sizeof(server_only) / sizeof(*server_only))
+				if (i < sizeof(server_only) / sizeof(*server_only))
+					continue;
+				if (share && !needs_rewrite(mk, mv)) {
+					json_object_set(md, mk, mv);
+				} else {
 					json_object_set_new(md, mk, json_deep_copy(mv));
+					copied = true;
+				}
 			}
 			json_object_set_new(o, k, md);
+		} else if (share && !secret && !needs_rewrite(k, v)) {
+			json_object_set(o, k, v);
 		} else {
 			json_object_set_new(o, k, json_deep_copy(v));
+			copied = true;
 		}
 	}
+	if (!copied)
+		goto done; /* nothing shared needs a rewrite; nothing else was kept */
 	drop_nulls(o);
 	const char *kind = json_string_value(json_object_get(o, "kind"));
 	const char *api = json_string_value(json_object_get(o, "apiVersion"));
@@ -159,8 +213,14 @@ int drift_normalize(json_t **out, const json_t *object)
 			canonical_base64(json_object_get(o, "data"));
 		fold_string_data(o);
 	}
+done:
 	*out = o;
 	return 0;
+}
+
+int drift_normalize(json_t **out, const json_t *object)
+{
+	return drift__normalize(out, object, 0);
 }
 
 /* Masking itself lives in common/mask.c (one place for objects and text). */

@@ -158,7 +158,9 @@ int kube_list(json_t **items, char **resource_version, kube_client *c,
  * is called when the list starts over after an expired continue token, so what the pages gave
  * so far must be dropped. *resource_version (may be NULL) as for kube_list. Thread-safe like
  * every call on a client; the callbacks run on the calling thread, while a helper thread of
- * the call already transfers the next page (memory: two pages' JSON text, one page's objects). */
+ * the call already transfers the next page (memory: two pages' JSON text, one page's objects,
+ * parsed into a JSON arena of its own, common.h: keep what the callback takes for long as a
+ * copy, or it pins the arena's chunk). */
 int kube_list_pages(kube_client *c, const struct kube_resource *r, const char *ns, const char *label_selector,
 		    void (*page)(void *ud, json_t *items), void (*restart)(void *ud), void *ud,
 		    char **resource_version);

@@ -297,22 +297,24 @@ static void slim_live(const rec_plan *p, struct rec_entry *e)
 {
 	if (p->keep_live || !e->item.live || !e->item.result || drift_result_state(e->item.result) != DRIFT_IN_SYNC)
 		return;
-	/* In place (the plan holds the only reference that counts: a list page is dropped next). */
-	const char *k;
-	json_t *v;
-	void *tmp;
-	json_object_foreach_safe(e->item.live, tmp, k, v)
-		if (strcmp(k, "apiVersion") && strcmp(k, "kind") && strcmp(k, "metadata"))
-			json_object_del(e->item.live, k);
-	static const char *const keep[] = {"name", "namespace", "annotations", "generation", "deletionTimestamp"};
-	json_t *meta = json_object_get(e->item.live, "metadata");
-	json_object_foreach_safe(meta, tmp, k, v) {
-		size_t i = 0;
-		while (i < sizeof(keep) / sizeof(*keep) && strcmp(k, keep[i]))
-			i++;
-		if (i == sizeof(keep) / sizeof(*keep))
-			json_object_del(meta, k);
+	/* A new object (the old one may sit in a list page's arena, which it would keep whole). */
+	json_t *slim = json_object();
+	static const char *const top[] = {"apiVersion", "kind"};
+	for (size_t i = 0; i < sizeof(top) / sizeof(*top); i++) {
+		json_t *v = json_object_get(e->item.live, top[i]);
+		if (v)
+			json_object_set_new(slim, top[i], json_deep_copy(v));
 	}
+	static const char *const keep[] = {"name", "namespace", "annotations", "generation", "deletionTimestamp"};
+	json_t *meta = json_object_get(e->item.live, "metadata"), *md = json_object();
+	for (size_t i = 0; i < sizeof(keep) / sizeof(*keep); i++) {
+		json_t *v = json_object_get(meta, keep[i]);
+		if (v)
+			json_object_set_new(md, keep[i], json_deep_copy(v));
+	}
+	json_object_set_new(slim, "metadata", md);
+	json_decref(e->item.live);
+	e->item.live = slim;
 }
 
 /* A results_only plan (a diff) drops the desired form of what is in sync as soon as it is
@@ -325,6 +327,11 @@ static void drop_desired(const rec_plan *p, struct rec_entry *e)
 	json_decref(e->item.desired);
 	e->item.desired = NULL;
 	e->desired_dropped = true;
+	if (!e->item.unmanaged) {
+		/* nor is anything read of its live form (a diff names unmanaged objects only) */
+		json_decref(e->item.live);
+		e->item.live = NULL;
+	}
 }
 
 static void uncompare(struct rec_entry *e)
@@ -369,6 +376,24 @@ static void keep_named(void *ud, json_t *items)
 		uncompare(e);
 		e->item.live = json_incref(it);
 		lc->rc = compare_one(lc->p, e, lc->dopt);
+		/* What is kept past this page is copied out of the page's arena (so the page's memory
+		 * goes back): a live object in sync is cut down to a new one by slim_live, or copied
+		 * whole for a keep_live plan; one that differs (rare) is copied and compared again,
+		 * as its result refers to parts of the objects compared. */
+		if (!lc->rc && e->item.live && e->item.result) {
+			bool in_sync = drift_result_state(e->item.result) == DRIFT_IN_SYNC;
+			if (!in_sync || lc->p->keep_live) {
+				json_t *own = json_deep_copy(e->item.live);
+				if (in_sync) {
+					json_decref(e->item.live);
+					e->item.live = own;
+				} else {
+					uncompare(e);
+					e->item.live = own;
+					lc->rc = compare_one(lc->p, e, lc->dopt);
+				}
+			}
+		}
 		slim_live(lc->p, e);
 		drop_desired(lc->p, e);
 	}

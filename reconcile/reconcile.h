@@ -156,7 +156,8 @@ struct rec_item {
 				 * IN_SYNC in a results_only plan) */
 	json_t *live;           /* the live object; NULL when absent. IN_SYNC (unless the plan
 				 * keep_live): only apiVersion, kind and metadata's name, namespace,
-				 * annotations, generation, deletionTimestamp */
+				 * annotations, generation, deletionTimestamp; NULL in a results_only
+				 * plan unless unmanaged */
 	const char *app;
 	const char *source;     /* "file:line" of the desired object, or "inventory" */
 	bool in_inventory;      /* in this pipeline and environment's inventory */
