@@ -646,6 +646,8 @@ static void *page_fetch_run(void *arg)
 	f->rc = kube_http(f->c, "GET", f->path, NULL, &o, &f->status, &f->resp);
 	if (f->rc)
 		f->error = gitops_strdup(gitops_error_last());
+	else if (f->resp.len > 0)
+		page_parse(f);
 	return NULL;
 }
 

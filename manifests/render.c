@@ -15,7 +15,7 @@
 #include <unistd.h>
 
 /* Bump when the cached form or the YAML reading changes: old entries are then ignored. */
-#define CACHE_FORMAT "gitops-render-cache/1"
+#define CACHE_FORMAT "gitops-render-cache/2"
 
 /* A render in the memory cache: the cache file's text ({"format", "objects": [{"file","line",
  * "object"}]}), compact. Text, not a parsed tree: a tree takes about 8 times the memory, and a
@@ -819,15 +819,30 @@ static void sha256_hex(char out[65], const char *s, size_t len)
 		snprintf(out + 2 * i, 3, "%02x", md[i]);
 }
 
+/* The cache document: {"format", "objects": [object...], "files": [name...], "at": [file index,
+ * line, ...]}: objects bare and their sources as numbers (no wrapper object per object: those
+ * were a sixth of a parsed render's memory). */
 static json_t *set_to_cache(const mf_objects *set)
 {
-	json_t *a = json_array();
+	json_t *objs = json_array(), *files = json_array(), *at = json_array();
+	size_t last = 0;
 	for (size_t i = 0; i < mf_objects_count(set); i++) {
 		const struct mf_object *o = mf_objects_at(set, i);
 		/* shared, not copied: serialized at once, before namespaces are filled in */
-		json_array_append_new(a, json_pack("{s:s, s:i, s:O}", "file", o->file, "line", o->line, "object", o->obj));
+		json_array_append(objs, o->obj);
+		size_t f = last;
+		if (f >= json_array_size(files) || strcmp(json_string_value(json_array_get(files, f)), o->file)) {
+			for (f = 0; f < json_array_size(files); f++)
+				if (!strcmp(json_string_value(json_array_get(files, f)), o->file))
+					break;
+			if (f == json_array_size(files))
+				json_array_append_new(files, json_string(o->file));
+		}
+		last = f;
+		json_array_append_new(at, json_integer((json_int_t)f));
+		json_array_append_new(at, json_integer(o->line));
 	}
-	return a;
+	return json_pack("{s:s, s:o, s:o, s:o}", "format", CACHE_FORMAT, "objects", objs, "files", files, "at", at);
 }
 
 /* Parses a cache text into the set: its objects go to the set as they are (no copy). */
@@ -842,16 +857,23 @@ static int cache_to_set(mf_objects *set, const char *text, size_t len, const cha
 	json_t *doc = json_loadb(text, len, 0, &je);
 	gitops_json_arena_use(was);
 	gitops_json_arena_close(arena);
-	json_t *objs = json_object_get(doc, "objects");
+	json_t *objs = json_object_get(doc, "objects"), *files = json_object_get(doc, "files");
+	json_t *at = json_object_get(doc, "at");
 	const char *fmt = json_string_value(json_object_get(doc, "format"));
-	int rc = (json_is_array(objs) && fmt && !strcmp(fmt, CACHE_FORMAT)) ? 0 : GITOPS_ENOTFOUND;
+	int rc = (json_is_array(objs) && json_is_array(files) && json_is_array(at) &&
+		  json_array_size(at) == 2 * json_array_size(objs) && fmt && !strcmp(fmt, CACHE_FORMAT))
+			 ? 0 : GITOPS_ENOTFOUND;
 	size_t i;
 	json_t *e;
 	json_array_foreach(objs, i, e) {
 		if (rc)
 			break;
-		rc = mf_objects_add(set, json_object_get(e, "object"), json_string_value(json_object_get(e, "file")),
-				    (int)json_integer_value(json_object_get(e, "line")), app, ns);
+		const char *file = json_string_value(json_array_get(files, (size_t)json_integer_value(json_array_get(at, 2 * i))));
+		if (!file) {
+			rc = GITOPS_ENOTFOUND; /* damaged: rendered again */
+			break;
+		}
+		rc = mf_objects_add(set, e, file, (int)json_integer_value(json_array_get(at, 2 * i + 1)), app, ns);
 	}
 	json_decref(doc);
 	return rc;
@@ -1075,7 +1097,7 @@ int mf_render_app(mf_objects *set, mf_renderer *r, mf_repo *repo, const char *co
 		}
 	}
 	if (!rc) {
-		json_t *doc = json_pack("{s:s, s:o}", "format", CACHE_FORMAT, "objects", set_to_cache(fresh));
+		json_t *doc = set_to_cache(fresh);
 		char *dump = json_dumps(doc, JSON_COMPACT | JSON_REAL_PRECISION(17));
 		json_decref(doc);
 		if (dump) {

@@ -166,7 +166,12 @@ int rec_inventory_parse(json_t **doc, const json_t *cm, const char *name)
 {
 	const char *text = str(json_object_get(cm, "data"), INVENTORY_KEY);
 	json_error_t jerr;
+	/* in an arena: an inventory is read whole, kept as long as the plan and freed with it */
+	gitops_json_arena *arena = gitops_json_arena_open();
+	gitops_json_arena *was = gitops_json_arena_use(arena);
 	*doc = text ? json_loads(text, 0, &jerr) : NULL;
+	gitops_json_arena_use(was);
+	gitops_json_arena_close(arena);
 	if (!*doc || !expand_groups(*doc) || !json_is_array(json_object_get(*doc, "objects"))) {
 		json_decref(*doc);
 		*doc = NULL;

@@ -8,7 +8,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-static void set_label(json_t *obj, const char *key, const char *value)
+/* Sets a label to `value`, shared (a reference taken), as the same few values label every
+ * object of a plan. */
+static void set_label(json_t *obj, const char *key, json_t *value)
 {
 	json_t *meta = json_object_get(obj, "metadata");
 	json_t *labels = json_object_get(meta, "labels");
@@ -16,7 +18,7 @@ static void set_label(json_t *obj, const char *key, const char *value)
 		labels = json_object();
 		json_object_set_new(meta, "labels", labels);
 	}
-	json_object_set_new(labels, key, json_string(value));
+	json_object_set(labels, key, value);
 }
 
 static const char *label(const json_t *obj, const char *key)
@@ -177,6 +179,8 @@ static int plan_entries(rec_plan *p, mf_objects *set, json_t *index)
 	const struct mf_environment *env = p->envp;
 	const char *pipeline = p->inv->pipeline;
 	json_t *inv_keys = json_object(), *desired_keys = json_object();
+	json_t *lv_managed = json_string("gitops"), *lv_pipeline = json_string(pipeline);
+	json_t *lv_env = json_string(env->name), *lv_app = NULL;
 	size_t cap = 0, i;
 	json_t *ref;
 	int rc = GITOPS_OK;
@@ -204,10 +208,14 @@ static int plan_entries(rec_plan *p, mf_objects *set, json_t *index)
 		e->key = key;
 		/* The set is the plan's own and freed after it: its objects are labelled in place. */
 		e->item.desired = json_incref(mo->obj);
-		set_label(e->item.desired, REC_LABEL_MANAGED_BY, "gitops");
-		set_label(e->item.desired, REC_LABEL_PIPELINE, pipeline);
-		set_label(e->item.desired, REC_LABEL_ENV, env->name);
-		set_label(e->item.desired, REC_LABEL_APP, mo->app);
+		if (!lv_app || strcmp(json_string_value(lv_app), mo->app)) {
+			json_decref(lv_app);
+			lv_app = json_string(mo->app);
+		}
+		set_label(e->item.desired, REC_LABEL_MANAGED_BY, lv_managed);
+		set_label(e->item.desired, REC_LABEL_PIPELINE, lv_pipeline);
+		set_label(e->item.desired, REC_LABEL_ENV, lv_env);
+		set_label(e->item.desired, REC_LABEL_APP, lv_app);
 		rec_ref_of(&e->item.ref, &e->ref_mem, e->item.desired);
 		e->app_s = gitops_strdup(mo->app);
 		e->source_s = gitops_sprintf("%s:%d", mo->file, mo->line);
@@ -257,6 +265,10 @@ static int plan_entries(rec_plan *p, mf_objects *set, json_t *index)
 		json_object_set_new(index, p->entries[i].key, json_integer((json_int_t)i));
 	json_decref(inv_keys);
 	json_decref(desired_keys);
+	json_decref(lv_managed);
+	json_decref(lv_pipeline);
+	json_decref(lv_env);
+	json_decref(lv_app);
 	return rc;
 }
 
