@@ -180,6 +180,9 @@ gitops_json_arena *gitops_json_arena_open(void);
 gitops_json_arena *gitops_json_arena_use(gitops_json_arena *a);
 /* Bytes of the chunks the arena has cut from (statistics). */
 size_t gitops_json_arena_bytes(const gitops_json_arena *a);
+/* Gives the pages of the spare chunks kept for reuse back to the system (a long-running caller,
+ * after its work, as with malloc_trim). */
+void gitops_json_arena_trim(void);
 /* Bytes of the chunks of every arena not yet given back, process-wide (statistics, tests). */
 size_t gitops_json_arena_in_use(void);
 /* Ends the owner's use (and the calling thread's, if current); the memory goes back when the

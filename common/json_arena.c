@@ -53,7 +53,7 @@ struct gitops_json_arena {
 
 static uintptr_t range_lo, range_hi; /* set once before main, read only after */
 static pthread_mutex_t pool_lock = PTHREAD_MUTEX_INITIALIZER;
-static struct chunk *pool;            /* free chunks, warm ones first */
+static struct chunk *pool;            /* free chunks */
 static size_t pool_warm;
 static uintptr_t range_next;          /* the first chunk never used */
 static size_t chunks_out;             /* taken and not given back (under pool_lock) */
@@ -172,6 +172,21 @@ gitops_json_arena *gitops_json_arena_use(gitops_json_arena *a)
 size_t gitops_json_arena_bytes(const gitops_json_arena *a)
 {
 	return a ? a->nchunks * CHUNK_SIZE : 0;
+}
+
+void gitops_json_arena_trim(void)
+{
+	pthread_mutex_lock(&pool_lock);
+	struct chunk *next;
+	for (struct chunk *c = pool; c; c = next) {
+		UNPOISON(c, sizeof(*c));
+		next = c->next;
+		madvise(c, CHUNK_SIZE, MADV_DONTNEED);
+		c->next = next; /* the page holding the link comes back; the rest stays given back */
+		POISON(c, CHUNK_SIZE);
+	}
+	pool_warm = 0;
+	pthread_mutex_unlock(&pool_lock);
 }
 
 size_t gitops_json_arena_in_use(void)

@@ -1025,8 +1025,10 @@ static int reconcile_once(struct denv *de, bool *again)
 	rec_plan_free(plan);
 	json_decref(state);
 	/* A plan's rendered and live objects are gone now; hand the heap they took back to the
-	 * system, or the daemon's resident memory stays at its peak for good. */
+	 * system, or the daemon's resident memory stays at its peak for good (and the JSON
+	 * arenas' spare chunks). */
 	malloc_trim(0);
+	gitops_json_arena_trim();
 	return *again ? GITOPS_OK : rc;
 }
 

@@ -129,6 +129,25 @@ static void a_value_larger_than_a_chunk_comes_from_malloc(void **state)
 	free(text);
 }
 
+static void trimmed_chunks_are_used_again(void **state)
+{
+	(void)state;
+	size_t before = gitops_json_arena_in_use();
+	char *text = page_text(3000);
+	for (int round = 0; round < 3; round++) {
+		gitops_json_arena *a = gitops_json_arena_open();
+		json_t *doc = parse_in(a, text);
+		gitops_json_arena_close(a);
+		assert_int_equal(json_array_size(json_object_get(doc, "items")), 3000);
+		assert_string_equal(json_string_value(json_object_get(json_object_get(json_array_get(
+					    json_object_get(doc, "items"), 2999), "metadata"), "name")), "cm-2999");
+		json_decref(doc);
+		gitops_json_arena_trim(); /* the pool's pages go back; its list must survive that */
+	}
+	assert_int_equal(gitops_json_arena_in_use(), before);
+	free(text);
+}
+
 static void an_empty_arena_costs_nothing(void **state)
 {
 	(void)state;
@@ -147,6 +166,7 @@ int main(void)
 		cmocka_unit_test(a_kept_object_pins_only_its_chunk),
 		cmocka_unit_test(objects_are_freed_from_any_thread),
 		cmocka_unit_test(a_value_larger_than_a_chunk_comes_from_malloc),
+		cmocka_unit_test(trimmed_chunks_are_used_again),
 		cmocka_unit_test(an_empty_arena_costs_nothing),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
