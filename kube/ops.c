@@ -601,14 +601,16 @@ int kube_get(json_t **out, kube_client *c, const char *api_version, const char *
 	return rc;
 }
 
-/* One page's GET, run on a helper thread so the next page is on its way while the caller's
- * callback works on this one. The page is parsed on the calling thread when it is taken (so one
- * page's objects at a time), into a JSON arena of its own: no malloc or free per node, and its
- * memory goes back a chunk at a time once the caller drops the page. Its error text is carried
- * back. */
+/* One page's GET and parse, run on a helper thread: the page is parsed into a JSON arena of its
+ * own (no malloc or free per node; its memory goes back a chunk at a time once the caller drops
+ * it). As soon as the GET is over, the continue token is read from the start of the text (a
+ * list's metadata precedes its items), so the caller asks for the next page while this one is
+ * parsed and while it works on the one before: the apiserver, the parse and the caller's
+ * callback overlap. Its error text is carried back. */
 struct page_fetch {
 	kube_client *c;
 	char *path;
+	bool first;                     /* asked for without a continue token */
 	const char *api_version, *kind; /* filled into the items, which lack them */
 	long status;
 	gitops_buf resp;
@@ -618,6 +620,11 @@ struct page_fetch {
 	char *error;
 	pthread_t th;
 	bool running;
+	pthread_mutex_t lock;
+	pthread_cond_t cond;
+	bool head_done;  /* the GET is over: head_known and head_next are set (under lock) */
+	bool head_known; /* the continue token was read from the start of the text */
+	char *head_next; /* that token, NULL when this is the last page */
 };
 
 /* Parses the page's text into an arena of its own, filling in each item's apiVersion and kind
@@ -639,6 +646,31 @@ static void page_parse(struct page_fetch *f)
 	gitops_buf_free(&f->resp);
 }
 
+/* The continue token from the text before "items" (kind, apiVersion, metadata), parsed by
+ * jansson as an object of its own. Unknown (head_known false: the caller waits for the whole
+ * page) when the text does not start that way. */
+static void page_read_head(struct page_fetch *f)
+{
+	const char *at = memmem(f->resp.ptr, f->resp.len, "\"items\":", 8);
+	if (!at)
+		return;
+	size_t n = (size_t)(at - f->resp.ptr);
+	while (n > 0 && (f->resp.ptr[n - 1] == ',' || f->resp.ptr[n - 1] == ' ' || f->resp.ptr[n - 1] == '\n'))
+		n--;
+	gitops_buf head = GITOPS_BUF_INIT;
+	gitops_buf_put(&head, f->resp.ptr, n);
+	gitops_buf_putc(&head, '}');
+	json_t *h = json_loadb(head.ptr, head.len, 0, NULL);
+	json_t *meta = json_object_get(h, "metadata");
+	if (json_is_object(meta)) {
+		const char *next = json_string_value(json_object_get(meta, "continue"));
+		f->head_next = next && *next ? gitops_strdup(next) : NULL;
+		f->head_known = true;
+	}
+	json_decref(h);
+	gitops_buf_free(&head);
+}
+
 static void *page_fetch_run(void *arg)
 {
 	struct page_fetch *f = arg;
@@ -646,7 +678,13 @@ static void *page_fetch_run(void *arg)
 	f->rc = kube_http(f->c, "GET", f->path, NULL, &o, &f->status, &f->resp);
 	if (f->rc)
 		f->error = gitops_strdup(gitops_error_last());
-	else if (f->resp.len > 0)
+	else if (f->status == 200)
+		page_read_head(f);
+	pthread_mutex_lock(&f->lock);
+	f->head_done = true;
+	pthread_cond_signal(&f->cond);
+	pthread_mutex_unlock(&f->lock);
+	if (!f->rc && f->resp.len > 0)
 		page_parse(f);
 	return NULL;
 }
@@ -665,31 +703,46 @@ static char *page_path(const char *base, const char *sel, const char *cont)
 	return gitops_buf_detach(&path);
 }
 
-/* Starts the GET of `path` (taken), on a thread when one can be made, else at once. */
-static void page_fetch_start(struct page_fetch *f, kube_client *c, char *path, const char *api_version,
-			     const char *kind)
+/* Starts the GET of the page after `cont` (NULL: the first), on a thread when one can be made,
+ * else at once. */
+static void page_fetch_start(struct page_fetch *f, kube_client *c, const char *base, const char *sel,
+			     const char *cont, const char *api_version, const char *kind)
 {
 	memset(f, 0, sizeof(*f));
 	f->c = c;
-	f->path = path;
+	f->path = page_path(base, sel, cont);
+	f->first = !cont;
 	f->api_version = api_version;
 	f->kind = kind;
+	pthread_mutex_init(&f->lock, NULL);
+	pthread_cond_init(&f->cond, NULL);
 	f->running = pthread_create(&f->th, NULL, page_fetch_run, f) == 0;
 	if (!f->running)
 		page_fetch_run(f);
 }
 
-/* Waits for the GET; *body gets the parsed page and *arena the arena it is in (close it once
- * the page is dropped). Its error (if any) becomes this thread's. */
+/* Waits until the GET is over: then f->head_known and f->head_next may be read. */
+static void page_fetch_wait_head(struct page_fetch *f)
+{
+	pthread_mutex_lock(&f->lock);
+	while (!f->head_done)
+		pthread_cond_wait(&f->cond, &f->lock);
+	pthread_mutex_unlock(&f->lock);
+}
+
+/* Waits for the GET and the parse; *body gets the parsed page and *arena the arena it is in
+ * (close it once the page is dropped). Its error (if any) becomes this thread's. */
 static int page_fetch_finish(struct page_fetch *f, json_t **body, gitops_json_arena **arena)
 {
 	if (f->running)
 		pthread_join(f->th, NULL);
 	f->running = false;
+	pthread_mutex_destroy(&f->lock);
+	pthread_cond_destroy(&f->cond);
 	free(f->path);
 	f->path = NULL;
-	if (!f->rc && f->resp.len > 0)
-		page_parse(f);
+	free(f->head_next);
+	f->head_next = NULL;
 	gitops_buf_free(&f->resp);
 	*body = f->body;
 	*arena = f->arena;
@@ -702,6 +755,20 @@ static int page_fetch_finish(struct page_fetch *f, json_t **body, gitops_json_ar
 	return f->rc;
 }
 
+/* Waits for a page asked for ahead and drops it (the list stopped before it). */
+static void page_fetch_drop(struct page_fetch *f)
+{
+	json_t *body;
+	gitops_json_arena *arena;
+	char *err = gitops_strdup(gitops_error_last());
+	int code = gitops_error_code();
+	page_fetch_finish(f, &body, &arena);
+	json_decref(body);
+	gitops_json_arena_close(arena);
+	gitops_error_set(code, "%s", err); /* the error that stopped the list stays this thread's */
+	free(err);
+}
+
 int kube_list_pages(kube_client *c, const struct kube_resource *r, const char *ns, const char *label_selector,
 		    void (*page)(void *ud, json_t *items), void (*restart)(void *ud), void *ud,
 		    char **resource_version)
@@ -711,56 +778,69 @@ int kube_list_pages(kube_client *c, const struct kube_resource *r, const char *n
 	char *base = kube_path(r, ns, NULL);
 	char *sel = label_selector ? url_escape(label_selector) : NULL;
 	char *gv = r->group[0] ? gitops_sprintf("%s/%s", r->group, r->version) : gitops_strdup(r->version);
-	char *cont = NULL;
 	int rc = GITOPS_OK;
-	struct page_fetch f;
-	page_fetch_start(&f, c, page_path(base, sel, NULL), gv, r->kind);
+	struct page_fetch fa, fb, *f = &fa, *ahead = &fb;
+	page_fetch_start(f, c, base, sel, NULL, gv, r->kind);
 	for (;;) {
+		/* The next page is asked for as soon as this one's continue token is known. */
+		bool asked = false;
+		page_fetch_wait_head(f);
+		if (f->head_known && f->head_next) {
+			page_fetch_start(ahead, c, base, sel, f->head_next, gv, r->kind);
+			asked = true;
+		}
+		bool known = f->head_known, first = f->first;
 		json_t *body;
 		gitops_json_arena *arena;
-		rc = page_fetch_finish(&f, &body, &arena);
-		long status = f.status;
-		if (!rc && status == 410 && cont) {
+		rc = page_fetch_finish(f, &body, &arena);
+		long status = f->status;
+		if (!rc && status == 410 && !first) {
 			/* The continue token expired (about 5 minutes): start the list again. */
 			json_decref(body);
 			gitops_json_arena_close(arena);
-			free(cont);
-			cont = NULL;
 			if (restart)
 				restart(ud);
-			page_fetch_start(&f, c, page_path(base, sel, NULL), gv, r->kind);
+			page_fetch_start(f, c, base, sel, NULL, gv, r->kind);
 			continue;
 		}
 		if (!rc && status != 200) {
 			char *what = gitops_sprintf("list %s%s%s", r->resource, ns ? " in " : "", ns ? ns : "");
 			rc = kube_status_error(status, body, what);
 			free(what);
+		} else if (!rc && !json_is_object(body)) {
+			rc = gitops_error_set(GITOPS_EPARSE, "list %s%s%s: the apiserver's reply is not a JSON object",
+					      r->resource, ns ? " in " : "", ns ? ns : "");
 		}
 		if (rc) {
 			json_decref(body);
 			gitops_json_arena_close(arena);
+			if (asked)
+				page_fetch_drop(ahead);
 			break;
 		}
 		json_t *meta = json_object_get(body, "metadata");
 		const char *next = json_string_value(json_object_get(meta, "continue"));
-		free(cont);
-		cont = (next && *next) ? gitops_strdup(next) : NULL;
-		if (!cont && resource_version) {
+		bool more = next && *next;
+		if (!more && resource_version) {
 			const char *rv = json_string_value(json_object_get(meta, "resourceVersion"));
 			*resource_version = rv ? gitops_strdup(rv) : NULL;
 		}
-		/* The next page is asked for before this one is handed over. */
-		if (cont)
-			page_fetch_start(&f, c, page_path(base, sel, cont), gv, r->kind);
+		/* Without the token at the start of the text, the next page is asked for now. */
+		if (more && !known) {
+			page_fetch_start(ahead, c, base, sel, next, gv, r->kind);
+			asked = true;
+		}
 		json_t *items = json_object_get(body, "items");
 		if (json_is_array(items))
 			page(ud, items);
 		json_decref(body);
 		gitops_json_arena_close(arena);
-		if (!cont)
+		if (!asked)
 			break;
+		struct page_fetch *t = f;
+		f = ahead;
+		ahead = t;
 	}
-	free(cont);
 	free(gv);
 	free(sel);
 	free(base);

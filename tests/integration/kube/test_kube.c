@@ -262,9 +262,9 @@ static void crd_wait_honours_the_cancel_flag(void **state)
 static void list_pages_through_more_than_one_page_with_a_selector(void **state)
 {
 	(void)state;
-	for (int i = 0; i < 520; i++) {
+	for (int i = 0; i < 1100; i++) { /* three pages of 500: each asked for before the previous is parsed */
 		char name[32];
-		snprintf(name, sizeof(name), "page-%03d", i);
+		snprintf(name, sizeof(name), "page-%04d", i);
 		json_t *cm = configmap(name, "i", "x");
 		json_object_set_new(json_object_get(cm, "metadata"), "labels",
 				    json_pack("{s:s}", "set", i % 2 ? "odd" : "even"));
@@ -278,13 +278,22 @@ static void list_pages_through_more_than_one_page_with_a_selector(void **state)
 	json_t *items = NULL;
 	char *rv = NULL;
 	assert_int_equal(kube_list(&items, &rv, client, r, ns, "set in (odd,even)"), 0);
-	assert_int_equal(json_array_size(items), 520);
+	assert_int_equal(json_array_size(items), 1100);
+	json_t *names = json_object(); /* every object once: no page twice, none missing */
+	size_t i;
+	json_t *it;
+	json_array_foreach(items, i, it)
+		json_object_set_new(names, json_string_value(json_object_get(json_object_get(it, "metadata"), "name")), json_true());
+	assert_int_equal(json_object_size(names), 1100);
+	assert_non_null(json_object_get(names, "page-0000"));
+	assert_non_null(json_object_get(names, "page-1099"));
+	json_decref(names);
 	assert_non_null(rv);
 	assert_string_equal(json_string_value(json_object_get(json_array_get(items, 0), "kind")), "ConfigMap");
 	json_decref(items);
 	free(rv);
 	assert_int_equal(kube_list(&items, NULL, client, r, ns, "set=odd"), 0);
-	assert_int_equal(json_array_size(items), 260);
+	assert_int_equal(json_array_size(items), 550);
 	json_decref(items);
 }
 
