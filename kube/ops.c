@@ -610,6 +610,8 @@ int kube_get(json_t **out, kube_client *c, const char *api_version, const char *
 struct page_fetch {
 	kube_client *c;
 	char *path;
+	int limit;                      /* objects asked for */
+	size_t text_len;                /* bytes of the reply */
 	bool first;                     /* asked for without a continue token */
 	const char *api_version, *kind; /* filled into the items, which lack them */
 	long status;
@@ -676,6 +678,7 @@ static void *page_fetch_run(void *arg)
 	struct page_fetch *f = arg;
 	struct kube_http_opts o = {0};
 	f->rc = kube_http(f->c, "GET", f->path, NULL, &o, &f->status, &f->resp);
+	f->text_len = f->resp.len;
 	if (f->rc)
 		f->error = gitops_strdup(gitops_error_last());
 	else if (f->status == 200)
@@ -689,10 +692,10 @@ static void *page_fetch_run(void *arg)
 	return NULL;
 }
 
-static char *page_path(const char *base, const char *sel, const char *cont)
+static char *page_path(const char *base, const char *sel, const char *cont, int limit)
 {
 	gitops_buf path = GITOPS_BUF_INIT;
-	gitops_buf_printf(&path, "%s?limit=500", base);
+	gitops_buf_printf(&path, "%s?limit=%d", base, limit);
 	if (sel)
 		gitops_buf_printf(&path, "&labelSelector=%s", sel);
 	if (cont) {
@@ -703,14 +706,32 @@ static char *page_path(const char *base, const char *sel, const char *cont)
 	return gitops_buf_detach(&path);
 }
 
+/* Objects per page: PAGE_FIRST, then as many as make about PAGE_BYTES of JSON, at most 500:
+ * 500 ConfigMaps are 400 kB but 500 Deployments with their status and managedFields 1.5 MB,
+ * 15 MiB once parsed, and a list holds two pages parsed. The limit may change from one page
+ * to the next. */
+#define PAGE_FIRST 250
+#define PAGE_MAX 500
+#define PAGE_MIN 50
+#define PAGE_BYTES ((size_t)512 << 10)
+static int page_limit_after(const struct page_fetch *f)
+{
+	if (!f->text_len || f->limit <= 0)
+		return PAGE_MAX;
+	size_t per = f->text_len / (size_t)f->limit + 1;
+	size_t n = PAGE_BYTES / per;
+	return n > PAGE_MAX ? PAGE_MAX : n < PAGE_MIN ? PAGE_MIN : (int)n;
+}
+
 /* Starts the GET of the page after `cont` (NULL: the first), on a thread when one can be made,
  * else at once. */
 static void page_fetch_start(struct page_fetch *f, kube_client *c, const char *base, const char *sel,
-			     const char *cont, const char *api_version, const char *kind)
+			     const char *cont, int limit, const char *api_version, const char *kind)
 {
 	memset(f, 0, sizeof(*f));
 	f->c = c;
-	f->path = page_path(base, sel, cont);
+	f->limit = limit;
+	f->path = page_path(base, sel, cont, limit);
 	f->first = !cont;
 	f->api_version = api_version;
 	f->kind = kind;
@@ -780,16 +801,17 @@ int kube_list_pages(kube_client *c, const struct kube_resource *r, const char *n
 	char *gv = r->group[0] ? gitops_sprintf("%s/%s", r->group, r->version) : gitops_strdup(r->version);
 	int rc = GITOPS_OK;
 	struct page_fetch fa, fb, *f = &fa, *ahead = &fb;
-	page_fetch_start(f, c, base, sel, NULL, gv, r->kind);
+	page_fetch_start(f, c, base, sel, NULL, PAGE_FIRST, gv, r->kind);
 	for (;;) {
 		/* The next page is asked for as soon as this one's continue token is known. */
 		bool asked = false;
 		page_fetch_wait_head(f);
 		if (f->head_known && f->head_next) {
-			page_fetch_start(ahead, c, base, sel, f->head_next, gv, r->kind);
+			page_fetch_start(ahead, c, base, sel, f->head_next, page_limit_after(f), gv, r->kind);
 			asked = true;
 		}
 		bool known = f->head_known, first = f->first;
+		int limit = page_limit_after(f);
 		json_t *body;
 		gitops_json_arena *arena;
 		rc = page_fetch_finish(f, &body, &arena);
@@ -800,7 +822,7 @@ int kube_list_pages(kube_client *c, const struct kube_resource *r, const char *n
 			gitops_json_arena_close(arena);
 			if (restart)
 				restart(ud);
-			page_fetch_start(f, c, base, sel, NULL, gv, r->kind);
+			page_fetch_start(f, c, base, sel, NULL, PAGE_FIRST, gv, r->kind);
 			continue;
 		}
 		if (!rc && status != 200) {
@@ -827,7 +849,7 @@ int kube_list_pages(kube_client *c, const struct kube_resource *r, const char *n
 		}
 		/* Without the token at the start of the text, the next page is asked for now. */
 		if (more && !known) {
-			page_fetch_start(ahead, c, base, sel, next, gv, r->kind);
+			page_fetch_start(ahead, c, base, sel, next, limit, gv, r->kind);
 			asked = true;
 		}
 		json_t *items = json_object_get(body, "items");
