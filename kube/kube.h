@@ -147,20 +147,21 @@ char *kube_path(const struct kube_resource *r, const char *ns, const char *name)
 int kube_get(json_t **out, kube_client *c, const char *api_version, const char *kind,
 	     const char *ns, const char *name);
 
-/* Lists objects (all pages of `limit=500`), optionally in one namespace and with a label
+/* Lists objects (every page: see kube_list_pages), optionally in one namespace and with a label
  * selector. *items is a JSON array (caller owns); *resource_version (caller frees, may be
  * NULL to ignore) is the list's resourceVersion to start a watch from. */
 int kube_list(json_t **items, char **resource_version, kube_client *c,
 	      const struct kube_resource *r, const char *ns, const char *label_selector);
 
-/* kube_list page by page (memory: one page of at most 500 objects at a time): `page` gets each
- * page's items (borrowed for the call: take a reference to keep one); `restart` (may be NULL)
- * is called when the list starts over after an expired continue token, so what the pages gave
- * so far must be dropped. *resource_version (may be NULL) as for kube_list. Thread-safe like
- * every call on a client; the callbacks run on the calling thread, while a helper thread of
- * the call already transfers the next page (memory: two pages' JSON text, one page's objects,
- * parsed into a JSON arena of its own, common.h: keep what the callback takes for long as a
- * copy, or it pins the arena's chunk). */
+/* kube_list page by page: `page` gets each page's items (borrowed for the call: take a
+ * reference to keep one); `restart` (may be NULL) is called when the list starts over after an
+ * expired continue token, so what the pages gave so far must be dropped. *resource_version (may
+ * be NULL) as for kube_list. Thread-safe like every call on a client; the callbacks run on the
+ * calling thread, while helper threads of the call already fetch and parse the next page (asked
+ * for as soon as this page's continue token is read from the start of its text). Pages are of
+ * about 512 kB of JSON (250 objects first, then as many as fit, at most 500); memory: two pages
+ * parsed, each into a JSON arena of its own (common.h: keep what the callback takes for long as
+ * a copy, or it pins the arena's chunk). */
 int kube_list_pages(kube_client *c, const struct kube_resource *r, const char *ns, const char *label_selector,
 		    void (*page)(void *ud, json_t *items), void (*restart)(void *ud), void *ud,
 		    char **resource_version);
