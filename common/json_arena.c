@@ -24,7 +24,13 @@
 #include <sanitizer/asan_interface.h>
 #define POISON(p, n) ASAN_POISON_MEMORY_REGION((p), (n))
 #define UNPOISON(p, n) ASAN_UNPOISON_MEMORY_REGION((p), (n))
+/* In the sanitizer build each block is preceded by its size and only its own bytes are
+ * addressable: the rest of a chunk, the bytes past a block's end and a freed block are poisoned,
+ * so ASan catches an overflow or a use after free as it does for malloc's blocks (not only once
+ * the whole chunk went back). */
+#define BLOCK_HDR ((size_t)8)
 #else
+#define BLOCK_HDR ((size_t)0)
 #define POISON(p, n) ((void)(p), (void)(n))
 #define UNPOISON(p, n) ((void)(p), (void)(n))
 #endif
@@ -65,13 +71,14 @@ static struct chunk *chunk_take(void)
 	pthread_mutex_lock(&pool_lock);
 	if (pool) {
 		c = pool;
-		UNPOISON(c, CHUNK_SIZE);
+		UNPOISON(c, sizeof(*c)); /* its blocks become addressable one by one (BLOCK_HDR) */
 		pool = c->next;
 		if (pool_warm)
 			pool_warm--;
 	} else if (range_next + CHUNK_SIZE <= range_hi) {
 		c = (struct chunk *)range_next;
 		range_next += CHUNK_SIZE;
+		POISON(c + 1, CHUNK_SIZE - sizeof(*c));
 	}
 	if (c)
 		chunks_out++;
@@ -114,8 +121,8 @@ static void arena_retire(gitops_json_arena *a)
 static void *json_alloc(size_t n)
 {
 	gitops_json_arena *a = current;
-	size_t need = (n + 7) & ~(size_t)7;
-	if (!a || need > CHUNK_SIZE - sizeof(struct chunk))
+	size_t need = BLOCK_HDR + ((n + 7) & ~(size_t)7);
+	if (!a || n > CHUNK_SIZE || need > CHUNK_SIZE - sizeof(struct chunk))
 		return malloc(n);
 	if ((size_t)(a->end - a->cur) < need) {
 		arena_retire(a);
@@ -128,19 +135,33 @@ static void *json_alloc(size_t n)
 		a->cur = (char *)(c + 1);
 		a->end = (char *)c + CHUNK_SIZE;
 	}
-	void *p = a->cur;
+	char *p = a->cur;
 	a->cur += need;
 	a->cut++;
+#if defined(__SANITIZE_ADDRESS__)
+	UNPOISON(p, BLOCK_HDR);
+	*(size_t *)p = need;
+	POISON(p, BLOCK_HDR);
+	p += BLOCK_HDR;
+	UNPOISON(p, n);
+#endif
 	return p;
 }
 
 static void json_release(void *p)
 {
 	uintptr_t u = (uintptr_t)p;
-	if (u >= range_lo && u < range_hi)
+	if (u >= range_lo && u < range_hi) {
+#if defined(__SANITIZE_ADDRESS__)
+		char *b = (char *)p - BLOCK_HDR;
+		UNPOISON(b, BLOCK_HDR);
+		size_t need = *(size_t *)b;
+		POISON(b, need);
+#endif
 		chunk_unref((struct chunk *)(u & ~(CHUNK_SIZE - 1)), 1);
-	else
+	} else {
 		free(p);
+	}
 }
 
 /* Installed before main, so no jansson block predates the functions that free it. Without the

@@ -635,7 +635,16 @@ static void page_parse(struct page_fetch *f)
 {
 	f->arena = gitops_json_arena_open();
 	gitops_json_arena *was = gitops_json_arena_use(f->arena);
-	f->body = json_loadb(f->resp.ptr, f->resp.len, 0, NULL);
+	json_error_t je;
+	f->body = json_loadb(f->resp.ptr, f->resp.len, 0, &je);
+	if (!f->body && f->status == 200) {
+		/* Never read as an empty page (its objects, and the pages after it, would seem gone).
+		 * jansson's text may quote the page (a Secret's value): only the position is given. */
+		f->rc = GITOPS_EPARSE;
+		f->error = gitops_sprintf("list %s: the apiserver's answer cannot be read as JSON at byte %d of %zu "
+					  "(malformed, or an object nested deeper than %d levels); nothing of this list is used",
+					  f->kind, je.position, f->resp.len, JSON_PARSER_MAX_DEPTH);
+	}
 	size_t i;
 	json_t *it;
 	json_array_foreach(json_object_get(f->body, "items"), i, it) {

@@ -5,6 +5,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <openssl/evp.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -868,12 +869,13 @@ static int cache_to_set(mf_objects *set, const char *text, size_t len, const cha
 	json_array_foreach(objs, i, e) {
 		if (rc)
 			break;
-		const char *file = json_string_value(json_array_get(files, (size_t)json_integer_value(json_array_get(at, 2 * i))));
-		if (!file) {
+		json_t *fi = json_array_get(at, 2 * i), *li = json_array_get(at, 2 * i + 1);
+		const char *file = json_is_integer(fi) ? json_string_value(json_array_get(files, (size_t)json_integer_value(fi))) : NULL;
+		if (!file || !json_is_integer(li) || json_integer_value(li) < 0 || json_integer_value(li) > INT_MAX) {
 			rc = GITOPS_ENOTFOUND; /* damaged: rendered again */
 			break;
 		}
-		rc = mf_objects_add(set, e, file, (int)json_integer_value(json_array_get(at, 2 * i + 1)), app, ns);
+		rc = mf_objects_add(set, e, file, (int)json_integer_value(li), app, ns);
 	}
 	json_decref(doc);
 	return rc;

@@ -297,6 +297,60 @@ static void list_pages_through_more_than_one_page_with_a_selector(void **state)
 	json_decref(items);
 }
 
+/* A list page jansson cannot read (here an object nested deeper than jansson parses, which the
+ * apiserver stores) is an error naming the kind, never an empty page: its objects, and those
+ * of the pages after it, would otherwise seem gone (reported missing, dropped from the
+ * inventory). */
+static void list_page_that_cannot_be_read_is_an_error_not_an_empty_page(void **state)
+{
+	(void)state;
+	char *u = t_unique("d");
+	for (char *p = u; *p; p++)
+		if (*p == '-')
+			*p = 'x';
+	char *group = gitops_sprintf("%s.test.gitops.dev", u);
+	json_t *crd = widget_crd(group, "deeps", "Deep");
+	assert_int_equal(kube_apply(NULL, NULL, client, crd, NULL), 0);
+	bool ready = false;
+	if (kube_wait_crds(client, (const json_t *const *)&crd, 1, &ready, 30000))
+		fail_msg("wait: %s", gitops_error_last());
+	char *av = gitops_sprintf("%s/v1", group);
+	json_t *flat = json_pack("{s:s, s:s, s:{s:s, s:s}, s:{s:s}}", "apiVersion", av, "kind", "Deep", "metadata",
+				 "name", "flat", "namespace", ns, "spec", "secretish", "s3cr3t-value");
+	if (kube_apply(NULL, NULL, client, flat, NULL))
+		fail_msg("apply flat: %s", gitops_error_last());
+	json_decref(flat);
+	json_t *v = json_string("s3cr3t-value");
+	for (int i = 0; i < JSON_PARSER_MAX_DEPTH + 50; i++)
+		v = json_pack("{s:o}", "a", v);
+	json_t *deep = json_pack("{s:s, s:s, s:{s:s, s:s}, s:o}", "apiVersion", av, "kind", "Deep", "metadata",
+				 "name", "deep", "namespace", ns, "spec", v);
+	if (kube_apply(NULL, NULL, client, deep, NULL))
+		fail_msg("apply deep: %s", gitops_error_last());
+	json_decref(deep);
+
+	const struct kube_resource *r;
+	assert_int_equal(kube_resource_for(&r, client, av, "Deep"), 0);
+	json_t *items = NULL;
+	assert_int_equal(kube_list(&items, NULL, client, r, ns, NULL), GITOPS_EPARSE);
+	assert_null(items);
+	assert_non_null(strstr(gitops_error_last(), "list Deep: "));
+	assert_null(strstr(gitops_error_last(), "s3cr3t")); /* no text of the page */
+
+	/* once the object is gone the list reads again */
+	assert_int_equal(kube_delete(client, av, "Deep", ns, "deep", "Background", false), 0);
+	assert_int_equal(kube_list(&items, NULL, client, r, ns, NULL), 0);
+	assert_int_equal(json_array_size(items), 1);
+	json_decref(items);
+	assert_int_equal(kube_delete(client, "apiextensions.k8s.io/v1", "CustomResourceDefinition", NULL,
+				     json_string_value(json_object_get(json_object_get(crd, "metadata"), "name")),
+				     "Background", false), 0);
+	json_decref(crd);
+	free(av);
+	free(group);
+	free(u);
+}
+
 static void delete_and_errors_name_the_object(void **state)
 {
 	(void)state;
@@ -432,6 +486,7 @@ int main(void)
 		cmocka_unit_test(crds_are_waited_for_together),
 		cmocka_unit_test(crd_wait_honours_the_cancel_flag),
 		cmocka_unit_test(list_pages_through_more_than_one_page_with_a_selector),
+		cmocka_unit_test(list_page_that_cannot_be_read_is_an_error_not_an_empty_page),
 		cmocka_unit_test(delete_and_errors_name_the_object),
 		cmocka_unit_test(batch_apply_multiplexes_on_one_connection),
 		cmocka_unit_test(update_with_a_stale_resource_version_conflicts),

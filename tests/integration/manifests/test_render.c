@@ -420,6 +420,73 @@ static void cache_twenty_apps_one_commit_rerenders_one(void **state)
 	free(src);
 }
 
+/* A damaged cache entry (format 2: an index or line of the wrong type or out of range) is
+ * rendered again, never read with a made-up source. */
+static void cache_damaged_positions_are_rendered_again(void **state)
+{
+	(void)state;
+	char *src = new_repo("damaged");
+	put(src, "apps/one/cm.yaml", cm("cm01"));
+	put(src, "gitops.yaml", "apiVersion: gitops/v1\nkind: Pipeline\nenvironments:\n  - name: dev\n    namespace: dmg\n"
+			       "    apps:\n      - {name: one, path: apps/one}\n");
+	commit(src, "one app");
+	char *cache_dir = gitops_sprintf("%s/cache-damaged", tmp);
+	struct mf_render_options o = {.data_dir = cache_dir};
+	mf_repo *repo;
+	assert_int_equal(mf_repo_open(&repo, src, data_dir), 0);
+	assert_int_equal(mf_repo_fetch(repo), 0);
+	char c1[41];
+	assert_int_equal(mf_repo_resolve(c1, repo, "main"), 0);
+	struct mf_config *cfg = load_config(repo, c1);
+	const struct mf_environment *env = mf_config_env(cfg, "dev");
+	/* what the damage puts at [index, line]: a string, a real, a null, a negative or huge number */
+	json_t *bad[] = {json_pack("[s, i]", "0", 1), json_pack("[f, i]", 0.0, 1), json_pack("[i, s]", 0, "1"),
+			 json_pack("[i, n]", 0), json_pack("[i, I]", 0, (json_int_t)1 << 40),
+			 json_pack("[i, i]", 0, -7), json_pack("[i, i]", -1, 1)};
+	for (size_t b = 0; b < sizeof(bad) / sizeof(*bad); b++) {
+		mf_renderer *r;
+		mf_renderer_new(&r, &o);
+		mf_objects *set;
+		assert_int_equal(mf_render_env(&set, r, repo, c1, env, NULL), 0);
+		mf_objects_free(set);
+		mf_renderer_free(r);
+		assert_int_equal(sh("test $(find %s/render-cache -name '*.json' | wc -l) = 1", cache_dir), 0);
+		char *cmd = gitops_sprintf("find %s/render-cache -name '*.json'", cache_dir);
+		FILE *ls = popen(cmd, "r");
+		free(cmd);
+		char line[4096];
+		assert_non_null(fgets(line, sizeof(line), ls));
+		pclose(ls);
+		line[strcspn(line, "\n")] = '\0';
+		char *file = gitops_strdup(line);
+		json_error_t je;
+		json_t *doc = json_load_file(file, 0, &je);
+		assert_non_null(doc);
+		assert_int_equal(json_array_size(json_object_get(doc, "at")), 2);
+		json_object_set(doc, "at", bad[b]);
+		assert_int_equal(json_dump_file(doc, file, JSON_COMPACT), 0);
+		json_decref(doc);
+
+		mf_renderer_new(&r, &o);
+		assert_int_equal(mf_render_env(&set, r, repo, c1, env, NULL), 0);
+		assert_int_equal(mf_renderer_cache_hits(r), 0); /* rejected */
+		assert_int_equal(mf_renderer_executed(r), 1);   /* and rendered again */
+		const struct mf_object *mo;
+		assert_non_null(find(set, "ConfigMap", "cm01", &mo));
+		assert_string_equal(mo->file, "apps/one/cm.yaml");
+		assert_int_equal(mo->line, 1);
+		mf_objects_free(set);
+		mf_renderer_free(r);
+		sh("rm -rf %s/render-cache", cache_dir);
+		free(file);
+		json_decref(bad[b]);
+	}
+	mf_config_free(cfg);
+	mf_repo_free(repo);
+	free(cache_dir);
+	free(src);
+}
+
 static void cache_key_follows_kustomize_bases_and_helm_values(void **state)
 {
 	(void)state;
@@ -1087,6 +1154,7 @@ int main(void)
 		cmocka_unit_test(https_without_credentials_is_a_clear_error),
 		cmocka_unit_test(renders_plain_kustomize_and_helm_per_environment),
 		cmocka_unit_test(cache_twenty_apps_one_commit_rerenders_one),
+		cmocka_unit_test(cache_damaged_positions_are_rendered_again),
 		cmocka_unit_test(cache_key_follows_kustomize_bases_and_helm_values),
 		cmocka_unit_test(cache_key_follows_bases_reached_through_subdirectories),
 		cmocka_unit_test(renderer_failures_are_clear_errors),

@@ -12,6 +12,10 @@
 
 #include "common/common.h"
 
+#if defined(__SANITIZE_ADDRESS__)
+#include <sanitizer/asan_interface.h>
+#endif
+
 /* A list page like the apiserver's: n ConfigMaps with managedFields. */
 static char *page_text(int n)
 {
@@ -159,6 +163,34 @@ static void an_empty_arena_costs_nothing(void **state)
 	assert_int_equal(gitops_json_arena_in_use(), before);
 }
 
+/* The sanitizer build keeps ASan's checks for blocks cut from an arena: a block freed while its
+ * chunk still holds others is poisoned (a use after free is caught), and so are the bytes past
+ * each block's end (an overflow is caught), as for malloc's blocks. */
+static void freed_and_overflowed_blocks_are_caught_by_asan(void **state)
+{
+	(void)state;
+#if defined(__SANITIZE_ADDRESS__)
+	gitops_json_arena *a = gitops_json_arena_open();
+	gitops_json_arena *was = gitops_json_arena_use(a);
+	json_t *doc = json_loads("{\"b\":\"other\"}", 0, NULL);
+	json_object_set_new(doc, "a", json_string("0123456789abcdef")); /* a block of 17 bytes */
+	gitops_json_arena_use(was);
+	gitops_json_arena_close(a);
+	json_t *s = json_object_get(doc, "a");
+	const char *txt = json_string_value(s);
+	assert_non_null(txt);
+	assert_false(__asan_region_is_poisoned((void *)txt, strlen(txt) + 1));
+	assert_true(__asan_address_is_poisoned(txt + strlen(txt) + 1)); /* past the block */
+	json_object_del(doc, "a"); /* frees the string; "b" keeps the chunk */
+	assert_true(__asan_address_is_poisoned(txt));
+	assert_true(__asan_address_is_poisoned(s));
+	assert_string_equal(json_string_value(json_object_get(doc, "b")), "other");
+	json_decref(doc);
+#else
+	fail_msg("the unit tests run in the sanitizer build");
+#endif
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -168,6 +200,7 @@ int main(void)
 		cmocka_unit_test(a_value_larger_than_a_chunk_comes_from_malloc),
 		cmocka_unit_test(trimmed_chunks_are_used_again),
 		cmocka_unit_test(an_empty_arena_costs_nothing),
+		cmocka_unit_test(freed_and_overflowed_blocks_are_caught_by_asan),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
