@@ -36,7 +36,10 @@
 #endif
 
 #define CHUNK_SIZE ((uintptr_t)256 * 1024)
-#define RANGE_SIZE ((uintptr_t)4 << 30) /* 16,384 chunks of address space, none of it memory yet */
+/* 4,096 chunks of address space, none of it memory until used: 1 GiB of JSON parsed into arenas
+ * at once, far above what a plan holds; beyond it arenas hand out plain blocks. Kept small for
+ * a process under an address-space limit (ulimit -v). */
+#define RANGE_SIZE ((uintptr_t)1 << 30)
 #define WARM_CHUNKS 8                   /* free chunks kept without giving their pages back */
 /* The reference of the arena cutting a chunk: larger than any count of blocks, so frees before
  * the arena moves on never reach 0. */
