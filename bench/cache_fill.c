@@ -16,10 +16,12 @@
 static kube_client *client;
 static int total;
 
-/* Resident memory after returning freed heap to the system, so only live data counts. */
+/* Resident memory after returning freed heap (and the JSON arenas' spare chunks) to the
+ * system, as gitops run does after each pass, so only live data counts. */
 static long rss_kib(void)
 {
 	malloc_trim(0);
+	gitops_json_arena_trim();
 	FILE *f = fopen("/proc/self/status", "r");
 	char line[256];
 	long kib = -1;
