@@ -204,11 +204,8 @@ int drift__normalize(json_t **out, const json_t *object, int share)
 	if (!copied)
 		goto done; /* nothing shared needs a rewrite; nothing else was kept */
 	drop_nulls(o);
-	const char *kind = json_string_value(json_object_get(o, "kind"));
-	const char *api = json_string_value(json_object_get(o, "apiVersion"));
-	int core = api && strcmp(api, "v1") == 0;
 	default_protocols(o);
-	if (core && kind && strcmp(kind, "Secret") == 0) {
+	if (secret) {
 		if (json_is_object(json_object_get(o, "data")))
 			canonical_base64(json_object_get(o, "data"));
 		fold_string_data(o);
