@@ -96,9 +96,17 @@ enum mf_hook {
 #define MF_HOOK_DELETE_SUCCEEDED 2u
 #define MF_HOOK_DELETE_FAILED 4u
 
-/* One object of a set. Everything is owned by the set; valid until the set is freed. */
+/* One object of a set. Everything is owned by the set; valid until the set is freed.
+ * A compact object (only in a set rendered with mf_render_env_options.compact, from the render
+ * cache) has no tree yet: obj is NULL, text is its JSON as rendered (namespace not filled in) and
+ * the four identity fields name it (namespace_ as mf_objects_resolve decided: NULL when it has
+ * none); mf_object_parse (or the plan, once it took the text) turns it into the object. A
+ * compact object is never a hook or a CustomResourceDefinition (those are always parsed). */
 struct mf_object {
-	json_t *obj;            /* the object (borrowed from the set) */
+	json_t *obj;            /* the object (borrowed from the set); NULL for a compact object */
+	const char *text;       /* a compact object's JSON text (text_len bytes), else NULL */
+	size_t text_len;
+	const char *api_version, *kind, *namespace_, *name; /* a compact object's identity */
 	const char *app;        /* app name, "" when none */
 	const char *file;       /* source file, relative to the repository (or renderer name) */
 	int line;               /* 1-based line of the document in `file` */
@@ -129,6 +137,23 @@ int mf_objects_add_yaml(mf_objects *set, const char *text, size_t len, const cha
  * flattens like mf_objects_add_yaml. */
 int mf_objects_add(mf_objects *set, json_t *obj, const char *file, int line, const char *app,
 		   const char *default_ns);
+/* Adds a compact object (see struct mf_object): `text` (len bytes of JSON) is taken (the set
+ * frees it), identity as read from the text (namespace NULL when it has none). For the render
+ * cache, whose entries were checked when they were written: nothing is validated here. */
+void mf_objects_add_compact(mf_objects *set, char *text, size_t len, const char *api_version, const char *kind,
+			    const char *namespace_, const char *name, const char *file, int line, const char *app,
+			    const char *default_ns);
+/* Takes the text of compact object i (the caller frees it; *len its length); the entry keeps its
+ * identity but can no longer be parsed. NULL when object i is not compact. */
+char *mf_objects_take_text(mf_objects *set, size_t i, size_t *len);
+/* The object of a compact object's text, with metadata.namespace set as resolved (removed when
+ * `namespace_` is NULL): a new reference. NULL with GITOPS_EINVALID when the text is not JSON or
+ * not the object its identity names, or carries hook annotations (a damaged or altered render
+ * cache entry: `source` names it in the message). */
+json_t *mf_compact_parse(const char *text, size_t len, const char *api_version, const char *kind,
+			 const char *namespace_, const char *name, const char *source);
+/* The object of any entry: a new reference to obj, or mf_compact_parse of its text. */
+json_t *mf_object_parse(const struct mf_object *o);
 /* Moves every object of `from` to the end of `set`; `from` is left empty. */
 void mf_objects_take(mf_objects *set, mf_objects *from);
 /* Fills metadata.namespace from each object's default_ns for namespaced kinds (built-in table of
@@ -411,6 +436,8 @@ struct mf_render_env_options {
 	void *failed_data;
 	mf_scope_fn scope;     /* NULL: the renderer's (mf_render_options.scope) */
 	void *scope_data;
+	bool compact;          /* objects from the render cache stay text (compact objects, see
+				* struct mf_object) until the caller parses them, one at a time */
 };
 /* The one render loop (mf_render_env and reconcile/'s plan use it): renders the apps of `env` at
  * `commit` as `opt` says (NULL: every app), then resolves namespaces and duplicates. The caller

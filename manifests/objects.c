@@ -10,6 +10,8 @@
 struct entry {
 	struct mf_object pub;
 	char *app, *file, *default_ns;
+	char *text;   /* a compact object's text */
+	char *id_mem; /* its identity: apiVersion\0kind\0name\0namespace\0 */
 };
 
 struct mf_objects {
@@ -29,6 +31,8 @@ static void entry_free(struct entry *e)
 	free(e->app);
 	free(e->file);
 	free(e->default_ns);
+	free(e->text);
+	free(e->id_mem);
 }
 
 void mf_objects_free(mf_objects *set)
@@ -114,22 +118,104 @@ static int read_hook(struct mf_object *e, json_t *obj, const char *file, int lin
 	return 0;
 }
 
-static void push(mf_objects *set, json_t *obj, const char *file, int line, const char *app,
-		 const char *default_ns)
+static struct entry *push_entry(mf_objects *set, const char *file, int line, const char *app,
+				const char *default_ns)
 {
 	if (set->n == set->cap) {
 		set->cap = set->cap ? set->cap * 2 : 16;
 		set->v = gitops_realloc(set->v, set->cap * sizeof(*set->v));
 	}
 	struct entry *e = &set->v[set->n++];
+	memset(e, 0, sizeof(*e));
 	e->app = gitops_strdup(app ? app : "");
 	e->file = gitops_strdup(file ? file : "<input>");
 	e->default_ns = default_ns && *default_ns ? gitops_strdup(default_ns) : NULL;
-	e->pub.obj = json_incref(obj);
 	e->pub.app = e->app;
 	e->pub.file = e->file;
 	e->pub.line = line;
 	e->pub.default_ns = e->default_ns;
+	return e;
+}
+
+void mf_objects_add_compact(mf_objects *set, char *text, size_t len, const char *api_version, const char *kind,
+			    const char *namespace_, const char *name, const char *file, int line, const char *app,
+			    const char *default_ns)
+{
+	struct entry *e = push_entry(set, file, line, app, default_ns);
+	size_t la = strlen(api_version), lk = strlen(kind), ln = strlen(name), ls = namespace_ ? strlen(namespace_) : 0;
+	char *m = gitops_malloc(la + lk + ln + ls + 4);
+	memcpy(m, api_version, la + 1);
+	memcpy(m + la + 1, kind, lk + 1);
+	memcpy(m + la + lk + 2, name, ln + 1);
+	if (namespace_)
+		memcpy(m + la + lk + ln + 3, namespace_, ls + 1);
+	e->id_mem = m;
+	e->pub.api_version = m;
+	e->pub.kind = m + la + 1;
+	e->pub.name = m + la + lk + 2;
+	e->pub.namespace_ = namespace_ ? m + la + lk + ln + 3 : NULL;
+	e->text = text;
+	e->pub.text = text;
+	e->pub.text_len = len;
+}
+
+char *mf_objects_take_text(mf_objects *set, size_t i, size_t *len)
+{
+	if (i >= set->n || !set->v[i].text)
+		return NULL;
+	struct entry *e = &set->v[i];
+	char *t = e->text;
+	*len = e->pub.text_len;
+	e->text = NULL;
+	e->pub.text = NULL;
+	e->pub.text_len = 0;
+	return t;
+}
+
+static const char *str_field(json_t *o, const char *k);
+
+json_t *mf_compact_parse(const char *text, size_t len, const char *api_version, const char *kind,
+			 const char *namespace_, const char *name, const char *source)
+{
+	json_t *o = json_loadb(text, len, 0, NULL);
+	json_t *md = json_object_get(o, "metadata");
+	json_t *ann = json_object_get(md, "annotations");
+	const char *av = str_field(o, "apiVersion"), *k = str_field(o, "kind"), *n = str_field(md, "name");
+	/* an entry that does not hold what its identity says would be applied, or pruned, as
+	 * another object than the one planned: refused */
+	if (!json_is_object(md) || !av || !k || !n || strcmp(av, api_version) || strcmp(k, kind) || strcmp(n, name) ||
+	    json_object_get(ann, "argocd.argoproj.io/hook") || json_object_get(ann, "helm.sh/hook")) {
+		json_decref(o);
+		gitops_error_set(GITOPS_EINVALID, "%s: %s %s: the render cache entry is damaged (remove the render-cache "
+				 "directory of the data directory and run again)", source ? source : "render cache", kind, name);
+		return NULL;
+	}
+	if (namespace_)
+		json_object_set_new(md, "namespace", json_string(namespace_));
+	else
+		json_object_del(md, "namespace");
+	return o;
+}
+
+json_t *mf_object_parse(const struct mf_object *o)
+{
+	if (o->obj)
+		return json_incref(o->obj);
+	if (!o->text) {
+		gitops_error_set(GITOPS_EINVALID, "%s:%d: %s %s: its text was taken", o->file, o->line, o->kind, o->name);
+		return NULL;
+	}
+	char *src = gitops_sprintf("%s:%d", o->file, o->line);
+	json_t *r = mf_compact_parse(o->text, o->text_len, o->api_version, o->kind, o->namespace_, o->name, src);
+	free(src);
+	return r;
+}
+
+static void push(mf_objects *set, json_t *obj, const char *file, int line, const char *app,
+		 const char *default_ns)
+{
+	struct entry *e = push_entry(set, file, line, app, default_ns);
+	e->pub.obj = json_incref(obj);
 	read_hook(&e->pub, obj, e->file, line); /* checked by add_one before the push */
 }
 
@@ -409,6 +495,8 @@ static json_t *crd_index(const mf_objects *set)
 	json_t *idx = json_object();
 	for (size_t i = 0; i < set->n; i++) {
 		json_t *o = set->v[i].pub.obj;
+		if (!o) /* a compact object is never a CRD */
+			continue;
 		if (strcmp(str_field(o, "kind"), "CustomResourceDefinition") ||
 		    strncmp(str_field(o, "apiVersion"), "apiextensions.k8s.io/", 21))
 			continue;
@@ -428,9 +516,9 @@ static json_t *crd_index(const mf_objects *set)
 
 /* Returns 1 when namespaced, 0 when cluster-scoped. `memo` ("apiVersion\x01kind" -> bool) keeps
  * each kind's answer, so `scope` is asked once per kind. */
-static int namespaced(json_t *crds, json_t *memo, json_t *obj, mf_scope_fn scope, void *scope_data)
+static int namespaced(json_t *crds, json_t *memo, const char *api, const char *kind, mf_scope_fn scope,
+		      void *scope_data)
 {
-	const char *api = str_field(obj, "apiVersion"), *kind = str_field(obj, "kind");
 	if (mf_kind_is_cluster_scoped(api, kind))
 		return 0;
 	char *mkey = gitops_sprintf("%s\x01%s", api, kind);
@@ -455,15 +543,30 @@ static int namespaced(json_t *crds, json_t *memo, json_t *obj, mf_scope_fn scope
 	return res;
 }
 
-static char *identity(json_t *o)
+/* An entry's apiVersion, kind, namespace and name (of its tree, or of a compact object). */
+static void ident_of(const struct entry *e, const char **api, const char **kind, const char **ns, const char **name)
+{
+	if (!e->pub.obj) {
+		*api = e->pub.api_version;
+		*kind = e->pub.kind;
+		*ns = e->pub.namespace_;
+		*name = e->pub.name;
+		return;
+	}
+	json_t *md = json_object_get(e->pub.obj, "metadata");
+	*api = str_field(e->pub.obj, "apiVersion");
+	*kind = str_field(e->pub.obj, "kind");
+	*ns = str_field(md, "namespace");
+	*name = str_field(md, "name");
+}
+
+static char *identity(const struct entry *e)
 {
 	char gb[256];
-	const char *api = str_field(o, "apiVersion");
-	json_t *md = json_object_get(o, "metadata");
-	const char *ns = str_field(md, "namespace");
+	const char *api, *kind, *ns, *name;
+	ident_of(e, &api, &kind, &ns, &name);
 	const char *g = group_of(api, gb, sizeof(gb));
-	return gitops_sprintf("%s%s%s %s%s%s", str_field(o, "kind"), *g ? "." : "", g,
-			      ns ? ns : "", ns ? "/" : "", str_field(md, "name"));
+	return gitops_sprintf("%s%s%s %s%s%s", kind, *g ? "." : "", g, ns ? ns : "", ns ? "/" : "", name);
 }
 
 static int cmp_str(const void *a, const void *b)
@@ -476,23 +579,32 @@ int mf_objects_resolve(mf_objects *set, mf_scope_fn scope, void *scope_data)
 {
 	json_t *crds = crd_index(set), *memo = json_object();
 	for (size_t i = 0; i < set->n; i++) {
-		json_t *o = set->v[i].pub.obj;
-		json_t *md = json_object_get(o, "metadata");
-		const char *ns = str_field(md, "namespace");
-		if (!namespaced(crds, memo, o, scope, scope_data)) {
+		struct entry *e = &set->v[i];
+		const char *api, *kind, *ns, *name;
+		ident_of(e, &api, &kind, &ns, &name);
+		bool nsd = namespaced(crds, memo, api, kind, scope, scope_data);
+		if (!e->pub.obj) { /* a compact object: its identity says what parsing it will set */
+			if (!nsd)
+				e->pub.namespace_ = NULL;
+			else if ((!ns || !*ns) && e->default_ns)
+				e->pub.namespace_ = e->default_ns;
+			continue;
+		}
+		json_t *md = json_object_get(e->pub.obj, "metadata");
+		if (!nsd) {
 			if (json_object_get(md, "namespace"))
 				json_object_del(md, "namespace");
 			continue;
 		}
-		if ((!ns || !*ns) && set->v[i].default_ns)
-			json_object_set_new(md, "namespace", json_string(set->v[i].default_ns));
+		if ((!ns || !*ns) && e->default_ns)
+			json_object_set_new(md, "namespace", json_string(e->default_ns));
 	}
 	json_decref(crds);
 	json_decref(memo);
 	/* duplicates: sort identities, compare neighbours */
 	char **ids = gitops_malloc((set->n ? set->n : 1) * sizeof(*ids));
 	for (size_t i = 0; i < set->n; i++) {
-		char *id = identity(set->v[i].pub.obj);
+		char *id = identity(&set->v[i]);
 		ids[i] = gitops_sprintf("%s\x01%zu", id, i);
 		free(id);
 	}
@@ -526,8 +638,12 @@ int mf_objects_resolve(mf_objects *set, mf_scope_fn scope, void *scope_data)
 int mf_objects_to_yaml(gitops_buf *out, const mf_objects *set)
 {
 	for (size_t i = 0; i < set->n; i++) {
+		json_t *o = mf_object_parse(&set->v[i].pub);
+		if (!o)
+			return GITOPS_EINVALID;
 		gitops_buf_puts(out, "---\n");
-		int rc = mf_yaml_emit(out, set->v[i].pub.obj);
+		int rc = mf_yaml_emit(out, o);
+		json_decref(o);
 		if (rc)
 			return rc;
 	}
@@ -538,8 +654,14 @@ int mf_objects_to_json(gitops_buf *out, const mf_objects *set)
 {
 	/* always a List, even of one object or none: one shape for programs to read */
 	json_t *items = json_array();
-	for (size_t i = 0; i < set->n; i++)
-		json_array_append(items, set->v[i].pub.obj);
+	for (size_t i = 0; i < set->n; i++) {
+		json_t *o = mf_object_parse(&set->v[i].pub);
+		if (!o) {
+			json_decref(items);
+			return GITOPS_EINVALID;
+		}
+		json_array_append_new(items, o);
+	}
 	json_t *v = json_pack("{s:s, s:s, s:o, s:{s:s}}", "apiVersion", "v1", "kind", "List", "items", items,
 			      "metadata", "resourceVersion", "");
 	char *s = json_dumps(v, JSON_INDENT(2) | JSON_SORT_KEYS | JSON_REAL_PRECISION(17));
@@ -555,7 +677,17 @@ int mf_objects_to_json(gitops_buf *out, const mf_objects *set)
 size_t mf_objects_mask_secrets(mf_objects *set)
 {
 	size_t masked = 0;
-	for (size_t i = 0; i < mf_objects_count(set); i++)
-		masked += gitops_mask_object(mf_objects_at(set, i)->obj);
+	for (size_t i = 0; i < set->n; i++) {
+		struct entry *e = &set->v[i];
+		if (!e->pub.obj && e->text) { /* parsed in place: masking changes the tree */
+			e->pub.obj = mf_object_parse(&e->pub);
+			if (!e->pub.obj)
+				continue; /* never printed: mf_objects_to_* fail on it */
+			free(e->text);
+			e->text = NULL;
+			e->pub.text = NULL;
+		}
+		masked += gitops_mask_object(e->pub.obj);
+	}
 	return masked;
 }

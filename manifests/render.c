@@ -16,10 +16,9 @@
 #include <unistd.h>
 
 /* Bump when the cached form or the YAML reading changes: old entries are then ignored. */
-#define CACHE_FORMAT "gitops-render-cache/2"
+#define CACHE_FORMAT "gitops-render-cache/3"
 
-/* A render in the memory cache: the cache file's text ({"format", "objects": [{"file","line",
- * "object"}]}), compact. Text, not a parsed tree: a tree takes about 8 times the memory, and a
+/* A render in the memory cache: the cache file's text (see set_to_cache), compact. Text, not a parsed tree: a tree takes about 8 times the memory, and a
  * hit parses it straight into the caller's set (which needs its own objects anyway). */
 struct mem_entry {
 	char key[65];
@@ -820,17 +819,16 @@ static void sha256_hex(char out[65], const char *s, size_t len)
 		snprintf(out + 2 * i, 3, "%02x", md[i]);
 }
 
-/* The cache document: {"format", "objects": [object...], "files": [name...], "at": [file index,
- * line, ...]}: objects bare and their sources as numbers (no wrapper object per object: those
- * were a sixth of a parsed render's memory). */
+/* The cache document: {"format", "files": [name...], "rows": [[text, file index, line,
+ * apiVersion, kind, namespace or null, name, hook], ...]}: each object as its own compact JSON
+ * text, with what names it, so that a hit can keep objects as text until they are compared (a
+ * parsed object takes about eight times its text) and parse them one at a time. */
 static json_t *set_to_cache(const mf_objects *set)
 {
-	json_t *objs = json_array(), *files = json_array(), *at = json_array();
+	json_t *rows = json_array(), *files = json_array();
 	size_t last = 0;
 	for (size_t i = 0; i < mf_objects_count(set); i++) {
 		const struct mf_object *o = mf_objects_at(set, i);
-		/* shared, not copied: serialized at once, before namespaces are filled in */
-		json_array_append(objs, o->obj);
 		size_t f = last;
 		if (f >= json_array_size(files) || strcmp(json_string_value(json_array_get(files, f)), o->file)) {
 			for (f = 0; f < json_array_size(files); f++)
@@ -840,14 +838,27 @@ static json_t *set_to_cache(const mf_objects *set)
 				json_array_append_new(files, json_string(o->file));
 		}
 		last = f;
-		json_array_append_new(at, json_integer((json_int_t)f));
-		json_array_append_new(at, json_integer(o->line));
+		/* serialized before namespaces are filled in, as the render gave it */
+		char *text = json_dumps(o->obj, JSON_COMPACT | JSON_REAL_PRECISION(17));
+		json_t *md = json_object_get(o->obj, "metadata"), *ns = json_object_get(md, "namespace");
+		json_t *row = text ? json_pack("[sIIOOOOb]", text, (json_int_t)f, (json_int_t)o->line,
+					       json_object_get(o->obj, "apiVersion"), json_object_get(o->obj, "kind"),
+					       json_is_string(ns) ? ns : json_null(), json_object_get(md, "name"),
+					       o->hook != MF_HOOK_NONE) : NULL;
+		free(text);
+		if (json_array_append_new(rows, row)) { /* never a cache entry short of an object */
+			json_decref(rows);
+			json_decref(files);
+			return NULL;
+		}
 	}
-	return json_pack("{s:s, s:o, s:o, s:o}", "format", CACHE_FORMAT, "objects", objs, "files", files, "at", at);
+	return json_pack("{s:s, s:o, s:o}", "format", CACHE_FORMAT, "files", files, "rows", rows);
 }
 
-/* Parses a cache text into the set: its objects go to the set as they are (no copy). */
-static int cache_to_set(mf_objects *set, const char *text, size_t len, const char *app, const char *ns)
+/* Parses a cache text into the set; with `compact`, its objects stay text (compact objects),
+ * except hooks and CRDs. GITOPS_ENOTFOUND for a text of another format or a damaged one (then
+ * rendered again). */
+static int cache_to_set(mf_objects *set, const char *text, size_t len, const char *app, const char *ns, bool compact)
 {
 	json_error_t je;
 	/* in an arena of its own: no malloc and free per node, and as a plan drops the objects in
@@ -856,27 +867,37 @@ static int cache_to_set(mf_objects *set, const char *text, size_t len, const cha
 	gitops_json_arena *arena = gitops_json_arena_open();
 	gitops_json_arena *was = gitops_json_arena_use(arena);
 	json_t *doc = json_loadb(text, len, 0, &je);
-	gitops_json_arena_use(was);
-	gitops_json_arena_close(arena);
-	json_t *objs = json_object_get(doc, "objects"), *files = json_object_get(doc, "files");
-	json_t *at = json_object_get(doc, "at");
+	json_t *rows = json_object_get(doc, "rows"), *files = json_object_get(doc, "files");
 	const char *fmt = json_string_value(json_object_get(doc, "format"));
-	int rc = (json_is_array(objs) && json_is_array(files) && json_is_array(at) &&
-		  json_array_size(at) == 2 * json_array_size(objs) && fmt && !strcmp(fmt, CACHE_FORMAT))
-			 ? 0 : GITOPS_ENOTFOUND;
+	int rc = json_is_array(rows) && json_is_array(files) && fmt && !strcmp(fmt, CACHE_FORMAT) ? 0 : GITOPS_ENOTFOUND;
 	size_t i;
-	json_t *e;
-	json_array_foreach(objs, i, e) {
+	json_t *row;
+	json_array_foreach(rows, i, row) {
 		if (rc)
 			break;
-		json_t *fi = json_array_get(at, 2 * i), *li = json_array_get(at, 2 * i + 1);
+		json_t *t = json_array_get(row, 0), *fi = json_array_get(row, 1), *li = json_array_get(row, 2);
+		json_t *jns = json_array_get(row, 5);
 		const char *file = json_is_integer(fi) ? json_string_value(json_array_get(files, (size_t)json_integer_value(fi))) : NULL;
-		if (!file || !json_is_integer(li) || json_integer_value(li) < 0 || json_integer_value(li) > INT_MAX) {
+		const char *av = json_string_value(json_array_get(row, 3)), *kind = json_string_value(json_array_get(row, 4));
+		const char *name = json_string_value(json_array_get(row, 6));
+		if (json_array_size(row) != 8 || !json_is_string(t) || !file || !json_is_integer(li) || json_integer_value(li) < 0 ||
+		    json_integer_value(li) > INT_MAX || !av || !kind || !name || !(json_is_null(jns) || json_is_string(jns)) ||
+		    !json_is_boolean(json_array_get(row, 7))) {
 			rc = GITOPS_ENOTFOUND; /* damaged: rendered again */
 			break;
 		}
-		rc = mf_objects_add(set, e, file, (int)json_integer_value(li), app, ns);
+		int line = (int)json_integer_value(li);
+		if (compact && !json_is_true(json_array_get(row, 7)) && strcmp(kind, "CustomResourceDefinition")) {
+			mf_objects_add_compact(set, gitops_strndup(json_string_value(t), json_string_length(t)), json_string_length(t),
+					       av, kind, json_string_value(jns), name, file, line, app, ns);
+			continue;
+		}
+		json_t *obj = json_loadb(json_string_value(t), json_string_length(t), 0, &je);
+		rc = obj ? mf_objects_add(set, obj, file, line, app, ns) : GITOPS_ENOTFOUND;
+		json_decref(obj);
 	}
+	gitops_json_arena_use(was);
+	gitops_json_arena_close(arena);
 	json_decref(doc);
 	return rc;
 }
@@ -999,8 +1020,8 @@ static int plain_git(mf_objects *set, mf_renderer *r, mf_repo *repo, const char 
 	return rc;
 }
 
-int mf_render_app(mf_objects *set, mf_renderer *r, mf_repo *repo, const char *commit,
-		  const struct mf_environment *env, const struct mf_app *app)
+static int render_app(mf_objects *set, mf_renderer *r, mf_repo *repo, const char *commit,
+		      const struct mf_environment *env, const struct mf_app *app, bool compact)
 {
 	const char *ns = app_namespace(app, env);
 	char tree[41];
@@ -1064,14 +1085,14 @@ int mf_render_app(mf_objects *set, mf_renderer *r, mf_repo *repo, const char *co
 	const struct mem_entry *me = mem_get(r, hex);
 	if (me) {
 		r->hits++;
-		rc = cache_to_set(set, me->text, me->len, app->name, ns);
+		rc = cache_to_set(set, me->text, me->len, app->name, ns, compact);
 		goto out;
 	}
 	gitops_buf text = GITOPS_BUF_INIT;
 	if (disk_get(&text, r, hex) == 0) {
 		mf_objects *got;
 		mf_objects_new(&got);
-		if (cache_to_set(got, text.ptr, text.len, app->name, ns) == 0) {
+		if (cache_to_set(got, text.ptr, text.len, app->name, ns, compact) == 0) {
 			/* a valid entry (one of another format or a damaged one is rendered again) */
 			r->hits++;
 			mem_put(r, hex, text.ptr, text.len);
@@ -1115,6 +1136,12 @@ out:
 	return rc;
 }
 
+int mf_render_app(mf_objects *set, mf_renderer *r, mf_repo *repo, const char *commit,
+		  const struct mf_environment *env, const struct mf_app *app)
+{
+	return render_app(set, r, repo, commit, env, app, false);
+}
+
 /* The one render loop: every command and the daemon render an environment through it. */
 int mf_render_env_with(mf_objects **out, mf_renderer *r, mf_repo *repo, const char *commit,
 		       const struct mf_environment *env, const struct mf_render_env_options *opt)
@@ -1136,7 +1163,7 @@ int mf_render_env_with(mf_objects **out, mf_renderer *r, mf_repo *repo, const ch
 		/* each app into its own set: a failed app the caller goes on without leaves nothing */
 		mf_objects *app;
 		mf_objects_new(&app);
-		rc = mf_render_app(app, r, repo, commit, env, &env->apps[i]);
+		rc = render_app(app, r, repo, commit, env, &env->apps[i], opt->compact);
 		if (rc && opt->failed && !(rc = opt->failed(opt->failed_data, &env->apps[i], rc)))
 			gitops_error_clear();
 		else if (!rc)

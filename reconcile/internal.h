@@ -43,6 +43,10 @@ struct rec_entry {
 	char *owner_s;                         /* item.owner */
 	bool failed;
 	bool desired_dropped;                  /* in sync, in a results_only plan */
+	char *text;                            /* desired object still as text (a compact object of
+						* the render: item.desired is NULL until compare_one
+						* parses it) */
+	size_t text_len;
 };
 
 /* A hook of the plan (see enum mf_hook): not desired state; the sync applies it around the app's
@@ -75,6 +79,8 @@ struct rec_plan {
 	struct rec_live_source live; /* get NULL: lists */
 	bool results_only;
 	bool keep_live;
+	gitops_json_arena *desired_arena; /* desired objects parsed from text, while comparing */
+	json_t *lv_managed, *lv_pipeline, *lv_env, *lv_app; /* label values the desired objects share */
 };
 
 /* plan.c: builds the plan again at the same revision (under the sync lock). */
@@ -161,8 +167,12 @@ int rec_workspace_has_commit(rec_workspace *ws, const char *sha);
  * apart again (struct rec_ref carries the parts). Caller frees. */
 char *rec_object_key(const json_t *obj);
 char *rec_ref_key(const json_t *ref);
+char *rec_make_key(const char *api_version, const char *kind, const char *ns, const char *name);
 /* Fills *r from an object's (or an inventory entry's) apiVersion, kind, metadata.namespace or
  * namespace, and name; the strings are copied into *mem, which the caller frees. */
 void rec_ref_of(struct rec_ref *r, char **mem, const json_t *obj);
+/* The same from the four strings (ns NULL: none). */
+void rec_ref_from(struct rec_ref *r, char **mem, const char *api_version, const char *kind, const char *ns,
+		  const char *name);
 
 #endif

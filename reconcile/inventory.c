@@ -32,7 +32,7 @@
 #define INVENTORY_MAX_BYTES REC_INVENTORY_MAX_BYTES
 #define LEASE_SECONDS 30
 
-static char *make_key(const char *api_version, const char *kind, const char *ns, const char *name)
+char *rec_make_key(const char *api_version, const char *kind, const char *ns, const char *name)
 {
 	char *g = gitops_api_group(api_version);
 	char *k = gitops_sprintf("%s/%s/%s/%s", g, kind ? kind : "", ns ? ns : "", name ? name : "");
@@ -43,23 +43,30 @@ static char *make_key(const char *api_version, const char *kind, const char *ns,
 char *rec_object_key(const json_t *obj)
 {
 	json_t *meta = json_object_get(obj, "metadata");
-	return make_key(json_string_value(json_object_get(obj, "apiVersion")), json_string_value(json_object_get(obj, "kind")),
+	return rec_make_key(json_string_value(json_object_get(obj, "apiVersion")), json_string_value(json_object_get(obj, "kind")),
 			json_string_value(json_object_get(meta, "namespace")), json_string_value(json_object_get(meta, "name")));
 }
 
 char *rec_ref_key(const json_t *ref)
 {
-	return make_key(json_string_value(json_object_get(ref, "apiVersion")), json_string_value(json_object_get(ref, "kind")),
+	return rec_make_key(json_string_value(json_object_get(ref, "apiVersion")), json_string_value(json_object_get(ref, "kind")),
 			json_string_value(json_object_get(ref, "namespace")), json_string_value(json_object_get(ref, "name")));
 }
 
 void rec_ref_of(struct rec_ref *r, char **mem, const json_t *obj)
 {
 	json_t *meta = json_object_get(obj, "metadata");
-	const char *av = json_string_value(json_object_get(obj, "apiVersion")) ?: "";
-	const char *kind = json_string_value(json_object_get(obj, "kind")) ?: "";
-	const char *ns = json_string_value(json_object_get(meta ? meta : obj, "namespace"));
-	const char *name = json_string_value(json_object_get(meta ? meta : obj, "name")) ?: "";
+	rec_ref_from(r, mem, json_string_value(json_object_get(obj, "apiVersion")),
+		     json_string_value(json_object_get(obj, "kind")),
+		     json_string_value(json_object_get(meta ? meta : obj, "namespace")),
+		     json_string_value(json_object_get(meta ? meta : obj, "name")));
+}
+
+void rec_ref_from(struct rec_ref *r, char **mem, const char *av, const char *kind, const char *ns, const char *name)
+{
+	av = av ? av : "";
+	kind = kind ? kind : "";
+	name = name ? name : "";
 	const char *slash = strchr(av, '/');
 	size_t glen = slash ? (size_t)(slash - av) : 0;
 	const char *version = slash ? slash + 1 : av;

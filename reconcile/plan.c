@@ -21,6 +21,50 @@ static void set_label(json_t *obj, const char *key, json_t *value)
 	json_object_set(labels, key, value);
 }
 
+/* The four labels that make a desired object this pipeline's, environment's and app's. */
+static void label_desired(rec_plan *p, json_t *obj, const char *app)
+{
+	if (!p->lv_app || strcmp(json_string_value(p->lv_app), app)) {
+		json_decref(p->lv_app);
+		p->lv_app = json_string(app);
+	}
+	set_label(obj, REC_LABEL_MANAGED_BY, p->lv_managed);
+	set_label(obj, REC_LABEL_PIPELINE, p->lv_pipeline);
+	set_label(obj, REC_LABEL_ENV, p->lv_env);
+	set_label(obj, REC_LABEL_APP, p->lv_app);
+}
+
+static void drop_label_values(rec_plan *p)
+{
+	json_decref(p->lv_managed);
+	json_decref(p->lv_pipeline);
+	json_decref(p->lv_env);
+	json_decref(p->lv_app);
+	p->lv_managed = p->lv_pipeline = p->lv_env = p->lv_app = NULL;
+}
+
+/* A desired object still as text (a compact object of the render) becomes its tree, labelled,
+ * in the plan's arena for desired objects: one at a time, as it is compared. */
+static int desired_parse(rec_plan *p, struct rec_entry *e)
+{
+	if (!e->text)
+		return GITOPS_OK;
+	const struct rec_ref *r = &e->item.ref;
+	char *av = *r->group ? gitops_sprintf("%s/%s", r->group, r->version) : gitops_strdup(r->version);
+	gitops_json_arena *was = gitops_json_arena_use(p->desired_arena);
+	json_t *o = mf_compact_parse(e->text, e->text_len, av, r->kind, r->namespace, r->name, e->source_s);
+	if (o)
+		label_desired(p, o, e->app_s);
+	gitops_json_arena_use(was);
+	free(av);
+	free(e->text);
+	e->text = NULL;
+	if (!o)
+		return GITOPS_EINVALID;
+	e->item.desired = o;
+	return GITOPS_OK;
+}
+
 static const char *label(const json_t *obj, const char *key)
 {
 	return json_string_value(json_object_get(json_object_get(json_object_get(obj, "metadata"), "labels"), key));
@@ -32,6 +76,8 @@ static bool crd_in_set(const mf_objects *set, const char *api_version, const cha
 	size_t glen = gitops_api_group_len(api_version, NULL);
 	for (size_t i = 0; i < mf_objects_count(set); i++) {
 		const json_t *o = mf_objects_at(set, i)->obj;
+		if (!o) /* a compact object is never a CRD */
+			continue;
 		if (strcmp(json_string_value(json_object_get(o, "kind")) ?: "", "CustomResourceDefinition"))
 			continue;
 		json_t *spec = json_object_get(o, "spec");
@@ -102,6 +148,7 @@ static void free_entry(struct rec_entry *e)
 	drift_result_free(e->item.result);
 	json_decref(e->item.desired);
 	json_decref(e->item.live);
+	free(e->text);
 	free(e->key);
 	free(e->ref_mem);
 	free(e->app_s);
@@ -123,6 +170,7 @@ static void free_entries(rec_plan *p)
 	p->inv_rv = NULL;
 	free(p->prune_blocked);
 	p->prune_blocked = NULL;
+	drop_label_values(p);
 }
 
 /* With --app, another app that does not render does not stop the sync of this one, but then
@@ -147,7 +195,7 @@ static int plan_render(mf_objects **out, rec_plan *p)
 	rec_progress(ws, "%s: rendering %.12s", env->name, p->revision);
 	struct scope_ctx sc = {p->client};
 	struct mf_render_env_options ro = {.only_app = p->only_app, .all_apps = true, .failed = other_app_failed,
-					   .failed_data = p, .scope = scope_lookup, .scope_data = &sc};
+					   .failed_data = p, .scope = scope_lookup, .scope_data = &sc, .compact = true};
 	int rc = mf_render_env_with(&set, ws->renderer, ws->repo, p->revision, env, &ro);
 	if (rc) {
 		/* A render failure (bad manifests, renderer error or timeout, missing helm or
@@ -179,8 +227,10 @@ static int plan_entries(rec_plan *p, mf_objects *set, json_t *index)
 	const struct mf_environment *env = p->envp;
 	const char *pipeline = p->inv->pipeline;
 	json_t *inv_keys = json_object(), *desired_keys = json_object();
-	json_t *lv_managed = json_string("gitops"), *lv_pipeline = json_string(pipeline);
-	json_t *lv_env = json_string(env->name), *lv_app = NULL;
+	drop_label_values(p);
+	p->lv_managed = json_string("gitops");
+	p->lv_pipeline = json_string(pipeline);
+	p->lv_env = json_string(env->name);
 	size_t cap = 0, i;
 	json_t *ref;
 	int rc = GITOPS_OK;
@@ -191,7 +241,15 @@ static int plan_entries(rec_plan *p, mf_objects *set, json_t *index)
 	}
 	for (i = 0; i < mf_objects_count(set) && !rc; i++) {
 		const struct mf_object *mo = mf_objects_at(set, i);
-		char *key = rec_object_key(mo->obj);
+		const char *av = mo->api_version, *kind = mo->kind, *ns = mo->namespace_, *name = mo->name;
+		if (mo->obj) {
+			json_t *md = json_object_get(mo->obj, "metadata");
+			av = json_string_value(json_object_get(mo->obj, "apiVersion"));
+			kind = json_string_value(json_object_get(mo->obj, "kind"));
+			ns = json_string_value(json_object_get(md, "namespace"));
+			name = json_string_value(json_object_get(md, "name"));
+		}
+		char *key = rec_make_key(av, kind, ns, name);
 		json_object_set_new(desired_keys, key, json_true());
 		if (p->only_app && strcmp(mo->app, p->only_app)) {
 			free(key);
@@ -206,24 +264,20 @@ static int plan_entries(rec_plan *p, mf_objects *set, json_t *index)
 		}
 		struct rec_entry *e = add_entry(p, &cap);
 		e->key = key;
-		/* The set is the plan's own and freed after it: its objects are labelled in place. */
-		e->item.desired = json_incref(mo->obj);
-		if (!lv_app || strcmp(json_string_value(lv_app), mo->app)) {
-			json_decref(lv_app);
-			lv_app = json_string(mo->app);
+		/* The set is the plan's own and freed after it: its objects are labelled in place; a
+		 * compact one's text is taken, parsed when compared. */
+		if (mo->obj) {
+			e->item.desired = json_incref(mo->obj);
+			label_desired(p, e->item.desired, mo->app);
+		} else {
+			e->text = mf_objects_take_text(set, i, &e->text_len);
 		}
-		set_label(e->item.desired, REC_LABEL_MANAGED_BY, lv_managed);
-		set_label(e->item.desired, REC_LABEL_PIPELINE, lv_pipeline);
-		set_label(e->item.desired, REC_LABEL_ENV, lv_env);
-		set_label(e->item.desired, REC_LABEL_APP, lv_app);
-		rec_ref_of(&e->item.ref, &e->ref_mem, e->item.desired);
+		rec_ref_from(&e->item.ref, &e->ref_mem, av, kind, ns, name);
 		e->app_s = gitops_strdup(mo->app);
 		e->source_s = gitops_sprintf("%s:%d", mo->file, mo->line);
 		json_t *iref = json_object_get(inv_keys, e->key);
 		e->item.in_inventory = iref != NULL;
 		e->app_moved = iref && strcmp(json_string_value(json_object_get(iref, "app")) ?: "", mo->app);
-		const char *av = json_string_value(json_object_get(e->item.desired, "apiVersion"));
-		const char *kind = e->item.ref.kind;
 		rc = kube_resource_for(&e->resource, p->client, av, kind);
 		if (rc == GITOPS_ENOTFOUND && crd_in_set(set, av, kind)) {
 			e->resource = NULL; /* served once its CRD, applied first, is established */
@@ -265,10 +319,6 @@ static int plan_entries(rec_plan *p, mf_objects *set, json_t *index)
 		json_object_set_new(index, p->entries[i].key, json_integer((json_int_t)i));
 	json_decref(inv_keys);
 	json_decref(desired_keys);
-	json_decref(lv_managed);
-	json_decref(lv_pipeline);
-	json_decref(lv_env);
-	json_decref(lv_app);
 	return rc;
 }
 
@@ -279,6 +329,9 @@ static int compare_one(rec_plan *p, struct rec_entry *e, const drift_options *do
 	const char *pipeline = p->inv->pipeline, *env = p->envp->name;
 	e->item.app = e->app_s;
 	e->item.source = e->source_s;
+	int rc = desired_parse(p, e);
+	if (rc)
+		return rc;
 	if (e->item.result || (!e->item.desired && !e->item.live))
 		return GITOPS_OK; /* compared, or an inventory entry already gone */
 	const char *lm = e->item.live ? label(e->item.live, REC_LABEL_MANAGED_BY) : NULL;
@@ -534,6 +587,7 @@ int rec_plan_compare_set(rec_plan *p, mf_objects *set)
 {
 	drift_ignore *ignore = NULL;
 	json_t *index = json_object();
+	p->desired_arena = gitops_json_arena_open();
 	int rc = build_ignore(&ignore, p->envp);
 	if (!rc)
 		rc = plan_entries(p, set, index);
@@ -548,6 +602,10 @@ int rec_plan_compare_set(rec_plan *p, mf_objects *set)
 	if (!rc)
 		plan_order(p);
 	drift_ignore_free(ignore);
+	/* every desired object is parsed by now (compare_one ran for each entry) */
+	gitops_json_arena_close(p->desired_arena);
+	p->desired_arena = NULL;
+	drop_label_values(p);
 	return rc;
 }
 

@@ -439,10 +439,16 @@ static void cache_damaged_positions_are_rendered_again(void **state)
 	assert_int_equal(mf_repo_resolve(c1, repo, "main"), 0);
 	struct mf_config *cfg = load_config(repo, c1);
 	const struct mf_environment *env = mf_config_env(cfg, "dev");
-	/* what the damage puts at [index, line]: a string, a real, a null, a negative or huge number */
-	json_t *bad[] = {json_pack("[s, i]", "0", 1), json_pack("[f, i]", 0.0, 1), json_pack("[i, s]", 0, "1"),
-			 json_pack("[i, n]", 0), json_pack("[i, I]", 0, (json_int_t)1 << 40),
-			 json_pack("[i, i]", 0, -7), json_pack("[i, i]", -1, 1)};
+	/* what the damage puts in the row (index, value): a file index or line of the wrong type, a
+	 * negative or huge number, a text or identity that is not a string, a hook flag that is not
+	 * a boolean; or the row cut short */
+	struct {
+		size_t at;
+		json_t *v;
+	} bad[] = {{1, json_string("0")}, {1, json_real(0.0)}, {2, json_string("1")}, {2, json_null()},
+		   {2, json_integer((json_int_t)1 << 40)}, {2, json_integer(-7)}, {1, json_integer(-1)},
+		   {1, json_integer(5)}, {0, json_integer(1)}, {3, json_null()}, {4, json_integer(1)},
+		   {5, json_integer(1)}, {6, json_false()}, {7, json_string("no")}, {8, NULL}};
 	for (size_t b = 0; b < sizeof(bad) / sizeof(*bad); b++) {
 		mf_renderer *r;
 		mf_renderer_new(&r, &o);
@@ -462,8 +468,13 @@ static void cache_damaged_positions_are_rendered_again(void **state)
 		json_error_t je;
 		json_t *doc = json_load_file(file, 0, &je);
 		assert_non_null(doc);
-		assert_int_equal(json_array_size(json_object_get(doc, "at")), 2);
-		json_object_set(doc, "at", bad[b]);
+		json_t *row = json_array_get(json_object_get(doc, "rows"), 0);
+		assert_int_equal(json_array_size(json_object_get(doc, "rows")), 1);
+		assert_int_equal(json_array_size(row), 8);
+		if (bad[b].v)
+			json_array_set(row, bad[b].at, bad[b].v);
+		else
+			json_array_remove(row, 7);
 		assert_int_equal(json_dump_file(doc, file, JSON_COMPACT), 0);
 		json_decref(doc);
 
@@ -479,8 +490,109 @@ static void cache_damaged_positions_are_rendered_again(void **state)
 		mf_renderer_free(r);
 		sh("rm -rf %s/render-cache", cache_dir);
 		free(file);
-		json_decref(bad[b]);
+		json_decref(bad[b].v);
 	}
+	mf_config_free(cfg);
+	mf_repo_free(repo);
+	free(cache_dir);
+	free(src);
+}
+
+/* A render asked for compact objects gets, from the cache, each ordinary object as its text and
+ * identity (namespace resolved), parsing to exactly what an ordinary render gives; hooks and
+ * CRDs come parsed; an entry altered to hold another object than its identity names (or a hook
+ * dressed as an ordinary object) is refused, never parsed as something else. */
+static void cache_hit_gives_compact_objects_that_parse_as_rendered(void **state)
+{
+	(void)state;
+	char *src = new_repo("compact");
+	put(src, "apps/one/cm.yaml", cm("cm01"));
+	put(src, "apps/one/more.yaml",
+	    "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: elsewhere, namespace: other}\ndata: {n: \"1\"}\n---\n"
+	    "apiVersion: rbac.authorization.k8s.io/v1\nkind: ClusterRole\nmetadata: {name: reader, namespace: dropped}\n"
+	    "rules: []\n---\napiVersion: batch/v1\nkind: Job\nmetadata:\n  name: migrate\n  annotations:\n"
+	    "    argocd.argoproj.io/hook: PreSync\nspec:\n  template:\n    spec:\n      restartPolicy: Never\n"
+	    "      containers: [{name: m, image: busybox}]\n---\napiVersion: apiextensions.k8s.io/v1\n"
+	    "kind: CustomResourceDefinition\nmetadata: {name: widgets.example.com}\nspec:\n  group: example.com\n"
+	    "  scope: Namespaced\n  names: {kind: Widget, plural: widgets}\n  versions: []\n");
+	put(src, "gitops.yaml", "apiVersion: gitops/v1\nkind: Pipeline\nenvironments:\n  - name: dev\n    namespace: cpt\n"
+			       "    apps:\n      - {name: one, path: apps/one}\n");
+	commit(src, "one app");
+	char *cache_dir = gitops_sprintf("%s/cache-compact", tmp);
+	struct mf_render_options o = {.data_dir = cache_dir};
+	mf_repo *repo;
+	assert_int_equal(mf_repo_open(&repo, src, data_dir), 0);
+	assert_int_equal(mf_repo_fetch(repo), 0);
+	char c1[41];
+	assert_int_equal(mf_repo_resolve(c1, repo, "main"), 0);
+	struct mf_config *cfg = load_config(repo, c1);
+	const struct mf_environment *env = mf_config_env(cfg, "dev");
+	struct mf_render_env_options ro = {.compact = true};
+	mf_renderer *r;
+	mf_renderer_new(&r, &o);
+	mf_objects *plain, *set;
+	assert_int_equal(mf_render_env(&plain, r, repo, c1, env, NULL), 0); /* fills the cache */
+	mf_renderer_free(r);
+	for (int from_memory = 0; from_memory < 2; from_memory++) {
+		mf_renderer_new(&r, &o);
+		if (from_memory) { /* a first render fills the memory cache, the second reads it */
+			assert_int_equal(mf_render_env_with(&set, r, repo, c1, env, &ro), 0);
+			mf_objects_free(set);
+		}
+		assert_int_equal(mf_render_env_with(&set, r, repo, c1, env, &ro), 0);
+		assert_int_equal(mf_renderer_executed(r), 0);
+		assert_int_equal(mf_objects_count(set), mf_objects_count(plain));
+		size_t compact = 0;
+		for (size_t i = 0; i < mf_objects_count(set); i++) {
+			const struct mf_object *mo = mf_objects_at(set, i), *po = mf_objects_at(plain, i);
+			const char *kind = json_string_value(json_object_get(po->obj, "kind"));
+			bool parsed = !strcmp(kind, "CustomResourceDefinition") || po->hook != MF_HOOK_NONE;
+			assert_int_equal(mo->obj != NULL, parsed);
+			assert_int_equal(mo->hook, po->hook);
+			assert_string_equal(mo->file, po->file);
+			assert_int_equal(mo->line, po->line);
+			json_t *got = mf_object_parse(mo);
+			assert_non_null(got);
+			assert_true(json_equal(got, po->obj));
+			json_decref(got);
+			if (parsed)
+				continue;
+			compact++;
+			json_t *md = json_object_get(po->obj, "metadata");
+			assert_string_equal(mo->api_version, json_string_value(json_object_get(po->obj, "apiVersion")));
+			assert_string_equal(mo->kind, kind);
+			assert_string_equal(mo->name, json_string_value(json_object_get(md, "name")));
+			const char *ns = json_string_value(json_object_get(md, "namespace"));
+			if (ns)
+				assert_string_equal(mo->namespace_, ns);
+			else
+				assert_null(mo->namespace_);
+		}
+		assert_int_equal(compact, 3); /* cm01 (namespace cpt filled in), elsewhere, reader (none) */
+		/* the text can be taken (the plan does) and parsed on its own */
+		size_t len = 0;
+		char *text = mf_objects_take_text(set, 0, &len);
+		assert_non_null(text);
+		assert_null(mf_objects_at(set, 0)->text);
+		json_t *again = mf_compact_parse(text, len, "v1", "ConfigMap", "cpt", "cm01", "x");
+		assert_non_null(again);
+		assert_string_equal(jstr(again, "metadata.namespace"), "cpt");
+		json_decref(again);
+		/* what the identity does not name is refused: another name, kind or apiVersion */
+		assert_null(mf_compact_parse(text, len, "v1", "ConfigMap", "cpt", "cm02", "apps/one/cm.yaml:1"));
+		assert_non_null(strstr(gitops_error_last(), "apps/one/cm.yaml:1: ConfigMap cm02: the render cache entry is damaged"));
+		assert_null(mf_compact_parse(text, len, "v1", "Secret", "cpt", "cm01", "x"));
+		assert_null(mf_compact_parse(text, len, "apps/v1", "ConfigMap", "cpt", "cm01", "x"));
+		assert_null(mf_compact_parse(text, len - 1, "v1", "ConfigMap", "cpt", "cm01", "x")); /* cut */
+		free(text);
+		mf_objects_free(set);
+		mf_renderer_free(r);
+	}
+	/* a hook dressed as an ordinary object in the cache: parsed as nothing */
+	const char *hook = "{\"apiVersion\":\"batch/v1\",\"kind\":\"Job\",\"metadata\":{\"name\":\"migrate\","
+			   "\"annotations\":{\"helm.sh/hook\":\"pre-install\"}}}";
+	assert_null(mf_compact_parse(hook, strlen(hook), "batch/v1", "Job", "cpt", "migrate", "x"));
+	mf_objects_free(plain);
 	mf_config_free(cfg);
 	mf_repo_free(repo);
 	free(cache_dir);
@@ -1155,6 +1267,7 @@ int main(void)
 		cmocka_unit_test(renders_plain_kustomize_and_helm_per_environment),
 		cmocka_unit_test(cache_twenty_apps_one_commit_rerenders_one),
 		cmocka_unit_test(cache_damaged_positions_are_rendered_again),
+		cmocka_unit_test(cache_hit_gives_compact_objects_that_parse_as_rendered),
 		cmocka_unit_test(cache_key_follows_kustomize_bases_and_helm_values),
 		cmocka_unit_test(cache_key_follows_bases_reached_through_subdirectories),
 		cmocka_unit_test(renderer_failures_are_clear_errors),

@@ -298,4 +298,27 @@ expect_rc "sync main --prune" 0 "$G" sync "c$$" --prune
 expect_eq "the prune left exactly what git has" "base" \
   "$(kubectl -n "$nsb" get cm -l gitops.dev/pipeline=own$$ -o name | sed 's|configmap/||' | xargs)"
 expect_eq "the inventory holds exactly that" "base" "$(inv "own$$" "c$$")"
+
+# --- a render cache entry altered to hold another object than the one it names (the cache keeps
+# objects as text until they are compared): refused, nothing applied in its place
+python3 - "$GITOPS_DATA_DIR/render-cache" "intruder-$$" "$nsb" <<'PY'
+import json, os, sys
+root, name, ns = sys.argv[1:]
+n = 0
+for d, _, files in os.walk(root):
+    for f in files:
+        p = os.path.join(d, f); doc = json.load(open(p))
+        for row in doc["rows"]:
+            if row[4] == "ConfigMap" and row[6] == "base":
+                o = json.loads(row[0]); o["metadata"] = {"name": name, "namespace": ns}; row[0] = json.dumps(o); n += 1
+        json.dump(doc, open(p, "w"))
+assert n > 0, "no cache entry holds ConfigMap base"
+PY
+expect_rc "diff refuses an altered render cache entry (exit 3)" 3 "$G" diff "c$$" --quiet
+expect_contains "the error names the object and the cache" "ConfigMap base: the render cache entry is damaged" "$out"
+expect_rc "so does sync" 3 "$G" sync "c$$" --prune
+expect_eq "nothing was applied in its place" "" "$(exists "$nsb" "intruder-$$")"
+expect_eq "nor pruned" "base" "$(inv "own$$" "c$$")"
+rm -rf "$GITOPS_DATA_DIR/render-cache"
+expect_rc "without the cache: rendered again, in sync" 0 "$G" diff "c$$" --quiet
 t_done
