@@ -61,6 +61,7 @@ int cmd_diff(int argc, char **argv)
 	struct rec_workspace_options wo = {.repo = a.repo, .kubeconfig = a.kubeconfig, .context = a.context,
 					   .progress = cli_progress, .progress_ud = &a};
 	cli_config(&wo, a.state_repo, a.state_branch);
+	wo.render_once = true;
 	rec_workspace *ws = NULL;
 	rec_plan *plan = NULL;
 	struct refusals ref = {NULL, 0};

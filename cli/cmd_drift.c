@@ -74,6 +74,7 @@ int cmd_drift(int argc, char **argv)
 	struct rec_workspace_options wo = {.repo = a.repo, .kubeconfig = a.kubeconfig, .context = a.context,
 					   .progress = cli_progress, .progress_ud = &a};
 	cli_config(&wo, a.state_repo, a.state_branch);
+	wo.render_once = true;
 	a.quiet = a.quiet || a.json;
 	rec_workspace *ws = NULL;
 	int rc = rec_workspace_open(&ws, &wo);

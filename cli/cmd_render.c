@@ -59,6 +59,7 @@ int cmd_render(int argc, char **argv)
 	struct rec_workspace_options wo = {.repo = a.repo, .kubeconfig = a.kubeconfig, .context = a.context,
 					   .progress = warn, .progress_ud = &a, .pins_best_effort = true};
 	cli_config(&wo, a.state_repo, a.state_branch);
+	wo.render_once = true;
 	rec_workspace *ws = NULL;
 	mf_objects *set = NULL;
 	gitops_buf out = GITOPS_BUF_INIT;

@@ -99,6 +99,7 @@ int cmd_status(int argc, char **argv)
 	struct rec_workspace_options wo = {.repo = a.repo, .kubeconfig = a.kubeconfig, .context = a.context,
 					   .progress = cli_progress, .progress_ud = &a, .pins_best_effort = true};
 	cli_config(&wo, a.state_repo, a.state_branch);
+	wo.render_once = true;
 	rec_workspace *ws = NULL;
 	int rc = rec_workspace_open(&ws, &wo);
 	if (rc)

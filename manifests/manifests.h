@@ -408,6 +408,8 @@ struct mf_render_options {
 	void *scope_data;
 	mf_capabilities_fn capabilities; /* optional: without it helm renders with its defaults */
 	void *capabilities_data;
+	bool no_memory_cache; /* keep no render in memory (a one-shot command renders each app once;
+			       * the disk cache still serves) */
 };
 
 /* Creates a renderer (holds the in-memory cache: the newest renders as compact JSON text, at

@@ -28,6 +28,7 @@ struct mem_entry {
 
 struct mf_renderer {
 	char *data_dir; /* NULL: no disk cache */
+	bool no_mem;    /* no memory cache */
 	int timeout_ms;
 	struct mf_limits lim;
 	mf_scope_fn scope;
@@ -91,6 +92,7 @@ int mf_renderer_new(mf_renderer **out, const struct mf_render_options *opts)
 	else
 		r->data_dir = mf_data_dir();
 	r->timeout_ms = opts && opts->timeout_ms > 0 ? opts->timeout_ms : MF_DEFAULT_TIMEOUT_MS;
+	r->no_mem = opts && opts->no_memory_cache;
 	if (opts)
 		r->lim = opts->limits;
 	if (!r->lim.max_file_size)
@@ -917,6 +919,8 @@ static const struct mem_entry *mem_get(mf_renderer *r, const char *key)
 
 static void mem_put(mf_renderer *r, const char *key, const char *text, size_t len)
 {
+	if (r->no_mem)
+		return;
 	while (r->n_mem > 0 && (r->n_mem == MEM_MAX || r->mem_bytes + len > MEM_MAX_BYTES)) {
 		r->mem_bytes -= r->mem[0].len;
 		free(r->mem[0].text);

@@ -177,9 +177,10 @@ int rec_inventory_parse(json_t **doc, const json_t *cm, const char *name)
 	gitops_json_arena *arena = gitops_json_arena_open();
 	gitops_json_arena *was = gitops_json_arena_use(arena);
 	*doc = text ? json_loads(text, 0, &jerr) : NULL;
+	bool ok = *doc && expand_groups(*doc); /* the grouped form's entries in the arena too */
 	gitops_json_arena_use(was);
 	gitops_json_arena_close(arena);
-	if (!*doc || !expand_groups(*doc) || !json_is_array(json_object_get(*doc, "objects"))) {
+	if (!ok || !json_is_array(json_object_get(*doc, "objects"))) {
 		json_decref(*doc);
 		*doc = NULL;
 		return gitops_error_set(GITOPS_EINVALID, "ConfigMap %s/%s: %s is missing or damaged; nothing was changed. "

@@ -591,6 +591,12 @@ int rec_plan_compare_set(rec_plan *p, mf_objects *set)
 	int rc = build_ignore(&ignore, p->envp);
 	if (!rc)
 		rc = plan_entries(p, set, index);
+	if (p->results_only && p->inv) {
+		/* a diff reads nothing more of the inventory than the entries hold (and never writes it) */
+		json_decref(p->inv->doc);
+		json_decref(p->inv->cm);
+		p->inv->doc = p->inv->cm = NULL;
+	}
 	/* The desired objects are the entries' now: the rendered set goes before the live ones come. */
 	mf_objects_free(set);
 	drift_options dopt = {.field_manager = DRIFT_FIELD_MANAGER, .ignore = ignore};

@@ -75,6 +75,8 @@ struct rec_workspace_options {
 	const char *signing_key;  /* reporter key signing the syncs rec_env_sync records; NULL: unsigned */
 	double kube_qps;          /* client-side request limit per cluster; <= 0: 1000 */
 	int render_timeout_ms;    /* per renderer run; <= 0: MF_DEFAULT_TIMEOUT_MS */
+	bool render_once;         /* one-shot commands: renders are not kept in memory (the disk
+				   * cache serves a second render of the same commit) */
 	/* Cancellation of the workspace's clients' retries (the daemon's token); may be NULL. */
 	const atomic_bool *cancel;
 	/* Progress lines ("applying 12 objects..."); may be NULL. */
@@ -188,7 +190,8 @@ struct rec_plan_options {
 	const char *only_app;
 	const struct rec_live_source *live; /* NULL: list the live objects */
 	/* Only what a diff reads: an object's desired form is dropped once it is compared in sync
-	 * (its item's desired is then NULL). Such a plan must not be synced. */
+	 * (its item's desired is then NULL), and the inventory once the entries are made. Such a
+	 * plan must not be synced. */
 	bool results_only;
 	/* Keep in-sync live objects whole (their status: health is judged on them, as by
 	 * gitops status --apps); otherwise they are cut down to their metadata once compared. */

@@ -203,7 +203,8 @@ int rec_workspace_open(rec_workspace **out, const struct rec_workspace_options *
 	if ((rc = read_main_config(ws)))
 		goto fail;
 	struct mf_render_options ro = {.data_dir = ws->opt.data_dir, .capabilities = render_capabilities,
-				       .capabilities_data = ws, .timeout_ms = ws->opt.render_timeout_ms};
+				       .capabilities_data = ws, .timeout_ms = ws->opt.render_timeout_ms,
+				       .no_memory_cache = ws->opt.render_once};
 	if ((rc = mf_renderer_new(&ws->renderer, &ro)))
 		goto fail;
 	*out = ws;
