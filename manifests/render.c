@@ -16,7 +16,7 @@
 #include <unistd.h>
 
 /* Bump when the cached form or the YAML reading changes: old entries are then ignored. */
-#define CACHE_FORMAT "gitops-render-cache/3"
+#define CACHE_FORMAT "gitops-render-cache/4"
 
 /* A render in the memory cache: the cache file's text (see set_to_cache), compact. Text, not a parsed tree: a tree takes about 8 times the memory, and a
  * hit parses it straight into the caller's set (which needs its own objects anyway). */
@@ -821,15 +821,19 @@ static void sha256_hex(char out[65], const char *s, size_t len)
 		snprintf(out + 2 * i, 3, "%02x", md[i]);
 }
 
-/* The cache document: {"format", "files": [name...], "rows": [[text, file index, line,
- * apiVersion, kind, namespace or null, name, hook], ...]}: each object as its own compact JSON
- * text, with what names it, so that a hit can keep objects as text until they are compared (a
- * parsed object takes about eight times its text) and parse them one at a time. */
-static json_t *set_to_cache(const mf_objects *set)
+/* The cache text: a first line {"format", "files": [name...], "rows": [[file index, line,
+ * apiVersion, kind, namespace or null, name, hook], ...]}, then each object's compact JSON on a
+ * line of its own, in the order of the rows (compact JSON has no raw newline). So a hit can keep
+ * objects as text until they are compared (a parsed object takes about eight times its text) and
+ * parse them one at a time, and reading the file parses only the first line. Appends to `out`;
+ * GITOPS_ERROR when an object cannot be serialized (then nothing is cached). */
+static int set_to_cache(gitops_buf *out, const mf_objects *set)
 {
 	json_t *rows = json_array(), *files = json_array();
+	gitops_buf objs = GITOPS_BUF_INIT;
 	size_t last = 0;
-	for (size_t i = 0; i < mf_objects_count(set); i++) {
+	int rc = 0;
+	for (size_t i = 0; i < mf_objects_count(set) && !rc; i++) {
 		const struct mf_object *o = mf_objects_at(set, i);
 		size_t f = last;
 		if (f >= json_array_size(files) || strcmp(json_string_value(json_array_get(files, f)), o->file)) {
@@ -843,32 +847,42 @@ static json_t *set_to_cache(const mf_objects *set)
 		/* serialized before namespaces are filled in, as the render gave it */
 		char *text = json_dumps(o->obj, JSON_COMPACT | JSON_REAL_PRECISION(17));
 		json_t *md = json_object_get(o->obj, "metadata"), *ns = json_object_get(md, "namespace");
-		json_t *row = text ? json_pack("[sIIOOOOb]", text, (json_int_t)f, (json_int_t)o->line,
-					       json_object_get(o->obj, "apiVersion"), json_object_get(o->obj, "kind"),
-					       json_is_string(ns) ? ns : json_null(), json_object_get(md, "name"),
-					       o->hook != MF_HOOK_NONE) : NULL;
+		json_t *row = json_pack("[IIOOOOb]", (json_int_t)f, (json_int_t)o->line, json_object_get(o->obj, "apiVersion"),
+					json_object_get(o->obj, "kind"), json_is_string(ns) ? ns : json_null(),
+					json_object_get(md, "name"), o->hook != MF_HOOK_NONE);
+		if (!text || strchr(text, '\n') || json_array_append_new(rows, row))
+			rc = GITOPS_ERROR; /* never a cache entry short of an object */
+		else
+			gitops_buf_printf(&objs, "\n%s", text);
 		free(text);
-		if (json_array_append_new(rows, row)) { /* never a cache entry short of an object */
-			json_decref(rows);
-			json_decref(files);
-			return NULL;
-		}
 	}
-	return json_pack("{s:s, s:o, s:o}", "format", CACHE_FORMAT, "files", files, "rows", rows);
+	json_t *head = json_pack("{s:s, s:o, s:o}", "format", CACHE_FORMAT, "files", files, "rows", rows);
+	char *h = rc ? NULL : json_dumps(head, JSON_COMPACT);
+	json_decref(head);
+	if (h) {
+		gitops_buf_puts(out, h);
+		gitops_buf_put(out, objs.ptr ? objs.ptr : "", objs.len);
+	} else {
+		rc = GITOPS_ERROR;
+	}
+	free(h);
+	gitops_buf_free(&objs);
+	return rc;
 }
 
-/* Parses a cache text into the set; with `compact`, its objects stay text (compact objects),
+/* Reads a cache text into the set; with `compact`, its objects stay text (compact objects),
  * except hooks and CRDs. GITOPS_ENOTFOUND for a text of another format or a damaged one (then
  * rendered again). */
 static int cache_to_set(mf_objects *set, const char *text, size_t len, const char *app, const char *ns, bool compact)
 {
 	json_error_t je;
-	/* in an arena of its own: no malloc and free per node, and as a plan drops the objects in
-	 * the order they were parsed, the arena's chunks go back one by one (and hold the list
-	 * pages read after them) */
+	const char *nl = memchr(text, '\n', len), *end = text + len;
+	/* the first line in an arena of its own (no malloc and free per node); so are the objects
+	 * parsed here: a plan drops them in the order they were parsed, so the arena's chunks go
+	 * back one by one */
 	gitops_json_arena *arena = gitops_json_arena_open();
 	gitops_json_arena *was = gitops_json_arena_use(arena);
-	json_t *doc = json_loadb(text, len, 0, &je);
+	json_t *doc = json_loadb(text, nl ? (size_t)(nl - text) : len, 0, &je);
 	json_t *rows = json_object_get(doc, "rows"), *files = json_object_get(doc, "files");
 	const char *fmt = json_string_value(json_object_get(doc, "format"));
 	int rc = json_is_array(rows) && json_is_array(files) && fmt && !strcmp(fmt, CACHE_FORMAT) ? 0 : GITOPS_ENOTFOUND;
@@ -877,27 +891,32 @@ static int cache_to_set(mf_objects *set, const char *text, size_t len, const cha
 	json_array_foreach(rows, i, row) {
 		if (rc)
 			break;
-		json_t *t = json_array_get(row, 0), *fi = json_array_get(row, 1), *li = json_array_get(row, 2);
-		json_t *jns = json_array_get(row, 5);
+		/* the object's line */
+		const char *t = nl ? nl + 1 : end;
+		nl = t < end ? memchr(t, '\n', (size_t)(end - t)) : NULL;
+		size_t tl = (size_t)((nl ? nl : end) - t);
+		json_t *fi = json_array_get(row, 0), *li = json_array_get(row, 1), *jns = json_array_get(row, 4);
 		const char *file = json_is_integer(fi) ? json_string_value(json_array_get(files, (size_t)json_integer_value(fi))) : NULL;
-		const char *av = json_string_value(json_array_get(row, 3)), *kind = json_string_value(json_array_get(row, 4));
-		const char *name = json_string_value(json_array_get(row, 6));
-		if (json_array_size(row) != 8 || !json_is_string(t) || !file || !json_is_integer(li) || json_integer_value(li) < 0 ||
+		const char *av = json_string_value(json_array_get(row, 2)), *kind = json_string_value(json_array_get(row, 3));
+		const char *name = json_string_value(json_array_get(row, 5));
+		if (json_array_size(row) != 7 || t >= end || tl == 0 || !file || !json_is_integer(li) || json_integer_value(li) < 0 ||
 		    json_integer_value(li) > INT_MAX || !av || !kind || !name || !(json_is_null(jns) || json_is_string(jns)) ||
-		    !json_is_boolean(json_array_get(row, 7))) {
+		    !json_is_boolean(json_array_get(row, 6))) {
 			rc = GITOPS_ENOTFOUND; /* damaged: rendered again */
 			break;
 		}
 		int line = (int)json_integer_value(li);
-		if (compact && !json_is_true(json_array_get(row, 7)) && strcmp(kind, "CustomResourceDefinition")) {
-			mf_objects_add_compact(set, gitops_strndup(json_string_value(t), json_string_length(t)), json_string_length(t),
-					       av, kind, json_string_value(jns), name, file, line, app, ns);
+		if (compact && !json_is_true(json_array_get(row, 6)) && strcmp(kind, "CustomResourceDefinition")) {
+			mf_objects_add_compact(set, gitops_strndup(t, tl), tl, av, kind, json_string_value(jns), name, file, line,
+					       app, ns);
 			continue;
 		}
-		json_t *obj = json_loadb(json_string_value(t), json_string_length(t), 0, &je);
+		json_t *obj = json_loadb(t, tl, 0, &je);
 		rc = obj ? mf_objects_add(set, obj, file, line, app, ns) : GITOPS_ENOTFOUND;
 		json_decref(obj);
 	}
+	if (!rc && nl)
+		rc = GITOPS_ENOTFOUND; /* more lines than rows */
 	gitops_json_arena_use(was);
 	gitops_json_arena_close(arena);
 	json_decref(doc);
@@ -1124,14 +1143,12 @@ static int render_app(mf_objects *set, mf_renderer *r, mf_repo *repo, const char
 		}
 	}
 	if (!rc) {
-		json_t *doc = set_to_cache(fresh);
-		char *dump = json_dumps(doc, JSON_COMPACT | JSON_REAL_PRECISION(17));
-		json_decref(doc);
-		if (dump) {
-			mem_put(r, hex, dump, strlen(dump));
-			disk_put(r, hex, dump, strlen(dump));
+		gitops_buf dump = GITOPS_BUF_INIT;
+		if (set_to_cache(&dump, fresh) == 0) {
+			mem_put(r, hex, dump.ptr, dump.len);
+			disk_put(r, hex, dump.ptr, dump.len);
 		}
-		free(dump);
+		gitops_buf_free(&dump);
 		mf_objects_take(set, fresh);
 	}
 	mf_objects_free(fresh);

@@ -440,15 +440,16 @@ static void cache_damaged_positions_are_rendered_again(void **state)
 	struct mf_config *cfg = load_config(repo, c1);
 	const struct mf_environment *env = mf_config_env(cfg, "dev");
 	/* what the damage puts in the row (index, value): a file index or line of the wrong type, a
-	 * negative or huge number, a text or identity that is not a string, a hook flag that is not
-	 * a boolean; or the row cut short */
+	 * negative or huge number, an identity that is not a string, a hook flag that is not a
+	 * boolean; or the row cut short (NULL at 7); or the object lines: one more (at 8), none
+	 * (at 9), one that is not JSON (at 10) */
 	struct {
 		size_t at;
 		json_t *v;
-	} bad[] = {{1, json_string("0")}, {1, json_real(0.0)}, {2, json_string("1")}, {2, json_null()},
-		   {2, json_integer((json_int_t)1 << 40)}, {2, json_integer(-7)}, {1, json_integer(-1)},
-		   {1, json_integer(5)}, {0, json_integer(1)}, {3, json_null()}, {4, json_integer(1)},
-		   {5, json_integer(1)}, {6, json_false()}, {7, json_string("no")}, {8, NULL}};
+	} bad[] = {{0, json_string("0")}, {0, json_real(0.0)}, {1, json_string("1")}, {1, json_null()},
+		   {1, json_integer((json_int_t)1 << 40)}, {1, json_integer(-7)}, {0, json_integer(-1)},
+		   {0, json_integer(5)}, {2, json_null()}, {3, json_integer(1)}, {4, json_integer(1)},
+		   {5, json_false()}, {6, json_string("no")}, {7, NULL}, {8, NULL}, {9, NULL}, {10, NULL}};
 	for (size_t b = 0; b < sizeof(bad) / sizeof(*bad); b++) {
 		mf_renderer *r;
 		mf_renderer_new(&r, &o);
@@ -465,17 +466,33 @@ static void cache_damaged_positions_are_rendered_again(void **state)
 		pclose(ls);
 		line[strcspn(line, "\n")] = '\0';
 		char *file = gitops_strdup(line);
+		gitops_buf text = GITOPS_BUF_INIT, out = GITOPS_BUF_INIT;
+		assert_int_equal(gitops_read_file(&text, file, 1 << 20), 0);
+		const char *nl = memchr(text.ptr, '\n', text.len);
+		assert_non_null(nl); /* the first line, then the object's */
 		json_error_t je;
-		json_t *doc = json_load_file(file, 0, &je);
+		json_t *doc = json_loadb(text.ptr, (size_t)(nl - text.ptr), 0, &je);
 		assert_non_null(doc);
 		json_t *row = json_array_get(json_object_get(doc, "rows"), 0);
 		assert_int_equal(json_array_size(json_object_get(doc, "rows")), 1);
-		assert_int_equal(json_array_size(row), 8);
+		assert_int_equal(json_array_size(row), 7);
+		assert_null(memchr(nl + 1, '\n', text.len - (size_t)(nl + 1 - text.ptr))); /* one object line */
 		if (bad[b].v)
 			json_array_set(row, bad[b].at, bad[b].v);
-		else
-			json_array_remove(row, 7);
-		assert_int_equal(json_dump_file(doc, file, JSON_COMPACT), 0);
+		else if (bad[b].at == 7)
+			json_array_remove(row, 6);
+		char *h = json_dumps(doc, JSON_COMPACT);
+		gitops_buf_puts(&out, h);
+		free(h);
+		if (bad[b].at == 8)
+			gitops_buf_printf(&out, "%s\n{}", nl);
+		else if (bad[b].at == 10)
+			gitops_buf_puts(&out, "\n{\"apiVersion\": v1");
+		else if (bad[b].at != 9)
+			gitops_buf_puts(&out, nl);
+		assert_int_equal(gitops_write_file(file, out.ptr, out.len, 0600), 0);
+		gitops_buf_free(&out);
+		gitops_buf_free(&text);
 		json_decref(doc);
 
 		mf_renderer_new(&r, &o);

@@ -307,11 +307,12 @@ root, name, ns = sys.argv[1:]
 n = 0
 for d, _, files in os.walk(root):
     for f in files:
-        p = os.path.join(d, f); doc = json.load(open(p))
-        for row in doc["rows"]:
-            if row[4] == "ConfigMap" and row[6] == "base":
-                o = json.loads(row[0]); o["metadata"] = {"name": name, "namespace": ns}; row[0] = json.dumps(o); n += 1
-        json.dump(doc, open(p, "w"))
+        p = os.path.join(d, f); lines = open(p).read().split("\n")
+        for i, row in enumerate(json.loads(lines[0])["rows"]):  # then one object per line
+            if row[3] == "ConfigMap" and row[5] == "base":
+                o = json.loads(lines[i + 1]); o["metadata"] = {"name": name, "namespace": ns}
+                lines[i + 1] = json.dumps(o, separators=(",", ":")); n += 1
+        open(p, "w").write("\n".join(lines))
 assert n > 0, "no cache entry holds ConfigMap base"
 PY
 expect_rc "diff refuses an altered render cache entry (exit 3)" 3 "$G" diff "c$$" --quiet
