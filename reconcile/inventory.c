@@ -32,11 +32,20 @@
 #define INVENTORY_MAX_BYTES REC_INVENTORY_MAX_BYTES
 #define LEASE_SECONDS 30
 
+/* "group/kind/namespace/name", put together without printf: made for every object a plan reads */
 char *rec_make_key(const char *api_version, const char *kind, const char *ns, const char *name)
 {
-	char *g = gitops_api_group(api_version);
-	char *k = gitops_sprintf("%s/%s/%s/%s", g, kind ? kind : "", ns ? ns : "", name ? name : "");
-	free(g);
+	const char *part[4] = {api_version ? api_version : "", kind ? kind : "", ns ? ns : "", name ? name : ""};
+	size_t len[4];
+	len[0] = gitops_api_group_len(part[0], NULL);
+	for (int i = 1; i < 4; i++)
+		len[i] = strlen(part[i]);
+	char *k = gitops_malloc(len[0] + len[1] + len[2] + len[3] + 4), *at = k;
+	for (int i = 0; i < 4; i++) {
+		memcpy(at, part[i], len[i]);
+		at += len[i];
+		*at++ = i < 3 ? '/' : '\0';
+	}
 	return k;
 }
 

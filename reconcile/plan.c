@@ -221,24 +221,21 @@ static struct rec_entry *add_entry(rec_plan *p, size_t *cap)
 
 /* The plan's entries: the desired objects (labelled as this pipeline's, environment's and app's;
  * the set's objects are taken, not copied), then the inventory entries no app desires. `index`
- * gets key -> entry number. */
+ * gets key -> entry number, and -1 for what an app desires that is no entry (a hook, or another
+ * app's object with --app): one map, made as the entries are. */
 static int plan_entries(rec_plan *p, mf_objects *set, json_t *index)
 {
 	const struct mf_environment *env = p->envp;
 	const char *pipeline = p->inv->pipeline;
-	json_t *inv_keys = json_object(), *desired_keys = json_object();
+	json_t *refs = json_object_get(p->inv->doc, "objects");
 	drop_label_values(p);
 	p->lv_managed = json_string("gitops");
 	p->lv_pipeline = json_string(pipeline);
 	p->lv_env = json_string(env->name);
-	size_t cap = 0, i;
+	size_t cap = mf_objects_count(set) + json_array_size(refs), i;
+	p->entries = gitops_realloc(p->entries, (cap ? cap : 1) * sizeof(*p->entries));
 	json_t *ref;
 	int rc = GITOPS_OK;
-	json_array_foreach(json_object_get(p->inv->doc, "objects"), i, ref) {
-		char *k = rec_ref_key(ref);
-		json_object_set(inv_keys, k, ref);
-		free(k);
-	}
 	for (i = 0; i < mf_objects_count(set) && !rc; i++) {
 		const struct mf_object *mo = mf_objects_at(set, i);
 		const char *av = mo->api_version, *kind = mo->kind, *ns = mo->namespace_, *name = mo->name;
@@ -250,18 +247,18 @@ static int plan_entries(rec_plan *p, mf_objects *set, json_t *index)
 			name = json_string_value(json_object_get(md, "name"));
 		}
 		char *key = rec_make_key(av, kind, ns, name);
-		json_object_set_new(desired_keys, key, json_true());
-		if (p->only_app && strcmp(mo->app, p->only_app)) {
+		if ((p->only_app && strcmp(mo->app, p->only_app)) || mo->hook) {
+			json_object_set_new(index, key, json_integer(-1));
 			free(key);
+			if (mo->hook && !(p->only_app && strcmp(mo->app, p->only_app))) {
+				/* hooks are not desired state: the sync runs them (hooks.c) */
+				char *src = gitops_sprintf("%s:%d", mo->file, mo->line);
+				rec_hook_add(p, json_incref(mo->obj), mo, src);
+				free(src);
+			}
 			continue;
 		}
-		if (mo->hook) { /* hooks are not desired state: the sync runs them (hooks.c) */
-			free(key);
-			char *src = gitops_sprintf("%s:%d", mo->file, mo->line);
-			rec_hook_add(p, json_incref(mo->obj), mo, src);
-			free(src);
-			continue;
-		}
+		json_object_set_new(index, key, json_integer((json_int_t)p->n));
 		struct rec_entry *e = add_entry(p, &cap);
 		e->key = key;
 		/* The set is the plan's own and freed after it: its objects are labelled in place; a
@@ -275,9 +272,6 @@ static int plan_entries(rec_plan *p, mf_objects *set, json_t *index)
 		rec_ref_from(&e->item.ref, &e->ref_mem, av, kind, ns, name);
 		e->app_s = gitops_strdup(mo->app);
 		e->source_s = gitops_sprintf("%s:%d", mo->file, mo->line);
-		json_t *iref = json_object_get(inv_keys, e->key);
-		e->item.in_inventory = iref != NULL;
-		e->app_moved = iref && strcmp(json_string_value(json_object_get(iref, "app")) ?: "", mo->app);
 		rc = kube_resource_for(&e->resource, p->client, av, kind);
 		if (rc == GITOPS_ENOTFOUND && crd_in_set(set, av, kind)) {
 			e->resource = NULL; /* served once its CRD, applied first, is established */
@@ -287,16 +281,26 @@ static int plan_entries(rec_plan *p, mf_objects *set, json_t *index)
 					      gitops_error_last());
 		}
 	}
-	/* Inventory entries no app of the environment desires (candidates for pruning); with
-	 * --app, only that app's entries. */
-	json_array_foreach(json_object_get(p->inv->doc, "objects"), i, ref) {
+	/* The inventory: marks the desired entries it has, and adds the entries no app of the
+	 * environment desires (candidates for pruning); with --app, only that app's. */
+	json_array_foreach(refs, i, ref) {
 		if (rc)
 			break;
 		const char *app = json_string_value(json_object_get(ref, "app"));
-		if (p->only_app && (!app || strcmp(app, p->only_app)))
-			continue;
 		char *k = rec_ref_key(ref);
-		if (json_object_get(desired_keys, k)) {
+		json_t *at = json_object_get(index, k);
+		if (at) {
+			json_int_t n = json_integer_value(at);
+			struct rec_entry *e = n >= 0 ? &p->entries[n] : NULL;
+			if (e && (e->item.desired || e->text)) { /* desired: in the inventory (the last entry of
+								  * a key decides its app, as ever) */
+				e->item.in_inventory = true;
+				e->app_moved = strcmp(app ? app : "", e->app_s) != 0;
+			}
+			free(k); /* or an entry of the inventory already, or desired but no entry */
+			continue;
+		}
+		if (p->only_app && (!app || strcmp(app, p->only_app))) {
 			free(k);
 			continue;
 		}
@@ -305,6 +309,7 @@ static int plan_entries(rec_plan *p, mf_objects *set, json_t *index)
 				      json_string_value(json_object_get(ref, "kind")))) {
 			r = NULL; /* the kind is gone (CRD removed): so are its objects */
 		}
+		json_object_set_new(index, k, json_integer((json_int_t)p->n));
 		struct rec_entry *e = add_entry(p, &cap);
 		e->key = k;
 		rec_ref_of(&e->item.ref, &e->ref_mem, ref);
@@ -315,10 +320,6 @@ static int plan_entries(rec_plan *p, mf_objects *set, json_t *index)
 	}
 	if (!rc)
 		gitops_error_clear();
-	for (i = 0; i < p->n && !rc; i++)
-		json_object_set_new(index, p->entries[i].key, json_integer((json_int_t)i));
-	json_decref(inv_keys);
-	json_decref(desired_keys);
 	return rc;
 }
 
@@ -433,7 +434,7 @@ static void keep_named(void *ud, json_t *items)
 		char *k = rec_object_key(it);
 		json_t *at = json_object_get(lc->index, k);
 		free(k);
-		if (!at)
+		if (!at || json_integer_value(at) < 0)
 			continue;
 		struct rec_entry *e = &lc->p->entries[json_integer_value(at)];
 		if (e->desired_dropped)
@@ -459,8 +460,8 @@ static void keep_named(void *ud, json_t *items)
 				}
 			}
 		}
+		drop_desired(lc->p, e); /* before slim_live: what it drops need not be cut down */
 		slim_live(lc->p, e);
-		drop_desired(lc->p, e);
 	}
 }
 
