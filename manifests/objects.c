@@ -569,20 +569,48 @@ static char *identity(const struct entry *e)
 	return gitops_sprintf("%s%s%s %s%s%s", kind, *g ? "." : "", g, ns ? ns : "", ns ? "/" : "", name);
 }
 
-static int cmp_str(const void *a, const void *b)
+/* An object's identity for the duplicate check: (group, kind, namespace, name), compared as
+ * fields (no string made per object). */
+struct ident {
+	const char *api, *kind, *ns, *name;
+	size_t glen, i;
+};
+
+static int cmp_ident(const void *a, const void *b)
 {
-	const char *const *x = a, *const *y = b;
-	return strcmp(*x, *y);
+	const struct ident *x = a, *y = b;
+	size_t n = x->glen < y->glen ? x->glen : y->glen;
+	int c = memcmp(x->api, y->api, n);
+	if (!c && x->glen != y->glen)
+		c = x->glen < y->glen ? -1 : 1;
+	if (!c)
+		c = strcmp(x->kind, y->kind);
+	if (!c && (!x->ns || !y->ns)) /* no namespace is not the empty one */
+		c = x->ns ? 1 : y->ns ? -1 : 0;
+	else if (!c)
+		c = strcmp(x->ns, y->ns);
+	if (!c)
+		c = strcmp(x->name, y->name);
+	if (!c) /* equal identities in the order of the set: the later one is named "here" */
+		c = x->i < y->i ? -1 : x->i > y->i;
+	return c;
 }
 
 int mf_objects_resolve(mf_objects *set, mf_scope_fn scope, void *scope_data)
 {
 	json_t *crds = crd_index(set), *memo = json_object();
+	const char *last_api = NULL, *last_kind = NULL;
+	bool last_nsd = false;
 	for (size_t i = 0; i < set->n; i++) {
 		struct entry *e = &set->v[i];
 		const char *api, *kind, *ns, *name;
 		ident_of(e, &api, &kind, &ns, &name);
-		bool nsd = namespaced(crds, memo, api, kind, scope, scope_data);
+		/* a set's objects come grouped by kind: the previous object's answer, else the memo */
+		bool nsd = last_api && !strcmp(api, last_api) && !strcmp(kind, last_kind)
+				   ? last_nsd : namespaced(crds, memo, api, kind, scope, scope_data);
+		last_api = api;
+		last_kind = kind;
+		last_nsd = nsd;
 		if (!e->pub.obj) { /* a compact object: its identity says what parsing it will set */
 			if (!nsd)
 				e->pub.namespace_ = NULL;
@@ -602,33 +630,26 @@ int mf_objects_resolve(mf_objects *set, mf_scope_fn scope, void *scope_data)
 	json_decref(crds);
 	json_decref(memo);
 	/* duplicates: sort identities, compare neighbours */
-	char **ids = gitops_malloc((set->n ? set->n : 1) * sizeof(*ids));
+	struct ident *ids = gitops_malloc((set->n ? set->n : 1) * sizeof(*ids));
 	for (size_t i = 0; i < set->n; i++) {
-		char *id = identity(&set->v[i]);
-		ids[i] = gitops_sprintf("%s\x01%zu", id, i);
-		free(id);
+		ident_of(&set->v[i], &ids[i].api, &ids[i].kind, &ids[i].ns, &ids[i].name);
+		ids[i].glen = gitops_api_group_len(ids[i].api, NULL);
+		ids[i].i = i;
 	}
-	qsort(ids, set->n, sizeof(*ids), cmp_str);
+	qsort(ids, set->n, sizeof(*ids), cmp_ident);
 	int rc = 0;
 	for (size_t i = 1; i < set->n && !rc; i++) {
-		char *a = strchr(ids[i - 1], '\x01'), *b = strchr(ids[i], '\x01');
-		if ((size_t)(a - ids[i - 1]) == (size_t)(b - ids[i]) && !strncmp(ids[i - 1], ids[i], (size_t)(a - ids[i - 1]))) {
-			size_t x = strtoul(a + 1, NULL, 10), y = strtoul(b + 1, NULL, 10);
-			if (x > y) {
-				size_t t = x;
-				x = y;
-				y = t;
-			}
-			const struct entry *ex = &set->v[x], *ey = &set->v[y];
-			rc = gitops_error_set(GITOPS_EINVALID, "%s:%d: %.*s is defined twice: here%s%s%s and at %s:%d%s%s%s",
-					      ey->file, ey->pub.line, (int)(a - ids[i - 1]), ids[i - 1],
-					      *ey->app ? " (app " : "", ey->app, *ey->app ? ")" : "",
-					      ex->file, ex->pub.line, *ex->app ? " (app " : "", ex->app,
-					      *ex->app ? ")" : "");
-		}
+		struct ident a = ids[i - 1], b = ids[i];
+		a.i = b.i = 0;
+		if (cmp_ident(&a, &b))
+			continue;
+		const struct entry *ex = &set->v[ids[i - 1].i], *ey = &set->v[ids[i].i];
+		char *id = identity(ex);
+		rc = gitops_error_set(GITOPS_EINVALID, "%s:%d: %s is defined twice: here%s%s%s and at %s:%d%s%s%s",
+				      ey->file, ey->pub.line, id, *ey->app ? " (app " : "", ey->app, *ey->app ? ")" : "",
+				      ex->file, ex->pub.line, *ex->app ? " (app " : "", ex->app, *ex->app ? ")" : "");
+		free(id);
 	}
-	for (size_t i = 0; i < set->n; i++)
-		free(ids[i]);
 	free(ids);
 	return rc;
 }

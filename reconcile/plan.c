@@ -208,6 +208,24 @@ static int plan_render(mf_objects **out, rec_plan *p)
 	return GITOPS_OK;
 }
 
+/* "file:line", without printf (made for every desired object) */
+static char *source_of(const char *file, int line)
+{
+	char digits[16];
+	size_t nd = 0, nf = strlen(file);
+	unsigned v = line > 0 ? (unsigned)line : 0;
+	do
+		digits[nd++] = (char)('0' + v % 10);
+	while ((v /= 10) && nd < sizeof(digits));
+	char *s = gitops_malloc(nf + nd + 2), *at = s + nf;
+	memcpy(s, file, nf);
+	*at++ = ':';
+	while (nd)
+		*at++ = digits[--nd];
+	*at = '\0';
+	return s;
+}
+
 static struct rec_entry *add_entry(rec_plan *p, size_t *cap)
 {
 	if (p->n == *cap) {
@@ -271,7 +289,7 @@ static int plan_entries(rec_plan *p, mf_objects *set, json_t *index)
 		}
 		rec_ref_from(&e->item.ref, &e->ref_mem, av, kind, ns, name);
 		e->app_s = gitops_strdup(mo->app);
-		e->source_s = gitops_sprintf("%s:%d", mo->file, mo->line);
+		e->source_s = source_of(mo->file, mo->line);
 		rc = kube_resource_for(&e->resource, p->client, av, kind);
 		if (rc == GITOPS_ENOTFOUND && crd_in_set(set, av, kind)) {
 			e->resource = NULL; /* served once its CRD, applied first, is established */
