@@ -165,6 +165,21 @@ int kube_list(json_t **items, char **resource_version, kube_client *c,
 int kube_list_pages(kube_client *c, const struct kube_resource *r, const char *ns, const char *label_selector,
 		    void (*page)(void *ud, json_t *items), void (*restart)(void *ud), void *ud,
 		    char **resource_version);
+/* kube_list_pages in two steps, so the apiserver works while the caller does something else:
+ * kube_list_ahead_start asks for the first page at once (fetched and parsed on a helper thread);
+ * kube_list_ahead_pages then reads the list as kube_list_pages does, and frees `la`;
+ * kube_list_ahead_free drops a list that will not be read (waiting for its first page). A
+ * kube_list_ahead belongs to the thread that started it; several may be under way at once, each
+ * holding one page parsed. */
+typedef struct kube_list_ahead kube_list_ahead;
+kube_list_ahead *kube_list_ahead_start(kube_client *c, const struct kube_resource *r, const char *ns,
+				       const char *label_selector);
+int kube_list_ahead_pages(kube_list_ahead *la, void (*page)(void *ud, json_t *items), void (*restart)(void *ud),
+			  void *ud, char **resource_version);
+void kube_list_ahead_free(kube_list_ahead *la);
+/* What it lists: the resource and namespace (NULL: cluster-scoped or every namespace). */
+const struct kube_resource *kube_list_ahead_resource(const kube_list_ahead *la);
+const char *kube_list_ahead_namespace(const kube_list_ahead *la);
 
 struct kube_apply_options {
 	const char *field_manager; /* NULL: "gitops" */

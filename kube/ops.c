@@ -799,18 +799,70 @@ static void page_fetch_drop(struct page_fetch *f)
 	free(err);
 }
 
-int kube_list_pages(kube_client *c, const struct kube_resource *r, const char *ns, const char *label_selector,
-		    void (*page)(void *ud, json_t *items), void (*restart)(void *ud), void *ud,
-		    char **resource_version)
+/* A list whose first page is asked for (and parsed, on its helper thread) before its reader
+ * comes for it. */
+struct kube_list_ahead {
+	kube_client *c;
+	const struct kube_resource *r;
+	char *base, *sel, *gv, *ns;
+	struct page_fetch first;
+};
+
+kube_list_ahead *kube_list_ahead_start(kube_client *c, const struct kube_resource *r, const char *ns,
+				       const char *label_selector)
+{
+	kube_list_ahead *la = gitops_calloc(1, sizeof(*la));
+	la->c = c;
+	la->r = r;
+	la->base = kube_path(r, ns, NULL);
+	la->sel = label_selector ? url_escape(label_selector) : NULL;
+	la->gv = r->group[0] ? gitops_sprintf("%s/%s", r->group, r->version) : gitops_strdup(r->version);
+	la->ns = ns ? gitops_strdup(ns) : NULL;
+	page_fetch_start(&la->first, c, la->base, la->sel, NULL, PAGE_FIRST, la->gv, r->kind);
+	return la;
+}
+
+const struct kube_resource *kube_list_ahead_resource(const kube_list_ahead *la) { return la->r; }
+const char *kube_list_ahead_namespace(const kube_list_ahead *la) { return la->ns; }
+
+static void list_ahead_free(kube_list_ahead *la)
+{
+	free(la->base);
+	free(la->sel);
+	free(la->gv);
+	free(la->ns);
+	free(la);
+}
+
+void kube_list_ahead_free(kube_list_ahead *la)
+{
+	if (!la)
+		return;
+	json_t *body;
+	gitops_json_arena *arena;
+	char *err = gitops_strdup(gitops_error_last());
+	int code = gitops_error_code();
+	page_fetch_finish(&la->first, &body, &arena);
+	json_decref(body);
+	gitops_json_arena_close(arena);
+	if (code)
+		gitops_error_set(code, "%s", err); /* the caller's error stays */
+	else
+		gitops_error_clear();
+	free(err);
+	list_ahead_free(la);
+}
+
+int kube_list_ahead_pages(kube_list_ahead *la, void (*page)(void *ud, json_t *items), void (*restart)(void *ud),
+			  void *ud, char **resource_version)
 {
 	if (resource_version)
 		*resource_version = NULL;
-	char *base = kube_path(r, ns, NULL);
-	char *sel = label_selector ? url_escape(label_selector) : NULL;
-	char *gv = r->group[0] ? gitops_sprintf("%s/%s", r->group, r->version) : gitops_strdup(r->version);
+	kube_client *c = la->c;
+	const struct kube_resource *r = la->r;
+	const char *base = la->base, *sel = la->sel, *gv = la->gv, *ns = la->ns;
 	int rc = GITOPS_OK;
-	struct page_fetch fa, fb, *f = &fa, *ahead = &fb;
-	page_fetch_start(f, c, base, sel, NULL, PAGE_FIRST, gv, r->kind);
+	struct page_fetch fb, *f = &la->first, *ahead = &fb;
 	for (;;) {
 		/* The next page is asked for as soon as this one's continue token is known. */
 		bool asked = false;
@@ -872,10 +924,17 @@ int kube_list_pages(kube_client *c, const struct kube_resource *r, const char *n
 		f = ahead;
 		ahead = t;
 	}
-	free(gv);
-	free(sel);
-	free(base);
+	/* f may be la->first or fb: both done with (finished) by now */
+	list_ahead_free(la);
 	return rc;
+}
+
+int kube_list_pages(kube_client *c, const struct kube_resource *r, const char *ns, const char *label_selector,
+		    void (*page)(void *ud, json_t *items), void (*restart)(void *ud), void *ud,
+		    char **resource_version)
+{
+	return kube_list_ahead_pages(kube_list_ahead_start(c, r, ns, label_selector), page, restart, ud,
+				     resource_version);
 }
 
 static void append_page(void *ud, json_t *items) { json_array_extend(ud, items); }

@@ -80,6 +80,9 @@ struct rec_plan {
 	bool results_only;
 	bool keep_live;
 	gitops_json_arena *desired_arena; /* desired objects parsed from text, while comparing */
+#define REC_PLAN_AHEAD 2
+	kube_list_ahead *ahead[REC_PLAN_AHEAD]; /* lists asked for before they are read */
+	size_t n_ahead;
 	json_t *lv_managed, *lv_pipeline, *lv_env, *lv_app; /* label values the desired objects share */
 };
 

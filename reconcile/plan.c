@@ -143,6 +143,8 @@ static char *other_owner(const json_t *live, const char *pipeline, const char *e
 	return NULL;
 }
 
+static void drop_aheads(rec_plan *p);
+
 static void free_entry(struct rec_entry *e)
 {
 	drift_result_free(e->item.result);
@@ -171,6 +173,7 @@ static void free_entries(rec_plan *p)
 	free(p->prune_blocked);
 	p->prune_blocked = NULL;
 	drop_label_values(p);
+	drop_aheads(p);
 }
 
 /* With --app, another app that does not render does not stop the sync of this one, but then
@@ -499,6 +502,70 @@ static void restart_named(void *ud)
  * the plan's live source, else from one list per (kind, namespace) the plan touches, unfiltered
  * so objects that exist without gitops' labels (made by hand, or by another tool) are seen too;
  * never a get per object. Then step 3 for the entries no list had (missing objects). */
+/* Lists under way ahead of their reading (a plan reading lists: no live source). */
+static kube_list_ahead *take_ahead(rec_plan *p, const struct kube_resource *r, const char *ns)
+{
+	for (size_t k = 0; k < p->n_ahead; k++) {
+		kube_list_ahead *la = p->ahead[k];
+		const char *lns = kube_list_ahead_namespace(la);
+		if (kube_list_ahead_resource(la) == r && !strcmp(lns ? lns : "", ns ? ns : "")) {
+			p->ahead[k] = p->ahead[--p->n_ahead];
+			return la;
+		}
+	}
+	return NULL;
+}
+
+static void start_ahead(rec_plan *p, const struct kube_resource *r, const char *ns)
+{
+	if (p->n_ahead < REC_PLAN_AHEAD)
+		p->ahead[p->n_ahead++] = kube_list_ahead_start(p->client, r, ns, NULL);
+}
+
+static void drop_aheads(rec_plan *p)
+{
+	while (p->n_ahead)
+		kube_list_ahead_free(p->ahead[--p->n_ahead]);
+}
+
+static char *pair_key(const struct kube_resource *r, const char *ns)
+{
+	return gitops_sprintf("%p/%s", (const void *)r, ns ? ns : "");
+}
+
+static const char *entry_ns(const struct rec_entry *e)
+{
+	return e->resource->namespaced && e->item.ref.namespace ? e->item.ref.namespace : NULL;
+}
+
+/* While one list is read, the next one the plan needs is asked for: its first page comes while
+ * this one's last pages are compared (no pause between lists). */
+static void start_next_list(rec_plan *p, size_t from, json_t *listed)
+{
+	for (size_t j = from; j < p->n; j++) {
+		struct rec_entry *e = &p->entries[j];
+		if (!e->resource || e->item.result)
+			continue;
+		const char *ns = entry_ns(e);
+		char *pair = pair_key(e->resource, ns);
+		bool known = json_object_get(listed, pair) != NULL;
+		free(pair);
+		if (known)
+			continue;
+		for (size_t k = 0; k < p->n_ahead; k++) {
+			const char *lns = kube_list_ahead_namespace(p->ahead[k]);
+			if (kube_list_ahead_resource(p->ahead[k]) == e->resource && !strcmp(lns ? lns : "", ns ? ns : ""))
+				return; /* under way already */
+		}
+		start_ahead(p, e->resource, ns);
+		return;
+	}
+}
+
+/* Step 2, read live, with step 3 for each object as it comes: each entry's live object, from
+ * the plan's live source, else from one list per (kind, namespace) the plan touches, unfiltered
+ * so objects that exist without gitops' labels (made by hand, or by another tool) are seen too;
+ * never a get per object. Then step 3 for the entries no list had (missing objects). */
 static int plan_read_live(rec_plan *p, json_t *index, const drift_options *dopt)
 {
 	json_t *listed = json_object();
@@ -509,7 +576,7 @@ static int plan_read_live(rec_plan *p, json_t *index, const drift_options *dopt)
 			continue;
 		if (e->item.result)
 			continue; /* read and compared already, by the list of an earlier entry's kind */
-		const char *ns = e->resource->namespaced && e->item.ref.namespace ? e->item.ref.namespace : NULL;
+		const char *ns = entry_ns(e);
 		if (p->live.get) {
 			json_t *live = NULL;
 			rc = p->live.get(p->live.ud, e->resource, &e->item.ref, &live);
@@ -524,17 +591,23 @@ static int plan_read_live(rec_plan *p, json_t *index, const drift_options *dopt)
 			gitops_error_clear();
 			rc = GITOPS_OK;
 		}
-		char *pair = gitops_sprintf("%p/%s", (const void *)e->resource, ns ? ns : "");
+		char *pair = pair_key(e->resource, ns);
 		if (!json_object_get(listed, pair)) {
 			json_object_set_new(listed, pair, json_true());
 			struct list_ctx lc = {p, index, dopt, e->resource, ns, GITOPS_OK};
-			rc = kube_list_pages(p->client, e->resource, ns, NULL, keep_named, restart_named, &lc, NULL);
+			kube_list_ahead *la = take_ahead(p, e->resource, ns);
+			if (!la)
+				la = kube_list_ahead_start(p->client, e->resource, ns, NULL);
+			if (!p->live.get)
+				start_next_list(p, i + 1, listed);
+			rc = kube_list_ahead_pages(la, keep_named, restart_named, &lc, NULL);
 			if (!rc)
 				rc = lc.rc;
 		}
 		free(pair);
 	}
 	json_decref(listed);
+	drop_aheads(p);
 	for (size_t i = 0; i < p->n && !rc; i++)
 		rc = compare_one(p, &p->entries[i], dopt);
 	return rc;
@@ -627,11 +700,47 @@ int rec_plan_compare_set(rec_plan *p, mf_objects *set)
 	if (!rc)
 		plan_order(p);
 	drift_ignore_free(ignore);
+	drop_aheads(p);
 	/* every desired object is parsed by now (compare_one ran for each entry) */
 	gitops_json_arena_close(p->desired_arena);
 	p->desired_arena = NULL;
 	drop_label_values(p);
 	return rc;
+}
+
+/* Asks for the list of the (kind, namespace) with most entries in the inventory: with thousands
+ * of objects, its first page is read and parsed while the plan renders. */
+static void start_inventory_list(rec_plan *p)
+{
+	json_t *count = json_object(), *ref;
+	const char *best = NULL;
+	json_int_t most = 0;
+	size_t i;
+	json_array_foreach(json_object_get(p->inv->doc, "objects"), i, ref) {
+		const char *ns = json_string_value(json_object_get(ref, "namespace"));
+		char *k = gitops_sprintf("%s\n%s\n%s", json_string_value(json_object_get(ref, "apiVersion")) ?: "",
+					 json_string_value(json_object_get(ref, "kind")) ?: "", ns ? ns : "");
+		json_t *n = json_object_get(count, k);
+		json_int_t v = n ? json_integer_value(n) + 1 : 1;
+		json_object_set_new(count, k, json_integer(v));
+		if (v > most) {
+			most = v;
+			best = json_object_iter_key(json_object_iter_at(count, k));
+		}
+		free(k);
+	}
+	if (best) {
+		char *av = gitops_strdup(best), *kind = strchr(av, '\n'), *ns;
+		*kind++ = '\0';
+		ns = strchr(kind, '\n');
+		*ns++ = '\0';
+		const struct kube_resource *r;
+		if (kube_resource_for(&r, p->client, av, kind) == GITOPS_OK)
+			start_ahead(p, r, r->namespaced && *ns ? ns : NULL);
+		gitops_error_clear();
+		free(av);
+	}
+	json_decref(count);
 }
 
 /* Builds the plan's entries at p->revision: render, inventory, then rec_plan_compare_set (live
@@ -643,11 +752,16 @@ static int plan_build(rec_plan *p)
 	if (rc)
 		return rc;
 	mf_objects *set = NULL;
-	if ((rc = plan_render(&set, p)) || (rc = rec_inventory_open(&p->inv, p->ws, p->client, p->envp))) {
-		mf_objects_free(set);
+	/* The inventory first: the list of the kind it has most of is asked for while rendering */
+	if ((rc = rec_inventory_open(&p->inv, p->ws, p->client, p->envp)))
+		return rc;
+	p->inv_rv = gitops_strdup(rec_inventory_rv(p->inv) ? rec_inventory_rv(p->inv) : "");
+	if (!p->live.get)
+		start_inventory_list(p);
+	if ((rc = plan_render(&set, p))) {
+		drop_aheads(p);
 		return rc;
 	}
-	p->inv_rv = gitops_strdup(rec_inventory_rv(p->inv) ? rec_inventory_rv(p->inv) : "");
 	return rec_plan_compare_set(p, set);
 }
 

@@ -297,6 +297,47 @@ static void list_pages_through_more_than_one_page_with_a_selector(void **state)
 	json_decref(items);
 }
 
+static void count_items(void *ud, json_t *items) { *(size_t *)ud += json_array_size(items); }
+
+/* Lists asked for ahead (kube_list_ahead_*): several under way at once, read in any order, each
+ * whole; one dropped unread leaves the caller's error as it was (and nothing behind: ASan). */
+static void lists_asked_for_ahead_are_read_whole_or_dropped(void **state)
+{
+	(void)state;
+	for (int i = 0; i < 600; i++) { /* more than the first page of 250 */
+		char name[32];
+		snprintf(name, sizeof(name), "ahead-%04d", i);
+		json_t *cm = configmap(name, "i", "x");
+		json_object_set_new(json_object_get(cm, "metadata"), "labels", json_pack("{s:s}", "ahead", i % 2 ? "odd" : "even"));
+		assert_int_equal(kube_apply(NULL, NULL, client, cm, NULL), 0);
+		json_decref(cm);
+	}
+	const struct kube_resource *cms, *secrets;
+	assert_int_equal(kube_resource_for(&cms, client, "v1", "ConfigMap"), 0);
+	assert_int_equal(kube_resource_for(&secrets, client, "v1", "Secret"), 0);
+	size_t want = 600;
+	kube_list_ahead *a = kube_list_ahead_start(client, cms, ns, "ahead");
+	kube_list_ahead *b = kube_list_ahead_start(client, secrets, ns, NULL);
+	kube_list_ahead *c = kube_list_ahead_start(client, cms, ns, "ahead=odd");
+	assert_ptr_equal(kube_list_ahead_resource(a), cms);
+	assert_string_equal(kube_list_ahead_namespace(a), ns);
+	size_t n = 0, odd = 0;
+	assert_int_equal(kube_list_ahead_pages(c, count_items, NULL, &odd, NULL), 0); /* the last asked, first */
+	assert_int_equal(kube_list_ahead_pages(a, count_items, NULL, &n, NULL), 0);
+	assert_int_equal(n, want);
+	assert_int_equal(odd, 300);
+	gitops_error_set(GITOPS_EINVALID, "the caller's own error");
+	kube_list_ahead_free(b); /* dropped unread */
+	assert_string_equal(gitops_error_last(), "the caller's own error");
+	gitops_error_clear();
+	kube_list_ahead_free(NULL);
+	/* a list of a namespace that does not exist: its error comes when it is read */
+	kube_list_ahead *d = kube_list_ahead_start(client, cms, "no-such-namespace-here", NULL);
+	n = 0;
+	assert_int_equal(kube_list_ahead_pages(d, count_items, NULL, &n, NULL), 0); /* an empty list */
+	assert_int_equal(n, 0);
+}
+
 /* A list page jansson cannot read (here an object nested deeper than jansson parses, which the
  * apiserver stores) is an error naming the kind, never an empty page: its objects, and those
  * of the pages after it, would otherwise seem gone (reported missing, dropped from the
@@ -486,6 +527,7 @@ int main(void)
 		cmocka_unit_test(crds_are_waited_for_together),
 		cmocka_unit_test(crd_wait_honours_the_cancel_flag),
 		cmocka_unit_test(list_pages_through_more_than_one_page_with_a_selector),
+		cmocka_unit_test(lists_asked_for_ahead_are_read_whole_or_dropped),
 		cmocka_unit_test(list_page_that_cannot_be_read_is_an_error_not_an_empty_page),
 		cmocka_unit_test(delete_and_errors_name_the_object),
 		cmocka_unit_test(batch_apply_multiplexes_on_one_connection),
