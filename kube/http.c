@@ -687,6 +687,13 @@ int kube_request(kube_client *c, const char *method, const char *path, const cha
 	if (!rc && resp.len > 0) {
 		json_error_t jerr;
 		*out = json_loadb(resp.ptr, resp.len, 0, &jerr);
+		/* A success that cannot be read is no success with nothing in it (a GET would seem to
+		 * give no object). jansson's text may quote the reply (a Secret's value): only the
+		 * position is given. */
+		if (!*out && *status >= 200 && *status < 300)
+			rc = gitops_error_set(GITOPS_EPARSE, "%s %s: the apiserver's reply cannot be read as JSON at byte %d "
+					      "of %zu (malformed, or an object nested deeper than %d levels)", method, path,
+					      jerr.position, resp.len, JSON_PARSER_MAX_DEPTH);
 	}
 	gitops_buf_free(&resp);
 	return rc;

@@ -92,8 +92,10 @@ struct kube_stats {
 void kube_client_stats(const kube_client *c, struct kube_stats *out);
 
 /* A raw request to `path` (e.g. "/api/v1/namespaces"). `body` may be NULL. On any HTTP reply
- * returns 0 with *status set and *out the parsed JSON body (NULL when empty or not JSON; the
- * caller owns it, json_decref). Returns an error only when no reply was obtained. */
+ * returns 0 with *status set and *out the parsed JSON body (NULL when empty, or when an error
+ * status came with a body that is not JSON; the caller owns it, json_decref). Returns an error
+ * when no reply was obtained, and GITOPS_EPARSE (*status set, no text of the reply in the
+ * message) for a 2xx reply that is not JSON: a success is never read as one with nothing in it. */
 int kube_request(kube_client *c, const char *method, const char *path, const char *content_type,
 		 const char *body, long *status, json_t **out);
 

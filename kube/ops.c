@@ -1033,6 +1033,10 @@ int kube_apply(json_t **out, bool *created, kube_client *c, const json_t *obj, c
 		long status;
 		json_t *result = NULL;
 		rc = kube_request(c, "PATCH", path, "application/apply-patch+yaml", body, &status, &result);
+		if (rc == GITOPS_EPARSE && !out) {
+			gitops_error_clear(); /* applied: the answer, which cannot be read, is not asked for */
+			rc = GITOPS_OK;
+		}
 		if (!rc)
 			rc = apply_reply(out, created, status, result, what);
 	}
@@ -1068,7 +1072,13 @@ static void apply_done(void *ud, size_t k)
 	} else {
 		json_error_t jerr;
 		json_t *reply = call->resp.len ? json_loadb(call->resp.ptr, call->resp.len, 0, &jerr) : NULL;
-		res->rc = apply_reply(b->outs ? &b->outs[i] : NULL, &res->created, call->status, reply, b->whats[i]);
+		if (!reply && call->resp.len && b->outs && (call->status == 200 || call->status == 201))
+			/* an answer asked for that cannot be read (its text may hold a Secret's value) */
+			res->rc = gitops_error_set(GITOPS_EPARSE, "%s: the apiserver's answer cannot be read as JSON at "
+						   "byte %d of %zu", b->whats[i], jerr.position, call->resp.len);
+		else
+			res->rc = apply_reply(b->outs ? &b->outs[i] : NULL, &res->created, call->status, reply,
+					      b->whats[i]);
 		if (res->rc)
 			res->error = gitops_strdup(gitops_error_last());
 	}
@@ -1147,6 +1157,10 @@ int kube_delete(kube_client *c, const char *api_version, const char *kind, const
 	long status;
 	json_t *result = NULL;
 	rc = kube_request(c, "DELETE", url.ptr, "application/json", body, &status, &result);
+	if (rc == GITOPS_EPARSE) {
+		gitops_error_clear(); /* deleted: its answer (the object) is not read */
+		rc = GITOPS_OK;
+	}
 	if (!rc && status != 200 && status != 202) {
 		char *what = describe(kind, r->namespaced ? ns : NULL, name);
 		char *verb = gitops_sprintf("delete %s", what);
@@ -1193,6 +1207,10 @@ static int write_object(json_t **out, kube_client *c, const json_t *obj, bool cr
 	long status;
 	json_t *result = NULL;
 	rc = kube_request(c, create ? "POST" : "PUT", path, "application/json", body, &status, &result);
+	if (rc == GITOPS_EPARSE && !out) {
+		gitops_error_clear(); /* written: the answer is not asked for */
+		rc = GITOPS_OK;
+	}
 	free(path);
 	free(body);
 	if (!rc && status != 200 && status != 201) {

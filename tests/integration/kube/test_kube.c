@@ -368,7 +368,6 @@ static void list_page_that_cannot_be_read_is_an_error_not_an_empty_page(void **s
 				 "name", "deep", "namespace", ns, "spec", v);
 	if (kube_apply(NULL, NULL, client, deep, NULL))
 		fail_msg("apply deep: %s", gitops_error_last());
-	json_decref(deep);
 
 	const struct kube_resource *r;
 	assert_int_equal(kube_resource_for(&r, client, av, "Deep"), 0);
@@ -377,6 +376,20 @@ static void list_page_that_cannot_be_read_is_an_error_not_an_empty_page(void **s
 	assert_null(items);
 	assert_non_null(strstr(gitops_error_last(), "list Deep: "));
 	assert_null(strstr(gitops_error_last(), "s3cr3t")); /* no text of the page */
+	/* nor is a GET of it an object-less success, or an apply whose answer is asked for */
+	json_t *got = NULL;
+	assert_int_equal(kube_get(&got, client, av, "Deep", ns, "deep"), GITOPS_EPARSE);
+	assert_null(got);
+	assert_non_null(strstr(gitops_error_last(), "cannot be read as JSON"));
+	assert_null(strstr(gitops_error_last(), "s3cr3t"));
+	json_t *again = json_pack("{s:s, s:s, s:{s:s, s:s}, s:O}", "apiVersion", av, "kind", "Deep", "metadata", "name",
+				  "deep", "namespace", ns, "spec", json_object_get(deep, "spec"));
+	assert_int_equal(kube_apply(&got, NULL, client, again, NULL), GITOPS_EPARSE);
+	assert_null(got);
+	assert_null(strstr(gitops_error_last(), "s3cr3t"));
+	assert_int_equal(kube_apply(NULL, NULL, client, again, NULL), 0); /* applied; its answer not asked for */
+	json_decref(again);
+	json_decref(deep);
 
 	/* once the object is gone the list reads again */
 	assert_int_equal(kube_delete(client, av, "Deep", ns, "deep", "Background", false), 0);
