@@ -179,12 +179,13 @@ json_t *mf_compact_parse(const char *text, size_t len, const char *api_version, 
 {
 	json_t *o = json_loadb(text, len, 0, NULL);
 	json_t *md = json_object_get(o, "metadata");
-	json_t *ann = json_object_get(md, "annotations");
 	const char *av = str_field(o, "apiVersion"), *k = str_field(o, "kind"), *n = str_field(md, "name");
 	/* an entry that does not hold what its identity says would be applied, or pruned, as
-	 * another object than the one planned: refused */
+	 * another object than the one planned: refused. So is a hook (read as a render reads it:
+	 * an annotation that makes no hook, such as helm.sh/hook: crd-install, is no hook) */
+	struct mf_object h = {0};
 	if (!json_is_object(md) || !av || !k || !n || strcmp(av, api_version) || strcmp(k, kind) || strcmp(n, name) ||
-	    json_object_get(ann, "argocd.argoproj.io/hook") || json_object_get(ann, "helm.sh/hook")) {
+	    read_hook(&h, o, source ? source : "render cache", 0) || h.hook != MF_HOOK_NONE) {
 		json_decref(o);
 		gitops_error_set(GITOPS_EINVALID, "%s: %s %s: the render cache entry is damaged (remove the render-cache "
 				 "directory of the data directory and run again)", source ? source : "render cache", kind, name);

@@ -616,6 +616,59 @@ static void cache_hit_gives_compact_objects_that_parse_as_rendered(void **state)
 	free(src);
 }
 
+/* An annotation that makes no hook when rendered (helm 2's crd-install alone, an empty Argo CD
+ * hook) makes none when read back compact from the cache either: the object parses as rendered
+ * (it was refused as a "damaged" entry, so every diff after the first failed). */
+static void cache_compact_object_with_hook_annotation_that_is_no_hook(void **state)
+{
+	(void)state;
+	char *src = new_repo("nohook");
+	put(src, "apps/one/cm.yaml",
+	    "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: crdinstall\n  annotations: {helm.sh/hook: crd-install}\n"
+	    "data: {a: \"1\"}\n---\napiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: emptyhook\n"
+	    "  annotations: {argocd.argoproj.io/hook: \"\"}\ndata: {a: \"2\"}\n");
+	put(src, "gitops.yaml", "apiVersion: gitops/v1\nkind: Pipeline\nenvironments:\n  - name: dev\n    namespace: nh\n"
+			       "    apps:\n      - {name: one, path: apps/one}\n");
+	commit(src, "annotated, no hooks");
+	char *cache_dir = gitops_sprintf("%s/cache-nohook", tmp);
+	struct mf_render_options o = {.data_dir = cache_dir};
+	mf_repo *repo;
+	assert_int_equal(mf_repo_open(&repo, src, data_dir), 0);
+	assert_int_equal(mf_repo_fetch(repo), 0);
+	char c1[41];
+	assert_int_equal(mf_repo_resolve(c1, repo, "main"), 0);
+	struct mf_config *cfg = load_config(repo, c1);
+	const struct mf_environment *env = mf_config_env(cfg, "dev");
+	mf_renderer *r;
+	mf_renderer_new(&r, &o);
+	mf_objects *plain, *set;
+	assert_int_equal(mf_render_env(&plain, r, repo, c1, env, NULL), 0); /* fills the cache */
+	mf_renderer_free(r);
+	assert_int_equal(mf_objects_count(plain), 2);
+	mf_renderer_new(&r, &o);
+	struct mf_render_env_options ro = {.compact = true};
+	assert_int_equal(mf_render_env_with(&set, r, repo, c1, env, &ro), 0);
+	assert_int_equal(mf_renderer_executed(r), 0);
+	assert_int_equal(mf_objects_count(set), 2);
+	for (size_t i = 0; i < 2; i++) {
+		const struct mf_object *mo = mf_objects_at(set, i), *po = mf_objects_at(plain, i);
+		assert_int_equal(po->hook, MF_HOOK_NONE);
+		assert_null(mo->obj); /* compact: an ordinary object */
+		json_t *got = mf_object_parse(mo);
+		if (!got)
+			fail_msg("%s", gitops_error_last());
+		assert_true(json_equal(got, po->obj));
+		json_decref(got);
+	}
+	mf_objects_free(set);
+	mf_renderer_free(r);
+	mf_objects_free(plain);
+	mf_config_free(cfg);
+	mf_repo_free(repo);
+	free(cache_dir);
+	free(src);
+}
+
 static void cache_key_follows_kustomize_bases_and_helm_values(void **state)
 {
 	(void)state;
@@ -1285,6 +1338,7 @@ int main(void)
 		cmocka_unit_test(cache_twenty_apps_one_commit_rerenders_one),
 		cmocka_unit_test(cache_damaged_positions_are_rendered_again),
 		cmocka_unit_test(cache_hit_gives_compact_objects_that_parse_as_rendered),
+		cmocka_unit_test(cache_compact_object_with_hook_annotation_that_is_no_hook),
 		cmocka_unit_test(cache_key_follows_kustomize_bases_and_helm_values),
 		cmocka_unit_test(cache_key_follows_bases_reached_through_subdirectories),
 		cmocka_unit_test(renderer_failures_are_clear_errors),
