@@ -107,6 +107,7 @@ struct mf_object {
 	const char *text;       /* a compact object's JSON text (text_len bytes), else NULL */
 	size_t text_len;
 	const char *api_version, *kind, *namespace_, *name; /* a compact object's identity */
+	const char *text_ns;    /* a compact object's namespace as its text has it (NULL: none) */
 	const char *app;        /* app name, "" when none */
 	const char *file;       /* source file, relative to the repository (or renderer name) */
 	int line;               /* 1-based line of the document in `file` */
@@ -148,10 +149,11 @@ void mf_objects_add_compact(mf_objects *set, char *text, size_t len, const char 
 char *mf_objects_take_text(mf_objects *set, size_t i, size_t *len);
 /* The object of a compact object's text, with metadata.namespace set as resolved (removed when
  * `namespace_` is NULL): a new reference. NULL with GITOPS_EINVALID when the text is not JSON or
- * not the object its identity names, or carries hook annotations (a damaged or altered render
+ * not the object its identity names (apiVersion, kind, name, and `text_ns`: its own namespace as
+ * the cache's row says the text has it, NULL for none), or is a hook (a damaged or altered render
  * cache entry: `source` names it in the message). */
 json_t *mf_compact_parse(const char *text, size_t len, const char *api_version, const char *kind,
-			 const char *namespace_, const char *name, const char *source);
+			 const char *namespace_, const char *name, const char *text_ns, const char *source);
 /* The object of any entry: a new reference to obj, or mf_compact_parse of its text. */
 json_t *mf_object_parse(const struct mf_object *o);
 /* Moves every object of `from` to the end of `set`; `from` is left empty. */

@@ -154,6 +154,7 @@ void mf_objects_add_compact(mf_objects *set, char *text, size_t len, const char 
 	e->pub.kind = m + la + 1;
 	e->pub.name = m + la + lk + 2;
 	e->pub.namespace_ = namespace_ ? m + la + lk + ln + 3 : NULL;
+	e->pub.text_ns = e->pub.namespace_; /* resolving changes namespace_ only */
 	e->text = text;
 	e->pub.text = text;
 	e->pub.text_len = len;
@@ -175,17 +176,19 @@ char *mf_objects_take_text(mf_objects *set, size_t i, size_t *len)
 static const char *str_field(json_t *o, const char *k);
 
 json_t *mf_compact_parse(const char *text, size_t len, const char *api_version, const char *kind,
-			 const char *namespace_, const char *name, const char *source)
+			 const char *namespace_, const char *name, const char *text_ns, const char *source)
 {
 	json_t *o = json_loadb(text, len, 0, NULL);
 	json_t *md = json_object_get(o, "metadata");
 	const char *av = str_field(o, "apiVersion"), *k = str_field(o, "kind"), *n = str_field(md, "name");
+	const char *tn = json_string_value(json_object_get(md, "namespace"));
 	/* an entry that does not hold what its identity says would be applied, or pruned, as
 	 * another object than the one planned: refused. So is a hook (read as a render reads it:
 	 * an annotation that makes no hook, such as helm.sh/hook: crd-install, is no hook) */
 	struct mf_object h = {0};
 	if (!json_is_object(md) || !av || !k || !n || strcmp(av, api_version) || strcmp(k, kind) || strcmp(n, name) ||
-	    read_hook(&h, o, source ? source : "render cache", 0) || h.hook != MF_HOOK_NONE) {
+	    !tn != !text_ns || (tn && strcmp(tn, text_ns)) || read_hook(&h, o, source ? source : "render cache", 0) ||
+	    h.hook != MF_HOOK_NONE) {
 		json_decref(o);
 		gitops_error_set(GITOPS_EINVALID, "%s: %s %s: the render cache entry is damaged (remove the render-cache "
 				 "directory of the data directory and run again)", source ? source : "render cache", kind, name);
@@ -207,7 +210,7 @@ json_t *mf_object_parse(const struct mf_object *o)
 		return NULL;
 	}
 	char *src = gitops_sprintf("%s:%d", o->file, o->line);
-	json_t *r = mf_compact_parse(o->text, o->text_len, o->api_version, o->kind, o->namespace_, o->name, src);
+	json_t *r = mf_compact_parse(o->text, o->text_len, o->api_version, o->kind, o->namespace_, o->name, o->text_ns, src);
 	free(src);
 	return r;
 }

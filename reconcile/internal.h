@@ -47,6 +47,8 @@ struct rec_entry {
 						* the render: item.desired is NULL until compare_one
 						* parses it) */
 	size_t text_len;
+	char *text_ns;                         /* the namespace its text has (NULL: none, or the */
+	bool text_ns_same;                     /* one resolved, when text_ns_same) */
 };
 
 /* A hook of the plan (see enum mf_hook): not desired state; the sync applies it around the app's

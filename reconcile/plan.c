@@ -52,13 +52,16 @@ static int desired_parse(rec_plan *p, struct rec_entry *e)
 	const struct rec_ref *r = &e->item.ref;
 	char *av = *r->group ? gitops_sprintf("%s/%s", r->group, r->version) : gitops_strdup(r->version);
 	gitops_json_arena *was = gitops_json_arena_use(p->desired_arena);
-	json_t *o = mf_compact_parse(e->text, e->text_len, av, r->kind, r->namespace, r->name, e->source_s);
+	json_t *o = mf_compact_parse(e->text, e->text_len, av, r->kind, r->namespace, r->name,
+				     e->text_ns_same ? r->namespace : e->text_ns, e->source_s);
 	if (o)
 		label_desired(p, o, e->app_s);
 	gitops_json_arena_use(was);
 	free(av);
 	free(e->text);
 	e->text = NULL;
+	free(e->text_ns);
+	e->text_ns = NULL;
 	if (!o)
 		return GITOPS_EINVALID;
 	e->item.desired = o;
@@ -151,6 +154,7 @@ static void free_entry(struct rec_entry *e)
 	json_decref(e->item.desired);
 	json_decref(e->item.live);
 	free(e->text);
+	free(e->text_ns);
 	free(e->key);
 	free(e->ref_mem);
 	free(e->app_s);
@@ -289,6 +293,10 @@ static int plan_entries(rec_plan *p, mf_objects *set, json_t *index)
 			label_desired(p, e->item.desired, mo->app);
 		} else {
 			e->text = mf_objects_take_text(set, i, &e->text_len);
+			/* the namespace its text has: mostly none or the one resolved (then not copied) */
+			e->text_ns_same = mo->text_ns && ns && !strcmp(mo->text_ns, ns);
+			if (mo->text_ns && !e->text_ns_same)
+				e->text_ns = gitops_strdup(mo->text_ns);
 		}
 		rec_ref_from(&e->item.ref, &e->ref_mem, av, kind, ns, name);
 		e->app_s = gitops_strdup(mo->app);

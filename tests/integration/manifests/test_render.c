@@ -591,16 +591,18 @@ static void cache_hit_gives_compact_objects_that_parse_as_rendered(void **state)
 		char *text = mf_objects_take_text(set, 0, &len);
 		assert_non_null(text);
 		assert_null(mf_objects_at(set, 0)->text);
-		json_t *again = mf_compact_parse(text, len, "v1", "ConfigMap", "cpt", "cm01", "x");
+		json_t *again = mf_compact_parse(text, len, "v1", "ConfigMap", "cpt", "cm01", NULL, "x");
 		assert_non_null(again);
 		assert_string_equal(jstr(again, "metadata.namespace"), "cpt");
 		json_decref(again);
 		/* what the identity does not name is refused: another name, kind or apiVersion */
-		assert_null(mf_compact_parse(text, len, "v1", "ConfigMap", "cpt", "cm02", "apps/one/cm.yaml:1"));
+		assert_null(mf_compact_parse(text, len, "v1", "ConfigMap", "cpt", "cm02", NULL, "apps/one/cm.yaml:1"));
 		assert_non_null(strstr(gitops_error_last(), "apps/one/cm.yaml:1: ConfigMap cm02: the render cache entry is damaged"));
-		assert_null(mf_compact_parse(text, len, "v1", "Secret", "cpt", "cm01", "x"));
-		assert_null(mf_compact_parse(text, len, "apps/v1", "ConfigMap", "cpt", "cm01", "x"));
-		assert_null(mf_compact_parse(text, len - 1, "v1", "ConfigMap", "cpt", "cm01", "x")); /* cut */
+		assert_null(mf_compact_parse(text, len, "v1", "Secret", "cpt", "cm01", NULL, "x"));
+		assert_null(mf_compact_parse(text, len, "apps/v1", "ConfigMap", "cpt", "cm01", NULL, "x"));
+		assert_null(mf_compact_parse(text, len - 1, "v1", "ConfigMap", "cpt", "cm01", NULL, "x")); /* cut */
+		/* nor a namespace of its own other than the one its text has (none here) */
+		assert_null(mf_compact_parse(text, len, "v1", "ConfigMap", "cpt", "cm01", "kube-system", "x"));
 		free(text);
 		mf_objects_free(set);
 		mf_renderer_free(r);
@@ -608,7 +610,7 @@ static void cache_hit_gives_compact_objects_that_parse_as_rendered(void **state)
 	/* a hook dressed as an ordinary object in the cache: parsed as nothing */
 	const char *hook = "{\"apiVersion\":\"batch/v1\",\"kind\":\"Job\",\"metadata\":{\"name\":\"migrate\","
 			   "\"annotations\":{\"helm.sh/hook\":\"pre-install\"}}}";
-	assert_null(mf_compact_parse(hook, strlen(hook), "batch/v1", "Job", "cpt", "migrate", "x"));
+	assert_null(mf_compact_parse(hook, strlen(hook), "batch/v1", "Job", "cpt", "migrate", NULL, "x"));
 	mf_objects_free(plain);
 	mf_config_free(cfg);
 	mf_repo_free(repo);

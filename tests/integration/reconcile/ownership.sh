@@ -322,4 +322,25 @@ expect_eq "nothing was applied in its place" "" "$(exists "$nsb" "intruder-$$")"
 expect_eq "nor pruned" "base" "$(inv "own$$" "c$$")"
 rm -rf "$GITOPS_DATA_DIR/render-cache"
 expect_rc "without the cache: rendered again, in sync" 0 "$G" diff "c$$" --quiet
+# a row naming another namespace than its object's text has: refused too, never applied there
+python3 - "$GITOPS_DATA_DIR/render-cache" <<'PY'
+import json, os, sys
+n = 0
+for d, _, files in os.walk(sys.argv[1]):
+    for f in files:
+        p = os.path.join(d, f); lines = open(p).read().split("\n"); head = json.loads(lines[0])
+        for row in head["rows"]:
+            if row[3] == "ConfigMap" and row[5] == "base":
+                row[4] = "kube-system"; n += 1
+        lines[0] = json.dumps(head, separators=(",", ":"))
+        open(p, "w").write("\n".join(lines))
+assert n > 0, "no cache entry holds ConfigMap base"
+PY
+expect_rc "diff refuses a render cache row whose namespace is not its object's (exit 3)" 3 "$G" diff "c$$" --quiet
+expect_contains "the error names the object and the cache" "ConfigMap base: the render cache entry is damaged" "$out"
+expect_rc "so does sync" 3 "$G" sync "c$$" --prune
+expect_eq "nothing was applied in that namespace" "" "$(exists kube-system base)"
+expect_eq "nor pruned" "base" "$(inv "own$$" "c$$")"
+rm -rf "$GITOPS_DATA_DIR/render-cache"
+expect_rc "without the cache: in sync again" 0 "$G" diff "c$$" --quiet
 t_done
