@@ -77,7 +77,6 @@ int cmd_sync(int argc, char **argv)
 					   .progress = sync_progress_line, .progress_ud = &a, .deploy = true};
 	wo.signing_key = a.signing_key;
 	cli_config(&wo, a.state_repo, a.state_branch);
-	wo.render_once = true;
 	char *signer = NULL; /* a bad key fails before anything is applied */
 	if (wo.signing_key && *wo.signing_key && !a.dry_run && hist_key_public(&signer, wo.signing_key))
 		return cli_fail(EXIT_INPUT, "--signing-key: %s", gitops_error_last());

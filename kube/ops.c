@@ -206,7 +206,9 @@ static int load_legacy(kube_client *c)
 		json_t *list = NULL;
 		rc = get_json(c, path, &list);
 		free(path);
-		if (rc == GITOPS_ENOTFOUND || rc == GITOPS_ESERVER) { /* an unavailable aggregated API */
+		/* an unavailable aggregated API (or one answering with something that is not JSON) */
+		if (rc == GITOPS_ENOTFOUND || rc == GITOPS_ESERVER || rc == GITOPS_EPARSE) {
+			gitops_error_clear();
 			rc = GITOPS_OK;
 			continue;
 		}
