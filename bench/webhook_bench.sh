@@ -34,6 +34,10 @@ port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); pr
 "$root/build/gitops" run --repo $t/repo --interval 10m --listen 127.0.0.1:$port --webhook-secret-file $t/secret \
   --log-format text >$t/log 2>&1 & pid=$!
 for i in $(seq 1 300); do curl -fsS http://127.0.0.1:$port/readyz >/dev/null 2>&1 && break; sleep 0.5; done
+# the daemon's first pass applies v0: `kubectl get NAME --watch` ends at once on an object that does
+# not exist yet (on a loaded control plane the first pass can take seconds)
+for i in $(seq 1 600); do kubectl -n bench-hook get cm rev >/dev/null 2>&1 && break; sleep 0.2; done
+kubectl -n bench-hook get cm rev >/dev/null || { echo "webhook_bench: the first pass did not apply v0 in 120 s" >&2; exit 1; }
 kubectl -n bench-hook get cm rev -o jsonpath='{.data.v}{"\n"}' --watch >$t/watch 2>/dev/null & wpid=$!
 push='{"ref":"refs/heads/main"}'
 sig=$(printf '%s' "$push" | openssl dgst -sha256 -hmac bench-secret | sed 's/^.*= /sha256=/')
