@@ -422,23 +422,55 @@ static void cache_twenty_apps_one_commit_rerenders_one(void **state)
 
 /* A damaged cache entry (format 2: an index or line of the wrong type or out of range) is
  * rendered again, never read with a made-up source. */
+/* The cache tests' repository: `src` (made by new_repo, its app files put under apps/one) gets a
+ * gitops.yaml of one environment "dev" (namespace `ns`) with one app "one" at apps/one, is
+ * committed, opened and fetched; the render cache goes to tmp/cache-<name>. one_app_close frees. */
+struct one_app {
+	char *src, *cache_dir;
+	struct mf_render_options o;
+	mf_repo *repo;
+	char c1[41];
+	struct mf_config *cfg;
+	const struct mf_environment *env;
+};
+
+static void one_app_open(struct one_app *f, char *src, const char *name, const char *ns)
+{
+	memset(f, 0, sizeof(*f));
+	f->src = src;
+	char *y = gitops_sprintf("apiVersion: gitops/v1\nkind: Pipeline\nenvironments:\n  - name: dev\n    namespace: %s\n"
+				 "    apps:\n      - {name: one, path: apps/one}\n", ns);
+	put(src, "gitops.yaml", y);
+	free(y);
+	commit(src, "one app");
+	f->cache_dir = gitops_sprintf("%s/cache-%s", tmp, name);
+	f->o.data_dir = f->cache_dir;
+	assert_int_equal(mf_repo_open(&f->repo, src, data_dir), 0);
+	assert_int_equal(mf_repo_fetch(f->repo), 0);
+	assert_int_equal(mf_repo_resolve(f->c1, f->repo, "main"), 0);
+	f->cfg = load_config(f->repo, f->c1);
+	f->env = mf_config_env(f->cfg, "dev");
+}
+
+static void one_app_close(struct one_app *f)
+{
+	mf_config_free(f->cfg);
+	mf_repo_free(f->repo);
+	free(f->cache_dir);
+	free(f->src);
+}
+
 static void cache_damaged_positions_are_rendered_again(void **state)
 {
 	(void)state;
+	struct one_app f;
 	char *src = new_repo("damaged");
 	put(src, "apps/one/cm.yaml", cm("cm01"));
-	put(src, "gitops.yaml", "apiVersion: gitops/v1\nkind: Pipeline\nenvironments:\n  - name: dev\n    namespace: dmg\n"
-			       "    apps:\n      - {name: one, path: apps/one}\n");
-	commit(src, "one app");
-	char *cache_dir = gitops_sprintf("%s/cache-damaged", tmp);
-	struct mf_render_options o = {.data_dir = cache_dir};
-	mf_repo *repo;
-	assert_int_equal(mf_repo_open(&repo, src, data_dir), 0);
-	assert_int_equal(mf_repo_fetch(repo), 0);
-	char c1[41];
-	assert_int_equal(mf_repo_resolve(c1, repo, "main"), 0);
-	struct mf_config *cfg = load_config(repo, c1);
-	const struct mf_environment *env = mf_config_env(cfg, "dev");
+	one_app_open(&f, src, "damaged", "dmg");
+	struct mf_render_options o = f.o;
+	mf_repo *repo = f.repo;
+	const char *c1 = f.c1, *cache_dir = f.cache_dir;
+	const struct mf_environment *env = f.env;
 	/* what the damage puts in the row (index, value): a file index or line of the wrong type, a
 	 * negative or huge number, an identity that is not a string, a hook flag that is not a
 	 * boolean; or the row cut short (NULL at 7); or the object lines: one more (at 8), none
@@ -509,10 +541,7 @@ static void cache_damaged_positions_are_rendered_again(void **state)
 		free(file);
 		json_decref(bad[b].v);
 	}
-	mf_config_free(cfg);
-	mf_repo_free(repo);
-	free(cache_dir);
-	free(src);
+	one_app_close(&f);
 }
 
 /* A render asked for compact objects gets, from the cache, each ordinary object as its text and
@@ -532,18 +561,12 @@ static void cache_hit_gives_compact_objects_that_parse_as_rendered(void **state)
 	    "      containers: [{name: m, image: busybox}]\n---\napiVersion: apiextensions.k8s.io/v1\n"
 	    "kind: CustomResourceDefinition\nmetadata: {name: widgets.example.com}\nspec:\n  group: example.com\n"
 	    "  scope: Namespaced\n  names: {kind: Widget, plural: widgets}\n  versions: []\n");
-	put(src, "gitops.yaml", "apiVersion: gitops/v1\nkind: Pipeline\nenvironments:\n  - name: dev\n    namespace: cpt\n"
-			       "    apps:\n      - {name: one, path: apps/one}\n");
-	commit(src, "one app");
-	char *cache_dir = gitops_sprintf("%s/cache-compact", tmp);
-	struct mf_render_options o = {.data_dir = cache_dir};
-	mf_repo *repo;
-	assert_int_equal(mf_repo_open(&repo, src, data_dir), 0);
-	assert_int_equal(mf_repo_fetch(repo), 0);
-	char c1[41];
-	assert_int_equal(mf_repo_resolve(c1, repo, "main"), 0);
-	struct mf_config *cfg = load_config(repo, c1);
-	const struct mf_environment *env = mf_config_env(cfg, "dev");
+	struct one_app f;
+	one_app_open(&f, src, "compact", "cpt");
+	struct mf_render_options o = f.o;
+	mf_repo *repo = f.repo;
+	const char *c1 = f.c1;
+	const struct mf_environment *env = f.env;
 	struct mf_render_env_options ro = {.compact = true};
 	mf_renderer *r;
 	mf_renderer_new(&r, &o);
@@ -612,10 +635,7 @@ static void cache_hit_gives_compact_objects_that_parse_as_rendered(void **state)
 			   "\"annotations\":{\"helm.sh/hook\":\"pre-install\"}}}";
 	assert_null(mf_compact_parse(hook, strlen(hook), "batch/v1", "Job", "cpt", "migrate", NULL, "x"));
 	mf_objects_free(plain);
-	mf_config_free(cfg);
-	mf_repo_free(repo);
-	free(cache_dir);
-	free(src);
+	one_app_close(&f);
 }
 
 /* An annotation that makes no hook when rendered (helm 2's crd-install alone, an empty Argo CD
@@ -629,18 +649,12 @@ static void cache_compact_object_with_hook_annotation_that_is_no_hook(void **sta
 	    "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: crdinstall\n  annotations: {helm.sh/hook: crd-install}\n"
 	    "data: {a: \"1\"}\n---\napiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: emptyhook\n"
 	    "  annotations: {argocd.argoproj.io/hook: \"\"}\ndata: {a: \"2\"}\n");
-	put(src, "gitops.yaml", "apiVersion: gitops/v1\nkind: Pipeline\nenvironments:\n  - name: dev\n    namespace: nh\n"
-			       "    apps:\n      - {name: one, path: apps/one}\n");
-	commit(src, "annotated, no hooks");
-	char *cache_dir = gitops_sprintf("%s/cache-nohook", tmp);
-	struct mf_render_options o = {.data_dir = cache_dir};
-	mf_repo *repo;
-	assert_int_equal(mf_repo_open(&repo, src, data_dir), 0);
-	assert_int_equal(mf_repo_fetch(repo), 0);
-	char c1[41];
-	assert_int_equal(mf_repo_resolve(c1, repo, "main"), 0);
-	struct mf_config *cfg = load_config(repo, c1);
-	const struct mf_environment *env = mf_config_env(cfg, "dev");
+	struct one_app f;
+	one_app_open(&f, src, "nohook", "nh");
+	struct mf_render_options o = f.o;
+	mf_repo *repo = f.repo;
+	const char *c1 = f.c1;
+	const struct mf_environment *env = f.env;
 	mf_renderer *r;
 	mf_renderer_new(&r, &o);
 	mf_objects *plain, *set;
@@ -665,10 +679,7 @@ static void cache_compact_object_with_hook_annotation_that_is_no_hook(void **sta
 	mf_objects_free(set);
 	mf_renderer_free(r);
 	mf_objects_free(plain);
-	mf_config_free(cfg);
-	mf_repo_free(repo);
-	free(cache_dir);
-	free(src);
+	one_app_close(&f);
 }
 
 static void cache_key_follows_kustomize_bases_and_helm_values(void **state)
