@@ -511,17 +511,25 @@ static void restart_named(void *ud)
  * so objects that exist without gitops' labels (made by hand, or by another tool) are seen too;
  * never a get per object. Then step 3 for the entries no list had (missing objects). */
 /* Lists under way ahead of their reading (a plan reading lists: no live source). */
+static bool same_ns(const char *a, const char *b) { return !strcmp(a ? a : "", b ? b : ""); }
+
+/* The index in p->ahead of the list of (r, ns) under way, or -1. */
+static long find_ahead(const rec_plan *p, const struct kube_resource *r, const char *ns)
+{
+	for (size_t k = 0; k < p->n_ahead; k++)
+		if (kube_list_ahead_resource(p->ahead[k]) == r && same_ns(kube_list_ahead_namespace(p->ahead[k]), ns))
+			return (long)k;
+	return -1;
+}
+
 static kube_list_ahead *take_ahead(rec_plan *p, const struct kube_resource *r, const char *ns)
 {
-	for (size_t k = 0; k < p->n_ahead; k++) {
-		kube_list_ahead *la = p->ahead[k];
-		const char *lns = kube_list_ahead_namespace(la);
-		if (kube_list_ahead_resource(la) == r && !strcmp(lns ? lns : "", ns ? ns : "")) {
-			p->ahead[k] = p->ahead[--p->n_ahead];
-			return la;
-		}
-	}
-	return NULL;
+	long k = find_ahead(p, r, ns);
+	if (k < 0)
+		return NULL;
+	kube_list_ahead *la = p->ahead[k];
+	p->ahead[k] = p->ahead[--p->n_ahead];
+	return la;
 }
 
 static void start_ahead(rec_plan *p, const struct kube_resource *r, const char *ns)
@@ -548,24 +556,23 @@ static const char *entry_ns(const struct rec_entry *e)
 
 /* While one list is read, the next one the plan needs is asked for: its first page comes while
  * this one's last pages are compared (no pause between lists). */
-static void start_next_list(rec_plan *p, size_t from, json_t *listed)
+static void start_next_list(rec_plan *p, size_t from, json_t *listed, const struct kube_resource *cur,
+			    const char *cur_ns)
 {
 	for (size_t j = from; j < p->n; j++) {
 		struct rec_entry *e = &p->entries[j];
 		if (!e->resource || e->item.result)
 			continue;
 		const char *ns = entry_ns(e);
+		if (e->resource == cur && same_ns(ns, cur_ns))
+			continue; /* the list being read (most entries after it: no key made for them) */
 		char *pair = pair_key(e->resource, ns);
 		bool known = json_object_get(listed, pair) != NULL;
 		free(pair);
 		if (known)
 			continue;
-		for (size_t k = 0; k < p->n_ahead; k++) {
-			const char *lns = kube_list_ahead_namespace(p->ahead[k]);
-			if (kube_list_ahead_resource(p->ahead[k]) == e->resource && !strcmp(lns ? lns : "", ns ? ns : ""))
-				return; /* under way already */
-		}
-		start_ahead(p, e->resource, ns);
+		if (find_ahead(p, e->resource, ns) < 0)
+			start_ahead(p, e->resource, ns);
 		return;
 	}
 }
@@ -607,7 +614,7 @@ static int plan_read_live(rec_plan *p, json_t *index, const drift_options *dopt)
 			if (!la)
 				la = kube_list_ahead_start(p->client, e->resource, ns, NULL);
 			if (!p->live.get)
-				start_next_list(p, i + 1, listed);
+				start_next_list(p, i + 1, listed, e->resource, ns);
 			rc = kube_list_ahead_pages(la, keep_named, restart_named, &lc, NULL);
 			if (!rc)
 				rc = lc.rc;
