@@ -38,7 +38,7 @@ for i in $(seq 1 300); do curl -fsS http://127.0.0.1:$port/readyz >/dev/null 2>&
 # not exist yet (on a loaded control plane the first pass can take seconds)
 for i in $(seq 1 600); do kubectl -n bench-hook get cm rev >/dev/null 2>&1 && break; sleep 0.2; done
 kubectl -n bench-hook get cm rev >/dev/null || { echo "webhook_bench: the first pass did not apply v0 in 120 s" >&2; exit 1; }
-kubectl -n bench-hook get cm rev -o jsonpath='{.data.v}{"\n"}' --watch >$t/watch 2>/dev/null & wpid=$!
+kubectl -n bench-hook get cm rev -o jsonpath='{.data.v}{"\n"}' --watch >$t/watch 2>$t/watch.err & wpid=$!
 push='{"ref":"refs/heads/main"}'
 sig=$(printf '%s' "$push" | openssl dgst -sha256 -hmac bench-secret | sed 's/^.*= /sha256=/')
 lat=()
@@ -50,7 +50,9 @@ for i in $(seq 1 "$n"); do
   until grep -qx "$i" $t/watch; do
     sleep 0.02
     if [ $(( ($(date +%s%N) - t0) / 1000000000 )) -ge 60 ]; then
-      echo "webhook_bench: commit v$i not applied after 60 s (daemon log: BENCH_WEBHOOK_LOG=FILE keeps it)" >&2; exit 1
+      live=$(kubectl -n bench-hook get cm rev -o jsonpath='{.data.v}' 2>&1 || true)
+      kill -0 $wpid 2>/dev/null && w=running || w="ended: $(tail -n 2 $t/watch.err | tr '\n' ' ')"
+      echo "webhook_bench: commit v$i not seen applied after 60 s (ConfigMap value now: $live; kubectl watch $w; daemon log: BENCH_WEBHOOK_LOG=FILE keeps it)" >&2; exit 1
     fi
   done
   lat+=($(( ($(date +%s%N) - t0) / 1000000 )))
