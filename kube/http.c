@@ -504,6 +504,8 @@ int kube_http(kube_client *c, const char *method, const char *url_path, const ch
 	*status = 0;
 	for (int attempt = 0;; attempt++) {
 		rate_wait(c);
+		if (o && o->on_attempt)
+			o->on_attempt(o->ud);
 		struct exchange ex = {.h = handle_get(c)};
 		if ((rc = exchange_setup(c, &ex, method, url, body, o, resp))) {
 			curl_slist_free_all(ex.hdrs);

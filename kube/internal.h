@@ -109,6 +109,7 @@ struct kube_http_opts {
 	const char *accept;     /* NULL: application/json */
 	bool watch;             /* no overall timeout; data goes to on_data */
 	size_t (*on_data)(void *ud, const char *data, size_t len); /* return len to continue */
+	void (*on_attempt)(void *ud); /* before each attempt (a retry may follow data given to on_data) */
 	void *ud;
 	int (*should_stop)(void *ud);  /* watch: non-zero aborts the transfer */
 	struct kube_stream_sock *sock; /* watch: may be NULL (then should_stop alone, within ~1 s) */

@@ -155,24 +155,26 @@ int kube_get(json_t **out, kube_client *c, const char *api_version, const char *
 int kube_list(json_t **items, char **resource_version, kube_client *c,
 	      const struct kube_resource *r, const char *ns, const char *label_selector);
 
-/* kube_list page by page: `page` gets each page's items (borrowed for the call: take a
- * reference to keep one); `restart` (may be NULL) is called when the list starts over after an
- * expired continue token, so what the pages gave so far must be dropped. *resource_version (may
- * be NULL) as for kube_list. Thread-safe like every call on a client; the callbacks run on the
- * calling thread, while helper threads of the call already fetch and parse the next page (asked
- * for as soon as this page's continue token is read from the start of its text). Pages are of
- * about 512 kB of JSON (250 objects first, then as many as fit, at most 500); memory: two pages
- * parsed, each into a JSON arena of its own (common.h: keep what the callback takes for long as
- * a copy, or it pins the arena's chunk). */
+/* kube_list page by page: one GET without a limit, read as it arrives (the apiserver streams a
+ * list's items), parsed on a helper thread into pages of about 512 kB of JSON, each in a JSON
+ * arena of its own (common.h: keep what the callback takes for long as a copy, or it pins the
+ * arena's chunk); `page` gets each page's items (borrowed for the call: take a reference to
+ * keep one) while the helper parses the next. Memory: two pages parsed, whatever the list's
+ * size (the helper stops reading until the callback is done with the page before). `restart`
+ * (may be NULL) is called when the transport retried the GET (connection lost, 429, 5xx) after
+ * pages were given, so what they gave must be dropped. *resource_version (may be NULL) as for
+ * kube_list. A reply that cannot be read (malformed, nested too deep, cut short) is an error
+ * naming the kind, never a shorter list. Thread-safe like every call on a client; the
+ * callbacks run on the calling thread. */
 int kube_list_pages(kube_client *c, const struct kube_resource *r, const char *ns, const char *label_selector,
 		    void (*page)(void *ud, json_t *items), void (*restart)(void *ud), void *ud,
 		    char **resource_version);
 /* kube_list_pages in two steps, so the apiserver works while the caller does something else:
- * kube_list_ahead_start asks for the first page at once (fetched and parsed on a helper thread);
- * kube_list_ahead_pages then reads the list as kube_list_pages does, and frees `la`;
- * kube_list_ahead_free drops a list that will not be read (waiting for its first page). A
- * kube_list_ahead belongs to the thread that started it; several may be under way at once, each
- * holding one page parsed. */
+ * kube_list_ahead_start sends the GET at once (read and parsed on a helper thread, which stops
+ * once one page waits); kube_list_ahead_pages then reads the list as kube_list_pages does, and
+ * frees `la`; kube_list_ahead_free drops a list that will not be read (its transfer is aborted).
+ * A kube_list_ahead belongs to the thread that started it; several may be under way at once,
+ * each holding at most two pages parsed. */
 typedef struct kube_list_ahead kube_list_ahead;
 kube_list_ahead *kube_list_ahead_start(kube_client *c, const struct kube_resource *r, const char *ns,
 				       const char *label_selector);

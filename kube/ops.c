@@ -603,211 +603,386 @@ int kube_get(json_t **out, kube_client *c, const char *api_version, const char *
 	return rc;
 }
 
-/* One page's GET and parse, run on a helper thread: the page is parsed into a JSON arena of its
- * own (no malloc or free per node; its memory goes back a chunk at a time once the caller drops
- * it). As soon as the GET is over, the continue token is read from the start of the text (a
- * list's metadata precedes its items), so the caller asks for the next page while this one is
- * parsed and while it works on the one before: the apiserver, the parse and the caller's
- * callback overlap. Its error text is carried back. */
-struct page_fetch {
-	kube_client *c;
-	char *path;
-	int limit;                      /* objects asked for */
-	size_t text_len;                /* bytes of the reply */
-	bool first;                     /* asked for without a continue token */
-	const char *api_version, *kind; /* filled into the items, which lack them */
-	long status;
-	gitops_buf resp;
-	json_t *body;
+/* A list is one GET without a limit, read as it arrives, on a helper thread: the apiserver
+ * streams a list's items (the list's kind, apiVersion and metadata come first), so each item is
+ * parsed by jansson as soon as its text is whole (json_loadb with JSON_DISABLE_EOF_CHECK, which
+ * tells how many bytes the item took; only the commas between items and the closing bracket
+ * are stepped over here), into pages of about STREAM_PAGE_BYTES of text, each in a JSON arena
+ * of its own (no malloc or free per node; the memory goes back a chunk at a time once the
+ * caller drops the page). The caller's callback works on one page while the helper thread
+ * parses the next: at most STREAM_QUEUE pages wait, then the helper stops reading (the
+ * transfer waits on flow control), so memory stays bounded at any size. One request instead
+ * of a page per 500 objects: the apiserver serves 10,000 ConfigMaps in about half the time.
+ * A reply that does not look like a list (a Status, an error) is read whole and parsed at the
+ * end. When the transport retries the request (connection lost, 429, 5xx), what was read is
+ * dropped and the caller's `restart` says so. Its error text is carried back. */
+#define STREAM_PAGE_BYTES ((size_t)512 << 10)
+#define STREAM_PARSE_AT ((size_t)64 << 10) /* unparsed bytes that make the helper parse */
+#define STREAM_HEAD_MAX ((size_t)64 << 10) /* no "items" within this: read the reply whole */
+#define STREAM_QUEUE 1
+
+struct stream_page {
+	json_t *items;
 	gitops_json_arena *arena;
-	int rc;
-	char *error;
-	pthread_t th;
-	bool running;
-	pthread_mutex_t lock;
-	pthread_cond_t cond;
-	bool head_done;  /* the GET is over: head_known and head_next are set (under lock) */
-	bool head_known; /* the continue token was read from the start of the text */
-	char *head_next; /* that token, NULL when this is the last page */
+	struct stream_page *next;
 };
 
-/* Parses the page's text into an arena of its own, filling in each item's apiVersion and kind
- * (list items lack them; callers compare objects). */
-static void page_parse(struct page_fetch *f)
+enum stream_phase { ST_HEAD, ST_ITEMS, ST_END, ST_WHOLE };
+
+struct list_stream {
+	kube_client *c;
+	char *path;
+	const char *api_version, *kind; /* filled into the items, which lack them */
+	pthread_t th;
+	bool running;
+	/* the helper's own */
+	gitops_buf text;        /* received and not yet parsed (from pos) */
+	size_t pos;
+	enum stream_phase phase;
+	bool after_item;        /* an item was parsed: a comma or the closing bracket comes next */
+	struct stream_page *cur;
+	size_t cur_bytes;
+	/* shared, under lock */
+	pthread_mutex_t lock;
+	pthread_cond_t cond;
+	struct stream_page *q_first, *q_last;
+	int queued;
+	bool restart;           /* pages given before were of an attempt that was retried */
+	bool attempted;         /* the transport made an attempt already */
+	bool unbounded;         /* no helper thread: pages wait without limit */
+	bool done;              /* the helper is over: status, rc, error, rv, whole are set */
+	bool abandoned;         /* the reader stopped: the helper aborts its transfer */
+	long status;
+	int rc;
+	char *error;
+	char *rv;               /* the list's resourceVersion */
+	json_t *whole;          /* ST_WHOLE: the reply parsed */
+	gitops_json_arena *whole_arena;
+};
+
+static void stream_page_free(struct stream_page *p)
 {
-	f->arena = gitops_json_arena_open();
-	gitops_json_arena *was = gitops_json_arena_use(f->arena);
-	json_error_t je;
-	f->body = json_loadb(f->resp.ptr, f->resp.len, 0, &je);
-	if (!f->body && f->status == 200) {
-		/* Never read as an empty page (its objects, and the pages after it, would seem gone).
-		 * jansson's text may quote the page (a Secret's value): only the position is given. */
-		f->rc = GITOPS_EPARSE;
-		f->error = gitops_sprintf("list %s: the apiserver's answer cannot be read as JSON at byte %d of %zu "
-					  "(malformed, or an object nested deeper than %d levels); nothing of this list is used",
-					  f->kind, je.position, f->resp.len, JSON_PARSER_MAX_DEPTH);
-	}
-	size_t i;
-	json_t *it;
-	json_array_foreach(json_object_get(f->body, "items"), i, it) {
-		if (!json_object_get(it, "apiVersion"))
-			json_object_set_new(it, "apiVersion", json_string(f->api_version));
-		if (!json_object_get(it, "kind"))
-			json_object_set_new(it, "kind", json_string(f->kind));
-	}
-	gitops_json_arena_use(was);
-	gitops_buf_free(&f->resp);
+	if (!p)
+		return;
+	json_decref(p->items);
+	gitops_json_arena_close(p->arena);
+	free(p);
 }
 
-/* The continue token from the text before "items" (kind, apiVersion, metadata), parsed by
- * jansson as an object of its own. Unknown (head_known false: the caller waits for the whole
- * page) when the text does not start that way. */
-static void page_read_head(struct page_fetch *f)
+/* Waits until the reader took the page before (at most STREAM_QUEUE wait: with the one it
+ * works on and the one being parsed, memory holds two or three pages). False when the reader
+ * abandoned the list. */
+static bool stream_wait_room(struct list_stream *s)
 {
-	const char *at = memmem(f->resp.ptr, f->resp.len, "\"items\":", 8);
-	if (!at)
+	pthread_mutex_lock(&s->lock);
+	while (s->queued >= STREAM_QUEUE && !s->abandoned && !s->unbounded)
+		pthread_cond_wait(&s->cond, &s->lock);
+	bool ok = !s->abandoned;
+	pthread_mutex_unlock(&s->lock);
+	return ok;
+}
+
+/* Hands the page being filled to the reader. */
+static void stream_push(struct list_stream *s)
+{
+	struct stream_page *p = s->cur;
+	s->cur = NULL;
+	s->cur_bytes = 0;
+	if (!p)
 		return;
-	size_t n = (size_t)(at - f->resp.ptr);
-	while (n > 0 && (f->resp.ptr[n - 1] == ',' || f->resp.ptr[n - 1] == ' ' || f->resp.ptr[n - 1] == '\n'))
+	pthread_mutex_lock(&s->lock);
+	if (s->q_last)
+		s->q_last->next = p;
+	else
+		s->q_first = p;
+	s->q_last = p;
+	s->queued++;
+	pthread_cond_broadcast(&s->cond);
+	pthread_mutex_unlock(&s->lock);
+}
+
+/* The list's head (kind, apiVersion, metadata: the text before "items", parsed by jansson as
+ * an object of its own) once the text reaches the items' opening bracket. */
+static void stream_head(struct list_stream *s)
+{
+	const char *t = s->text.ptr;
+	const char *at = memmem(t, s->text.len, "\"items\":", 8);
+	if (!at) {
+		if (s->text.len > STREAM_HEAD_MAX)
+			s->phase = ST_WHOLE;
+		return;
+	}
+	size_t open = (size_t)(at - t) + 8;
+	while (open < s->text.len && strchr(" \t\r\n", t[open]))
+		open++;
+	if (open >= s->text.len)
+		return; /* more text to come */
+	if (t[open] != '[') { /* "items": null, or not a list */
+		s->phase = ST_WHOLE;
+		return;
+	}
+	size_t n = (size_t)(at - t);
+	while (n > 0 && strchr(", \t\r\n", t[n - 1]))
 		n--;
 	gitops_buf head = GITOPS_BUF_INIT;
-	gitops_buf_put(&head, f->resp.ptr, n);
+	gitops_buf_put(&head, t, n);
 	gitops_buf_putc(&head, '}');
 	json_t *h = json_loadb(head.ptr, head.len, 0, NULL);
-	json_t *meta = json_object_get(h, "metadata");
-	if (json_is_object(meta)) {
-		const char *next = json_string_value(json_object_get(meta, "continue"));
-		f->head_next = next && *next ? gitops_strdup(next) : NULL;
-		f->head_known = true;
-	}
-	json_decref(h);
 	gitops_buf_free(&head);
+	const char *kind = json_string_value(json_object_get(h, "kind"));
+	json_t *meta = json_object_get(h, "metadata");
+	if (!kind || !json_is_object(meta)) {
+		json_decref(h);
+		s->phase = ST_WHOLE;
+		return;
+	}
+	const char *rv = json_string_value(json_object_get(meta, "resourceVersion"));
+	free(s->rv);
+	s->rv = rv ? gitops_strdup(rv) : NULL;
+	json_decref(h);
+	s->pos = open + 1;
+	s->phase = ST_ITEMS;
 }
 
-static void *page_fetch_run(void *arg)
+/* Parses the whole items in the text; `last`: the reply is over, so an item that does not parse
+ * is an error rather than one whose end has not come yet. False on error (s->rc set) or when the
+ * reader abandoned the list. */
+static bool stream_items(struct list_stream *s, bool last)
 {
-	struct page_fetch *f = arg;
-	struct kube_http_opts o = {0};
-	f->rc = kube_http(f->c, "GET", f->path, NULL, &o, &f->status, &f->resp);
-	f->text_len = f->resp.len;
-	if (f->rc)
-		f->error = gitops_strdup(gitops_error_last());
-	else if (f->status == 200)
-		page_read_head(f);
-	pthread_mutex_lock(&f->lock);
-	f->head_done = true;
-	pthread_cond_signal(&f->cond);
-	pthread_mutex_unlock(&f->lock);
-	if (!f->rc && f->resp.len > 0)
-		page_parse(f);
+	const char *t = s->text.ptr;
+	size_t len = s->text.len;
+	while (s->phase == ST_ITEMS) {
+		while (s->pos < len && strchr(" \t\r\n", t[s->pos]))
+			s->pos++;
+		if (s->pos >= len)
+			break;
+		if (t[s->pos] == ']') {
+			s->pos++;
+			s->phase = ST_END;
+			break;
+		}
+		if (s->after_item) {
+			if (t[s->pos] != ',')
+				goto bad;
+			s->pos++;
+			s->after_item = false;
+			continue;
+		}
+		if (!s->cur) {
+			if (!stream_wait_room(s))
+				return false;
+			s->cur = gitops_calloc(1, sizeof(*s->cur));
+			s->cur->arena = gitops_json_arena_open();
+			gitops_json_arena *was = gitops_json_arena_use(s->cur->arena);
+			s->cur->items = json_array();
+			gitops_json_arena_use(was);
+		}
+		json_error_t je;
+		gitops_json_arena *was = gitops_json_arena_use(s->cur->arena);
+		json_t *it = json_loadb(t + s->pos, len - s->pos, JSON_DISABLE_EOF_CHECK, &je);
+		if (it && json_is_object(it)) {
+			if (!json_object_get(it, "apiVersion"))
+				json_object_set_new(it, "apiVersion", json_string(s->api_version));
+			if (!json_object_get(it, "kind"))
+				json_object_set_new(it, "kind", json_string(s->kind));
+			json_array_append_new(s->cur->items, it);
+		}
+		gitops_json_arena_use(was);
+		if (!it) {
+			if (last)
+				goto bad;
+			break; /* its end has not come yet */
+		}
+		if (!json_is_object(it)) {
+			json_decref(it);
+			goto bad;
+		}
+		s->pos += (size_t)je.position;
+		s->cur_bytes += (size_t)je.position;
+		s->after_item = true;
+		if (s->cur_bytes >= STREAM_PAGE_BYTES)
+			stream_push(s);
+	}
+	/* what was parsed is dropped from the text */
+	if (s->pos > (s->text.len >> 1) || s->phase == ST_END) {
+		memmove(s->text.ptr, s->text.ptr + s->pos, s->text.len - s->pos);
+		s->text.len -= s->pos;
+		s->pos = 0;
+	}
+	return true;
+bad:
+	/* Never read as a shorter list (the objects after it would seem gone). jansson's text may
+	 * quote the reply (a Secret's value): only the position is given. */
+	s->rc = GITOPS_EPARSE;
+	free(s->error);
+	s->error = gitops_sprintf("list %s: the apiserver's answer cannot be read as JSON near byte %zu "
+				  "(malformed, or an object nested deeper than %d levels); nothing of this list is used",
+				  s->kind, s->pos, JSON_PARSER_MAX_DEPTH);
+	return false;
+}
+
+static int stream_should_stop(void *ud)
+{
+	struct list_stream *s = ud;
+	pthread_mutex_lock(&s->lock);
+	bool stop = s->abandoned;
+	pthread_mutex_unlock(&s->lock);
+	return stop || s->rc;
+}
+
+static size_t stream_data(void *ud, const char *data, size_t len)
+{
+	struct list_stream *s = ud;
+	if (stream_should_stop(s))
+		return 0; /* aborts the transfer */
+	gitops_buf_put(&s->text, data, len);
+	if (s->phase == ST_HEAD)
+		stream_head(s);
+	if (s->phase == ST_ITEMS && s->text.len - s->pos >= STREAM_PARSE_AT && !stream_items(s, false))
+		return 0; /* aborts the transfer */
+	return len;
+}
+
+/* Before each attempt of the transport: what an earlier attempt read is dropped. */
+static void stream_attempt(void *ud)
+{
+	struct list_stream *s = ud;
+	s->text.len = 0;
+	s->pos = 0;
+	s->phase = ST_HEAD;
+	s->after_item = false;
+	stream_page_free(s->cur);
+	s->cur = NULL;
+	s->cur_bytes = 0;
+	pthread_mutex_lock(&s->lock);
+	if (s->attempted) {
+		while (s->q_first) {
+			struct stream_page *p = s->q_first;
+			s->q_first = p->next;
+			stream_page_free(p);
+		}
+		s->q_last = NULL;
+		s->queued = 0;
+		s->restart = true;
+		pthread_cond_broadcast(&s->cond);
+	}
+	s->attempted = true;
+	pthread_mutex_unlock(&s->lock);
+}
+
+static void *stream_run(void *arg)
+{
+	struct list_stream *s = arg;
+	struct kube_http_opts o = {.on_data = stream_data, .should_stop = stream_should_stop,
+				   .on_attempt = stream_attempt, .ud = s};
+	long status = 0;
+	gitops_buf unused = GITOPS_BUF_INIT;
+	int rc = kube_http(s->c, "GET", s->path, NULL, &o, &status, &unused);
+	gitops_buf_free(&unused);
+	if (rc && !s->rc) {
+		s->rc = rc;
+		s->error = gitops_strdup(gitops_error_last());
+	}
+	if (!s->rc && s->phase == ST_ITEMS && stream_items(s, true) && s->phase == ST_ITEMS) {
+		s->rc = GITOPS_EPARSE;
+		s->error = gitops_sprintf("list %s: the apiserver's answer ends before the list does "
+					  "(%zu bytes read); nothing of this list is used", s->kind, s->text.len);
+	}
+	if (!s->rc && (s->phase == ST_HEAD || s->phase == ST_WHOLE) && s->text.len) {
+		s->whole_arena = gitops_json_arena_open();
+		gitops_json_arena *was = gitops_json_arena_use(s->whole_arena);
+		json_error_t je;
+		s->whole = json_loadb(s->text.ptr, s->text.len, 0, &je);
+		gitops_json_arena_use(was);
+		if (!s->whole && status == 200) {
+			s->rc = GITOPS_EPARSE;
+			s->error = gitops_sprintf("list %s: the apiserver's answer cannot be read as JSON at byte %d of %zu "
+						  "(malformed, or an object nested deeper than %d levels); nothing of this list is used",
+						  s->kind, je.position, s->text.len, JSON_PARSER_MAX_DEPTH);
+		}
+	}
+	if (!s->rc && s->phase == ST_END)
+		stream_push(s);
+	gitops_buf_free(&s->text);
+	pthread_mutex_lock(&s->lock);
+	s->status = status;
+	s->done = true;
+	pthread_cond_broadcast(&s->cond);
+	pthread_mutex_unlock(&s->lock);
 	return NULL;
 }
 
-static char *page_path(const char *base, const char *sel, const char *cont, int limit)
+static void stream_start(struct list_stream *s, kube_client *c, const char *base, const char *sel,
+			 const char *api_version, const char *kind)
 {
-	gitops_buf path = GITOPS_BUF_INIT;
-	gitops_buf_printf(&path, "%s?limit=%d", base, limit);
-	if (sel)
-		gitops_buf_printf(&path, "&labelSelector=%s", sel);
-	if (cont) {
-		char *ec = url_escape(cont);
-		gitops_buf_printf(&path, "&continue=%s", ec);
-		free(ec);
+	memset(s, 0, sizeof(*s));
+	s->c = c;
+	s->path = sel ? gitops_sprintf("%s?labelSelector=%s", base, sel) : gitops_strdup(base);
+	s->api_version = api_version;
+	s->kind = kind;
+	pthread_mutex_init(&s->lock, NULL);
+	pthread_cond_init(&s->cond, NULL);
+	s->running = pthread_create(&s->th, NULL, stream_run, s) == 0;
+	if (!s->running) {
+		s->unbounded = true; /* no thread: read whole now */
+		stream_run(s);
 	}
-	return gitops_buf_detach(&path);
 }
 
-/* Objects per page: PAGE_FIRST, then as many as make about PAGE_BYTES of JSON, at most 500:
- * 500 ConfigMaps are 400 kB but 500 Deployments with their status and managedFields 1.5 MB,
- * 15 MiB once parsed, and a list holds two pages parsed. The limit may change from one page
- * to the next. */
-#define PAGE_FIRST 250
-#define PAGE_MAX 500
-#define PAGE_MIN 50
-#define PAGE_BYTES ((size_t)512 << 10)
-static int page_limit_after(const struct page_fetch *f)
+/* The reader's next step: a page (*page set), a restart (*restarted), or the end (both unset). */
+static void stream_next(struct list_stream *s, struct stream_page **page, bool *restarted)
 {
-	if (!f->text_len || f->limit <= 0)
-		return PAGE_MAX;
-	size_t per = f->text_len / (size_t)f->limit + 1;
-	size_t n = PAGE_BYTES / per;
-	return n > PAGE_MAX ? PAGE_MAX : n < PAGE_MIN ? PAGE_MIN : (int)n;
+	*page = NULL;
+	*restarted = false;
+	pthread_mutex_lock(&s->lock);
+	while (!s->q_first && !s->restart && !s->done)
+		pthread_cond_wait(&s->cond, &s->lock);
+	if (s->restart) {
+		s->restart = false;
+		*restarted = true;
+	} else if (s->q_first) {
+		*page = s->q_first;
+		s->q_first = (*page)->next;
+		if (!s->q_first)
+			s->q_last = NULL;
+		s->queued--;
+		pthread_cond_broadcast(&s->cond);
+	}
+	pthread_mutex_unlock(&s->lock);
 }
 
-/* Starts the GET of the page after `cont` (NULL: the first), on a thread when one can be made,
- * else at once. */
-static void page_fetch_start(struct page_fetch *f, kube_client *c, const char *base, const char *sel,
-			     const char *cont, int limit, const char *api_version, const char *kind)
+/* Stops the helper (if the list was not read to its end), waits for it and frees the rest. */
+static void stream_finish(struct list_stream *s)
 {
-	memset(f, 0, sizeof(*f));
-	f->c = c;
-	f->limit = limit;
-	f->path = page_path(base, sel, cont, limit);
-	f->first = !cont;
-	f->api_version = api_version;
-	f->kind = kind;
-	pthread_mutex_init(&f->lock, NULL);
-	pthread_cond_init(&f->cond, NULL);
-	f->running = pthread_create(&f->th, NULL, page_fetch_run, f) == 0;
-	if (!f->running)
-		page_fetch_run(f);
+	pthread_mutex_lock(&s->lock);
+	s->abandoned = true;
+	pthread_cond_broadcast(&s->cond);
+	pthread_mutex_unlock(&s->lock);
+	if (s->running)
+		pthread_join(s->th, NULL);
+	s->running = false;
+	while (s->q_first) {
+		struct stream_page *p = s->q_first;
+		s->q_first = p->next;
+		stream_page_free(p);
+	}
+	stream_page_free(s->cur);
+	json_decref(s->whole);
+	gitops_json_arena_close(s->whole_arena);
+	gitops_buf_free(&s->text);
+	pthread_mutex_destroy(&s->lock);
+	pthread_cond_destroy(&s->cond);
+	free(s->path);
+	free(s->error);
+	free(s->rv);
 }
 
-/* Waits until the GET is over: then f->head_known and f->head_next may be read. */
-static void page_fetch_wait_head(struct page_fetch *f)
-{
-	pthread_mutex_lock(&f->lock);
-	while (!f->head_done)
-		pthread_cond_wait(&f->cond, &f->lock);
-	pthread_mutex_unlock(&f->lock);
-}
-
-/* Waits for the GET and the parse; *body gets the parsed page and *arena the arena it is in
- * (close it once the page is dropped). Its error (if any) becomes this thread's. */
-static int page_fetch_finish(struct page_fetch *f, json_t **body, gitops_json_arena **arena)
-{
-	if (f->running)
-		pthread_join(f->th, NULL);
-	f->running = false;
-	pthread_mutex_destroy(&f->lock);
-	pthread_cond_destroy(&f->cond);
-	free(f->path);
-	f->path = NULL;
-	free(f->head_next);
-	f->head_next = NULL;
-	gitops_buf_free(&f->resp);
-	*body = f->body;
-	*arena = f->arena;
-	f->body = NULL;
-	f->arena = NULL;
-	if (f->rc)
-		gitops_error_set(f->rc, "%s", f->error ? f->error : "list request failed");
-	free(f->error);
-	f->error = NULL;
-	return f->rc;
-}
-
-/* Waits for a page asked for ahead and drops it (the list stopped before it). */
-static void page_fetch_drop(struct page_fetch *f)
-{
-	json_t *body;
-	gitops_json_arena *arena;
-	char *err = gitops_strdup(gitops_error_last());
-	int code = gitops_error_code();
-	page_fetch_finish(f, &body, &arena);
-	json_decref(body);
-	gitops_json_arena_close(arena);
-	gitops_error_set(code, "%s", err); /* the error that stopped the list stays this thread's */
-	free(err);
-}
-
-/* A list whose first page is asked for (and parsed, on its helper thread) before its reader
- * comes for it. */
+/* A list whose GET is started (and read, on its helper thread) before its reader comes for it. */
 struct kube_list_ahead {
 	kube_client *c;
 	const struct kube_resource *r;
 	char *base, *sel, *gv, *ns;
-	struct page_fetch first;
+	struct list_stream s;
 };
 
 kube_list_ahead *kube_list_ahead_start(kube_client *c, const struct kube_resource *r, const char *ns,
@@ -820,7 +995,7 @@ kube_list_ahead *kube_list_ahead_start(kube_client *c, const struct kube_resourc
 	la->sel = label_selector ? url_escape(label_selector) : NULL;
 	la->gv = r->group[0] ? gitops_sprintf("%s/%s", r->group, r->version) : gitops_strdup(r->version);
 	la->ns = ns ? gitops_strdup(ns) : NULL;
-	page_fetch_start(&la->first, c, la->base, la->sel, NULL, PAGE_FIRST, la->gv, r->kind);
+	stream_start(&la->s, c, la->base, la->sel, la->gv, r->kind);
 	return la;
 }
 
@@ -829,6 +1004,7 @@ const char *kube_list_ahead_namespace(const kube_list_ahead *la) { return la->ns
 
 static void list_ahead_free(kube_list_ahead *la)
 {
+	stream_finish(&la->s);
 	free(la->base);
 	free(la->sel);
 	free(la->gv);
@@ -838,21 +1014,8 @@ static void list_ahead_free(kube_list_ahead *la)
 
 void kube_list_ahead_free(kube_list_ahead *la)
 {
-	if (!la)
-		return;
-	json_t *body;
-	gitops_json_arena *arena;
-	char *err = gitops_strdup(gitops_error_last());
-	int code = gitops_error_code();
-	page_fetch_finish(&la->first, &body, &arena);
-	json_decref(body);
-	gitops_json_arena_close(arena);
-	if (code)
-		gitops_error_set(code, "%s", err); /* the caller's error stays */
-	else
-		gitops_error_clear();
-	free(err);
-	list_ahead_free(la);
+	if (la)
+		list_ahead_free(la); /* the caller's error, if any, stays: the helper's is its own */
 }
 
 int kube_list_ahead_pages(kube_list_ahead *la, void (*page)(void *ud, json_t *items), void (*restart)(void *ud),
@@ -860,73 +1023,57 @@ int kube_list_ahead_pages(kube_list_ahead *la, void (*page)(void *ud, json_t *it
 {
 	if (resource_version)
 		*resource_version = NULL;
-	kube_client *c = la->c;
+	struct list_stream *s = &la->s;
 	const struct kube_resource *r = la->r;
-	const char *base = la->base, *sel = la->sel, *gv = la->gv, *ns = la->ns;
-	int rc = GITOPS_OK;
-	struct page_fetch fb, *f = &la->first, *ahead = &fb;
+	const char *ns = la->ns;
 	for (;;) {
-		/* The next page is asked for as soon as this one's continue token is known. */
-		bool asked = false;
-		page_fetch_wait_head(f);
-		if (f->head_known && f->head_next) {
-			page_fetch_start(ahead, c, base, sel, f->head_next, page_limit_after(f), gv, r->kind);
-			asked = true;
-		}
-		bool known = f->head_known, first = f->first;
-		int limit = page_limit_after(f);
-		json_t *body;
-		gitops_json_arena *arena;
-		rc = page_fetch_finish(f, &body, &arena);
-		long status = f->status;
-		if (!rc && status == 410 && !first) {
-			/* The continue token expired (about 5 minutes): start the list again. */
-			json_decref(body);
-			gitops_json_arena_close(arena);
+		struct stream_page *p;
+		bool restarted;
+		stream_next(s, &p, &restarted);
+		if (restarted) {
 			if (restart)
 				restart(ud);
-			page_fetch_start(f, c, base, sel, NULL, PAGE_FIRST, gv, r->kind);
 			continue;
 		}
-		if (!rc && status != 200) {
-			char *what = gitops_sprintf("list %s%s%s", r->resource, ns ? " in " : "", ns ? ns : "");
-			rc = kube_status_error(status, body, what);
-			free(what);
-		} else if (!rc && !json_is_object(body)) {
-			rc = gitops_error_set(GITOPS_EPARSE, "list %s%s%s: the apiserver's reply is not a JSON object",
-					      r->resource, ns ? " in " : "", ns ? ns : "");
-		}
-		if (rc) {
-			json_decref(body);
-			gitops_json_arena_close(arena);
-			if (asked)
-				page_fetch_drop(ahead);
+		if (!p)
 			break;
-		}
-		json_t *meta = json_object_get(body, "metadata");
-		const char *next = json_string_value(json_object_get(meta, "continue"));
-		bool more = next && *next;
-		if (!more && resource_version) {
-			const char *rv = json_string_value(json_object_get(meta, "resourceVersion"));
-			*resource_version = rv ? gitops_strdup(rv) : NULL;
-		}
-		/* Without the token at the start of the text, the next page is asked for now. */
-		if (more && !known) {
-			page_fetch_start(ahead, c, base, sel, next, limit, gv, r->kind);
-			asked = true;
-		}
-		json_t *items = json_object_get(body, "items");
-		if (json_is_array(items))
-			page(ud, items);
-		json_decref(body);
-		gitops_json_arena_close(arena);
-		if (!asked)
-			break;
-		struct page_fetch *t = f;
-		f = ahead;
-		ahead = t;
+		page(ud, p->items);
+		stream_page_free(p);
 	}
-	/* f may be la->first or fb: both done with (finished) by now */
+	int rc = s->rc;
+	if (rc)
+		gitops_error_set(rc, "%s", s->error ? s->error : "list request failed");
+	else if (s->status != 200) {
+		char *what = gitops_sprintf("list %s%s%s", r->resource, ns ? " in " : "", ns ? ns : "");
+		rc = kube_status_error(s->status, s->whole, what);
+		free(what);
+	} else if (s->whole) {
+		/* a reply read whole: a list whose items did not come as expected */
+		json_t *items = json_object_get(s->whole, "items");
+		if (!json_is_object(s->whole) || !(json_is_array(items) || json_is_null(items))) {
+			rc = gitops_error_set(GITOPS_EPARSE, "list %s%s%s: the apiserver's reply is not a list",
+					      r->resource, ns ? " in " : "", ns ? ns : "");
+		} else {
+			size_t i;
+			json_t *it;
+			json_array_foreach(items, i, it) {
+				if (!json_object_get(it, "apiVersion"))
+					json_object_set_new(it, "apiVersion", json_string(la->gv));
+				if (!json_object_get(it, "kind"))
+					json_object_set_new(it, "kind", json_string(r->kind));
+			}
+			if (json_array_size(items))
+				page(ud, items);
+			const char *rv = json_string_value(json_object_get(json_object_get(s->whole, "metadata"), "resourceVersion"));
+			free(s->rv);
+			s->rv = rv ? gitops_strdup(rv) : NULL;
+		}
+	} else if (s->phase != ST_END) {
+		rc = gitops_error_set(GITOPS_EPARSE, "list %s%s%s: the apiserver's reply is empty",
+				      r->resource, ns ? " in " : "", ns ? ns : "");
+	}
+	if (!rc && resource_version && s->rv)
+		*resource_version = gitops_strdup(s->rv);
 	list_ahead_free(la);
 	return rc;
 }

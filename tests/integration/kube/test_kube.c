@@ -262,7 +262,7 @@ static void crd_wait_honours_the_cancel_flag(void **state)
 static void list_pages_through_more_than_one_page_with_a_selector(void **state)
 {
 	(void)state;
-	for (int i = 0; i < 1100; i++) { /* three pages of 500: each asked for before the previous is parsed */
+	for (int i = 0; i < 1100; i++) { /* one GET, read as it arrives */
 		char name[32];
 		snprintf(name, sizeof(name), "page-%04d", i);
 		json_t *cm = configmap(name, "i", "x");
@@ -298,6 +298,56 @@ static void list_pages_through_more_than_one_page_with_a_selector(void **state)
 }
 
 static void count_items(void *ud, json_t *items) { *(size_t *)ud += json_array_size(items); }
+
+struct pages_seen {
+	int pages;
+	json_t *names;
+};
+static void note_page(void *ud, json_t *items)
+{
+	struct pages_seen *p = ud;
+	p->pages++;
+	size_t i;
+	json_t *it;
+	json_array_foreach(items, i, it) {
+		assert_string_equal(json_string_value(json_object_get(it, "kind")), "ConfigMap");
+		assert_string_equal(json_string_value(json_object_get(it, "apiVersion")), "v1");
+		json_object_set_new(p->names, json_string_value(json_object_get(json_object_get(it, "metadata"), "name")),
+				    json_true());
+	}
+}
+
+/* A list of more than one page of text (about 512 kB each: here 1.5 MB) is read as it arrives:
+ * the callback gets it in pages while the rest still comes, every object once, none missing;
+ * its resourceVersion comes from the list's head. */
+static void list_read_as_it_arrives_comes_in_pages_every_object_once(void **state)
+{
+	(void)state;
+	char *big = gitops_calloc(1, 2049);
+	memset(big, 'v', 2048);
+	for (int i = 0; i < 700; i++) {
+		char name[32];
+		snprintf(name, sizeof(name), "stream-%04d", i);
+		json_t *cm = configmap(name, "big", big);
+		json_object_set_new(json_object_get(cm, "metadata"), "labels", json_pack("{s:s}", "stream", "yes"));
+		assert_int_equal(kube_apply(NULL, NULL, client, cm, NULL), 0);
+		json_decref(cm);
+	}
+	free(big);
+	const struct kube_resource *r;
+	assert_int_equal(kube_resource_for(&r, client, "v1", "ConfigMap"), 0);
+	struct pages_seen seen = {0, json_object()};
+	char *rv = NULL;
+	assert_int_equal(kube_list_pages(client, r, ns, "stream=yes", note_page, NULL, &seen, &rv), 0);
+	assert_true(seen.pages >= 2);
+	assert_int_equal(json_object_size(seen.names), 700);
+	assert_non_null(json_object_get(seen.names, "stream-0000"));
+	assert_non_null(json_object_get(seen.names, "stream-0699"));
+	assert_non_null(rv);
+	assert_true(strtoull(rv, NULL, 10) > 0);
+	json_decref(seen.names);
+	free(rv);
+}
 
 /* Lists asked for ahead (kube_list_ahead_*): several under way at once, read in any order, each
  * whole; one dropped unread leaves the caller's error as it was (and nothing behind: ASan). */
@@ -541,6 +591,7 @@ int main(void)
 		cmocka_unit_test(crd_wait_honours_the_cancel_flag),
 		cmocka_unit_test(list_pages_through_more_than_one_page_with_a_selector),
 		cmocka_unit_test(lists_asked_for_ahead_are_read_whole_or_dropped),
+		cmocka_unit_test(list_read_as_it_arrives_comes_in_pages_every_object_once),
 		cmocka_unit_test(list_page_that_cannot_be_read_is_an_error_not_an_empty_page),
 		cmocka_unit_test(delete_and_errors_name_the_object),
 		cmocka_unit_test(batch_apply_multiplexes_on_one_connection),
