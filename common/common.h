@@ -21,8 +21,9 @@
  * gitops_strerror  thread-safe: the one way to word an errno (strerror is not thread-safe).
  * Base64, apiVersion, masking (mask.h), YAML (yaml.h), git errors (git.h): pure or thread-local
  *                  only, reentrant.
- * JSON arenas      one owner thread opens, uses and closes an arena; the objects parsed into
- *                  it may then be read, kept and freed on any thread (the count is atomic).
+ * JSON arenas      one thread at a time opens, uses and closes an arena (it may be handed to
+ *                  another thread under a lock, as kube/'s list pages are); the objects parsed
+ *                  into it may be read, kept and freed on any thread (the count is atomic).
  * Allocation       gitops_malloc and friends abort on out-of-memory; what they return is the
  *                  caller's (free()). */
 

@@ -398,10 +398,12 @@ static int exchange_setup(kube_client *c, struct exchange *ex, const char *metho
 		curl_easy_setopt(h, CURLOPT_POSTFIELDS, body);
 		curl_easy_setopt(h, CURLOPT_POSTFIELDSIZE, (long)strlen(body));
 	}
-	if (o && o->watch) {
+	if (o && (o->watch || o->should_stop)) { /* should_stop is asked during the transfer */
 		curl_easy_setopt(h, CURLOPT_NOPROGRESS, 0L);
 		curl_easy_setopt(h, CURLOPT_XFERINFOFUNCTION, on_progress);
 		curl_easy_setopt(h, CURLOPT_XFERINFODATA, &ex->x);
+	}
+	if (o && o->watch) {
 		if (o->sock) {
 			curl_easy_setopt(h, CURLOPT_FRESH_CONNECT, 1L);
 			curl_easy_setopt(h, CURLOPT_FORBID_REUSE, 1L);
@@ -504,6 +506,10 @@ int kube_http(kube_client *c, const char *method, const char *url_path, const ch
 	*status = 0;
 	for (int attempt = 0;; attempt++) {
 		rate_wait(c);
+		if (attempt > 0 && o && o->should_stop && o->should_stop(o->ud)) {
+			rc = gitops_error_set(GITOPS_ETIMEOUT, "%s %s: stopped", method, url_path);
+			break;
+		}
 		if (o && o->on_attempt)
 			o->on_attempt(o->ud);
 		struct exchange ex = {.h = handle_get(c)};

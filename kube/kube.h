@@ -160,9 +160,12 @@ int kube_list(json_t **items, char **resource_version, kube_client *c,
  * arena of its own (common.h: keep what the callback takes for long as a copy, or it pins the
  * arena's chunk); `page` gets each page's items (borrowed for the call: take a reference to
  * keep one) while the helper parses the next. Memory: two pages parsed, whatever the list's
- * size (the helper stops reading until the callback is done with the page before). `restart`
- * (may be NULL) is called when the transport retried the GET (connection lost, 429, 5xx) after
- * pages were given, so what they gave must be dropped. *resource_version (may be NULL) as for
+ * size (the helper stops reading until the callback is done with the page before; before the
+ * callback's first call it keeps the text unparsed instead, so the transfer never waits on a
+ * caller that has not come yet). `restart` is called when the transport retried the GET
+ * (connection lost, timeout, 429, 5xx): what the pages gave so far must be dropped (NULL only
+ * for a caller that does not mind objects given twice). A list the apiserver answers with one
+ * page of (a continue token) is an error. *resource_version (may be NULL) as for
  * kube_list. A reply that cannot be read (malformed, nested too deep, cut short) is an error
  * naming the kind, never a shorter list. Thread-safe like every call on a client; the
  * callbacks run on the calling thread. */
@@ -170,11 +173,11 @@ int kube_list_pages(kube_client *c, const struct kube_resource *r, const char *n
 		    void (*page)(void *ud, json_t *items), void (*restart)(void *ud), void *ud,
 		    char **resource_version);
 /* kube_list_pages in two steps, so the apiserver works while the caller does something else:
- * kube_list_ahead_start sends the GET at once (read and parsed on a helper thread, which stops
- * once one page waits); kube_list_ahead_pages then reads the list as kube_list_pages does, and
+ * kube_list_ahead_start sends the GET at once (read on a helper thread, which parses one page
+ * ahead and keeps the rest of the text as it comes); kube_list_ahead_pages then reads the list as kube_list_pages does, and
  * frees `la`; kube_list_ahead_free drops a list that will not be read (its transfer is aborted).
  * A kube_list_ahead belongs to the thread that started it; several may be under way at once,
- * each holding at most two pages parsed. */
+ * each holding at most one page parsed and its text until read. */
 typedef struct kube_list_ahead kube_list_ahead;
 kube_list_ahead *kube_list_ahead_start(kube_client *c, const struct kube_resource *r, const char *ns,
 				       const char *label_selector);

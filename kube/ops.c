@@ -640,6 +640,9 @@ struct list_stream {
 	size_t pos;
 	enum stream_phase phase;
 	bool after_item;        /* an item was parsed: a comma or the closing bracket comes next */
+	size_t dropped;         /* bytes of the reply dropped from text before pos (for messages) */
+	size_t next_try;        /* an item did not parse whole yet: unparsed bytes to wait for */
+	bool transfer_over;     /* the reply is all in text: parsing may wait for the reader */
 	struct stream_page *cur;
 	size_t cur_bytes;
 	/* shared, under lock */
@@ -650,6 +653,7 @@ struct list_stream {
 	bool restart;           /* pages given before were of an attempt that was retried */
 	bool attempted;         /* the transport made an attempt already */
 	bool unbounded;         /* no helper thread: pages wait without limit */
+	bool reading;           /* the reader came: the helper may stop reading until it takes a page */
 	bool done;              /* the helper is over: status, rc, error, rv, whole are set */
 	bool abandoned;         /* the reader stopped: the helper aborts its transfer */
 	long status;
@@ -669,17 +673,20 @@ static void stream_page_free(struct stream_page *p)
 	free(p);
 }
 
-/* Waits until the reader took the page before (at most STREAM_QUEUE wait: with the one it
- * works on and the one being parsed, memory holds two or three pages). False when the reader
- * abandoned the list. */
-static bool stream_wait_room(struct list_stream *s)
+/* Room for one more page: 1 once the reader took the page before (at most STREAM_QUEUE wait:
+ * with the one it works on and the one being parsed, memory holds two pages), 0 when there is
+ * none and the transfer must not wait, -1 when the reader abandoned the list. */
+static int stream_wait_room(struct list_stream *s)
 {
 	pthread_mutex_lock(&s->lock);
-	while (s->queued >= STREAM_QUEUE && !s->abandoned && !s->unbounded)
+	/* Before the reader comes, the transfer never waits (curl's timeout and the apiserver's
+	 * count on): the text is kept unparsed until there is room. */
+	bool wait = s->reading || s->transfer_over;
+	while (wait && s->queued >= STREAM_QUEUE && !s->abandoned && !s->unbounded)
 		pthread_cond_wait(&s->cond, &s->lock);
-	bool ok = !s->abandoned;
+	int r = s->abandoned ? -1 : (s->queued >= STREAM_QUEUE && !s->unbounded) ? 0 : 1;
 	pthread_mutex_unlock(&s->lock);
-	return ok;
+	return r;
 }
 
 /* Hands the page being filled to the reader. */
@@ -701,8 +708,29 @@ static void stream_push(struct list_stream *s)
 	pthread_mutex_unlock(&s->lock);
 }
 
-/* The list's head (kind, apiVersion, metadata: the text before "items", parsed by jansson as
- * an object of its own) once the text reaches the items' opening bracket. */
+/* The list's head (the text before "items", parsed by jansson as an object of its own) once
+ * the text reaches the items' opening bracket. */
+static bool is_ws(char ch) { return ch == ' ' || ch == '\t' || ch == '\r' || ch == '\n'; }
+
+/* A list's metadata may not say that more is to come: it was asked for whole. */
+static bool stream_meta_ok(struct list_stream *s, json_t *meta)
+{
+	const char *next = json_string_value(json_object_get(meta, "continue"));
+	if (next && *next) {
+		s->rc = GITOPS_EPARSE;
+		free(s->error);
+		s->error = gitops_sprintf("list %s: the apiserver answered with one page of a list asked for whole; "
+					  "nothing of this list is used", s->kind);
+		return false;
+	}
+	const char *rv = json_string_value(json_object_get(meta, "resourceVersion"));
+	if (rv) {
+		free(s->rv);
+		s->rv = gitops_strdup(rv);
+	}
+	return true;
+}
+
 static void stream_head(struct list_stream *s)
 {
 	const char *t = s->text.ptr;
@@ -713,7 +741,7 @@ static void stream_head(struct list_stream *s)
 		return;
 	}
 	size_t open = (size_t)(at - t) + 8;
-	while (open < s->text.len && strchr(" \t\r\n", t[open]))
+	while (open < s->text.len && is_ws(t[open]))
 		open++;
 	if (open >= s->text.len)
 		return; /* more text to come */
@@ -722,24 +750,25 @@ static void stream_head(struct list_stream *s)
 		return;
 	}
 	size_t n = (size_t)(at - t);
-	while (n > 0 && strchr(", \t\r\n", t[n - 1]))
+	while (n > 0 && (t[n - 1] == ',' || is_ws(t[n - 1])))
 		n--;
 	gitops_buf head = GITOPS_BUF_INIT;
 	gitops_buf_put(&head, t, n);
 	gitops_buf_putc(&head, '}');
 	json_t *h = json_loadb(head.ptr, head.len, 0, NULL);
 	gitops_buf_free(&head);
-	const char *kind = json_string_value(json_object_get(h, "kind"));
-	json_t *meta = json_object_get(h, "metadata");
-	if (!kind || !json_is_object(meta)) {
+	if (!json_is_object(h)) {
 		json_decref(h);
 		s->phase = ST_WHOLE;
 		return;
 	}
-	const char *rv = json_string_value(json_object_get(meta, "resourceVersion"));
-	free(s->rv);
-	s->rv = rv ? gitops_strdup(rv) : NULL;
+	/* Built-in lists begin with kind, apiVersion and metadata; custom resources' lists sort
+	 * their keys (apiVersion, items, kind, metadata): then the metadata follows the items. */
+	json_t *meta = json_object_get(h, "metadata");
+	bool ok = !meta || stream_meta_ok(s, meta);
 	json_decref(h);
+	if (!ok)
+		return;
 	s->pos = open + 1;
 	s->phase = ST_ITEMS;
 }
@@ -752,7 +781,7 @@ static bool stream_items(struct list_stream *s, bool last)
 	const char *t = s->text.ptr;
 	size_t len = s->text.len;
 	while (s->phase == ST_ITEMS) {
-		while (s->pos < len && strchr(" \t\r\n", t[s->pos]))
+		while (s->pos < len && is_ws(t[s->pos]))
 			s->pos++;
 		if (s->pos >= len)
 			break;
@@ -769,8 +798,11 @@ static bool stream_items(struct list_stream *s, bool last)
 			continue;
 		}
 		if (!s->cur) {
-			if (!stream_wait_room(s))
+			int room = stream_wait_room(s);
+			if (room < 0)
 				return false;
+			if (!room)
+				break; /* parsed once the reader takes a page */
 			s->cur = gitops_calloc(1, sizeof(*s->cur));
 			s->cur->arena = gitops_json_arena_open();
 			gitops_json_arena *was = gitops_json_arena_use(s->cur->arena);
@@ -789,10 +821,14 @@ static bool stream_items(struct list_stream *s, bool last)
 		}
 		gitops_json_arena_use(was);
 		if (!it) {
-			if (last)
+			/* An item cut by the end of what came so far fails at that end; one that fails
+			 * before it is malformed (or nested too deep) whatever comes next. */
+			if (last || (size_t)je.position + 16 < len - s->pos)
 				goto bad;
-			break; /* its end has not come yet */
+			s->next_try = (len - s->pos) * 2; /* a large item: not parsed again at every chunk */
+			break;
 		}
+		s->next_try = 0;
 		if (!json_is_object(it)) {
 			json_decref(it);
 			goto bad;
@@ -807,6 +843,7 @@ static bool stream_items(struct list_stream *s, bool last)
 	if (s->pos > (s->text.len >> 1) || s->phase == ST_END) {
 		memmove(s->text.ptr, s->text.ptr + s->pos, s->text.len - s->pos);
 		s->text.len -= s->pos;
+		s->dropped += s->pos;
 		s->pos = 0;
 	}
 	return true;
@@ -817,7 +854,7 @@ bad:
 	free(s->error);
 	s->error = gitops_sprintf("list %s: the apiserver's answer cannot be read as JSON near byte %zu "
 				  "(malformed, or an object nested deeper than %d levels); nothing of this list is used",
-				  s->kind, s->pos, JSON_PARSER_MAX_DEPTH);
+				  s->kind, s->dropped + s->pos, JSON_PARSER_MAX_DEPTH);
 	return false;
 }
 
@@ -838,7 +875,8 @@ static size_t stream_data(void *ud, const char *data, size_t len)
 	gitops_buf_put(&s->text, data, len);
 	if (s->phase == ST_HEAD)
 		stream_head(s);
-	if (s->phase == ST_ITEMS && s->text.len - s->pos >= STREAM_PARSE_AT && !stream_items(s, false))
+	size_t unparsed = s->text.len - s->pos;
+	if (s->phase == ST_ITEMS && unparsed >= STREAM_PARSE_AT && unparsed >= s->next_try && !stream_items(s, false))
 		return 0; /* aborts the transfer */
 	return len;
 }
@@ -849,6 +887,8 @@ static void stream_attempt(void *ud)
 	struct list_stream *s = ud;
 	s->text.len = 0;
 	s->pos = 0;
+	s->dropped = 0;
+	s->next_try = 0;
 	s->phase = ST_HEAD;
 	s->after_item = false;
 	stream_page_free(s->cur);
@@ -870,6 +910,29 @@ static void stream_attempt(void *ud)
 	pthread_mutex_unlock(&s->lock);
 }
 
+/* The text after the items' closing bracket: the rest of the list (a custom resources' list has
+ * its kind and metadata there), parsed by jansson as an object of its own. */
+static void stream_tail(struct list_stream *s)
+{
+	size_t i = s->pos;
+	while (i < s->text.len && (is_ws(s->text.ptr[i]) || s->text.ptr[i] == ','))
+		i++;
+	gitops_buf tail = GITOPS_BUF_INIT;
+	gitops_buf_putc(&tail, '{');
+	gitops_buf_put(&tail, s->text.ptr + i, s->text.len - i);
+	json_t *t = json_loadb(tail.ptr, tail.len, 0, NULL);
+	gitops_buf_free(&tail);
+	if (!json_is_object(t)) {
+		s->rc = GITOPS_EPARSE;
+		free(s->error);
+		s->error = gitops_sprintf("list %s: the apiserver's answer cannot be read as JSON after its items; "
+					  "nothing of this list is used", s->kind);
+	} else if (json_object_get(t, "metadata")) {
+		stream_meta_ok(s, json_object_get(t, "metadata"));
+	}
+	json_decref(t);
+}
+
 static void *stream_run(void *arg)
 {
 	struct list_stream *s = arg;
@@ -883,6 +946,9 @@ static void *stream_run(void *arg)
 		s->rc = rc;
 		s->error = gitops_strdup(gitops_error_last());
 	}
+	pthread_mutex_lock(&s->lock);
+	s->transfer_over = true;
+	pthread_mutex_unlock(&s->lock);
 	if (!s->rc && s->phase == ST_ITEMS && stream_items(s, true) && s->phase == ST_ITEMS) {
 		s->rc = GITOPS_EPARSE;
 		s->error = gitops_sprintf("list %s: the apiserver's answer ends before the list does "
@@ -901,6 +967,8 @@ static void *stream_run(void *arg)
 						  s->kind, je.position, s->text.len, JSON_PARSER_MAX_DEPTH);
 		}
 	}
+	if (!s->rc && s->phase == ST_END)
+		stream_tail(s);
 	if (!s->rc && s->phase == ST_END)
 		stream_push(s);
 	gitops_buf_free(&s->text);
@@ -1026,6 +1094,9 @@ int kube_list_ahead_pages(kube_list_ahead *la, void (*page)(void *ud, json_t *it
 	struct list_stream *s = &la->s;
 	const struct kube_resource *r = la->r;
 	const char *ns = la->ns;
+	pthread_mutex_lock(&s->lock);
+	s->reading = true;
+	pthread_mutex_unlock(&s->lock);
 	for (;;) {
 		struct stream_page *p;
 		bool restarted;
@@ -1062,11 +1133,10 @@ int kube_list_ahead_pages(kube_list_ahead *la, void (*page)(void *ud, json_t *it
 				if (!json_object_get(it, "kind"))
 					json_object_set_new(it, "kind", json_string(r->kind));
 			}
-			if (json_array_size(items))
+			if (!stream_meta_ok(s, json_object_get(s->whole, "metadata")))
+				rc = gitops_error_set(s->rc, "%s", s->error);
+			else if (json_array_size(items))
 				page(ud, items);
-			const char *rv = json_string_value(json_object_get(json_object_get(s->whole, "metadata"), "resourceVersion"));
-			free(s->rv);
-			s->rv = rv ? gitops_strdup(rv) : NULL;
 		}
 	} else if (s->phase != ST_END) {
 		rc = gitops_error_set(GITOPS_EPARSE, "list %s%s%s: the apiserver's reply is empty",

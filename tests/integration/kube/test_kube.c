@@ -299,6 +299,8 @@ static void list_pages_through_more_than_one_page_with_a_selector(void **state)
 
 static void count_items(void *ud, json_t *items) { *(size_t *)ud += json_array_size(items); }
 
+static void count_pages(void *ud, json_t *items) { (void)items; (*(size_t *)ud)++; }
+
 struct pages_seen {
 	int pages;
 	json_t *names;
@@ -347,6 +349,49 @@ static void list_read_as_it_arrives_comes_in_pages_every_object_once(void **stat
 	assert_true(strtoull(rv, NULL, 10) > 0);
 	json_decref(seen.names);
 	free(rv);
+
+	/* custom resources: their lists sort their keys (apiVersion, items, kind, metadata), so the
+	 * resourceVersion comes after the items */
+	char *u = t_unique("s");
+	for (char *q = u; *q; q++)
+		if (*q == '-')
+			*q = 'x';
+	char *group = gitops_sprintf("%s.test.gitops.dev", u);
+	json_t *crd = widget_crd(group, "streams", "Stream");
+	assert_int_equal(kube_apply(NULL, NULL, client, crd, NULL), 0);
+	bool ready = false;
+	if (kube_wait_crds(client, (const json_t *const *)&crd, 1, &ready, 30000))
+		fail_msg("wait: %s", gitops_error_last());
+	char *av = gitops_sprintf("%s/v1", group);
+	char *spec = gitops_calloc(1, 2049);
+	memset(spec, 's', 2048);
+	for (int i = 0; i < 400; i++) {
+		char name[32];
+		snprintf(name, sizeof(name), "cr-%04d", i);
+		json_t *o = json_pack("{s:s, s:s, s:{s:s, s:s}, s:{s:s}}", "apiVersion", av, "kind", "Stream", "metadata",
+				      "name", name, "namespace", ns, "spec", "text", spec);
+		if (kube_apply(NULL, NULL, client, o, NULL))
+			fail_msg("apply %s: %s", name, gitops_error_last());
+		json_decref(o);
+	}
+	free(spec);
+	assert_int_equal(kube_resource_for(&r, client, av, "Stream"), 0);
+	json_t *items = NULL;
+	rv = NULL;
+	assert_int_equal(kube_list(&items, &rv, client, r, ns, NULL), 0);
+	assert_int_equal(json_array_size(items), 400);
+	assert_string_equal(json_string_value(json_object_get(json_array_get(items, 399), "kind")), "Stream");
+	assert_non_null(rv);
+	assert_true(strtoull(rv, NULL, 10) > 0);
+	json_decref(items);
+	free(rv);
+	size_t counted = 0;
+	assert_int_equal(kube_list_pages(client, r, ns, NULL, count_pages, NULL, &counted, NULL), 0);
+	assert_true(counted >= 2);
+	json_decref(crd);
+	free(av);
+	free(group);
+	free(u);
 }
 
 /* Lists asked for ahead (kube_list_ahead_*): several under way at once, read in any order, each
