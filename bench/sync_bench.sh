@@ -3,7 +3,7 @@
 # two sizes (BENCH_SIZES, default "1100 11000": ten ConfigMaps for each Deployment, in one plain
 # directory, each tool in its own namespace): the initial sync against `kubectl apply
 # --server-side`, then a no-op diff against `kubectl diff --server-side`, then a no-op sync.
-# The diffs run once the Deployments are Available (the controllers' rollout over); gitops diff
+# The diffs run once every Deployment has its Pod (the controllers' rollout over); gitops diff
 # runs three times, the median shown. Prints wall time, the ratio, the API requests and writes
 # each made (from the apiserver's apiserver_request_total, the control plane's own controllers
 # left out) and gitops' peak resident memory, then how each figure grows from the first size
@@ -119,9 +119,11 @@ Y
   row "  ratio gitops/kubectl (target <= 0.35)" "$(ratio "$g_ms" "$k_ms")"
 
   # The diffs are measured once the control plane settled: right after the two initial syncs its
-  # controllers and kwok still roll out the Deployments, and the wall time would measure them.
+  # controllers still create the Deployments' ReplicaSets and Pods, and the wall time would
+  # measure them. (Not "Available": the 3 kwok nodes hold 330 Pods, so most stay Pending.)
   for ns in $gns $kns; do
-    kubectl -n "$ns" wait --for=condition=Available deployment --all --timeout=600s >/dev/null
+    kubectl -n "$ns" wait --for=jsonpath='{.status.replicas}'=1 deployment --all --timeout=300s >/dev/null 2>&1 ||
+      echo "  (not every Deployment of $ns got its Pod in 300 s: the diffs run anyway)"
   done
   # gitops diff: three runs, the median's figures (one run moves by ±20% with the machine's load)
   runs=()
