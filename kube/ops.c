@@ -664,6 +664,15 @@ struct list_stream {
 	gitops_json_arena *whole_arena;
 };
 
+/* List items lack their apiVersion and kind; callers compare whole objects. */
+static void fill_type(json_t *it, const char *api_version, const char *kind)
+{
+	if (!json_object_get(it, "apiVersion"))
+		json_object_set_new(it, "apiVersion", json_string(api_version));
+	if (!json_object_get(it, "kind"))
+		json_object_set_new(it, "kind", json_string(kind));
+}
+
 static void stream_page_free(struct stream_page *p)
 {
 	if (!p)
@@ -671,6 +680,18 @@ static void stream_page_free(struct stream_page *p)
 	json_decref(p->items);
 	gitops_json_arena_close(p->arena);
 	free(p);
+}
+
+/* Drops the pages waiting for the reader (caller holds the lock, or is the only thread left). */
+static void stream_queue_clear(struct list_stream *s)
+{
+	while (s->q_first) {
+		struct stream_page *p = s->q_first;
+		s->q_first = p->next;
+		stream_page_free(p);
+	}
+	s->q_last = NULL;
+	s->queued = 0;
 }
 
 /* Room for one more page: 1 once the reader took the page before (at most STREAM_QUEUE wait:
@@ -813,10 +834,7 @@ static bool stream_items(struct list_stream *s, bool last)
 		gitops_json_arena *was = gitops_json_arena_use(s->cur->arena);
 		json_t *it = json_loadb(t + s->pos, len - s->pos, JSON_DISABLE_EOF_CHECK, &je);
 		if (it && json_is_object(it)) {
-			if (!json_object_get(it, "apiVersion"))
-				json_object_set_new(it, "apiVersion", json_string(s->api_version));
-			if (!json_object_get(it, "kind"))
-				json_object_set_new(it, "kind", json_string(s->kind));
+			fill_type(it, s->api_version, s->kind);
 			json_array_append_new(s->cur->items, it);
 		}
 		gitops_json_arena_use(was);
@@ -896,13 +914,7 @@ static void stream_attempt(void *ud)
 	s->cur_bytes = 0;
 	pthread_mutex_lock(&s->lock);
 	if (s->attempted) {
-		while (s->q_first) {
-			struct stream_page *p = s->q_first;
-			s->q_first = p->next;
-			stream_page_free(p);
-		}
-		s->q_last = NULL;
-		s->queued = 0;
+		stream_queue_clear(s);
 		s->restart = true;
 		pthread_cond_broadcast(&s->cond);
 	}
@@ -1029,11 +1041,7 @@ static void stream_finish(struct list_stream *s)
 	if (s->running)
 		pthread_join(s->th, NULL);
 	s->running = false;
-	while (s->q_first) {
-		struct stream_page *p = s->q_first;
-		s->q_first = p->next;
-		stream_page_free(p);
-	}
+	stream_queue_clear(s);
 	stream_page_free(s->cur);
 	json_decref(s->whole);
 	gitops_json_arena_close(s->whole_arena);
@@ -1047,7 +1055,6 @@ static void stream_finish(struct list_stream *s)
 
 /* A list whose GET is started (and read, on its helper thread) before its reader comes for it. */
 struct kube_list_ahead {
-	kube_client *c;
 	const struct kube_resource *r;
 	char *base, *sel, *gv, *ns;
 	struct list_stream s;
@@ -1057,7 +1064,6 @@ kube_list_ahead *kube_list_ahead_start(kube_client *c, const struct kube_resourc
 				       const char *label_selector)
 {
 	kube_list_ahead *la = gitops_calloc(1, sizeof(*la));
-	la->c = c;
 	la->r = r;
 	la->base = kube_path(r, ns, NULL);
 	la->sel = label_selector ? url_escape(label_selector) : NULL;
@@ -1127,12 +1133,8 @@ int kube_list_ahead_pages(kube_list_ahead *la, void (*page)(void *ud, json_t *it
 		} else {
 			size_t i;
 			json_t *it;
-			json_array_foreach(items, i, it) {
-				if (!json_object_get(it, "apiVersion"))
-					json_object_set_new(it, "apiVersion", json_string(la->gv));
-				if (!json_object_get(it, "kind"))
-					json_object_set_new(it, "kind", json_string(r->kind));
-			}
+			json_array_foreach(items, i, it)
+				fill_type(it, la->gv, r->kind);
 			if (!stream_meta_ok(s, json_object_get(s->whole, "metadata")))
 				rc = gitops_error_set(s->rc, "%s", s->error);
 			else if (json_array_size(items))

@@ -181,16 +181,35 @@ static json_t *widget_crd(const char *group, const char *plural, const char *kin
 	return crd;
 }
 
+/* A group name of its own for a test's CRDs (t_unique's dashes are not allowed in it). */
+static char *test_group(const char *prefix)
+{
+	char *u = t_unique(prefix);
+	for (char *p = u; *p; p++)
+		if (*p == '-')
+			*p = 'x';
+	char *group = gitops_sprintf("%s.test.gitops.dev", u);
+	free(u);
+	return group;
+}
+
+/* A widget CRD applied and waited for (caller frees it). */
+static json_t *established_crd(const char *group, const char *plural, const char *kind)
+{
+	json_t *crd = widget_crd(group, plural, kind);
+	assert_int_equal(kube_apply(NULL, NULL, client, crd, NULL), 0);
+	bool ready = false;
+	if (kube_wait_crds(client, (const json_t *const *)&crd, 1, &ready, 30000))
+		fail_msg("wait: %s", gitops_error_last());
+	return crd;
+}
+
 /* Several CRDs applied together are waited for together, and their kinds are then served
  * from the client's table with no discovery refresh. */
 static void crds_are_waited_for_together(void **state)
 {
 	(void)state;
-	char *u = t_unique("g");
-	for (char *p = u; *p; p++)
-		if (*p == '-')
-			*p = 'x';
-	char *group = gitops_sprintf("%s.test.gitops.dev", u);
+	char *group = test_group("g");
 	json_t *crds[3] = {widget_crd(group, "alphas", "Alpha"), widget_crd(group, "betas", "Beta"),
 			   widget_crd(group, "gammas", "Gamma")};
 	for (int i = 0; i < 3; i++)
@@ -221,7 +240,6 @@ static void crds_are_waited_for_together(void **state)
 	}
 	free(av);
 	free(group);
-	free(u);
 }
 
 static void *cancel_later(void *flag)
@@ -352,16 +370,8 @@ static void list_read_as_it_arrives_comes_in_pages_every_object_once(void **stat
 
 	/* custom resources: their lists sort their keys (apiVersion, items, kind, metadata), so the
 	 * resourceVersion comes after the items */
-	char *u = t_unique("s");
-	for (char *q = u; *q; q++)
-		if (*q == '-')
-			*q = 'x';
-	char *group = gitops_sprintf("%s.test.gitops.dev", u);
-	json_t *crd = widget_crd(group, "streams", "Stream");
-	assert_int_equal(kube_apply(NULL, NULL, client, crd, NULL), 0);
-	bool ready = false;
-	if (kube_wait_crds(client, (const json_t *const *)&crd, 1, &ready, 30000))
-		fail_msg("wait: %s", gitops_error_last());
+	char *group = test_group("s");
+	json_t *crd = established_crd(group, "streams", "Stream");
 	char *av = gitops_sprintf("%s/v1", group);
 	char *spec = gitops_calloc(1, 2049);
 	memset(spec, 's', 2048);
@@ -391,7 +401,6 @@ static void list_read_as_it_arrives_comes_in_pages_every_object_once(void **stat
 	json_decref(crd);
 	free(av);
 	free(group);
-	free(u);
 }
 
 /* Lists asked for ahead (kube_list_ahead_*): several under way at once, read in any order, each
@@ -440,16 +449,8 @@ static void lists_asked_for_ahead_are_read_whole_or_dropped(void **state)
 static void list_page_that_cannot_be_read_is_an_error_not_an_empty_page(void **state)
 {
 	(void)state;
-	char *u = t_unique("d");
-	for (char *p = u; *p; p++)
-		if (*p == '-')
-			*p = 'x';
-	char *group = gitops_sprintf("%s.test.gitops.dev", u);
-	json_t *crd = widget_crd(group, "deeps", "Deep");
-	assert_int_equal(kube_apply(NULL, NULL, client, crd, NULL), 0);
-	bool ready = false;
-	if (kube_wait_crds(client, (const json_t *const *)&crd, 1, &ready, 30000))
-		fail_msg("wait: %s", gitops_error_last());
+	char *group = test_group("d");
+	json_t *crd = established_crd(group, "deeps", "Deep");
 	char *av = gitops_sprintf("%s/v1", group);
 	json_t *flat = json_pack("{s:s, s:s, s:{s:s, s:s}, s:{s:s}}", "apiVersion", av, "kind", "Deep", "metadata",
 				 "name", "flat", "namespace", ns, "spec", "secretish", "s3cr3t-value");
@@ -497,7 +498,6 @@ static void list_page_that_cannot_be_read_is_an_error_not_an_empty_page(void **s
 	json_decref(crd);
 	free(av);
 	free(group);
-	free(u);
 }
 
 static void delete_and_errors_name_the_object(void **state)
